@@ -1,0 +1,3 @@
+from preflog.cli import main
+
+main()

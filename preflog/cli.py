@@ -1,0 +1,318 @@
+"""The ``preflog`` command line. Every subcommand has ``--help``.
+
+Settings come from ``PREFLOG_*`` environment variables; the global flags
+below override them for one run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .errors import PreflogError
+from .settings import Settings, load_settings
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    help="preflog: log preference pairs (prompt, chosen, rejected + provenance) from Kafka to an audit log.\n\n"
+    "Start here: `preflog up --demo` runs the whole pipeline on this machine.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+topics_app = typer.Typer(help="Create and inspect preflog's Kafka topics.", no_args_is_help=True)
+app.add_typer(topics_app, name="topics")
+console = Console(stderr=True)
+out = Console()
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    settings = ctx.obj
+    assert isinstance(settings, Settings)
+    return settings
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=console, transient=False, disable=not console.is_terminal and not _force_progress(),
+    )
+
+
+def _force_progress() -> bool:
+    import os
+
+    return os.environ.get("PREFLOG_PROGRESS") == "1"
+
+
+@app.callback()
+def _main(
+    ctx: typer.Context,
+    bootstrap_servers: Annotated[
+        str | None, typer.Option("--bootstrap-servers", "-b", help="Kafka brokers, host:port[,...]. Env: PREFLOG_KAFKA__BOOTSTRAP_SERVERS.")
+    ] = None,
+    framing: Annotated[
+        str | None, typer.Option(help="single-object (default; schemas from schemas/) or confluent (needs --schema-registry-url).")
+    ] = None,
+    schema_registry_url: Annotated[str | None, typer.Option(help="Schema Registry URL for framing=confluent.")] = None,
+    partitions: Annotated[int | None, typer.Option(help="Partitions of topics preflog creates. Env: PREFLOG_TOPICS__PARTITIONS.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Where the embedded stack keeps data and logs (default .preflog).")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False,
+) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.obj = load_settings(
+        {
+            "kafka": {"bootstrap_servers": bootstrap_servers},
+            "codec": {"framing": framing, "schema_registry_url": schema_registry_url},
+            "topics": {"partitions": partitions},
+            "data_dir": data_dir,
+        }
+    )
+
+
+@app.command()
+def produce(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="JSON lines, one event each ('-' for stdin). See README: Event files.", allow_dash=True)],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate only; send nothing.")] = False,
+) -> None:
+    """Validate events from a JSON-lines FILE and send the valid ones; report the rest with reasons.
+
+    Example: preflog produce events.jsonl
+    """
+    from .producers.client import PreflogProducer
+    from .producers.files import count_lines, read_lines
+    from .producers.load import produce_lines
+
+    settings = _settings(ctx)
+    stream = sys.stdin if str(file) == "-" else file.open(encoding="utf-8")
+    total = None if str(file) == "-" else count_lines(file)
+    producer = PreflogProducer.from_settings(settings)
+    try:
+        with _progress() as progress:
+            task = progress.add_task("producing" if not dry_run else "validating", total=total)
+            report = produce_lines(producer, read_lines(stream), dry_run, on_line=lambda _: progress.advance(task))
+    finally:
+        undelivered = producer.close()
+    table = Table(title="preflog produce", show_header=False)
+    table.add_row("valid" if dry_run else "sent", str(report.sent if not dry_run else "all but rejected"))
+    if not dry_run:
+        table.add_row("delivered", str(report.delivered))
+        table.add_row("delivery failures", str(len(report.failed) + undelivered))
+    table.add_row("rejected lines", str(len(report.rejected)))
+    out.print(table)
+    for field, n in report.by_reason().most_common():
+        out.print(f"  {n:6d} x {field}")
+    for number, problems in report.rejected[:20]:
+        out.print(f"  line {number}: {'; '.join(problems)}")
+    if len(report.rejected) > 20:
+        out.print(f"  ... and {len(report.rejected) - 20} more")
+    if report.failed or undelivered:
+        raise typer.Exit(2)
+    if report.rejected:
+        raise typer.Exit(1)
+
+
+@app.command()
+def generate(
+    ctx: typer.Context,
+    requests: Annotated[int, typer.Option(help="Inference events to generate.")] = 200,
+    rate: Annotated[float, typer.Option(help="Requests per second (event time, and wall time unless --fast).")] = 20.0,
+    fast: Annotated[bool, typer.Option("--fast", help="Send as fast as possible (event times still follow --rate).")] = False,
+    candidates: Annotated[str, typer.Option(help="Candidates per prompt, MIN-MAX.")] = "2-4",
+    feedback_delay: Annotated[float, typer.Option(help="Mean feedback delay in seconds (exponential).")] = 3.0,
+    no_feedback: Annotated[float, typer.Option(help="Share of requests that never get feedback.")] = 0.10,
+    duplicates: Annotated[float, typer.Option(help="Share of feedback delivered twice.")] = 0.03,
+    out_of_order: Annotated[float, typer.Option(help="Share of feedback sent before its inference.")] = 0.05,
+    invalid: Annotated[float, typer.Option(help="Share of feedback that is invalid (garbage bytes, bad indices).")] = 0.02,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same events.")] = 7,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write JSON lines here instead of sending to Kafka.")] = None,
+) -> None:
+    """Make realistic synthetic traffic: inference, feedback of every kind, and the mess production brings.
+
+    Examples: preflog generate --requests 1000 --fast ; preflog generate --out events.jsonl
+    """
+    from .producers.generator import TrafficProfile, generate as make_events
+
+    low, _, high = candidates.partition("-")
+    profile = TrafficProfile(
+        requests=requests, rate=rate, candidates_min=int(low), candidates_max=int(high or low),
+        feedback_delay_s=feedback_delay, no_feedback=no_feedback, duplicates=duplicates,
+        out_of_order=out_of_order, invalid=invalid, seed=seed,
+    )
+    events = make_events(profile)
+    if out_file is not None:
+        from .producers.files import dump_event
+
+        with out_file.open("w", encoding="utf-8") as f:
+            for e in events:
+                if e.record is not None:
+                    dump_event(e.event_type, e.record, f)
+                else:
+                    f.write("{garbage: not json\n")
+        out.print(f"wrote {len(events)} events to {out_file}")
+        return
+    from .producers.client import PreflogProducer
+    from .producers.traffic import send_traffic
+
+    settings = _settings(ctx)
+    producer = PreflogProducer.from_settings(settings)
+    try:
+        with _progress() as progress:
+            task = progress.add_task("sending", total=len(events))
+            sent = send_traffic(events, producer, pace=not fast, on_event=lambda _: progress.advance(task))
+    finally:
+        producer.close()
+    out.print("sent " + ", ".join(f"{n} {k}" for k, n in sorted(sent.items())) + f" to {settings.kafka.bootstrap_servers}")
+
+
+@topics_app.command("create")
+def topics_create(ctx: typer.Context) -> None:
+    """Create every preflog topic that does not exist yet, with --partitions partitions."""
+    from .deploy.topics import ensure_topics
+
+    s = _settings(ctx)
+    created = ensure_topics(s.kafka.client_config(), s.topics.all().values(), s.topics.partitions, s.topics.replication_factor)
+    out.print(f"created {len(created)} topic(s): {', '.join(created) or 'none, all exist'}")
+
+
+@topics_app.command("list")
+def topics_list(ctx: typer.Context) -> None:
+    """Show preflog's topics and their partition counts."""
+    from .deploy.topics import partition_counts
+
+    s = _settings(ctx)
+    counts = partition_counts(s.kafka.client_config(), s.topics.all().values())
+    table = Table("role", "topic", "partitions")
+    for role, topic in s.topics.all().items():
+        table.add_row(role, topic, str(counts.get(topic, "missing")))
+    out.print(table)
+
+
+ROLE_TYPES = {"inference": "InferenceEvent", "feedback": "FeedbackEvent", "pairs": "PreferencePair",
+              "unpaired": "UnpairedSignal", "unmatched": "UnmatchedRecord", "dead_letter": "DeadLetter"}
+
+
+@app.command()
+def tail(
+    ctx: typer.Context,
+    role: Annotated[str, typer.Argument(help="Which topic: " + ", ".join(ROLE_TYPES))],
+    limit: Annotated[int, typer.Option("--max", help="Stop after this many records (0 = follow).")] = 10,
+    timeout: Annotated[float, typer.Option(help="Stop after this many idle seconds.")] = 5.0,
+) -> None:
+    """Print records of a preflog topic from the beginning, decoded, as JSON lines."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from .deploy.topics import partition_counts
+    from .producers.files import _default
+
+    if role not in ROLE_TYPES:
+        raise typer.BadParameter(f"{role!r}; choose one of {', '.join(ROLE_TYPES)}", param_hint="ROLE")
+    s = _settings(ctx)
+    topic = s.topics.all()[role]
+    n = partition_counts(s.kafka.client_config(), [topic]).get(topic)
+    if n is None:
+        raise PreflogError(f"topic {topic} does not exist on {s.kafka.bootstrap_servers}; run `preflog topics create`")
+    codec = s.make_codec()
+    consumer = Consumer({**s.kafka.client_config(), "group.id": "preflog-tail", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, p, -2) for p in range(n)])
+    shown = 0
+    try:
+        while limit == 0 or shown < limit:
+            msg = consumer.poll(timeout)
+            if msg is None:
+                break
+            if msg.error():
+                continue
+            try:
+                record: Any = codec.decode(msg.value() or b"", ROLE_TYPES[role], topic)
+            except PreflogError as exc:
+                record = {"undecodable": str(exc), "value_hex": (msg.value() or b"").hex()}
+            out.print_json(json.dumps(record, default=_default)) if out.is_terminal else print(json.dumps(record, default=_default))
+            shown += 1
+    finally:
+        consumer.close()
+
+
+@app.command()
+def up(
+    ctx: typer.Context,
+    demo: Annotated[bool, typer.Option("--demo", help="Also run the traffic generator.")] = False,
+    duration: Annotated[float, typer.Option(help="Stop after this many seconds (0 = run until Ctrl-C).")] = 0.0,
+    requests: Annotated[int, typer.Option(help="With --demo: inference events to generate.")] = 200,
+    rate: Annotated[float, typer.Option(help="With --demo: requests per second.")] = 20.0,
+) -> None:
+    """Start preflog on this machine: the embedded Kafka-protocol broker (Tansu) and preflog's topics.
+
+    Data and logs go under --data-dir. Ctrl-C stops everything cleanly.
+    Example: preflog up --demo --duration 30
+    """
+    from .deploy.stack import FlowMonitor, Stack
+    from .producers.client import PreflogProducer
+    from .producers.generator import TrafficProfile, generate as make_events
+    from .producers.traffic import send_traffic
+
+    stack = Stack(_settings(ctx))
+    settings = stack.start()
+    assert stack.broker is not None
+    table = Table("what", "where", title="preflog up")
+    table.add_row("Kafka-protocol broker (Tansu)", f"{settings.kafka.bootstrap_servers}  log: {stack.broker.log_path}")
+    for role, topic in settings.topics.all().items():
+        table.add_row(f"topic: {role}", f"{topic} ({settings.topics.partitions} partitions)")
+    table.add_row("data directory", str(settings.data_dir.resolve()))
+    out.print(table)
+    out.print(f"Point other commands here with: export PREFLOG_KAFKA__BOOTSTRAP_SERVERS={settings.kafka.bootstrap_servers}")
+    monitor = FlowMonitor(settings.kafka.client_config(), settings.topics.all(), settings.topics.partitions).start()
+    stop = threading.Event()
+    sender: threading.Thread | None = None
+    sent: dict[str, int] = {}
+    if demo:
+        producer = PreflogProducer.from_settings(settings)
+        events = make_events(replace(TrafficProfile(), requests=requests, rate=rate))
+
+        def run() -> None:
+            try:
+                sent.update(send_traffic(events, producer, pace=True, stop=stop))
+            finally:
+                producer.close()
+
+        sender = threading.Thread(target=run, name="preflog-demo", daemon=True)
+        sender.start()
+        out.print(f"demo: sending {len(events)} events at {rate:g} requests/s")
+    try:
+        stack.wait(duration)
+    except KeyboardInterrupt:
+        out.print("stopping (Ctrl-C)")
+    finally:
+        stop.set()
+        if sender is not None:
+            sender.join()
+        monitor.stop()
+        stack.stop()
+    summary = Table("topic", "records", title="records seen on the broker")
+    for role, topic in settings.topics.all().items():
+        summary.add_row(topic, str(monitor.counts.get(role, 0)))
+    out.print(summary)
+    if sent:
+        out.print("demo sent " + ", ".join(f"{n} {k}" for k, n in sorted(sent.items())))
+    out.print(f"stopped; logs under {settings.data_dir.resolve()}")
+
+
+def main() -> None:
+    """Console entry point: PreflogErrors print their message, not a traceback."""
+    try:
+        app()
+    except PreflogError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        sys.exit(2)

@@ -1,0 +1,145 @@
+"""The one settings model of a preflog process.
+
+Read once at start-up from ``PREFLOG_*`` environment variables (nested with
+``__``, e.g. ``PREFLOG_KAFKA__BOOTSTRAP_SERVERS``), then overridden by CLI
+flags. Credentials are ``SecretStr``: they never appear in logs or reprs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ConfigError
+
+__all__ = ["CodecSettings", "KafkaSettings", "Settings", "TopicSettings", "load_settings"]
+
+
+class KafkaSettings(BaseModel):
+    """How to reach the Kafka cluster. ``extra`` takes any librdkafka key."""
+
+    bootstrap_servers: str = Field("127.0.0.1:9092", description="host:port[,host:port]")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = Field(None, description="PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER")
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: str | None = None
+    extra: dict[str, str] = Field(default_factory=dict, description="more librdkafka settings (not secrets)")
+
+    def client_config(self) -> dict[str, Any]:
+        """librdkafka (confluent-kafka) configuration."""
+        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers, "security.protocol": self.security_protocol}
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username:
+            conf["sasl.username"] = self.sasl_username
+        if self.sasl_password:
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        if self.ssl_ca_location:
+            conf["ssl.ca.location"] = self.ssl_ca_location
+        conf.update(self.extra)
+        return conf
+
+
+class TopicSettings(BaseModel):
+    """Topic names and how topics are created."""
+
+    inference: str = "preflog.inference.v1"
+    feedback: str = "preflog.feedback.v1"
+    pairs: str = "preflog.pairs.v1"
+    unpaired: str = "preflog.unpaired.v1"
+    unmatched: str = "preflog.unmatched.v1"
+    dead_letter: str = "preflog.dead-letter.v1"
+    partitions: int = Field(4, ge=1, description="partitions of topics preflog creates")
+    replication_factor: int = Field(1, ge=1)
+
+    def all(self) -> dict[str, str]:
+        """Role -> topic name, for every topic preflog uses."""
+        return {
+            "inference": self.inference,
+            "feedback": self.feedback,
+            "pairs": self.pairs,
+            "unpaired": self.unpaired,
+            "unmatched": self.unmatched,
+            "dead_letter": self.dead_letter,
+        }
+
+
+class CodecSettings(BaseModel):
+    """How records are framed on the wire."""
+
+    framing: Literal["single-object", "confluent"] = "single-object"
+    schema_registry_url: str | None = None
+    schema_registry_username: str | None = None
+    schema_registry_password: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _registry_needed(self) -> CodecSettings:
+        if self.framing == "confluent" and not self.schema_registry_url:
+            raise ValueError("framing=confluent needs schema_registry_url (PREFLOG_CODEC__SCHEMA_REGISTRY_URL)")
+        return self
+
+    def registry_config(self) -> dict[str, Any]:
+        """confluent-kafka SchemaRegistryClient configuration."""
+        conf: dict[str, Any] = {"url": self.schema_registry_url}
+        if self.schema_registry_username and self.schema_registry_password:
+            conf["basic.auth.user.info"] = (
+                f"{self.schema_registry_username}:{self.schema_registry_password.get_secret_value()}"
+            )
+        return conf
+
+
+class ProducerSettings(BaseModel):
+    """Producer SDK behaviour."""
+
+    max_block_ms: int = Field(50, ge=0, description="longest a log_* call may block when the local queue is full")
+    linger_ms: int = Field(5, ge=0)
+    queue_max_messages: int = Field(100_000, ge=1)
+    delivery_timeout_ms: int = Field(120_000, ge=1000)
+
+
+class Settings(BaseSettings):
+    """Everything one preflog process reads at start-up."""
+
+    model_config = SettingsConfigDict(env_prefix="PREFLOG_", env_nested_delimiter="__", extra="ignore")
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)  # type: ignore[arg-type]
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    codec: CodecSettings = Field(default_factory=CodecSettings)
+    producer: ProducerSettings = Field(default_factory=ProducerSettings)
+    data_dir: Path = Field(Path(".preflog"), description="where the embedded stack keeps its data and logs")
+
+    def make_codec(self) -> Any:
+        """The codec these settings select."""
+        from .schemas.codec import ConfluentCodec, SingleObjectCodec
+
+        if self.codec.framing == "confluent":
+            return ConfluentCodec(self.codec.registry_config())
+        return SingleObjectCodec()
+
+
+def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            out[key] = _merge(out.get(key) or {}, value)
+        elif value is not None:
+            out[key] = value
+    return out
+
+
+def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
+    """Settings from the environment, with ``overrides`` (CLI flags; None = not given) on top."""
+    from pydantic import ValidationError
+
+    try:
+        env = Settings()
+        if not overrides:
+            return env
+        return Settings.model_validate(_merge(env.model_dump(), overrides))
+    except ValidationError as exc:
+        lines = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(lines)) from None

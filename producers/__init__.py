@@ -1,0 +1,8 @@
+"""Producing inference and feedback events: the SDK, file loading, synthetic traffic."""
+
+from __future__ import annotations
+
+from .client import Delivered, PreflogProducer
+from .exceptions import BackpressureError, DeliveryError, ProducerClosedError
+
+__all__ = ["BackpressureError", "Delivered", "DeliveryError", "PreflogProducer", "ProducerClosedError"]

@@ -1,0 +1,160 @@
+"""Realistic synthetic traffic for demos, tests and benchmarks.
+
+A seeded :class:`TrafficProfile` gives the same events every time: inference
+events with 2..N candidates, feedback of every kind after an exponential
+event-time delay, and the mess production brings: feedback that never comes,
+feedback whose inference never comes, duplicates, feedback sent before its
+inference, and invalid records (undecodable bytes, impossible candidate
+indices).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal
+
+__all__ = ["GeneratedEvent", "TrafficProfile", "generate"]
+
+TOPICS = ["sourdough starter", "Kafka consumer lag", "a haiku about autumn", "Python type hints",
+          "the French Revolution", "unit tests for a parser", "a polite refund email", "black holes",
+          "SQL window functions", "a bedtime story about a fox", "RLHF vs DPO", "tax brackets"]
+ASKS = ["Explain {t} to a beginner.", "Write a short note about {t}.", "What are common mistakes with {t}?",
+        "Summarise {t} in three sentences.", "Give me a checklist for {t}."]
+STYLES = ["Sure! Here is a concise take on {t}: ", "Great question. {t} comes down to this: ",
+          "In short, {t} means ", "Let's break {t} down step by step. First, ", "Here's what matters about {t}: "]
+MODELS = [("acme-chat", "2026.10", "sha256:5f1c"), ("acme-chat", "2026.11", "sha256:9a07"), ("acme-mini", "1.4", None)]
+SIGNALS = [("copy", True), ("thumbs_regenerate", False), ("dwell", True), ("edit", False), ("share", True)]
+
+
+@dataclass(frozen=True)
+class TrafficProfile:
+    """What to generate. Shares are probabilities per request."""
+
+    requests: int = 200
+    rate: float = 20.0  # requests per second of event time (and of wall time when paced)
+    candidates_min: int = 2
+    candidates_max: int = 4
+    feedback_delay_s: float = 3.0  # mean of the exponential feedback delay, event time
+    no_feedback: float = 0.10  # inference that never gets feedback
+    orphan_feedback: float = 0.02  # feedback whose inference never comes
+    extra_feedback: float = 0.15  # a second judgement (e.g. a reward model) on the same request
+    duplicates: float = 0.03  # feedback delivered twice (producer retry)
+    out_of_order: float = 0.05  # feedback sent before its inference
+    invalid: float = 0.02  # undecodable bytes or an impossible candidate index
+    seed: int = 7
+    kinds: dict[str, float] = field(
+        default_factory=lambda: {"PAIRWISE": 0.4, "RANKING": 0.15, "SCORES": 0.2, "RATING": 0.15, "IMPLICIT": 0.1}
+    )
+
+
+@dataclass(frozen=True)
+class GeneratedEvent:
+    """One thing to send, ``at`` seconds after the start."""
+
+    at: float
+    event_type: Literal["inference", "feedback", "garbage"]
+    key: str
+    record: dict[str, Any] | None = None
+    raw: bytes | None = None
+    invalid_reason: str | None = None
+
+
+def _uuid(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def _inference(rng: random.Random, request_id: str, when: datetime, p: TrafficProfile) -> dict[str, Any]:
+    topic = rng.choice(TOPICS)
+    prompt = rng.choice(ASKS).format(t=topic)
+    name, version, checkpoint = rng.choice(MODELS)
+    n = rng.randint(p.candidates_min, p.candidates_max)
+    candidates = []
+    for i in range(n):
+        words = rng.randint(12, 60)
+        body = " ".join(hashlib.sha1(f"{request_id}{i}{w}".encode()).hexdigest()[: rng.randint(3, 9)] for w in range(words))
+        candidates.append({"index": i, "text": rng.choice(STYLES).format(t=topic) + body,
+                           "completion_tokens": words * 2, "finish_reason": rng.choice(["stop", "stop", "length"])})
+    return {
+        "request_id": request_id,
+        "event_time": when,
+        "prompt": prompt,
+        "prompt_messages": [{"role": "system", "content": "You are a helpful assistant."},
+                            {"role": "user", "content": prompt}],
+        "candidates": candidates,
+        "model": {"name": name, "version": version, "checkpoint_hash": checkpoint},
+        "prompt_tokens": len(prompt.split()) * 2,
+        "sampling": {"temperature": round(rng.uniform(0.2, 1.2), 2), "top_p": rng.choice([0.9, 0.95, 1.0]),
+                     "max_tokens": 512, "seed": rng.randint(0, 2**31), "extra": {"presence_penalty": "0.0"}},
+        "context": {"session_id": f"s-{rng.randint(1, p.requests // 3 + 1)}", "user_id": f"u-{rng.randint(1, 500)}",
+                    "tenant": rng.choice(["acme", "globex", "initech"]), "service": "chat-api"},
+        "metadata": {"region": rng.choice(["eu-west-1", "us-east-1"])},
+    }
+
+
+def _feedback(rng: random.Random, request_id: str, n: int, when: datetime, kind: str) -> dict[str, Any]:
+    fb: dict[str, Any] = {"feedback_id": _uuid(rng), "request_id": request_id, "event_time": when, "kind": kind}
+    order = rng.sample(range(n), n)
+    if kind == "PAIRWISE":
+        fb["pairwise"] = {"chosen": order[0], "rejected": order[1]}
+        fb["source"] = {"type": "HUMAN_ANNOTATOR", "id": f"annotator-{rng.randint(1, 40)}", "version": "guidelines-v3"}
+        fb["rationale"] = rng.choice([None, "more accurate", "clearer and shorter", "follows the instructions"])
+    elif kind == "RANKING":
+        ranks = [rng.randint(1, n) if rng.random() < 0.2 else r + 1 for r in range(n)]  # some ties
+        fb["ranking"] = [{"index": i, "rank": ranks[k]} for k, i in enumerate(order)]
+        fb["source"] = {"type": "HUMAN_ANNOTATOR", "id": f"annotator-{rng.randint(1, 40)}", "version": "guidelines-v3"}
+    elif kind == "SCORES":
+        fb["scores"] = [{"index": i, "score": round(rng.gauss(0.0, 2.0), 4)} for i in range(n)]
+        fb["source"] = {"type": "REWARD_MODEL", "id": "rm-prod", "name": "acme-rm", "version": rng.choice(["7", "8"])}
+    elif kind == "RATING":
+        fb["rating"] = {"index": order[0], "label": rng.random() < 0.6, "scale": "thumbs"}
+        fb["source"] = {"type": "END_USER", "id": f"u-{rng.randint(1, 500)}"}
+    else:
+        signal, label = rng.choice(SIGNALS)
+        fb["implicit"] = {"index": order[0], "signal": signal, "label": label, "value": round(rng.uniform(1, 90), 1)}
+        fb["source"] = {"type": "END_USER", "id": f"u-{rng.randint(1, 500)}"}
+        fb["explicit"] = False
+    return fb
+
+
+def generate(profile: TrafficProfile, start: datetime | None = None) -> list[GeneratedEvent]:
+    """The events of ``profile`` in the order to send them."""
+    rng = random.Random(profile.seed)
+    start = start or datetime.now(timezone.utc).replace(microsecond=0)
+    kinds, weights = zip(*profile.kinds.items())
+    events: list[GeneratedEvent] = []
+    for i in range(profile.requests):
+        at = i / profile.rate
+        request_id = _uuid(rng)
+        record = _inference(rng, request_id, start + timedelta(seconds=at), profile)
+        n = len(record["candidates"])
+        orphan = rng.random() < profile.orphan_feedback
+        if not orphan:
+            events.append(GeneratedEvent(at, "inference", request_id, record))
+        if rng.random() < profile.no_feedback and not orphan:
+            continue
+        for judgement in range(2 if rng.random() < profile.extra_feedback else 1):
+            delay = rng.expovariate(1 / profile.feedback_delay_s) if profile.feedback_delay_s > 0 else 0.0
+            kind = "SCORES" if judgement else rng.choices(kinds, weights)[0]
+            fb = _feedback(rng, request_id, n, start + timedelta(seconds=at + delay), kind)
+            send_at = at - 0.001 if rng.random() < profile.out_of_order else at + delay
+            roll = rng.random()
+            if roll < profile.invalid / 2:
+                events.append(GeneratedEvent(send_at, "garbage", request_id, raw=rng.randbytes(rng.randint(1, 40)),
+                                             invalid_reason="undecodable bytes"))
+                continue
+            if roll < profile.invalid:
+                fb.pop(fb["kind"].lower())
+                fb["kind"] = "PAIRWISE"
+                fb["pairwise"] = {"chosen": n + 1, "rejected": 0}
+                events.append(GeneratedEvent(send_at, "feedback", request_id, fb,
+                                             invalid_reason=f"candidate {n + 1} does not exist"))
+                continue
+            events.append(GeneratedEvent(send_at, "feedback", request_id, fb))
+            if rng.random() < profile.duplicates:
+                events.append(GeneratedEvent(send_at + 0.5, "feedback", request_id, fb))
+    events.sort(key=lambda e: e.at)
+    return events

@@ -1,0 +1,75 @@
+"""Validate and send a stream of events, keeping score of what was sent and what was refused."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from preflog.errors import PreflogError
+from preflog.schemas.events import feedback_record, inference_record
+from preflog.schemas.exceptions import ValidationError
+
+from .client import PreflogProducer
+from .files import Line
+
+__all__ = ["ProduceReport", "produce_lines"]
+
+
+@dataclass
+class ProduceReport:
+    """What ``produce_lines`` did."""
+
+    sent: int = 0
+    delivered: int = 0
+    rejected: list[tuple[int, list[str]]] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def by_reason(self) -> Counter[str]:
+        """Problems counted by the field each names."""
+        return Counter(p.split(":", 1)[0] for _, problems in self.rejected for p in problems)
+
+    def _done(self, future: object) -> None:
+        from concurrent.futures import Future
+
+        assert isinstance(future, Future)
+        with self._lock:
+            if future.exception() is None:
+                self.delivered += 1
+            else:
+                self.failed.append(str(future.exception()))
+
+
+def produce_lines(
+    producer: PreflogProducer,
+    lines: Iterable[Line],
+    dry_run: bool = False,
+    on_line: Callable[[Line], None] | None = None,
+) -> ProduceReport:
+    """Send each readable, valid line; refuse the others with their reason. Flushes at the end."""
+    report = ProduceReport()
+    for line in lines:
+        if on_line:
+            on_line(line)
+        if line.data is None:
+            report.rejected.append((line.number, [line.error or "unreadable"]))
+            continue
+        try:
+            if dry_run:
+                (feedback_record if line.event_type == "feedback" else inference_record)(line.data)
+                continue
+            log = producer.log_feedback if line.event_type == "feedback" else producer.log_inference
+            future: object = log(line.data)
+        except ValidationError as exc:
+            report.rejected.append((line.number, exc.problems))
+            continue
+        except PreflogError as exc:
+            report.rejected.append((line.number, [f"{type(exc).__name__}: {exc}"]))
+            continue
+        report.sent += 1
+        future.add_done_callback(report._done)  # type: ignore[attr-defined]
+    producer.flush()
+    return report
+
