@@ -77,9 +77,12 @@ class EmbeddedBroker:
         command = [
             broker_binary(),
             "broker",
-            "--listener-url", url,
-            "--advertised-listener-url", url,
-            "--storage-engine", self.storage,
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            self.storage,
         ]
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
@@ -94,14 +97,18 @@ class EmbeddedBroker:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise BrokerError(f"broker exited with code {self.process.returncode}; see {self.log_path}:\n{self._tail()}")
+                raise BrokerError(
+                    f"broker exited with code {self.process.returncode}; see {self.log_path}:\n{self._tail()}"
+                )
             try:
                 admin.list_topics(timeout=1)
                 return
             except Exception:
                 time.sleep(0.1)
         self.stop()
-        raise BrokerError(f"broker did not answer on {self.bootstrap_servers} within {timeout:.0f} s; see {self.log_path}")
+        raise BrokerError(
+            f"broker did not answer on {self.bootstrap_servers} within {timeout:.0f} s; see {self.log_path}"
+        )
 
     def _tail(self, lines: int = 20) -> str:
         try:

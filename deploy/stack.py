@@ -60,7 +60,9 @@ class Stack:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.broker = EmbeddedBroker(self.settings.data_dir / "broker").start()
         self.settings = self.settings.model_copy(
-            update={"kafka": self.settings.kafka.model_copy(update={"bootstrap_servers": self.broker.bootstrap_servers})}
+            update={
+                "kafka": self.settings.kafka.model_copy(update={"bootstrap_servers": self.broker.bootstrap_servers})
+            }
         )
         t = self.settings.topics
         self.created = ensure_topics(

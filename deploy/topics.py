@@ -51,7 +51,10 @@ def ensure_topics(
         return []
     admin = AdminClient(dict(kafka_config))
     futures = admin.create_topics(
-        [NewTopic(t, num_partitions=partitions, replication_factor=replication_factor, config=dict(config or {})) for t in missing],
+        [
+            NewTopic(t, num_partitions=partitions, replication_factor=replication_factor, config=dict(config or {}))
+            for t in missing
+        ],
         operation_timeout=timeout,
     )
     created = []

@@ -45,8 +45,13 @@ def _settings(ctx: typer.Context) -> Settings:
 
 def _progress() -> Progress:
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=console, transient=False, disable=not console.is_terminal and not _force_progress(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+        disable=not console.is_terminal and not _force_progress(),
     )
 
 
@@ -60,17 +65,27 @@ def _force_progress() -> bool:
 def _main(
     ctx: typer.Context,
     bootstrap_servers: Annotated[
-        str | None, typer.Option("--bootstrap-servers", "-b", help="Kafka brokers, host:port[,...]. Env: PREFLOG_KAFKA__BOOTSTRAP_SERVERS.")
+        str | None,
+        typer.Option(
+            "--bootstrap-servers", "-b", help="Kafka brokers, host:port[,...]. Env: PREFLOG_KAFKA__BOOTSTRAP_SERVERS."
+        ),
     ] = None,
     framing: Annotated[
-        str | None, typer.Option(help="single-object (default; schemas from schemas/) or confluent (needs --schema-registry-url).")
+        str | None,
+        typer.Option(help="single-object (default; schemas from schemas/) or confluent (needs --schema-registry-url)."),
     ] = None,
     schema_registry_url: Annotated[str | None, typer.Option(help="Schema Registry URL for framing=confluent.")] = None,
-    partitions: Annotated[int | None, typer.Option(help="Partitions of topics preflog creates. Env: PREFLOG_TOPICS__PARTITIONS.")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="Where the embedded stack keeps data and logs (default .preflog).")] = None,
+    partitions: Annotated[
+        int | None, typer.Option(help="Partitions of topics preflog creates. Env: PREFLOG_TOPICS__PARTITIONS.")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Where the embedded stack keeps data and logs (default .preflog).")
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False,
 ) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     ctx.obj = load_settings(
         {
             "kafka": {"bootstrap_servers": bootstrap_servers},
@@ -84,7 +99,10 @@ def _main(
 @app.command()
 def produce(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(help="JSON lines, one event each ('-' for stdin). See README: Event files.", allow_dash=True)],
+    file: Annotated[
+        Path,
+        typer.Argument(help="JSON lines, one event each ('-' for stdin). See README: Event files.", allow_dash=True),
+    ],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate only; send nothing.")] = False,
 ) -> None:
     """Validate events from a JSON-lines FILE and send the valid ones; report the rest with reasons.
@@ -129,27 +147,41 @@ def generate(
     ctx: typer.Context,
     requests: Annotated[int, typer.Option(help="Inference events to generate.")] = 200,
     rate: Annotated[float, typer.Option(help="Requests per second (event time, and wall time unless --fast).")] = 20.0,
-    fast: Annotated[bool, typer.Option("--fast", help="Send as fast as possible (event times still follow --rate).")] = False,
+    fast: Annotated[
+        bool, typer.Option("--fast", help="Send as fast as possible (event times still follow --rate).")
+    ] = False,
     candidates: Annotated[str, typer.Option(help="Candidates per prompt, MIN-MAX.")] = "2-4",
     feedback_delay: Annotated[float, typer.Option(help="Mean feedback delay in seconds (exponential).")] = 3.0,
     no_feedback: Annotated[float, typer.Option(help="Share of requests that never get feedback.")] = 0.10,
     duplicates: Annotated[float, typer.Option(help="Share of feedback delivered twice.")] = 0.03,
     out_of_order: Annotated[float, typer.Option(help="Share of feedback sent before its inference.")] = 0.05,
-    invalid: Annotated[float, typer.Option(help="Share of feedback that is invalid (garbage bytes, bad indices).")] = 0.02,
+    invalid: Annotated[
+        float, typer.Option(help="Share of feedback that is invalid (garbage bytes, bad indices).")
+    ] = 0.02,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same events.")] = 7,
-    out_file: Annotated[Path | None, typer.Option("--out", help="Write JSON lines here instead of sending to Kafka.")] = None,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Write JSON lines here instead of sending to Kafka.")
+    ] = None,
 ) -> None:
     """Make realistic synthetic traffic: inference, feedback of every kind, and the mess production brings.
 
     Examples: preflog generate --requests 1000 --fast ; preflog generate --out events.jsonl
     """
-    from .producers.generator import TrafficProfile, generate as make_events
+    from .producers.generator import TrafficProfile
+    from .producers.generator import generate as make_events
 
     low, _, high = candidates.partition("-")
     profile = TrafficProfile(
-        requests=requests, rate=rate, candidates_min=int(low), candidates_max=int(high or low),
-        feedback_delay_s=feedback_delay, no_feedback=no_feedback, duplicates=duplicates,
-        out_of_order=out_of_order, invalid=invalid, seed=seed,
+        requests=requests,
+        rate=rate,
+        candidates_min=int(low),
+        candidates_max=int(high or low),
+        feedback_delay_s=feedback_delay,
+        no_feedback=no_feedback,
+        duplicates=duplicates,
+        out_of_order=out_of_order,
+        invalid=invalid,
+        seed=seed,
     )
     events = make_events(profile)
     if out_file is not None:
@@ -174,7 +206,9 @@ def generate(
             sent = send_traffic(events, producer, pace=not fast, on_event=lambda _: progress.advance(task))
     finally:
         producer.close()
-    out.print("sent " + ", ".join(f"{n} {k}" for k, n in sorted(sent.items())) + f" to {settings.kafka.bootstrap_servers}")
+    out.print(
+        "sent " + ", ".join(f"{n} {k}" for k, n in sorted(sent.items())) + f" to {settings.kafka.bootstrap_servers}"
+    )
 
 
 @topics_app.command("create")
@@ -183,7 +217,9 @@ def topics_create(ctx: typer.Context) -> None:
     from .deploy.topics import ensure_topics
 
     s = _settings(ctx)
-    created = ensure_topics(s.kafka.client_config(), s.topics.all().values(), s.topics.partitions, s.topics.replication_factor)
+    created = ensure_topics(
+        s.kafka.client_config(), s.topics.all().values(), s.topics.partitions, s.topics.replication_factor
+    )
     out.print(f"created {len(created)} topic(s): {', '.join(created) or 'none, all exist'}")
 
 
@@ -200,8 +236,14 @@ def topics_list(ctx: typer.Context) -> None:
     out.print(table)
 
 
-ROLE_TYPES = {"inference": "InferenceEvent", "feedback": "FeedbackEvent", "pairs": "PreferencePair",
-              "unpaired": "UnpairedSignal", "unmatched": "UnmatchedRecord", "dead_letter": "DeadLetter"}
+ROLE_TYPES = {
+    "inference": "InferenceEvent",
+    "feedback": "FeedbackEvent",
+    "pairs": "PreferencePair",
+    "unpaired": "UnpairedSignal",
+    "unmatched": "UnmatchedRecord",
+    "dead_letter": "DeadLetter",
+}
 
 
 @app.command()
@@ -215,7 +257,7 @@ def tail(
     from confluent_kafka import Consumer, TopicPartition
 
     from .deploy.topics import partition_counts
-    from .producers.files import _default
+    from .producers.files import json_default
 
     if role not in ROLE_TYPES:
         raise typer.BadParameter(f"{role!r}; choose one of {', '.join(ROLE_TYPES)}", param_hint="ROLE")
@@ -239,7 +281,9 @@ def tail(
                 record: Any = codec.decode(msg.value() or b"", ROLE_TYPES[role], topic)
             except PreflogError as exc:
                 record = {"undecodable": str(exc), "value_hex": (msg.value() or b"").hex()}
-            out.print_json(json.dumps(record, default=_default)) if out.is_terminal else print(json.dumps(record, default=_default))
+            out.print_json(json.dumps(record, default=json_default)) if out.is_terminal else print(
+                json.dumps(record, default=json_default)
+            )
             shown += 1
     finally:
         consumer.close()
@@ -260,7 +304,8 @@ def up(
     """
     from .deploy.stack import FlowMonitor, Stack
     from .producers.client import PreflogProducer
-    from .producers.generator import TrafficProfile, generate as make_events
+    from .producers.generator import TrafficProfile
+    from .producers.generator import generate as make_events
     from .producers.traffic import send_traffic
 
     stack = Stack(_settings(ctx))
@@ -272,7 +317,9 @@ def up(
         table.add_row(f"topic: {role}", f"{topic} ({settings.topics.partitions} partitions)")
     table.add_row("data directory", str(settings.data_dir.resolve()))
     out.print(table)
-    out.print(f"Point other commands here with: export PREFLOG_KAFKA__BOOTSTRAP_SERVERS={settings.kafka.bootstrap_servers}")
+    out.print(
+        f"Point other commands here with: export PREFLOG_KAFKA__BOOTSTRAP_SERVERS={settings.kafka.bootstrap_servers}"
+    )
     monitor = FlowMonitor(settings.kafka.client_config(), settings.topics.all(), settings.topics.partitions).start()
     stop = threading.Event()
     sender: threading.Thread | None = None

@@ -31,7 +31,10 @@ class KafkaSettings(BaseModel):
 
     def client_config(self) -> dict[str, Any]:
         """librdkafka (confluent-kafka) configuration."""
-        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers, "security.protocol": self.security_protocol}
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
         if self.sasl_mechanism:
             conf["sasl.mechanism"] = self.sasl_mechanism
         if self.sasl_username:
@@ -106,7 +109,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="PREFLOG_", env_nested_delimiter="__", extra="ignore")
 
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)  # type: ignore[arg-type]
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
     codec: CodecSettings = Field(default_factory=CodecSettings)
     producer: ProducerSettings = Field(default_factory=ProducerSettings)

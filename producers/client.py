@@ -76,6 +76,7 @@ class PreflogProducer:
         self.on_delivery = on_delivery
         self._candidates: OrderedDict[str, int] = OrderedDict()
         self._remember = remember_requests
+        self.produced = 0  # records handed to the Kafka client so far
         self._closed = threading.Event()
         self._poller = threading.Thread(target=self._poll_loop, name="preflog-producer-poll", daemon=True)
         self._poller.start()
@@ -142,6 +143,7 @@ class PreflogProducer:
         while True:
             try:
                 self._producer.produce(topic, value=value, key=key, on_delivery=delivered)
+                self.produced += 1
                 return future
             except BufferError:
                 if time.monotonic() >= deadline:

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["Line", "dump_event", "read_lines"]
+__all__ = ["Line", "count_lines", "dump_event", "json_default", "read_lines"]
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class Line:
     error: str | None = None
 
 
-def _default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat().replace("+00:00", "Z")
     if isinstance(value, bytes):
@@ -37,7 +37,7 @@ def _default(value: Any) -> Any:
 
 def dump_event(event_type: str, record: dict[str, Any], out: IO[str]) -> None:
     """Write one event as a JSON line."""
-    out.write(json.dumps({"event_type": event_type, **record}, default=_default, ensure_ascii=False) + "\n")
+    out.write(json.dumps({"event_type": event_type, **record}, default=json_default, ensure_ascii=False) + "\n")
 
 
 def _classify(data: dict[str, Any]) -> str:

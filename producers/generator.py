@@ -19,13 +19,34 @@ from typing import Any, Literal
 
 __all__ = ["GeneratedEvent", "TrafficProfile", "generate"]
 
-TOPICS = ["sourdough starter", "Kafka consumer lag", "a haiku about autumn", "Python type hints",
-          "the French Revolution", "unit tests for a parser", "a polite refund email", "black holes",
-          "SQL window functions", "a bedtime story about a fox", "RLHF vs DPO", "tax brackets"]
-ASKS = ["Explain {t} to a beginner.", "Write a short note about {t}.", "What are common mistakes with {t}?",
-        "Summarise {t} in three sentences.", "Give me a checklist for {t}."]
-STYLES = ["Sure! Here is a concise take on {t}: ", "Great question. {t} comes down to this: ",
-          "In short, {t} means ", "Let's break {t} down step by step. First, ", "Here's what matters about {t}: "]
+TOPICS = [
+    "sourdough starter",
+    "Kafka consumer lag",
+    "a haiku about autumn",
+    "Python type hints",
+    "the French Revolution",
+    "unit tests for a parser",
+    "a polite refund email",
+    "black holes",
+    "SQL window functions",
+    "a bedtime story about a fox",
+    "RLHF vs DPO",
+    "tax brackets",
+]
+ASKS = [
+    "Explain {t} to a beginner.",
+    "Write a short note about {t}.",
+    "What are common mistakes with {t}?",
+    "Summarise {t} in three sentences.",
+    "Give me a checklist for {t}.",
+]
+STYLES = [
+    "Sure! Here is a concise take on {t}: ",
+    "Great question. {t} comes down to this: ",
+    "In short, {t} means ",
+    "Let's break {t} down step by step. First, ",
+    "Here's what matters about {t}: ",
+]
 MODELS = [("acme-chat", "2026.10", "sha256:5f1c"), ("acme-chat", "2026.11", "sha256:9a07"), ("acme-mini", "1.4", None)]
 SIGNALS = [("copy", True), ("thumbs_regenerate", False), ("dwell", True), ("edit", False), ("share", True)]
 
@@ -75,22 +96,41 @@ def _inference(rng: random.Random, request_id: str, when: datetime, p: TrafficPr
     candidates = []
     for i in range(n):
         words = rng.randint(12, 60)
-        body = " ".join(hashlib.sha1(f"{request_id}{i}{w}".encode()).hexdigest()[: rng.randint(3, 9)] for w in range(words))
-        candidates.append({"index": i, "text": rng.choice(STYLES).format(t=topic) + body,
-                           "completion_tokens": words * 2, "finish_reason": rng.choice(["stop", "stop", "length"])})
+        body = " ".join(
+            hashlib.sha1(f"{request_id}{i}{w}".encode()).hexdigest()[: rng.randint(3, 9)] for w in range(words)
+        )
+        candidates.append(
+            {
+                "index": i,
+                "text": rng.choice(STYLES).format(t=topic) + body,
+                "completion_tokens": words * 2,
+                "finish_reason": rng.choice(["stop", "stop", "length"]),
+            }
+        )
     return {
         "request_id": request_id,
         "event_time": when,
         "prompt": prompt,
-        "prompt_messages": [{"role": "system", "content": "You are a helpful assistant."},
-                            {"role": "user", "content": prompt}],
+        "prompt_messages": [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": prompt},
+        ],
         "candidates": candidates,
         "model": {"name": name, "version": version, "checkpoint_hash": checkpoint},
         "prompt_tokens": len(prompt.split()) * 2,
-        "sampling": {"temperature": round(rng.uniform(0.2, 1.2), 2), "top_p": rng.choice([0.9, 0.95, 1.0]),
-                     "max_tokens": 512, "seed": rng.randint(0, 2**31), "extra": {"presence_penalty": "0.0"}},
-        "context": {"session_id": f"s-{rng.randint(1, p.requests // 3 + 1)}", "user_id": f"u-{rng.randint(1, 500)}",
-                    "tenant": rng.choice(["acme", "globex", "initech"]), "service": "chat-api"},
+        "sampling": {
+            "temperature": round(rng.uniform(0.2, 1.2), 2),
+            "top_p": rng.choice([0.9, 0.95, 1.0]),
+            "max_tokens": 512,
+            "seed": rng.randint(0, 2**31),
+            "extra": {"presence_penalty": "0.0"},
+        },
+        "context": {
+            "session_id": f"s-{rng.randint(1, p.requests // 3 + 1)}",
+            "user_id": f"u-{rng.randint(1, 500)}",
+            "tenant": rng.choice(["acme", "globex", "initech"]),
+            "service": "chat-api",
+        },
         "metadata": {"region": rng.choice(["eu-west-1", "us-east-1"])},
     }
 
@@ -124,7 +164,7 @@ def generate(profile: TrafficProfile, start: datetime | None = None) -> list[Gen
     """The events of ``profile`` in the order to send them."""
     rng = random.Random(profile.seed)
     start = start or datetime.now(timezone.utc).replace(microsecond=0)
-    kinds, weights = zip(*profile.kinds.items())
+    kinds, weights = zip(*profile.kinds.items(), strict=False)
     events: list[GeneratedEvent] = []
     for i in range(profile.requests):
         at = i / profile.rate
@@ -143,15 +183,25 @@ def generate(profile: TrafficProfile, start: datetime | None = None) -> list[Gen
             send_at = at - 0.001 if rng.random() < profile.out_of_order else at + delay
             roll = rng.random()
             if roll < profile.invalid / 2:
-                events.append(GeneratedEvent(send_at, "garbage", request_id, raw=rng.randbytes(rng.randint(1, 40)),
-                                             invalid_reason="undecodable bytes"))
+                events.append(
+                    GeneratedEvent(
+                        send_at,
+                        "garbage",
+                        request_id,
+                        raw=rng.randbytes(rng.randint(1, 40)),
+                        invalid_reason="undecodable bytes",
+                    )
+                )
                 continue
             if roll < profile.invalid:
                 fb.pop(fb["kind"].lower())
                 fb["kind"] = "PAIRWISE"
                 fb["pairwise"] = {"chosen": n + 1, "rejected": 0}
-                events.append(GeneratedEvent(send_at, "feedback", request_id, fb,
-                                             invalid_reason=f"candidate {n + 1} does not exist"))
+                events.append(
+                    GeneratedEvent(
+                        send_at, "feedback", request_id, fb, invalid_reason=f"candidate {n + 1} does not exist"
+                    )
+                )
                 continue
             events.append(GeneratedEvent(send_at, "feedback", request_id, fb))
             if rng.random() < profile.duplicates:

@@ -72,4 +72,3 @@ def produce_lines(
         future.add_done_callback(report._done)  # type: ignore[attr-defined]
     producer.flush()
     return report
-

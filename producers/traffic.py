@@ -28,14 +28,12 @@ def send_traffic(
     """
     topics, codec = producer.topics, producer.codec
     sent: Counter[str] = Counter()
+    stop = stop or threading.Event()
     start = time.monotonic()
     for event in events:
-        if stop is not None and stop.is_set():
+        delay = start + event.at - time.monotonic() if pace else 0.0
+        if stop.wait(delay) if delay > 0 else stop.is_set():
             break
-        if pace:
-            delay = start + event.at - time.monotonic()
-            if delay > 0 and (stop.wait(delay) if stop is not None else time.sleep(delay)):
-                break
         if event.event_type == "garbage":
             producer.send(topics.feedback, event.key, event.raw or b"")
             sent["invalid"] += 1

@@ -162,15 +162,16 @@ def reference_problems(feedback: Mapping[str, Any], candidate_count: int | None)
     (negative indices, chosen == rejected, duplicates).
     """
     problems: list[str] = []
-    kind = feedback.get("kind")
+    kind = str(feedback.get("kind"))
 
     def check(index: Any, where: str) -> None:
         if not isinstance(index, int) or isinstance(index, bool) or index < 0:
             problems.append(f"{where}: {index!r} is not a candidate index (an integer >= 0)")
         elif candidate_count is not None and index >= candidate_count:
-            problems.append(f"{where}: candidate {index} does not exist; the inference has {candidate_count} (0..{candidate_count - 1})")
+            n = candidate_count
+            problems.append(f"{where}: candidate {index} does not exist; the inference has {n} (0..{n - 1})")
 
-    payload = feedback.get(PAYLOAD_FIELD.get(str(kind), "")) if kind in PAYLOAD_FIELD else None
+    payload = feedback.get(PAYLOAD_FIELD[kind]) if kind in PAYLOAD_FIELD else None
     if payload is None:
         return problems
     if kind == "PAIRWISE":
@@ -181,7 +182,8 @@ def reference_problems(feedback: Mapping[str, Any], candidate_count: int | None)
     elif kind in ("RANKING", "SCORES"):
         field = PAYLOAD_FIELD[kind]
         if not isinstance(payload, Sequence) or len(payload) < 2:
-            problems.append(f"{field}: at least 2 candidates must be {field[:-1]}ed")
+            given = len(payload) if isinstance(payload, Sequence) else 0
+            problems.append(f"{field}: {given} given, at least 2 candidates are needed")
             return problems
         seen: set[Any] = set()
         for n, entry in enumerate(payload):
@@ -223,7 +225,10 @@ def feedback_record(data: Mapping[str, Any], candidate_count: int | None = None)
         if data.get(PAYLOAD_FIELD[kind]) is None:
             problems.append(f"{PAYLOAD_FIELD[kind]}: missing; kind {kind} needs it")
         if kind == "SCORES":
-            record["scores"] = [{**s, "score": float(s["score"])} if isinstance(s, Mapping) and isinstance(s.get("score"), int) else s for s in data["scores"] or []]
+            record["scores"] = [
+                {**s, "score": float(s["score"])} if isinstance(s, Mapping) and isinstance(s.get("score"), int) else s
+                for s in data["scores"] or []
+            ]
     problems += reference_problems(record, candidate_count)
 
     source = data.get("source")

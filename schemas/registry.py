@@ -114,9 +114,7 @@ class SchemaStore:
         try:
             return self._versions[name]
         except KeyError:
-            raise SchemaError(
-                f"no schema named {name!r} in {self.root}; known: {', '.join(self.names)}"
-            ) from None
+            raise SchemaError(f"no schema named {name!r} in {self.root}; known: {', '.join(self.names)}") from None
 
     def latest(self, name: str) -> SchemaVersion:
         return self.versions(name)[-1]

@@ -23,9 +23,20 @@ def inference(**overrides: Any) -> dict[str, Any]:
         "event_time": T0,
         "prompt": "Name a prime number.",
         "prompt_messages": [{"role": "user", "content": "Name a prime number."}],
-        "candidates": [{"index": 0, "text": "7"}, {"index": 1, "text": "9"}, {"index": 2, "text": "11", "finish_reason": "stop"}],
+        "candidates": [
+            {"index": 0, "text": "7"},
+            {"index": 1, "text": "9"},
+            {"index": 2, "text": "11", "finish_reason": "stop"},
+        ],
         "model": {"name": "acme-chat", "version": "2026.11", "checkpoint_hash": "sha256:abc"},
-        "sampling": {"temperature": 0.7, "top_p": 0.95, "top_k": 40, "max_tokens": 64, "seed": 1, "extra": {"stop": "\\n"}},
+        "sampling": {
+            "temperature": 0.7,
+            "top_p": 0.95,
+            "top_k": 40,
+            "max_tokens": 64,
+            "seed": 1,
+            "extra": {"stop": "\\n"},
+        },
         "context": {"session_id": "s1", "user_id": "u1", "tenant": "acme", "service": "chat"},
         "metadata": {"region": "eu"},
     }

@@ -17,28 +17,80 @@ def all_samples() -> dict[str, dict[str, Any]]:
     inf = inference_record(inference())
     fb = feedback_record(feedback(inf["request_id"]))
     common = {
-        "request_id": inf["request_id"], "feedback_id": fb["feedback_id"], "prompt": inf["prompt"],
-        "prompt_messages": inf["prompt_messages"], "model": inf["model"], "sampling": inf["sampling"],
-        "context": inf["context"], "source": fb["source"], "explicit": True,
-        "inference_time": T0, "feedback_time": fb["event_time"], "inference_offset": OFFSET,
+        "request_id": inf["request_id"],
+        "feedback_id": fb["feedback_id"],
+        "prompt": inf["prompt"],
+        "prompt_messages": inf["prompt_messages"],
+        "model": inf["model"],
+        "sampling": inf["sampling"],
+        "context": inf["context"],
+        "source": fb["source"],
+        "explicit": True,
+        "inference_time": T0,
+        "feedback_time": fb["event_time"],
+        "inference_offset": OFFSET,
         "feedback_offset": {**OFFSET, "topic": "preflog.feedback.v1", "offset": 7},
     }
-    pair = {**common, "pair_id": str(uuid.uuid4()), "feedback_kind": "SCORES", "chosen": "7", "rejected": "9",
-            "chosen_messages": None, "rejected_messages": None, "chosen_index": 0, "rejected_index": 1,
-            "chosen_score": 1.5, "rejected_score": -0.25, "margin": 1.75, "chosen_model": None,
-            "rejected_model": {"name": "acme-mini", "version": None, "checkpoint_hash": None}, "rationale": None,
-            "join_latency_ms": 300_000, "inference_metadata": {"region": "eu"}, "feedback_metadata": {}}
-    unpaired = {**common, "signal_id": str(uuid.uuid4()), "feedback_kind": "RATING", "completion": "7",
-                "completion_messages": None, "completion_index": 0, "label": True, "value": None, "signal": "thumbs",
-                "completion_model": None}
-    unmatched = {"reason": "NO_FEEDBACK", "detail": "no feedback within 1h + 5m", "record_type": "InferenceEvent",
-                 "request_id": inf["request_id"], "feedback_id": None, "event_time": T0, "stream_time": T0,
-                 "value": b"\xc3\x01rest", "source_offset": OFFSET}
-    dead = {"reason": "pairwise.chosen: candidate 5 does not exist", "error_class": "InvalidReference",
-            "stage": "join", "key": inf["request_id"].encode(), "value": b"\x00garbage", "source_offset": OFFSET,
-            "failed_at": T0}
-    given = {"InferenceEvent": inf, "FeedbackEvent": fb, "PreferencePair": pair, "UnpairedSignal": unpaired,
-            "UnmatchedRecord": unmatched, "DeadLetter": dead}
+    pair = {
+        **common,
+        "pair_id": str(uuid.uuid4()),
+        "feedback_kind": "SCORES",
+        "chosen": "7",
+        "rejected": "9",
+        "chosen_messages": None,
+        "rejected_messages": None,
+        "chosen_index": 0,
+        "rejected_index": 1,
+        "chosen_score": 1.5,
+        "rejected_score": -0.25,
+        "margin": 1.75,
+        "chosen_model": None,
+        "rejected_model": {"name": "acme-mini", "version": None, "checkpoint_hash": None},
+        "rationale": None,
+        "join_latency_ms": 300_000,
+        "inference_metadata": {"region": "eu"},
+        "feedback_metadata": {},
+    }
+    unpaired = {
+        **common,
+        "signal_id": str(uuid.uuid4()),
+        "feedback_kind": "RATING",
+        "completion": "7",
+        "completion_messages": None,
+        "completion_index": 0,
+        "label": True,
+        "value": None,
+        "signal": "thumbs",
+        "completion_model": None,
+    }
+    unmatched = {
+        "reason": "NO_FEEDBACK",
+        "detail": "no feedback within 1h + 5m",
+        "record_type": "InferenceEvent",
+        "request_id": inf["request_id"],
+        "feedback_id": None,
+        "event_time": T0,
+        "stream_time": T0,
+        "value": b"\xc3\x01rest",
+        "source_offset": OFFSET,
+    }
+    dead = {
+        "reason": "pairwise.chosen: candidate 5 does not exist",
+        "error_class": "InvalidReference",
+        "stage": "join",
+        "key": inf["request_id"].encode(),
+        "value": b"\x00garbage",
+        "source_offset": OFFSET,
+        "failed_at": T0,
+    }
+    given = {
+        "InferenceEvent": inf,
+        "FeedbackEvent": fb,
+        "PreferencePair": pair,
+        "UnpairedSignal": unpaired,
+        "UnmatchedRecord": unmatched,
+        "DeadLetter": dead,
+    }
     return {name: _complete(name, record) for name, record in given.items()}
 
 
@@ -54,5 +106,5 @@ def _contains(full: Any, given: Any) -> bool:
     if isinstance(given, dict):
         return all(_contains(full.get(k), v) for k, v in given.items())
     if isinstance(given, list):
-        return len(full) == len(given) and all(_contains(f, g) for f, g in zip(full, given))
+        return len(full) == len(given) and all(_contains(f, g) for f, g in zip(full, given, strict=False))
     return bool(full == given)

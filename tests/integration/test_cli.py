@@ -1,0 +1,123 @@
+"""The command line against the real embedded broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from preflog.cli import app
+from preflog.deploy.broker import EmbeddedBroker
+from preflog.producers.files import json_default
+from preflog.settings import TopicSettings
+
+from ..conftest import feedback, inference
+from ..kafka_helpers import read_topic
+
+pytestmark = pytest.mark.integration
+
+
+def _env(broker: EmbeddedBroker, topics: TopicSettings) -> dict[str, str]:
+    env = {
+        "PREFLOG_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        "PREFLOG_TOPICS__PARTITIONS": str(topics.partitions),
+    }
+    env.update({f"PREFLOG_TOPICS__{role.upper()}": name for role, name in topics.all().items()})
+    return env
+
+
+def test_produce_sends_valid_lines_and_reports_the_rest(
+    broker: EmbeddedBroker, topics: TopicSettings, kafka_config: dict[str, Any], tmp_path: Path
+) -> None:
+    good = inference(event_time="2026-11-01T12:00:00Z")
+    lines = [
+        json.dumps({"event_type": "inference", **good}, default=json_default),
+        json.dumps(feedback(good["request_id"], event_time=1793534700000), default=json_default),
+        json.dumps(inference(candidates=["lonely"]), default=json_default),
+        "{oops",
+        json.dumps(feedback(good["request_id"], pairwise={"chosen": 7, "rejected": 0}), default=json_default),
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    result = CliRunner().invoke(app, ["produce", str(path)], env=_env(broker, topics))
+    assert result.exit_code == 1, result.output
+    assert "line 3: candidates: 1 given" in result.output
+    assert "line 4: not JSON" in result.output
+    assert "line 5: pairwise.chosen: candidate 7 does not exist" in result.output
+    assert len(read_topic(kafka_config, topics.inference, topics.partitions, expect=1)) == 1
+    assert len(read_topic(kafka_config, topics.feedback, topics.partitions, expect=1)) == 1
+
+
+def test_dry_run_sends_nothing(
+    broker: EmbeddedBroker, topics: TopicSettings, kafka_config: dict[str, Any], tmp_path: Path
+) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text(json.dumps(inference(), default=json_default) + "\n")
+    result = CliRunner().invoke(app, ["produce", "--dry-run", str(path)], env=_env(broker, topics))
+    assert result.exit_code == 0, result.output
+    assert read_topic(kafka_config, topics.inference, topics.partitions, expect=1, timeout=3) == []
+
+
+def test_generate_to_file_then_produce(
+    broker: EmbeddedBroker, topics: TopicSettings, kafka_config: dict[str, Any], tmp_path: Path
+) -> None:
+    path = tmp_path / "gen.jsonl"
+    env = _env(broker, topics)
+    result = CliRunner().invoke(app, ["generate", "--requests", "60", "--invalid", "0.3", "--out", str(path)], env=env)
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(app, ["produce", str(path)], env=env)
+    assert result.exit_code == 1  # the generated invalid share is refused
+    assert "rejected lines" in result.output
+    inferences = [json.loads(x) for x in path.read_text().splitlines() if x.startswith('{"event_type": "inference"')]
+    assert len(read_topic(kafka_config, topics.inference, topics.partitions, expect=len(inferences))) == len(inferences)
+
+
+def test_generate_sends_to_kafka_and_tail_decodes(
+    broker: EmbeddedBroker, topics: TopicSettings, kafka_config: dict[str, Any]
+) -> None:
+    env = _env(broker, topics)
+    result = CliRunner().invoke(app, ["generate", "--requests", "40", "--fast", "--invalid", "0"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "inference" in result.output
+    result = CliRunner().invoke(app, ["tail", "inference", "--max", "3"], env=env)
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.output.splitlines()]
+    assert len(records) == 3 and all(len(r["candidates"]) >= 2 for r in records)
+
+
+def test_topics_list_shows_partitions(broker: EmbeddedBroker, topics: TopicSettings) -> None:
+    result = CliRunner().invoke(app, ["topics", "list"], env=_env(broker, topics))
+    assert result.exit_code == 0
+    assert topics.pairs in result.output and "3" in result.output
+
+
+def test_up_demo_runs_and_stops_cleanly(tmp_path: Path) -> None:
+    env = {**os.environ, "PREFLOG_DATA_DIR": str(tmp_path / "data")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "preflog", "up", "--demo", "--requests", "30", "--rate", "30"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
+    )
+    time.sleep(8)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output
+    assert "Kafka-protocol broker (Tansu)" in output
+    assert "stopping (Ctrl-C)" in output
+    counts = {
+        line.split("│")[1].strip(): line.split("│")[2].strip()
+        for line in output.splitlines()
+        if line.count("│") == 3 and "preflog." in line
+    }
+    assert int(counts["preflog.inference.v1"]) >= 25
+    assert (tmp_path / "data" / "broker" / "broker.log").exists()
