@@ -92,17 +92,22 @@ def _string_map(value: Any, field: str, problems: list[str]) -> dict[str, str]:
     return out
 
 
-def _avro_check(record_type: str, record: dict[str, Any], problems: list[str]) -> None:
+def _avro_check(record_type: str, record: dict[str, Any], problems: list[str], check_schema: bool) -> None:
     if problems:
         raise ValidationError(record_type, problems)
+    if not check_schema:
+        return
     try:
         validate(record, default_store().latest(record_type).parsed, raise_errors=True)
     except AvroValidationError as exc:
         raise ValidationError(record_type, [str(e) for e in exc.errors]) from None
 
 
-def inference_record(data: Mapping[str, Any]) -> dict[str, Any]:
-    """A validated InferenceEvent record from ``data``; raises ValidationError."""
+def inference_record(data: Mapping[str, Any], check_schema: bool = True) -> dict[str, Any]:
+    """A validated InferenceEvent record from ``data``; raises ValidationError.
+
+    ``check_schema=False`` skips the Avro type check, for records that were just decoded.
+    """
     problems: list[str] = []
     record = dict(data)
     record.pop("event_type", None)
@@ -151,7 +156,7 @@ def inference_record(data: Mapping[str, Any]) -> dict[str, Any]:
     record["sampling"] = sampling
     record["context"] = dict(data.get("context") or {})
     record["metadata"] = _string_map(data.get("metadata"), "metadata", problems)
-    _avro_check("InferenceEvent", record, problems)
+    _avro_check("InferenceEvent", record, problems, check_schema)
     return record
 
 
@@ -203,7 +208,9 @@ def reference_problems(feedback: Mapping[str, Any], candidate_count: int | None)
     return problems
 
 
-def feedback_record(data: Mapping[str, Any], candidate_count: int | None = None) -> dict[str, Any]:
+def feedback_record(
+    data: Mapping[str, Any], candidate_count: int | None = None, check_schema: bool = True
+) -> dict[str, Any]:
     """A validated FeedbackEvent record from ``data``; raises ValidationError.
 
     ``candidate_count``, when known, also checks that every index exists.
@@ -245,5 +252,5 @@ def feedback_record(data: Mapping[str, Any], candidate_count: int | None = None)
     record["source"] = source
     record.setdefault("explicit", kind not in ("IMPLICIT",))
     record["metadata"] = _string_map(data.get("metadata"), "metadata", problems)
-    _avro_check("FeedbackEvent", record, problems)
+    _avro_check("FeedbackEvent", record, problems, check_schema)
     return record

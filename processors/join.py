@@ -1,0 +1,288 @@
+"""The join: feedback matched to inference on request_id within an event-time window.
+
+:class:`Joiner` is plain, synchronous Python over a mutable mapping (a Faust
+Table in the worker, a dict in unit tests). Each call returns what to emit;
+it never drops a record silently. Semantics:
+
+* Either order: feedback that arrives first waits in state for its inference.
+* Window: an inference is joinable by feedback whose event time is at most
+  ``window`` after its own; it stays in state until stream time (the highest
+  event time seen on the partition) passes ``event_time + window + grace``.
+* Expiry: an inference without feedback is emitted as unmatched NO_FEEDBACK;
+  waiting feedback whose inference never came as NO_INFERENCE. A marker of the
+  expired inference stays for ``late_retention`` so that feedback arriving
+  after expiry is emitted as unmatched LATE.
+* Idempotence: a feedback_id is joined once; an identical duplicate inference
+  is ignored, a conflicting one is dead-lettered.
+* Idle: when a partition receives nothing for ``idle_timeout``, ``tick`` moves
+  its stream time forward with the wall clock, so expiry still happens.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import heapq
+import time
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from preflog.schemas.codec import Codec
+from preflog.schemas.events import feedback_record, inference_record, reference_problems
+from preflog.schemas.exceptions import DecodeError, ValidationError
+
+from .pairs import ScoreMode, expand
+from .records import dead_letter, pair_record, signal_record, unmatched_record
+
+__all__ = ["Emit", "JoinConfig", "Joiner"]
+
+Record = dict[str, Any]
+STREAM_TIME_KEY = "~stream-time/{}"
+
+
+@dataclass(frozen=True)
+class JoinConfig:
+    """Window and pairing settings (milliseconds)."""
+
+    window_ms: int = 3_600_000
+    grace_ms: int = 300_000
+    late_retention_ms: int = 86_400_000
+    idle_timeout_ms: int = 30_000
+    score_margin: float = 0.0
+    score_mode: ScoreMode = "all"
+
+
+@dataclass(frozen=True)
+class Emit:
+    """One output record: ``role`` is pairs, unpaired, unmatched or dead_letter."""
+
+    role: str
+    key: bytes | None
+    record: Record
+
+
+def _ms(dt: Any) -> int:
+    return int(dt.timestamp() * 1000)
+
+
+def _b64(value: bytes) -> str:
+    return base64.b64encode(value).decode()
+
+
+class Joiner:
+    """Join state machine over ``state`` (request_id -> entry)."""
+
+    def __init__(
+        self,
+        config: JoinConfig,
+        codec: Codec,
+        state: MutableMapping[str, Any],
+        inference_topic: str,
+        feedback_topic: str,
+        wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self.config = config
+        self.codec = codec
+        self.state = state
+        self.inference_topic = inference_topic
+        self.feedback_topic = feedback_topic
+        self.wall_ms = wall_ms
+        self.stream_time: dict[int, int] = {}
+        self.duplicates = 0
+        self._due: dict[int, list[tuple[int, str]]] = {}
+        self._last_event: dict[int, tuple[int, int]] = {}  # partition -> (wall ms, stream time) at last event
+
+    # -- entry points -------------------------------------------------------------------------
+
+    def process(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None) -> list[Emit]:
+        """Handle one record of the inference or feedback topic."""
+        at = {"topic": topic, "partition": partition, "offset": offset}
+        record_type = "InferenceEvent" if topic == self.inference_topic else "FeedbackEvent"
+        try:
+            decoded = self.codec.decode(value or b"", record_type, topic)
+            if record_type == "InferenceEvent":
+                record = inference_record(decoded, check_schema=False)
+            else:
+                record = feedback_record(decoded, check_schema=False)
+        except DecodeError as exc:
+            return [Emit("dead_letter", key, dead_letter(str(exc), "DecodeError", "decode", key, value, at))]
+        except ValidationError as exc:
+            return [Emit("dead_letter", key, dead_letter(str(exc), "ValidationError", "validate", key, value, at))]
+        rid = record["request_id"]
+        if key is None or key.decode(errors="replace") != rid:
+            reason = f"key {key!r} does not match request_id {rid}; producers must key records by request_id"
+            return [Emit("dead_letter", key, dead_letter(reason, "KeyMismatch", "validate", key, value, at))]
+        out = self._advance(partition, _ms(record["event_time"]))
+        if record_type == "InferenceEvent":
+            out += self._on_inference(partition, rid, value or b"", record, at)
+        else:
+            out += self._on_feedback(partition, rid, value or b"", record, at)
+        return out
+
+    def tick(self, partition: int) -> list[Emit]:
+        """Idle fallback: move stream time on with the wall clock when the partition is quiet."""
+        now = self.wall_ms()
+        if partition not in self.stream_time:
+            saved = self.state.get(STREAM_TIME_KEY.format(partition))
+            if saved is not None:
+                self.stream_time[partition] = int(saved["st"])
+        last_wall, last_stream = self._last_event.setdefault(partition, (now, self.stream_time.get(partition, 0)))
+        out: list[Emit] = []
+        if now - last_wall >= self.config.idle_timeout_ms and last_stream:
+            out = self._expire(partition, last_stream + (now - last_wall))
+        if partition in self.stream_time:
+            self.state[STREAM_TIME_KEY.format(partition)] = {"st": self.stream_time[partition], "p": partition}
+        return out
+
+    def forget_index(self) -> None:
+        """Drop the in-memory expiry index (after a rebalance); it is rebuilt from state on demand."""
+        self._due.clear()
+        self.stream_time.clear()
+        self._last_event.clear()
+
+    # -- stream time and expiry -----------------------------------------------------------------
+
+    def _advance(self, partition: int, event_ms: int) -> list[Emit]:
+        if partition not in self.stream_time:
+            saved = self.state.get(STREAM_TIME_KEY.format(partition))
+            self.stream_time[partition] = int(saved["st"]) if saved else event_ms
+        out = self._expire(partition, max(self.stream_time[partition], event_ms))
+        self._last_event[partition] = (self.wall_ms(), self.stream_time[partition])
+        return out
+
+    def _index(self, partition: int) -> list[tuple[int, str]]:
+        if partition not in self._due:
+            heap = [
+                (entry["exp"], rid)
+                for rid, entry in self.state.items()
+                if not rid.startswith("~") and entry.get("p") == partition
+            ]
+            heapq.heapify(heap)
+            self._due[partition] = heap
+        return self._due[partition]
+
+    def _schedule(self, partition: int, rid: str, entry: Record) -> None:
+        self.state[rid] = entry
+        heapq.heappush(self._index(partition), (entry["exp"], rid))
+
+    def _expire(self, partition: int, stream_ms: int) -> list[Emit]:
+        self.stream_time[partition] = max(self.stream_time.get(partition, 0), stream_ms)
+        st = self.stream_time[partition]
+        heap = self._index(partition)
+        out: list[Emit] = []
+        while heap and heap[0][0] < st:
+            exp, rid = heapq.heappop(heap)
+            entry = self.state.get(rid)
+            if entry is not None and entry["exp"] == exp:
+                out += self._expire_entry(partition, rid, entry, st)
+        return out
+
+    def _expire_entry(self, partition: int, rid: str, entry: Record, st: int) -> list[Emit]:
+        out: list[Emit] = []
+        if entry.get("done"):
+            del self.state[rid]
+            return out
+        c = self.config
+        if entry.get("inf"):
+            inf = entry["inf"]
+            if entry["n"] == 0:
+                value = base64.b64decode(inf["v"])
+                record = self.codec.decode(value, "InferenceEvent", inf["at"]["topic"])
+                detail = f"no valid feedback within {c.window_ms} ms (+{c.grace_ms} ms grace) of the inference"
+                out.append(self._unmatched("NO_FEEDBACK", detail, "InferenceEvent", record, st, value, inf["at"]))
+            marker = {"p": partition, "done": True, "h": entry["h"], "seen": entry["seen"]}
+            marker["exp"] = entry["exp"] + c.late_retention_ms
+            self._schedule(partition, rid, marker)
+            return out
+        for fb in entry["fb"]:
+            value = base64.b64decode(fb["v"])
+            record = self.codec.decode(value, "FeedbackEvent", fb["at"]["topic"])
+            detail = f"no inference with this request_id arrived within {c.window_ms + c.grace_ms} ms of the feedback"
+            out.append(self._unmatched("NO_INFERENCE", detail, "FeedbackEvent", record, st, value, fb["at"]))
+        del self.state[rid]
+        return out
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def _on_inference(self, partition: int, rid: str, value: bytes, record: Record, at: Record) -> list[Emit]:
+        entry = self.state.get(rid)
+        digest = hashlib.sha256(value).hexdigest()
+        if entry is not None and (entry.get("inf") or entry.get("done")):
+            if entry["h"] == digest:
+                self.duplicates += 1
+                return []
+            first = entry["inf"]["at"] if entry.get("inf") else "an expired inference"
+            reason = f"request_id {rid} is already used by an inference with different content (first: {first})"
+            key = rid.encode()
+            return [Emit("dead_letter", key, dead_letter(reason, "ConflictingInference", "join", key, value, at))]
+        c = self.config
+        event_ms = _ms(record["event_time"])
+        pending = entry["fb"] if entry else []
+        entry = {
+            "p": partition,
+            "inf": {"v": _b64(value), "at": at, "et": event_ms},
+            "h": digest,
+            "exp": event_ms + c.window_ms + c.grace_ms,
+            "n": 0,
+            "seen": [],
+        }
+        out: list[Emit] = []
+        for fb in pending:
+            fb_value = base64.b64decode(fb["v"])
+            fb_record = self.codec.decode(fb_value, "FeedbackEvent", fb["at"]["topic"])
+            out += self._join(entry, record, fb_record, fb_value, fb["at"])
+        if entry["exp"] < self.stream_time[partition]:  # the inference itself arrived after its window closed
+            self.state[rid] = entry
+            return out + self._expire_entry(partition, rid, entry, self.stream_time[partition])
+        self._schedule(partition, rid, entry)
+        return out
+
+    def _on_feedback(self, partition: int, rid: str, value: bytes, record: Record, at: Record) -> list[Emit]:
+        entry = self.state.get(rid) or {"p": partition, "inf": None, "fb": [], "seen": [], "exp": 0}
+        fid = record["feedback_id"]
+        if fid in entry["seen"] or any(fb["id"] == fid for fb in entry.get("fb", ())):
+            self.duplicates += 1
+            return []
+        st = self.stream_time[partition]
+        if entry.get("done"):
+            entry["seen"].append(fid)
+            self.state[rid] = entry
+            detail = "feedback arrived after its inference expired from the join window"
+            return [self._unmatched("LATE", detail, "FeedbackEvent", record, st, value, at)]
+        if not entry.get("inf"):
+            entry["fb"].append({"id": fid, "v": _b64(value), "at": at})
+            entry["exp"] = max(entry["exp"], _ms(record["event_time"]) + self.config.window_ms + self.config.grace_ms)
+            self._schedule(partition, rid, entry)
+            return []
+        inf = entry["inf"]
+        inference = self.codec.decode(base64.b64decode(inf["v"]), "InferenceEvent", inf["at"]["topic"])
+        out = self._join(entry, inference, record, value, at)
+        self.state[rid] = entry
+        return out
+
+    def _join(self, entry: Record, inference: Record, feedback: Record, value: bytes, at: Record) -> list[Emit]:
+        entry["seen"].append(feedback["feedback_id"])
+        rid = inference["request_id"].encode()
+        inf_at = entry["inf"]["at"]
+        c = self.config
+        gap = _ms(feedback["event_time"]) - entry["inf"]["et"]
+        if gap > c.window_ms:
+            detail = f"feedback is {gap} ms after its inference; the window is {c.window_ms} ms"
+            st = self.stream_time[at["partition"]]
+            return [self._unmatched("LATE", detail, "FeedbackEvent", feedback, st, value, at)]
+        problems = reference_problems(feedback, len(inference["candidates"]))
+        if problems:
+            reason = "invalid reference: " + "; ".join(problems)
+            return [Emit("dead_letter", rid, dead_letter(reason, "InvalidReference", "join", rid, value, at))]
+        entry["n"] += 1
+        if feedback["kind"] in ("RATING", "IMPLICIT"):
+            return [Emit("unpaired", rid, signal_record(inference, feedback, inf_at, at))]
+        prefs = expand(feedback, c.score_margin, c.score_mode)
+        return [Emit("pairs", rid, pair_record(inference, feedback, p, inf_at, at)) for p in prefs]
+
+    def _unmatched(
+        self, reason: str, detail: str, kind: str, record: Record, st: int, value: bytes, at: Record
+    ) -> Emit:
+        rid = str(record["request_id"]).encode()
+        return Emit("unmatched", rid, unmatched_record(reason, detail, kind, record, st, value, at))

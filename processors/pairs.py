@@ -1,0 +1,72 @@
+"""Pure functions that turn one judgement into preference pairs or unpaired signals.
+
+* PAIRWISE -> one pair.
+* RANKING over n candidates -> every ordered pair the ranking decides (ties
+  yield none); n distinct ranks give n(n-1)/2 pairs.
+* SCORES -> pairs whose score difference exceeds ``score_margin``; mode
+  ``all`` (every such pair) or ``best-vs-worst`` (at most one pair).
+* RATING and IMPLICIT judge one output: they become unpaired signals.
+
+pair_id is a UUIDv5 of (feedback_id, chosen, rejected), so the same
+judgement gives the same ids on every run and replay.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = ["Preference", "ScoreMode", "expand", "pair_id", "signal_id"]
+
+NAMESPACE = uuid.UUID("6d1c2a52-8a6e-4c1b-9b0f-5f1d0f4b7a10")
+ScoreMode = Literal["all", "best-vs-worst"]
+
+
+@dataclass(frozen=True)
+class Preference:
+    """Candidate ``chosen`` preferred over ``rejected``, with scores when the judge gave them."""
+
+    chosen: int
+    rejected: int
+    chosen_score: float | None = None
+    rejected_score: float | None = None
+    margin: float | None = None
+
+
+def pair_id(feedback_id: str, chosen: int, rejected: int) -> str:
+    """Deterministic id of one pair."""
+    return str(uuid.uuid5(NAMESPACE, f"pair:{feedback_id}:{chosen}:{rejected}"))
+
+
+def signal_id(feedback_id: str, index: int) -> str:
+    """Deterministic id of one unpaired signal."""
+    return str(uuid.uuid5(NAMESPACE, f"signal:{feedback_id}:{index}"))
+
+
+def expand(feedback: Mapping[str, Any], score_margin: float = 0.0, score_mode: ScoreMode = "all") -> list[Preference]:
+    """The preferences a (validated) PAIRWISE, RANKING or SCORES feedback decides; [] for other kinds."""
+    kind = feedback["kind"]
+    if kind == "PAIRWISE":
+        choice = feedback["pairwise"]
+        return [Preference(choice["chosen"], choice["rejected"])]
+    if kind == "RANKING":
+        ranks = sorted((e["rank"], e["index"]) for e in feedback["ranking"])
+        return [
+            Preference(better, worse, margin=float(worse_rank - better_rank))
+            for k, (better_rank, better) in enumerate(ranks)
+            for worse_rank, worse in ranks[k + 1 :]
+            if worse_rank > better_rank
+        ]
+    if kind == "SCORES":
+        scores = sorted(((e["score"], e["index"]) for e in feedback["scores"]), key=lambda s: (-s[0], s[1]))
+        if score_mode == "best-vs-worst":
+            scores = [scores[0], scores[-1]]
+        return [
+            Preference(hi_i, lo_i, hi, lo, hi - lo)
+            for k, (hi, hi_i) in enumerate(scores)
+            for lo, lo_i in scores[k + 1 :]
+            if hi - lo > score_margin
+        ]
+    return []

@@ -1,0 +1,111 @@
+"""Build what the processor emits: PreferencePair, UnpairedSignal, UnmatchedRecord and DeadLetter records."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from .pairs import Preference, pair_id, signal_id
+
+__all__ = ["dead_letter", "pair_record", "signal_record", "unmatched_record"]
+
+Record = dict[str, Any]
+
+
+def _candidate(inference: Record, index: int) -> Record:
+    return next(c for c in inference["candidates"] if c["index"] == index)
+
+
+def _provenance(inference: Record, feedback: Record, inference_at: Record, feedback_at: Record) -> Record:
+    return {
+        "request_id": inference["request_id"],
+        "feedback_id": feedback["feedback_id"],
+        "feedback_kind": feedback["kind"],
+        "prompt": inference["prompt"],
+        "prompt_messages": inference.get("prompt_messages"),
+        "model": inference["model"],
+        "sampling": inference["sampling"],
+        "context": inference["context"],
+        "source": feedback["source"],
+        "explicit": feedback["explicit"],
+        "inference_time": inference["event_time"],
+        "feedback_time": feedback["event_time"],
+        "inference_offset": inference_at,
+        "feedback_offset": feedback_at,
+    }
+
+
+def pair_record(
+    inference: Record, feedback: Record, pref: Preference, inference_at: Record, feedback_at: Record
+) -> Record:
+    """A PreferencePair from a joined inference and feedback."""
+    chosen, rejected = _candidate(inference, pref.chosen), _candidate(inference, pref.rejected)
+    latency = feedback["event_time"] - inference["event_time"]
+    return {
+        **_provenance(inference, feedback, inference_at, feedback_at),
+        "pair_id": pair_id(feedback["feedback_id"], pref.chosen, pref.rejected),
+        "chosen": chosen["text"],
+        "rejected": rejected["text"],
+        "chosen_messages": chosen.get("messages"),
+        "rejected_messages": rejected.get("messages"),
+        "chosen_index": pref.chosen,
+        "rejected_index": pref.rejected,
+        "chosen_score": pref.chosen_score,
+        "rejected_score": pref.rejected_score,
+        "margin": pref.margin,
+        "chosen_model": chosen.get("model"),
+        "rejected_model": rejected.get("model"),
+        "rationale": feedback.get("rationale"),
+        "join_latency_ms": int(latency.total_seconds() * 1000),
+        "inference_metadata": inference.get("metadata") or {},
+        "feedback_metadata": feedback.get("metadata") or {},
+    }
+
+
+def signal_record(inference: Record, feedback: Record, inference_at: Record, feedback_at: Record) -> Record:
+    """An UnpairedSignal from a RATING or IMPLICIT feedback joined with its inference."""
+    judged = feedback["rating"] if feedback["kind"] == "RATING" else feedback["implicit"]
+    candidate = _candidate(inference, judged["index"])
+    return {
+        **_provenance(inference, feedback, inference_at, feedback_at),
+        "signal_id": signal_id(feedback["feedback_id"], judged["index"]),
+        "completion": candidate["text"],
+        "completion_messages": candidate.get("messages"),
+        "completion_index": judged["index"],
+        "completion_model": candidate.get("model"),
+        "label": judged["label"],
+        "value": judged.get("value"),
+        "signal": judged.get("signal") if feedback["kind"] == "IMPLICIT" else judged.get("scale"),
+    }
+
+
+def unmatched_record(
+    reason: str, detail: str, record_type: str, record: Record, stream_time_ms: int, value: bytes, at: Record
+) -> Record:
+    """An UnmatchedRecord keeping the original bytes."""
+    return {
+        "reason": reason,
+        "detail": detail,
+        "record_type": record_type,
+        "request_id": record["request_id"],
+        "feedback_id": record.get("feedback_id"),
+        "event_time": record["event_time"],
+        "stream_time": datetime.fromtimestamp(stream_time_ms / 1000, tz=timezone.utc),
+        "value": value,
+        "source_offset": at,
+    }
+
+
+def dead_letter(
+    reason: str, error_class: str, stage: str, key: bytes | None, value: bytes | None, at: Record
+) -> Record:
+    """A DeadLetter keeping the original key and value."""
+    return {
+        "reason": reason,
+        "error_class": error_class,
+        "stage": stage,
+        "key": key,
+        "value": value,
+        "source_offset": at,
+        "failed_at": datetime.now(timezone.utc),
+    }
