@@ -211,6 +211,33 @@ def generate(
     )
 
 
+@app.command()
+def process(
+    ctx: typer.Context,
+    window: Annotated[float | None, typer.Option(help="Join window in seconds (default 3600).")] = None,
+    grace: Annotated[float | None, typer.Option(help="Grace for out-of-order records, seconds (default 300).")] = None,
+    score_margin: Annotated[float | None, typer.Option(help="SCORES pairs need a larger difference (default 0).")] = None,
+    score_mode: Annotated[str | None, typer.Option(help="all (default) or best-vs-worst.")] = None,
+    store: Annotated[str | None, typer.Option(help="Table store: rocksdb:// (default) or memory://.")] = None,
+    state_dir: Annotated[Path | None, typer.Option(help="Where table files live (default <data-dir>/processor).")] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="Prometheus port (default 9464, 0 = off).")] = None,
+    app_id: Annotated[str | None, typer.Option(help="Consumer group / app id (default preflog-processor).")] = None,
+    loglevel: Annotated[str, typer.Option(help="Faust log level.")] = "warning",
+) -> None:
+    """Run the join worker: feedback joined to inference on request_id, emitting preference pairs.
+
+    Outputs: pairs, unpaired signals (ratings, implicit), unmatched (with reason) and dead-letter topics.
+    Run more workers with the same --app-id to split the partitions. Env: PREFLOG_PROCESSOR__*.
+    """
+    from .processors.run import run_worker
+
+    settings = _settings(ctx)
+    overrides = {"window_s": window, "grace_s": grace, "score_margin": score_margin, "score_mode": score_mode,
+                 "store": store, "state_dir": state_dir, "metrics_port": metrics_port, "app_id": app_id}
+    settings = load_settings({**settings.model_dump(), "processor": {k: v for k, v in overrides.items() if v is not None}})
+    run_worker(settings, loglevel)
+
+
 @topics_app.command("create")
 def topics_create(ctx: typer.Context) -> None:
     """Create every preflog topic that does not exist yet, with --partitions partitions."""

@@ -15,7 +15,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
 
-__all__ = ["CodecSettings", "KafkaSettings", "Settings", "TopicSettings", "load_settings"]
+__all__ = [
+    "CodecSettings",
+    "KafkaSettings",
+    "ProcessorSettings",
+    "ProducerSettings",
+    "Settings",
+    "TopicSettings",
+    "load_settings",
+    "settings_env",
+]
 
 
 class KafkaSettings(BaseModel):
@@ -56,11 +65,12 @@ class TopicSettings(BaseModel):
     unpaired: str = "preflog.unpaired.v1"
     unmatched: str = "preflog.unmatched.v1"
     dead_letter: str = "preflog.dead-letter.v1"
+    ticks: str = Field("preflog.processor-ticks.v1", description="internal: idle ticks of the processor")
     partitions: int = Field(4, ge=1, description="partitions of topics preflog creates")
     replication_factor: int = Field(1, ge=1)
 
     def all(self) -> dict[str, str]:
-        """Role -> topic name, for every topic preflog uses."""
+        """Role -> topic name, for every topic preflog uses (internal ones included)."""
         return {
             "inference": self.inference,
             "feedback": self.feedback,
@@ -68,7 +78,25 @@ class TopicSettings(BaseModel):
             "unpaired": self.unpaired,
             "unmatched": self.unmatched,
             "dead_letter": self.dead_letter,
+            "ticks": self.ticks,
         }
+
+
+class ProcessorSettings(BaseModel):
+    """The join worker (``preflog process``)."""
+
+    app_id: str = Field("preflog-processor", description="Faust app id: the consumer group and table prefix")
+    window_s: float = Field(3600.0, gt=0, description="feedback joins an inference up to this long after it")
+    grace_s: float = Field(300.0, ge=0, description="extra wait for out-of-order records before expiry")
+    late_retention_s: float = Field(86400.0, ge=0, description="how long expired inferences are remembered")
+    idle_timeout_s: float = Field(30.0, gt=0, description="idle partitions advance stream time after this")
+    tick_interval_s: float = Field(1.0, gt=0)
+    score_margin: float = Field(0.0, ge=0, description="SCORES pairs need a larger score difference than this")
+    score_mode: Literal["all", "best-vs-worst"] = "all"
+    store: str = Field("rocksdb://", description="Faust table store: rocksdb:// (durable) or memory://")
+    state_dir: Path | None = Field(None, description="table files; default <data_dir>/processor")
+    metrics_port: int = Field(9464, ge=0, description="Prometheus /metrics port; 0 disables")
+    session_timeout_s: float = Field(10.0, gt=0, description="consumer group session timeout")
 
 
 class CodecSettings(BaseModel):
@@ -113,6 +141,7 @@ class Settings(BaseSettings):
     topics: TopicSettings = Field(default_factory=TopicSettings)
     codec: CodecSettings = Field(default_factory=CodecSettings)
     producer: ProducerSettings = Field(default_factory=ProducerSettings)
+    processor: ProcessorSettings = Field(default_factory=ProcessorSettings)
     data_dir: Path = Field(Path(".preflog"), description="where the embedded stack keeps its data and logs")
 
     def make_codec(self) -> Any:
@@ -122,6 +151,27 @@ class Settings(BaseSettings):
         if self.codec.framing == "confluent":
             return ConfluentCodec(self.codec.registry_config())
         return SingleObjectCodec()
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """``settings`` as PREFLOG_* environment variables, to start a child process with the same settings."""
+    import json
+
+    env: dict[str, str] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                walk(f"{prefix}__{name.upper()}" if prefix else name.upper(), getattr(value, name))
+        elif isinstance(value, SecretStr):
+            env[f"PREFLOG_{prefix}"] = value.get_secret_value()
+        elif isinstance(value, dict):
+            env[f"PREFLOG_{prefix}"] = json.dumps(value)
+        elif value is not None:
+            env[f"PREFLOG_{prefix}"] = str(value)
+
+    walk("", settings)
+    return env
 
 
 def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

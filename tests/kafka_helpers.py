@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
 
 def read_topic(
-    config: dict[str, Any], topic: str, partitions: int, expect: int, timeout: float = 20.0, settle: float = 1.0
+    config: dict[str, Any],
+    topic: str,
+    partitions: int,
+    expect: int,
+    timeout: float = 20.0,
+    settle: float = 1.0,
+    done: Callable[[list[Message]], bool] | None = None,
 ) -> list[Message]:
-    """Every record of ``topic`` from the beginning: waits for ``expect`` records, then ``settle`` s more for extras."""
+    """Every record of ``topic`` from the beginning.
+
+    Reads until ``expect`` records have arrived (or ``done(records)`` is true), then ``settle``
+    seconds more to catch extras; gives up after ``timeout`` and returns what it has.
+    """
+    finished = done or (lambda got: len(got) >= expect)
     consumer = Consumer({**config, "group.id": "test-reader", "enable.auto.commit": False, "log_level": 0})
     consumer.assign([TopicPartition(topic, p, -2) for p in range(partitions)])
     out: list[Message] = []
@@ -22,7 +34,7 @@ def read_topic(
             for msg in consumer.consume(1000, 0.2):
                 if msg.error() is None:
                     out.append(msg)
-            if len(out) >= expect and extra_until is None:
+            if extra_until is None and finished(out):
                 extra_until = time.monotonic() + settle
     finally:
         consumer.close()

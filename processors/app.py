@@ -1,0 +1,138 @@
+"""The Faust worker: reads both input topics (co-partitioned on request_id), runs the Joiner, emits outputs.
+
+Faust's ``Stream.join`` is not implemented, so the join is one agent over the
+inference topic, the feedback topic and an internal ticks topic, with its
+state in a changelog-backed Table. All three topics have the same partition
+count, so partition N of each lands on the same worker and table writes go
+to changelog partition N.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from preflog.settings import KafkaSettings, Settings
+
+from . import metrics
+from .join import Emit, JoinConfig, Joiner
+from .staged import StagedState
+
+__all__ = ["ROLE_SCHEMAS", "create_app", "faust_credentials"]
+
+log = logging.getLogger(__name__)
+ROLE_SCHEMAS = {
+    "pairs": "PreferencePair",
+    "unpaired": "UnpairedSignal",
+    "unmatched": "UnmatchedRecord",
+    "dead_letter": "DeadLetter",
+}
+TABLE = "join-state"
+
+
+def faust_credentials(kafka: KafkaSettings) -> Any:
+    """Faust/aiokafka credentials for the configured security protocol (None for PLAINTEXT)."""
+    import ssl
+
+    context = None
+    if kafka.security_protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=kafka.ssl_ca_location)
+    if kafka.security_protocol.startswith("SASL"):
+        password = kafka.sasl_password.get_secret_value() if kafka.sasl_password else ""
+        return faust.SASLCredentials(
+            username=kafka.sasl_username, password=password, mechanism=kafka.sasl_mechanism or "PLAIN",
+            ssl_context=context,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
+def join_config(settings: Settings) -> JoinConfig:
+    p = settings.processor
+    return JoinConfig(
+        window_ms=int(p.window_s * 1000), grace_ms=int(p.grace_s * 1000),
+        late_retention_ms=int(p.late_retention_s * 1000), idle_timeout_ms=int(p.idle_timeout_s * 1000),
+        score_margin=p.score_margin, score_mode=p.score_mode,
+    )
+
+
+def create_app(settings: Settings, partitions: int) -> faust.App:
+    """The processor app for topics with ``partitions`` partitions each."""
+    p, t = settings.processor, settings.topics
+    app = faust.App(
+        p.app_id,
+        broker=[f"kafka://{host}" for host in settings.kafka.bootstrap_servers.split(",")],
+        broker_credentials=faust_credentials(settings.kafka),
+        store=p.store,
+        datadir=str(p.state_dir or Path(settings.data_dir) / "processor"),
+        topic_partitions=partitions,
+        topic_replication_factor=t.replication_factor,
+        broker_session_timeout=p.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, p.session_timeout_s / 4),
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        web_enabled=False,
+        autodiscover=False,
+        table_standby_replicas=0,
+    )
+    codec = settings.make_codec()
+    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    inputs = app.topic(t.inference, t.feedback, t.ticks, **raw)
+    ticks = app.topic(t.ticks, **raw)
+    outputs = {role: app.topic(getattr(t, role), **raw) for role in ROLE_SCHEMAS}
+    table = app.Table(TABLE, default=None, partitions=partitions, key_type=str)
+    state = StagedState(table)
+    joiner = Joiner(join_config(settings), codec, state, t.inference, t.feedback)
+    app.joiner = joiner  # type: ignore[attr-defined]
+
+    def count(emits: list[Emit]) -> None:
+        for e in emits:
+            if e.role == "pairs":
+                metrics.PAIRS_OUT.inc()
+                metrics.JOIN_LATENCY.observe(e.record["join_latency_ms"] / 1000)
+            elif e.role == "unpaired":
+                metrics.UNPAIRED_OUT.inc()
+            elif e.role == "unmatched":
+                metrics.UNMATCHED.labels(e.record["reason"]).inc()
+            else:
+                metrics.DEAD_LETTERS.labels(e.record["error_class"]).inc()
+
+    @app.agent(inputs)
+    async def join(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            msg = event.message
+            if msg.topic == t.ticks:
+                emits = joiner.tick(msg.partition)
+            else:
+                metrics.EVENTS_IN.labels(msg.topic).inc()
+                duplicates = joiner.duplicates
+                emits = joiner.process(msg.topic, msg.partition, msg.offset, event.key, event.value)
+                metrics.DUPLICATES.inc(joiner.duplicates - duplicates)
+            if emits:
+                sent = [
+                    await outputs[e.role].send(
+                        key=e.key, value=codec.encode(ROLE_SCHEMAS[e.role], e.record, outputs[e.role].get_topic_name())
+                    )
+                    for e in emits
+                ]
+                await asyncio.gather(*sent)  # delivered before the state that records them is written
+                count(emits)
+            state.apply()
+
+    @app.timer(interval=p.tick_interval_s)
+    async def idle_ticks() -> None:
+        for tp in app.consumer.assignment():
+            if tp.topic == t.inference:
+                await ticks.send(key=b"tick", value=b"", partition=tp.partition)
+        metrics.STATE_KEYS.set(sum(len(h) for h in joiner._due.values()))
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, assigned: Any = None, **kwargs: Any) -> None:
+        joiner.forget_index()
+
+    return app

@@ -1,0 +1,54 @@
+"""Start the join worker: check the topics, serve metrics, run Faust until stopped."""
+
+from __future__ import annotations
+
+import logging
+
+from preflog.deploy.topics import ensure_topics, partition_counts
+from preflog.settings import Settings
+
+from .exceptions import TopicMismatchError
+
+__all__ = ["check_input_topics", "run_worker"]
+
+log = logging.getLogger(__name__)
+
+
+def check_input_topics(settings: Settings) -> int:
+    """Partition count shared by the inference and feedback topics; raises naming both when they differ."""
+    t = settings.topics
+    counts = partition_counts(settings.kafka.client_config(), [t.inference, t.feedback])
+    missing = [name for name in (t.inference, t.feedback) if name not in counts]
+    if missing:
+        raise TopicMismatchError(
+            f"topic(s) {', '.join(missing)} do not exist on {settings.kafka.bootstrap_servers}; "
+            "create them with `preflog topics create` (same partition count for both)"
+        )
+    if counts[t.inference] != counts[t.feedback]:
+        raise TopicMismatchError(
+            f"topic {t.feedback} has {counts[t.feedback]} partitions but {t.inference} has {counts[t.inference]}; "
+            "both must match (co-partitioned on request_id): recreate one, or repartition it into a new topic "
+            "and point PREFLOG_TOPICS__FEEDBACK or PREFLOG_TOPICS__INFERENCE at it"
+        )
+    return counts[t.inference]
+
+
+def run_worker(settings: Settings, loglevel: str = "warning") -> None:
+    """Run the processor in this process until SIGINT/SIGTERM."""
+    from faust import Worker
+
+    from .app import create_app
+
+    partitions = check_input_topics(settings)
+    t = settings.topics
+    outputs = [t.pairs, t.unpaired, t.unmatched, t.dead_letter, t.ticks]
+    ensure_topics(settings.kafka.client_config(), outputs, partitions, t.replication_factor)
+    if settings.processor.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.processor.metrics_port, addr="127.0.0.1")
+        log.warning("metrics on http://127.0.0.1:%d/metrics", settings.processor.metrics_port)
+    state_dir = settings.processor.state_dir or settings.data_dir / "processor"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    app = create_app(settings, partitions)
+    Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

@@ -1,0 +1,71 @@
+"""A write-behind view of a table: writes are held until the outputs they caused are delivered.
+
+If the worker dies after its state is saved but before the pairs it emitted
+reach Kafka, a restart would treat the re-read feedback as a duplicate and
+the pairs would be lost. Holding the writes until delivery makes the order
+"outputs, then state, then offsets" (Faust flushes before it commits).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, MutableMapping
+from typing import Any
+
+__all__ = ["StagedState"]
+
+_DELETED = object()
+
+
+class StagedState(MutableMapping[str, Any]):
+    """Reads see pending writes; ``apply()`` hands them to the underlying mapping."""
+
+    def __init__(self, base: MutableMapping[str, Any]) -> None:
+        self.base = base
+        self.pending: dict[str, Any] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        value = self.pending.get(key, None)
+        if value is _DELETED:
+            raise KeyError(key)
+        if value is not None:
+            return value
+        return self.base[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.pending[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        self.pending[key] = _DELETED
+
+    def __iter__(self) -> Iterator[str]:
+        seen = set()
+        for key, value in self.pending.items():
+            seen.add(key)
+            if value is not _DELETED:
+                yield key
+        yield from (k for k in self.base if k not in seen)
+
+    def items(self) -> Iterator[tuple[str, Any]]:  # type: ignore[override]
+        """Current entries; reads the underlying mapping in one pass (a table scan, not key lookups)."""
+        for key, value in self.pending.items():
+            if value is not _DELETED:
+                yield key, value
+        yield from ((k, v) for k, v in self.base.items() if k not in self.pending)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def apply(self) -> None:
+        """Write the pending changes through."""
+        for key, value in self.pending.items():
+            if value is _DELETED:
+                self.base.pop(key, None)
+            else:
+                self.base[key] = value
+        self.pending.clear()
