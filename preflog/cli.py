@@ -216,10 +216,14 @@ def process(
     ctx: typer.Context,
     window: Annotated[float | None, typer.Option(help="Join window in seconds (default 3600).")] = None,
     grace: Annotated[float | None, typer.Option(help="Grace for out-of-order records, seconds (default 300).")] = None,
-    score_margin: Annotated[float | None, typer.Option(help="SCORES pairs need a larger difference (default 0).")] = None,
+    score_margin: Annotated[
+        float | None, typer.Option(help="SCORES pairs need a larger difference (default 0).")
+    ] = None,
     score_mode: Annotated[str | None, typer.Option(help="all (default) or best-vs-worst.")] = None,
     store: Annotated[str | None, typer.Option(help="Table store: rocksdb:// (default) or memory://.")] = None,
-    state_dir: Annotated[Path | None, typer.Option(help="Where table files live (default <data-dir>/processor).")] = None,
+    state_dir: Annotated[
+        Path | None, typer.Option(help="Where table files live (default <data-dir>/processor).")
+    ] = None,
     metrics_port: Annotated[int | None, typer.Option(help="Prometheus port (default 9464, 0 = off).")] = None,
     app_id: Annotated[str | None, typer.Option(help="Consumer group / app id (default preflog-processor).")] = None,
     loglevel: Annotated[str, typer.Option(help="Faust log level.")] = "warning",
@@ -232,9 +236,19 @@ def process(
     from .processors.run import run_worker
 
     settings = _settings(ctx)
-    overrides = {"window_s": window, "grace_s": grace, "score_margin": score_margin, "score_mode": score_mode,
-                 "store": store, "state_dir": state_dir, "metrics_port": metrics_port, "app_id": app_id}
-    settings = load_settings({**settings.model_dump(), "processor": {k: v for k, v in overrides.items() if v is not None}})
+    overrides = {
+        "window_s": window,
+        "grace_s": grace,
+        "score_margin": score_margin,
+        "score_mode": score_mode,
+        "store": store,
+        "state_dir": state_dir,
+        "metrics_port": metrics_port,
+        "app_id": app_id,
+    }
+    settings = load_settings(
+        {**settings.model_dump(), "processor": {k: v for k, v in overrides.items() if v is not None}}
+    )
     run_worker(settings, loglevel)
 
 
@@ -324,9 +338,10 @@ def up(
     requests: Annotated[int, typer.Option(help="With --demo: inference events to generate.")] = 200,
     rate: Annotated[float, typer.Option(help="With --demo: requests per second.")] = 20.0,
 ) -> None:
-    """Start preflog on this machine: the embedded Kafka-protocol broker (Tansu) and preflog's topics.
+    """Start preflog on this machine: the embedded Kafka-protocol broker (Tansu), the topics and the processor.
 
     Data and logs go under --data-dir. Ctrl-C stops everything cleanly.
+    With --demo the join window is 20 s (+5 s grace, 5 s idle) so unmatched records show up quickly.
     Example: preflog up --demo --duration 30
     """
     from .deploy.stack import FlowMonitor, Stack
@@ -337,34 +352,40 @@ def up(
 
     stack = Stack(_settings(ctx))
     settings = stack.start()
-    assert stack.broker is not None
-    table = Table("what", "where", title="preflog up")
-    table.add_row("Kafka-protocol broker (Tansu)", f"{settings.kafka.bootstrap_servers}  log: {stack.broker.log_path}")
-    for role, topic in settings.topics.all().items():
-        table.add_row(f"topic: {role}", f"{topic} ({settings.topics.partitions} partitions)")
-    table.add_row("data directory", str(settings.data_dir.resolve()))
-    out.print(table)
-    out.print(
-        f"Point other commands here with: export PREFLOG_KAFKA__BOOTSTRAP_SERVERS={settings.kafka.bootstrap_servers}"
-    )
-    monitor = FlowMonitor(settings.kafka.client_config(), settings.topics.all(), settings.topics.partitions).start()
     stop = threading.Event()
     sender: threading.Thread | None = None
     sent: dict[str, int] = {}
-    if demo:
-        producer = PreflogProducer.from_settings(settings)
-        events = make_events(replace(TrafficProfile(), requests=requests, rate=rate))
-
-        def run() -> None:
-            try:
-                sent.update(send_traffic(events, producer, pace=True, stop=stop))
-            finally:
-                producer.close()
-
-        sender = threading.Thread(target=run, name="preflog-demo", daemon=True)
-        sender.start()
-        out.print(f"demo: sending {len(events)} events at {rate:g} requests/s")
+    monitor: FlowMonitor | None = None
     try:
+        demo_window = {"window_s": 20.0, "grace_s": 5.0, "idle_timeout_s": 5.0} if demo else {}
+        processor = stack.start_processor(**demo_window)
+        assert stack.broker is not None
+        table = Table("what", "where", title="preflog up")
+        table.add_row(
+            "Kafka-protocol broker (Tansu)", f"{settings.kafka.bootstrap_servers}  log: {stack.broker.log_path}"
+        )
+        table.add_row("processor (Faust join)", f"{processor.where}  log: {processor.log}")
+        for role, topic in settings.topics.all().items():
+            table.add_row(f"topic: {role}", f"{topic} ({settings.topics.partitions} partitions)")
+        table.add_row("data directory", str(settings.data_dir.resolve()))
+        out.print(table)
+        out.print(
+            f"Point other commands here: export PREFLOG_KAFKA__BOOTSTRAP_SERVERS={settings.kafka.bootstrap_servers}"
+        )
+        monitor = FlowMonitor(settings.kafka.client_config(), settings.topics.all(), settings.topics.partitions).start()
+        if demo:
+            producer = PreflogProducer.from_settings(settings)
+            events = make_events(replace(TrafficProfile(), requests=requests, rate=rate))
+
+            def run() -> None:
+                try:
+                    sent.update(send_traffic(events, producer, pace=True, stop=stop))
+                finally:
+                    producer.close()
+
+            sender = threading.Thread(target=run, name="preflog-demo", daemon=True)
+            sender.start()
+            out.print(f"demo: sending {len(events)} events at {rate:g} requests/s")
         stack.wait(duration)
     except KeyboardInterrupt:
         out.print("stopping (Ctrl-C)")
@@ -372,15 +393,17 @@ def up(
         stop.set()
         if sender is not None:
             sender.join()
-        monitor.stop()
+        if monitor is not None:
+            monitor.stop()
         stack.stop()
     summary = Table("topic", "records", title="records seen on the broker")
     for role, topic in settings.topics.all().items():
-        summary.add_row(topic, str(monitor.counts.get(role, 0)))
+        if monitor is not None and role != "ticks":
+            summary.add_row(topic, str(monitor.counts.get(role, 0)))
     out.print(summary)
     if sent:
         out.print("demo sent " + ", ".join(f"{n} {k}" for k, n in sorted(sent.items())))
-    out.print(f"stopped; logs under {settings.data_dir.resolve()}")
+    out.print(f"stopped; data and logs under {settings.data_dir.resolve()}")
 
 
 def main() -> None:

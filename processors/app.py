@@ -44,7 +44,9 @@ def faust_credentials(kafka: KafkaSettings) -> Any:
     if kafka.security_protocol.startswith("SASL"):
         password = kafka.sasl_password.get_secret_value() if kafka.sasl_password else ""
         return faust.SASLCredentials(
-            username=kafka.sasl_username, password=password, mechanism=kafka.sasl_mechanism or "PLAIN",
+            username=kafka.sasl_username,
+            password=password,
+            mechanism=kafka.sasl_mechanism or "PLAIN",
             ssl_context=context,
         )
     if context is not None:
@@ -55,9 +57,12 @@ def faust_credentials(kafka: KafkaSettings) -> Any:
 def join_config(settings: Settings) -> JoinConfig:
     p = settings.processor
     return JoinConfig(
-        window_ms=int(p.window_s * 1000), grace_ms=int(p.grace_s * 1000),
-        late_retention_ms=int(p.late_retention_s * 1000), idle_timeout_ms=int(p.idle_timeout_s * 1000),
-        score_margin=p.score_margin, score_mode=p.score_mode,
+        window_ms=int(p.window_s * 1000),
+        grace_ms=int(p.grace_s * 1000),
+        late_retention_ms=int(p.late_retention_s * 1000),
+        idle_timeout_ms=int(p.idle_timeout_s * 1000),
+        score_margin=p.score_margin,
+        score_mode=p.score_mode,
     )
 
 
@@ -79,12 +84,15 @@ def create_app(settings: Settings, partitions: int) -> faust.App:
         web_enabled=False,
         autodiscover=False,
         table_standby_replicas=0,
+        producer_max_batch_size=p.producer_max_batch_size,
     )
     codec = settings.make_codec()
-    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-    inputs = app.topic(t.inference, t.feedback, t.ticks, **raw)
-    ticks = app.topic(t.ticks, **raw)
-    outputs = {role: app.topic(getattr(t, role), **raw) for role in ROLE_SCHEMAS}
+    def raw_topic(*names: str) -> faust.TopicT:
+        return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+    inputs = raw_topic(t.inference, t.feedback, t.ticks)
+    ticks = raw_topic(t.ticks)
+    outputs = {role: raw_topic(getattr(t, role)) for role in ROLE_SCHEMAS}
     table = app.Table(TABLE, default=None, partitions=partitions, key_type=str)
     state = StagedState(table)
     joiner = Joiner(join_config(settings), codec, state, t.inference, t.feedback)
@@ -131,7 +139,7 @@ def create_app(settings: Settings, partitions: int) -> faust.App:
                 await ticks.send(key=b"tick", value=b"", partition=tp.partition)
         metrics.STATE_KEYS.set(sum(len(h) for h in joiner._due.values()))
 
-    @app.on_partitions_assigned.connect
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(sender: Any, assigned: Any = None, **kwargs: Any) -> None:
         joiner.forget_index()
 

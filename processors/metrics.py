@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-__all__ = ["DEAD_LETTERS", "DUPLICATES", "EVENTS_IN", "JOIN_LATENCY", "PAIRS_OUT", "STATE_KEYS", "UNMATCHED", "UNPAIRED_OUT"]
+__all__ = [
+    "DEAD_LETTERS",
+    "DUPLICATES",
+    "EVENTS_IN",
+    "JOIN_LATENCY",
+    "PAIRS_OUT",
+    "STATE_KEYS",
+    "UNMATCHED",
+    "UNPAIRED_OUT",
+]
 
 EVENTS_IN = Counter("preflog_processor_events_in", "Records read, by topic", ["topic"])
 PAIRS_OUT = Counter("preflog_processor_pairs_out", "Preference pairs emitted")

@@ -28,7 +28,10 @@ class Worker:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "preflog", "process", "--loglevel", "info"],
-                env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         return self
 
@@ -57,8 +60,18 @@ def processor_env(broker: EmbeddedBroker, topics: TopicSettings, state_dir: Path
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFLOG_")}
     env["PREFLOG_KAFKA__BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
     env.update({f"PREFLOG_TOPICS__{role.upper()}": name for role, name in topics.all().items()})
-    settings = {"window_s": 600, "grace_s": 60, "idle_timeout_s": 600, "tick_interval_s": 0.5, "store": "memory://",
-                "session_timeout_s": 6, "metrics_port": 0, "state_dir": str(state_dir), **processor}
+    settings = {
+        "window_s": 600,
+        "grace_s": 60,
+        "idle_timeout_s": 600,
+        "tick_interval_s": 0.5,
+        "store": "memory://",
+        "session_timeout_s": 6,
+        "metrics_port": 0,
+        "producer_max_batch_size": 1,
+        "state_dir": str(state_dir),
+        **processor,
+    }
     env.update({f"PREFLOG_PROCESSOR__{k.upper()}": str(v) for k, v in settings.items()})
     return env
 

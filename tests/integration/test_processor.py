@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections import Counter
 import urllib.request
 import uuid
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
@@ -25,12 +25,23 @@ from .conftest import StartProcessor
 
 pytestmark = pytest.mark.integration
 CODEC = SingleObjectCodec()
-SCHEMAS = {"pairs": "PreferencePair", "unpaired": "UnpairedSignal", "unmatched": "UnmatchedRecord",
-           "dead_letter": "DeadLetter"}
+SCHEMAS = {
+    "pairs": "PreferencePair",
+    "unpaired": "UnpairedSignal",
+    "unmatched": "UnmatchedRecord",
+    "dead_letter": "DeadLetter",
+}
 
 
-def outputs(config: dict[str, Any], topics: TopicSettings, role: str, expect: int, timeout: float = 45,
-            settle: float = 2, ids: set[str] | None = None) -> list[dict[str, Any]]:
+def outputs(
+    config: dict[str, Any],
+    topics: TopicSettings,
+    role: str,
+    expect: int,
+    timeout: float = 45,
+    settle: float = 2,
+    ids: set[str] | None = None,
+) -> list[dict[str, Any]]:
     """Decoded output records; with ``ids``, waits until every one of those pair_ids has arrived."""
     topic = getattr(topics, role)
 
@@ -53,8 +64,9 @@ def log(kafka_config: dict[str, Any], topics: TopicSettings) -> Any:
         yield producer
 
 
-def test_either_arrival_order_joins(log: PreflogProducer, kafka_config: dict[str, Any], topics: TopicSettings,
-                                    start_processor: StartProcessor) -> None:
+def test_either_arrival_order_joins(
+    log: PreflogProducer, kafka_config: dict[str, Any], topics: TopicSettings, start_processor: StartProcessor
+) -> None:
     first, second = inference(), inference()
     fb_first = feedback(first["request_id"], event_time=at(1))
     fb_second = feedback(second["request_id"], event_time=at(1))
@@ -66,7 +78,8 @@ def test_either_arrival_order_joins(log: PreflogProducer, kafka_config: dict[str
     start_processor()
     pairs = outputs(kafka_config, topics, "pairs", expect=2)
     assert sorted(p["pair_id"] for p in pairs) == sorted(
-        [pair_id(fb_first["feedback_id"], 0, 1), pair_id(fb_second["feedback_id"], 0, 1)])
+        [pair_id(fb_first["feedback_id"], 0, 1), pair_id(fb_second["feedback_id"], 0, 1)]
+    )
     pair = next(p for p in pairs if p["request_id"] == first["request_id"])
     assert (pair["prompt"], pair["chosen"], pair["rejected"]) == ("Name a prime number.", "7", "9")
     assert pair["model"] == first["model"] and pair["context"]["tenant"] == "acme"
@@ -83,13 +96,28 @@ def test_one_inference_many_judgements_each_yield_pairs(
     rid = inf["request_id"]
     log.log_inference(inf)
     log.log_feedback(feedback(rid, event_time=at(1)))
-    log.log_feedback(feedback(rid, event_time=at(2), kind="RANKING", pairwise=None,
-                              ranking=[{"index": 0, "rank": 2}, {"index": 1, "rank": 1}, {"index": 2, "rank": 2}]))
+    log.log_feedback(
+        feedback(
+            rid,
+            event_time=at(2),
+            kind="RANKING",
+            pairwise=None,
+            ranking=[{"index": 0, "rank": 2}, {"index": 1, "rank": 1}, {"index": 2, "rank": 2}],
+        )
+    )
     rm = {"type": "REWARD_MODEL", "id": "rm", "name": "acme-rm", "version": "8"}
     scores = [{"index": 0, "score": 0.2}, {"index": 1, "score": 1.0}, {"index": 2, "score": 0.9}]
     log.log_feedback(feedback(rid, event_time=at(3), kind="SCORES", pairwise=None, scores=scores, source=rm))
-    log.log_feedback(feedback(rid, event_time=at(4), kind="IMPLICIT", pairwise=None,
-                              implicit={"index": 2, "signal": "copy", "label": True}, source="END_USER"))
+    log.log_feedback(
+        feedback(
+            rid,
+            event_time=at(4),
+            kind="IMPLICIT",
+            pairwise=None,
+            implicit={"index": 2, "signal": "copy", "label": True},
+            source="END_USER",
+        )
+    )
     log.flush()
     start_processor(score_margin=0.5)
     pairs = outputs(kafka_config, topics, "pairs", expect=5)
@@ -133,8 +161,15 @@ def test_invalid_references_and_garbage_go_to_dead_letter(
     bad_index = feedback_record(feedback(rid, event_time=at(1), pairwise={"chosen": 4, "rejected": 0}))
     same = feedback_record(feedback(rid, event_time=at(1)))
     same["pairwise"] = {"chosen": 1, "rejected": 1}
-    unknown = feedback_record(feedback(rid, event_time=at(1), kind="RANKING", pairwise=None,
-                                       ranking=[{"index": 0, "rank": 1}, {"index": 9, "rank": 2}]))
+    unknown = feedback_record(
+        feedback(
+            rid,
+            event_time=at(1),
+            kind="RANKING",
+            pairwise=None,
+            ranking=[{"index": 0, "rank": 1}, {"index": 9, "rank": 2}],
+        )
+    )
     for record in (bad_index, same, unknown):  # a producer that skipped the SDK's checks
         log.send(topics.feedback, rid, CODEC.encode("FeedbackEvent", record))
     log.send(topics.feedback, rid, b"\x00\x01garbage")
@@ -210,7 +245,7 @@ def test_kill_9_mid_stream_and_restart_loses_no_pair(
     send_traffic(events, log, pace=False)
     worker = start_processor()
     partial = read_topic(kafka_config, topics.pairs, topics.partitions, expect=len(expected) // 4, settle=0)
-    assert 0 < len(partial)
+    assert len(partial) > 0
     worker.kill()
     start_processor()
     pairs = outputs(kafka_config, topics, "pairs", expect=0, timeout=120, settle=5, ids=expected)
@@ -218,7 +253,9 @@ def test_kill_9_mid_stream_and_restart_loses_no_pair(
     if got != expected:  # say what happened to the missing ones
         unmatched = outputs(kafka_config, topics, "unmatched", expect=10_000, timeout=5, settle=0)
         dead = outputs(kafka_config, topics, "dead_letter", expect=10_000, timeout=5, settle=0)
-        print("missing", len(expected - got), "extra", len(got - expected), "of", len(expected), "partial", len(partial))
+        print(
+            "missing", len(expected - got), "extra", len(got - expected), "of", len(expected), "partial", len(partial)
+        )
         print("unmatched", Counter(u["reason"] for u in unmatched), "dead", Counter(d["error_class"] for d in dead))
     assert got == expected  # every pair, none invented; redelivered copies share their pair_id
     assert len(pairs) >= len(expected)
@@ -226,12 +263,18 @@ def test_kill_9_mid_stream_and_restart_loses_no_pair(
 
 def _metric(port: int, name: str) -> float:
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    return sum(float(line.split()[-1]) for line in body.splitlines() if line.startswith(name + "{") or
-               line.startswith(name + " "))
+    return sum(
+        float(line.split()[-1])
+        for line in body.splitlines()
+        if line.startswith(name + "{") or line.startswith(name + " ")
+    )
 
 
 def test_two_workers_split_partitions_and_produce_the_same_pairs(
-    log: PreflogProducer, kafka_config: dict[str, Any], topics: TopicSettings, start_processor: StartProcessor,
+    log: PreflogProducer,
+    kafka_config: dict[str, Any],
+    topics: TopicSettings,
+    start_processor: StartProcessor,
 ) -> None:
     from preflog.deploy.broker import free_port
 

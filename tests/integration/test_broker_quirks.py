@@ -1,0 +1,44 @@
+"""Quirks of the embedded broker (Tansu) that preflog's embedded settings work around.
+
+If one of these starts failing, Tansu fixed the quirk: drop the matching
+workaround (named in each test) rather than the test.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from preflog.deploy.topics import ensure_topics
+
+pytestmark = pytest.mark.integration
+
+
+def _high_watermark(config: dict[str, Any], topic: str) -> int:
+    consumer = Consumer({**config, "group.id": "quirks", "log_level": 0})
+    try:
+        return int(consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1])
+    finally:
+        consumer.close()
+
+
+@pytest.mark.parametrize(("batch_bytes", "expected_high"), [(1_000_000, 201), (1, 300)])
+def test_high_watermark_is_base_offset_of_the_last_batch_plus_one(
+    kafka_config: dict[str, Any], batch_bytes: int, expected_high: int
+) -> None:
+    """300 records in 3 flushes of 100. Real Kafka reports 300 either way; Tansu only with one record per batch.
+
+    Faust's changelog recovery reads up to the high watermark, so on Tansu it stops
+    early and a restarted worker loses state. Workaround: the embedded stack and the
+    tests run the processor with processor.producer_max_batch_size=1.
+    """
+    topic = f"quirk-hw-{batch_bytes}"
+    ensure_topics(kafka_config, [topic], 1)
+    producer = Producer({**kafka_config, "linger.ms": 20, "batch.size": batch_bytes})
+    for _ in range(3):
+        for _ in range(100):
+            producer.produce(topic, value=b"x" * 100)
+        producer.flush()
+    assert _high_watermark(kafka_config, topic) == expected_high
