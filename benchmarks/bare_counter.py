@@ -14,8 +14,13 @@ import faust
 
 bootstrap, topics, expected = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3])
 app = faust.App(
-    f"bare-counter-{os.getpid()}", broker=f"kafka://{bootstrap}", web_enabled=False, store="memory://",
-    broker_session_timeout=6.0, broker_heartbeat_interval=1.0, consumer_auto_offset_reset="earliest",
+    f"bare-counter-{os.getpid()}",
+    broker=f"kafka://{bootstrap}",
+    web_enabled=False,
+    store="memory://",
+    broker_session_timeout=6.0,
+    broker_heartbeat_interval=1.0,
+    consumer_auto_offset_reset="earliest",
 )
 channel = app.topic(*topics, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 seen = {"n": 0, "first": 0.0}

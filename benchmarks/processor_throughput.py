@@ -40,11 +40,20 @@ def metric(port: int, name: str) -> float:
 
 def run_processor(settings_overrides: dict, work: Path, expected: int) -> tuple[float, float]:
     port = free_port()
-    settings = load_settings({**settings_overrides, "processor": {
-        **settings_overrides.get("processor", {}), "metrics_port": port, "state_dir": str(work / "state")}})
+    settings = load_settings(
+        {
+            **settings_overrides,
+            "processor": {
+                **settings_overrides.get("processor", {}),
+                "metrics_port": port,
+                "state_dir": str(work / "state"),
+            },
+        }
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFLOG_")} | settings_env(settings)
-    proc = subprocess.Popen([sys.executable, "-m", "preflog", "process"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "preflog", "process"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     first = last = 0.0
     try:
         deadline = time.monotonic() + 600
@@ -71,19 +80,30 @@ def main() -> None:
         topics = TopicSettings()
         conf = {"bootstrap.servers": broker.bootstrap_servers}
         ensure_topics(conf, topics.all().values(), topics.partitions)
-        events = generate(TrafficProfile(requests=args.requests, invalid=0.0, rate=100),
-                          start=datetime(2026, 11, 1, tzinfo=timezone.utc))
+        events = generate(
+            TrafficProfile(requests=args.requests, invalid=0.0, rate=100),
+            start=datetime(2026, 11, 1, tzinfo=timezone.utc),
+        )
         started = time.perf_counter()
         with PreflogProducer({**conf, "linger.ms": 20}, load_settings().make_codec(), topics) as log:
             sent = send_traffic(events, log, pace=False)
         n = sent["inference"] + sent["feedback"]
-        print(f"input: {n} events ({sent['inference']} inference, {sent['feedback']} feedback), "
-              f"produced through the SDK in {time.perf_counter() - started:.2f} s")
+        print(
+            f"input: {n} events ({sent['inference']} inference, {sent['feedback']} feedback), "
+            f"produced through the SDK in {time.perf_counter() - started:.2f} s"
+        )
 
         out = subprocess.run(
-            [sys.executable, str(HERE / "bare_counter.py"), broker.bootstrap_servers,
-             f"{topics.inference},{topics.feedback}", str(n)],
-            capture_output=True, text=True, timeout=600,
+            [
+                sys.executable,
+                str(HERE / "bare_counter.py"),
+                broker.bootstrap_servers,
+                f"{topics.inference},{topics.feedback}",
+                str(n),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
         ).stdout
         m = re.search(r"first=([\d.]+) last=([\d.]+)", out)
         assert m, out
@@ -93,11 +113,14 @@ def main() -> None:
         results = {}
         for label, processor in [
             ("preflog processor, memory store", {"store": "memory://", "producer_max_batch_size": 1}),
-            ("preflog processor, rocksdb store", {"store": "rocksdb://", "producer_max_batch_size": 1,
-                                                  "app_id": "preflog-bench-rocksdb"}),
+            (
+                "preflog processor, rocksdb store",
+                {"store": "rocksdb://", "producer_max_batch_size": 1, "app_id": "preflog-bench-rocksdb"},
+            ),
         ]:
-            first, last = run_processor({**overrides, "processor": {"session_timeout_s": 6, **processor}},
-                                        work / label.split()[-2], n)
+            first, last = run_processor(
+                {**overrides, "processor": {"session_timeout_s": 6, **processor}}, work / label.split()[-2], n
+            )
             results[label] = n / (last - first) if last else float("nan")
 
     print(f"{'bare Faust agent (count only)':40s} {bare:10.0f} events/s")

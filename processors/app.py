@@ -34,6 +34,32 @@ ROLE_SCHEMAS = {
 TABLE = "join-state"
 
 
+class JoinTable(faust.Table):
+    """A Table whose changelog writes can be awaited.
+
+    Faust buffers changelog writes and, before committing offsets, gives up
+    flushing that buffer after 0.1 s without progress; a kill -9 right after
+    such a commit loses state. The worker awaits every write of an event
+    before taking the next one, so an offset is only committed once the state
+    it depends on is in Kafka.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.unconfirmed: list[Any] = []
+
+    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
+        future = super().send_changelog(*args, **kwargs)
+        self.unconfirmed.append(future)
+        return future
+
+    async def confirm(self) -> None:
+        """Wait until every changelog write so far is acknowledged."""
+        pending, self.unconfirmed = self.unconfirmed, []
+        if pending:
+            await asyncio.gather(*pending)
+
+
 def faust_credentials(kafka: KafkaSettings) -> Any:
     """Faust/aiokafka credentials for the configured security protocol (None for PLAINTEXT)."""
     import ssl
@@ -87,13 +113,15 @@ def create_app(settings: Settings, partitions: int) -> faust.App:
         producer_max_batch_size=p.producer_max_batch_size,
     )
     codec = settings.make_codec()
+
     def raw_topic(*names: str) -> faust.TopicT:
         return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
     inputs = raw_topic(t.inference, t.feedback, t.ticks)
     ticks = raw_topic(t.ticks)
     outputs = {role: raw_topic(getattr(t, role)) for role in ROLE_SCHEMAS}
-    table = app.Table(TABLE, default=None, partitions=partitions, key_type=str)
+    table = JoinTable(app, name=TABLE, default=None, beacon=app.tables.beacon, partitions=partitions, key_type=str)
+    app.tables.add(table)
     state = StagedState(table)
     joiner = Joiner(join_config(settings), codec, state, t.inference, t.feedback)
     app.joiner = joiner  # type: ignore[attr-defined]
@@ -131,6 +159,7 @@ def create_app(settings: Settings, partitions: int) -> faust.App:
                 await asyncio.gather(*sent)  # delivered before the state that records them is written
                 count(emits)
             state.apply()
+            await table.confirm()  # and the state is in Kafka before the offset can be committed
 
     @app.timer(interval=p.tick_interval_s)
     async def idle_ticks() -> None:
