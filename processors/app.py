@@ -34,32 +34,6 @@ ROLE_SCHEMAS = {
 TABLE = "join-state"
 
 
-class JoinTable(faust.Table):
-    """A Table whose changelog writes can be awaited.
-
-    Faust buffers changelog writes and, before committing offsets, gives up
-    flushing that buffer after 0.1 s without progress; a kill -9 right after
-    such a commit loses state. The worker awaits every write of an event
-    before taking the next one, so an offset is only committed once the state
-    it depends on is in Kafka.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.unconfirmed: list[Any] = []
-
-    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
-        future = super().send_changelog(*args, **kwargs)
-        self.unconfirmed.append(future)
-        return future
-
-    async def confirm(self) -> None:
-        """Wait until every changelog write so far is acknowledged."""
-        pending, self.unconfirmed = self.unconfirmed, []
-        if pending:
-            await asyncio.gather(*pending)
-
-
 def faust_credentials(kafka: KafkaSettings) -> Any:
     """Faust/aiokafka credentials for the configured security protocol (None for PLAINTEXT)."""
     import ssl
@@ -120,9 +94,9 @@ def create_app(settings: Settings, partitions: int) -> faust.App:
     inputs = raw_topic(t.inference, t.feedback, t.ticks)
     ticks = raw_topic(t.ticks)
     outputs = {role: raw_topic(getattr(t, role)) for role in ROLE_SCHEMAS}
-    table = JoinTable(app, name=TABLE, default=None, beacon=app.tables.beacon, partitions=partitions, key_type=str)
-    app.tables.add(table)
+    table = app.Table(TABLE, default=None, partitions=partitions, key_type=str)
     state = StagedState(table)
+    changelog = table.changelog_topic
     joiner = Joiner(join_config(settings), codec, state, t.inference, t.feedback)
     app.joiner = joiner  # type: ignore[attr-defined]
 
@@ -137,6 +111,25 @@ def create_app(settings: Settings, partitions: int) -> faust.App:
                 metrics.UNMATCHED.labels(e.record["reason"]).inc()
             else:
                 metrics.DEAD_LETTERS.labels(e.record["error_class"]).inc()
+
+    async def write_state(partition: int) -> None:
+        """Apply the event's state changes and wait until their changelog records are acknowledged.
+
+        Written directly, not through the table's buffered changelog: Faust gives up
+        flushing that buffer before a commit after 0.1 s without progress, so a kill -9
+        right after a commit could lose state the committed offset depends on.
+        """
+        sent = []
+        for key, value in state.drain():
+            if value is None:
+                table.data.pop(key, None)
+                sent.append(
+                    await changelog.send(key=key, value=None, partition=partition, value_serializer="raw", force=True)
+                )
+            else:
+                table.data[key] = value
+                sent.append(await changelog.send(key=key, value=value, partition=partition, force=True))
+        await asyncio.gather(*sent)
 
     @app.agent(inputs)
     async def join(stream: faust.StreamT) -> None:
@@ -158,8 +151,7 @@ def create_app(settings: Settings, partitions: int) -> faust.App:
                 ]
                 await asyncio.gather(*sent)  # delivered before the state that records them is written
                 count(emits)
-            state.apply()
-            await table.confirm()  # and the state is in Kafka before the offset can be committed
+            await write_state(msg.partition)  # and the state is in Kafka before the offset can be committed
 
     @app.timer(interval=p.tick_interval_s)
     async def idle_ticks() -> None:

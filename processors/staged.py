@@ -61,11 +61,8 @@ class StagedState(MutableMapping[str, Any]):
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
-    def apply(self) -> None:
-        """Write the pending changes through."""
-        for key, value in self.pending.items():
-            if value is _DELETED:
-                self.base.pop(key, None)
-            else:
-                self.base[key] = value
+    def drain(self) -> list[tuple[str, Any | None]]:
+        """The pending changes (value None = deleted), removed from this view."""
+        changes = [(k, None if v is _DELETED else v) for k, v in self.pending.items()]
         self.pending.clear()
+        return changes
