@@ -82,9 +82,11 @@ def start_processor(broker: EmbeddedBroker, topics: TopicSettings, tmp_path: Pat
     workers: list[Worker] = []
     app_id = f"preflog-test-{uuid.uuid4().hex[:8]}"
 
-    def start(**processor: Any) -> Worker:
+    def start(reuse_state_of: int | None = None, **processor: Any) -> Worker:
+        """Start a worker; ``reuse_state_of=N`` gives it worker N's state directory (a restart in place)."""
         n = len(workers)
-        env = processor_env(broker, topics, tmp_path / f"state-{n}", app_id=app_id, **processor)
+        state = tmp_path / f"state-{n if reuse_state_of is None else reuse_state_of}"
+        env = processor_env(broker, topics, state, app_id=app_id, **processor)
         worker = Worker(env, tmp_path / f"worker-{n}.log").start()
         workers.append(worker)
         return worker

@@ -108,7 +108,7 @@ def test_up_demo_runs_and_stops_cleanly(tmp_path: Path) -> None:
         env=env,
         text=True,
     )
-    time.sleep(8)
+    time.sleep(20)  # the processor joins its group and pairs appear
     proc.send_signal(signal.SIGINT)  # Ctrl-C
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, output
@@ -120,4 +120,6 @@ def test_up_demo_runs_and_stops_cleanly(tmp_path: Path) -> None:
         if line.count("│") == 3 and "preflog." in line
     }
     assert int(counts["preflog.inference.v1"]) >= 25
+    assert int(counts["preflog.pairs.v1"]) > 0
+    assert "processor (Faust join)" in output
     assert (tmp_path / "data" / "broker" / "broker.log").exists()
