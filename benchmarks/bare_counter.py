@@ -1,23 +1,26 @@
 """A Faust agent that only counts events: the baseline the processor is compared with.
 
-Run by processor_throughput.py as: python bare_counter.py BOOTSTRAP TOPIC,TOPIC EXPECTED
-Prints "first=<unix s> last=<unix s> count=<n>" once EXPECTED events were seen.
+Run by processor_throughput.py as: python bare_counter.py BOOTSTRAP TOPIC,TOPIC EXPECTED OUT_FILE
+Writes "first=<unix s> last=<unix s> count=<n>" to OUT_FILE once EXPECTED events were seen
+(Faust redirects stdout to its log, so the result goes to a file).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 
 import faust
 
-bootstrap, topics, expected = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3])
+bootstrap, topics, expected, out_file = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3]), sys.argv[4]
 app = faust.App(
     f"bare-counter-{os.getpid()}",
     broker=f"kafka://{bootstrap}",
     web_enabled=False,
     store="memory://",
+    datadir=tempfile.mkdtemp(prefix="bare-counter-"),
     broker_session_timeout=6.0,
     broker_heartbeat_interval=1.0,
     consumer_auto_offset_reset="earliest",
@@ -33,7 +36,8 @@ async def count(stream: faust.StreamT) -> None:
             seen["first"] = time.time()
         seen["n"] += 1
         if seen["n"] == expected:
-            print(f"first={seen['first']:.3f} last={time.time():.3f} count={seen['n']}", flush=True)
+            with open(out_file, "w") as f:
+                f.write(f"first={seen['first']:.3f} last={time.time():.3f} count={seen['n']}")
             os._exit(0)
 
 
