@@ -295,3 +295,27 @@ def test_two_workers_split_partitions_and_produce_the_same_pairs(
     read = [_metric(port, "preflog_processor_events_in_total") for port in ports]
     assert all(n > 0 for n in read), read  # both workers did part of the work
     assert sum(read) >= len(events)
+
+
+def test_worker_refuses_topics_that_are_not_co_partitioned(
+    kafka_config: dict[str, Any], broker: Any, tmp_path: Any
+) -> None:
+    import subprocess
+    import sys
+
+    from preflog.deploy.topics import ensure_topics
+
+    from .conftest import processor_env
+
+    suffix = uuid.uuid4().hex[:8]
+    t = TopicSettings(inference=f"inf-{suffix}", feedback=f"fb-{suffix}")
+    ensure_topics(kafka_config, [t.inference], 4)
+    ensure_topics(kafka_config, [t.feedback], 2)
+    env = processor_env(broker, t, tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "preflog", "process"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    message = " ".join(result.stderr.split())
+    assert f"topic fb-{suffix} has 2 partitions but inf-{suffix} has 4" in message
+    assert "co-partitioned on request_id" in message
