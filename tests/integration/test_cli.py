@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -108,9 +110,22 @@ def test_up_demo_runs_and_stops_cleanly(tmp_path: Path) -> None:
         env=env,
         text=True,
     )
-    time.sleep(20)  # the processor joins its group and pairs appear
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or []), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 60
+    bootstrap = None
+    while bootstrap is None and time.monotonic() < deadline:
+        found = re.search(r"PREFLOG_KAFKA__BOOTSTRAP_SERVERS=(\S+)", "".join(lines))
+        bootstrap = found[1] if found else None
+        time.sleep(0.2)
+    assert bootstrap, "".join(lines)
+    pairs = read_topic({"bootstrap.servers": bootstrap}, "preflog.pairs.v1", 4, expect=1, timeout=90, settle=0)
+    assert pairs, "the processor under `preflog up` produced no pair"
     proc.send_signal(signal.SIGINT)  # Ctrl-C
-    output, _ = proc.communicate(timeout=60)
+    proc.wait(60)
+    reader.join(10)
+    output = "".join(lines)
     assert proc.returncode == 0, output
     assert "Kafka-protocol broker (Tansu)" in output
     assert "stopping (Ctrl-C)" in output
