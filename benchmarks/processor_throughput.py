@@ -94,8 +94,14 @@ def main() -> None:
         )
 
         result = work / "bare.txt"
-        counter = [sys.executable, str(HERE / "bare_counter.py"), broker.bootstrap_servers,
-                   f"{topics.inference},{topics.feedback}", str(n), str(result)]
+        counter = [
+            sys.executable,
+            str(HERE / "bare_counter.py"),
+            broker.bootstrap_servers,
+            f"{topics.inference},{topics.feedback}",
+            str(n),
+            str(result),
+        ]
         subprocess.run(counter, capture_output=True, timeout=600, cwd=work)
         out = result.read_text() if result.exists() else ""
         m = re.search(r"first=([\d.]+) last=([\d.]+)", out)
@@ -106,11 +112,15 @@ def main() -> None:
         results = {}
         for label, processor in [
             ("preflog processor, memory store", {"store": "memory://", "producer_max_batch_size": 1}),
-            ("preflog processor, rocksdb store", {"store": "rocksdb://", "producer_max_batch_size": 1,
-                                                  "app_id": "preflog-bench-rocksdb"}),
+            (
+                "preflog processor, rocksdb store",
+                {"store": "rocksdb://", "producer_max_batch_size": 1, "app_id": "preflog-bench-rocksdb"},
+            ),
             # the real-Kafka default batching; on the embedded broker its recovery is unsafe (test_broker_quirks)
-            ("preflog processor, memory, 16 kB batches", {"store": "memory://", "producer_max_batch_size": 16384,
-                                                          "app_id": "preflog-bench-batched"}),
+            (
+                "preflog processor, memory, 16 kB batches",
+                {"store": "memory://", "producer_max_batch_size": 16384, "app_id": "preflog-bench-batched"},
+            ),
         ]:
             first, last = run_processor(
                 {**overrides, "processor": {"session_timeout_s": 6, **processor}}, work / label.split()[-2], n
