@@ -252,6 +252,35 @@ def process(
     run_worker(settings, loglevel)
 
 
+@app.command()
+def sink(
+    ctx: typer.Context,
+    url: Annotated[str | None, typer.Option(help="Audit log root: file:///path or s3://bucket/prefix.")] = None,
+    partition_by: Annotated[
+        list[str] | None, typer.Option(help="Extra partition column after dt=, e.g. model.name (repeatable).")
+    ] = None,
+    s3_endpoint_url: Annotated[str | None, typer.Option(help="S3-compatible endpoint (MinIO, moto...).")] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="Prometheus port (default 9465, 0 = off).")] = None,
+) -> None:
+    """Write the output topics to the audit log: immutable Parquet files, offsets committed after each write.
+
+    Layout: <url>/<table>/dt=YYYY-MM-DD/<topic>+<partition>+<first>-<last>.parquet, each with a
+    .manifest.json (rows, offsets, sha256). Env: PREFLOG_SINK__*; S3 credentials from the AWS chain
+    or PREFLOG_SINK__AWS_ACCESS_KEY_ID / PREFLOG_SINK__AWS_SECRET_ACCESS_KEY.
+    """
+    from .sinks.run import run_sink
+
+    settings = _settings(ctx)
+    overrides = {
+        "url": url,
+        "partition_by": partition_by,
+        "s3_endpoint_url": s3_endpoint_url,
+        "metrics_port": metrics_port,
+    }
+    settings = load_settings({**settings.model_dump(), "sink": {k: v for k, v in overrides.items() if v is not None}})
+    run_sink(settings)
+
+
 @topics_app.command("create")
 def topics_create(ctx: typer.Context) -> None:
     """Create every preflog topic that does not exist yet, with --partitions partitions."""

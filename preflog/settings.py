@@ -21,6 +21,7 @@ __all__ = [
     "ProcessorSettings",
     "ProducerSettings",
     "Settings",
+    "SinkSettings",
     "TopicSettings",
     "load_settings",
     "settings_env",
@@ -102,6 +103,36 @@ class ProcessorSettings(BaseModel):
     )
 
 
+class SinkSettings(BaseModel):
+    """The audit-log writer (``preflog sink``)."""
+
+    url: str | None = Field(None, description="file:///path or s3://bucket/prefix; default <data_dir>/audit")
+    group_id: str = "preflog-sink"
+    tables: list[Literal["pairs", "unpaired", "unmatched", "dead_letter"]] = Field(
+        ["pairs", "unpaired", "unmatched", "dead_letter"], description="which output topics to store"
+    )
+    partition_by: list[str] = Field(default_factory=list, description="extra partition columns, e.g. model.name")
+    max_rows: int = Field(50_000, ge=1, description="a file is cut at this many records")
+    max_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="... or this many input bytes")
+    max_age_s: float = Field(300.0, gt=0, description="... or when its first record is this old")
+    idle_flush_s: float = Field(10.0, gt=0, description="... or when its partition is idle this long")
+    dedupe_window: int = Field(1_000_000, ge=0, description="recent ids per partition remembered for dedupe")
+    s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, moto, ...)")
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: SecretStr | None = None
+    metrics_port: int = Field(9465, ge=0, description="Prometheus /metrics port; 0 disables")
+
+    def storage_options(self) -> dict[str, Any]:
+        """s3fs options; credentials fall back to the standard AWS chain."""
+        options: dict[str, Any] = {}
+        if self.s3_endpoint_url:
+            options["client_kwargs"] = {"endpoint_url": self.s3_endpoint_url}
+        if self.aws_access_key_id and self.aws_secret_access_key:
+            options["key"] = self.aws_access_key_id
+            options["secret"] = self.aws_secret_access_key.get_secret_value()
+        return options
+
+
 class CodecSettings(BaseModel):
     """How records are framed on the wire."""
 
@@ -145,7 +176,12 @@ class Settings(BaseSettings):
     codec: CodecSettings = Field(default_factory=CodecSettings)
     producer: ProducerSettings = Field(default_factory=ProducerSettings)
     processor: ProcessorSettings = Field(default_factory=ProcessorSettings)
+    sink: SinkSettings = Field(default_factory=SinkSettings)
     data_dir: Path = Field(Path(".preflog"), description="where the embedded stack keeps its data and logs")
+
+    def audit_url(self) -> str:
+        """Where the audit log lives."""
+        return self.sink.url or f"file://{(self.data_dir / 'audit').resolve()}"
 
     def make_codec(self) -> Any:
         """The codec these settings select."""
@@ -168,7 +204,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
                 walk(f"{prefix}__{name.upper()}" if prefix else name.upper(), getattr(value, name))
         elif isinstance(value, SecretStr):
             env[f"PREFLOG_{prefix}"] = value.get_secret_value()
-        elif isinstance(value, dict):
+        elif isinstance(value, (dict, list)):
             env[f"PREFLOG_{prefix}"] = json.dumps(value)
         elif value is not None:
             env[f"PREFLOG_{prefix}"] = str(value)
@@ -190,6 +226,7 @@ def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
 def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
     """Settings from the environment, with ``overrides`` (CLI flags; None = not given) on top."""
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     try:
         env = Settings()
@@ -199,3 +236,5 @@ def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
     except ValidationError as exc:
         lines = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
         raise ConfigError("invalid settings:\n  " + "\n  ".join(lines)) from None
+    except SettingsError as exc:
+        raise ConfigError(f"invalid settings in the environment: {exc} (lists and maps are JSON)") from None

@@ -1,0 +1,61 @@
+"""Where a batch of records lands: Hive-style partition folders and offset-range file names.
+
+    {root}/{table}/dt=YYYY-MM-DD[/model=NAME]/{topic}+{partition}+{first:019d}-{last:019d}.parquet
+
+The name says what the file holds, so a replay of the same offsets lands on
+the same name (Kafka Connect and Quix name files the same way).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+__all__ = ["TIME_COLUMN", "FileName", "file_name", "parse_file_name", "partition_dir"]
+
+#: the column whose UTC date names the dt= folder, per table
+TIME_COLUMN = {
+    "pairs": "feedback_time",
+    "unpaired": "feedback_time",
+    "unmatched": "event_time",
+    "dead_letter": "failed_at",
+}
+NAME = re.compile(r"^(?P<topic>.+)\+(?P<partition>\d+)\+(?P<first>\d{19})-(?P<last>\d{19})\.parquet$")
+
+
+@dataclass(frozen=True)
+class FileName:
+    """The parts of a data file name."""
+
+    topic: str
+    partition: int
+    first: int
+    last: int
+
+
+def file_name(topic: str, partition: int, first: int, last: int) -> str:
+    """``{topic}+{partition}+{first:019d}-{last:019d}.parquet``"""
+    return f"{topic}+{partition}+{first:019d}-{last:019d}.parquet"
+
+
+def parse_file_name(name: str) -> FileName | None:
+    """The parts of a data file name, or None for any other file."""
+    m = NAME.match(name.rsplit("/", 1)[-1])
+    if m is None:
+        return None
+    return FileName(m["topic"], int(m["partition"]), int(m["first"]), int(m["last"]))
+
+
+def partition_dir(table: str, record: dict[str, Any], partition_by: list[str]) -> str:
+    """``{table}/dt=.../[col=value/...]`` for one record."""
+    when: datetime = record[TIME_COLUMN[table]]
+    parts = [table, f"dt={when.date().isoformat()}"]
+    for column in partition_by:
+        value: Any = record
+        for key in column.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        parts.append(f"{column.replace('.', '_')}={quote(str(value), safe='') if value is not None else '__null__'}")
+    return "/".join(parts)

@@ -1,0 +1,291 @@
+"""The audit-log writer: output topics -> immutable Parquet files, offsets committed only after the write.
+
+Exactly once per id, after any crash:
+
+* Each file is named by the offsets it covers. On assignment the writer lists
+  the files already written for the partition and resumes after the highest
+  offset covered, so a crash between writing a file and committing its offset
+  neither rewrites nor skips anything.
+* The processor is at-least-once: after its own crash the same pair can reach
+  the topic twice, at two offsets, with one pair_id. The writer remembers the
+  recent ids of each partition (reloaded from the files at assignment) and
+  skips ids already in the log; manifests count what was skipped.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+
+from preflog.schemas.codec import Codec
+from preflog.schemas.registry import SchemaVersion, default_store
+from preflog.settings import Settings
+
+from . import metrics
+from .arrow import arrow_schema, to_table
+from .exceptions import StorageError
+from .manifest import MANIFEST_DIR, Manifest, manifest_path
+from .naming import file_name, parse_file_name, partition_dir
+from .parquet import encode
+from .storage import Storage
+
+__all__ = ["ID_COLUMN", "TABLE_SCHEMAS", "Sink"]
+
+log = logging.getLogger(__name__)
+TABLE_SCHEMAS = {
+    "pairs": "PreferencePair",
+    "unpaired": "UnpairedSignal",
+    "unmatched": "UnmatchedRecord",
+    "dead_letter": "DeadLetter",
+}
+ID_COLUMN = {"pairs": "pair_id", "unpaired": "signal_id"}
+EMPTY_DIR = "_empty"
+
+
+@dataclass
+class PartitionState:
+    """What the writer knows about one topic-partition."""
+
+    table: str
+    written_upto: int = -1
+    ids: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    batch: list[Message] = field(default_factory=list)
+    batch_bytes: int = 0
+    batch_started: float = 0.0
+    last_seen: float = 0.0
+
+
+class Sink:
+    """Consumes the output topics and writes the audit log under ``storage``."""
+
+    def __init__(self, settings: Settings, storage: Storage, codec: Codec) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.codec = codec
+        self.conf = settings.sink
+        topics = settings.topics.all()
+        self.table_of: dict[str, str] = {topics[table]: table for table in self.conf.tables}
+        self.schemas: dict[str, SchemaVersion] = {t: default_store().latest(TABLE_SCHEMAS[t]) for t in self.conf.tables}
+        self.arrow: dict[str, pa.Schema] = {
+            t: arrow_schema(s.raw, {"preflog.schema_fingerprint": s.fingerprint.hex()}) for t, s in self.schemas.items()
+        }
+        self.parts: dict[tuple[str, int], PartitionState] = {}
+        self.consumer = Consumer(
+            {
+                **settings.kafka.client_config(),
+                "group.id": self.conf.group_id,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": int(settings.processor.session_timeout_s * 1000),
+            }
+        )
+
+    # -- assignment -----------------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(partitions, timeout=30)}
+        for tp in partitions:
+            state = self._load(tp.topic, tp.partition)
+            self.parts[(tp.topic, tp.partition)] = state
+            start = committed.get((tp.topic, tp.partition), -1001)
+            if state.written_upto >= 0 and (start < 0 or start <= state.written_upto):
+                tp.offset = state.written_upto + 1  # the files are ahead of the committed offset: resume after them
+            elif start >= 0:
+                tp.offset = start
+        consumer.assign(partitions)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self.parts.pop((tp.topic, tp.partition), None)  # unflushed records are read again by the next owner
+        consumer.unassign()
+
+    def _load(self, topic: str, partition: int) -> PartitionState:
+        """Highest offset already written, and recent ids, from the files of this partition."""
+        table = self.table_of[topic]
+        state = PartitionState(table)
+        files = []
+        manifests = set(self.storage.list(f"{MANIFEST_DIR}/{table}"))
+        for relative in sorted(set(self.storage.list(table)) | manifests):
+            name = parse_file_name(relative.removesuffix(".json"))
+            if name is None or name.topic != topic or name.partition != partition:
+                continue
+            state.written_upto = max(state.written_upto, name.last)
+            if relative.endswith(".parquet"):
+                files.append((name.last, relative))
+                if manifest_path(relative) not in manifests:
+                    self._repair_manifest(table, relative, name)
+        column = ID_COLUMN.get(table)
+        if column and self.conf.dedupe_window:
+            for _, relative in sorted(files, reverse=True):
+                ids = pq.read_table(io.BytesIO(self.storage.read(relative)), columns=[column]).column(column)
+                for value in reversed(ids.to_pylist()):
+                    state.ids[value] = None
+                    state.ids.move_to_end(value, last=False)
+                if len(state.ids) >= self.conf.dedupe_window:
+                    break
+        return state
+
+    def _repair_manifest(self, table: str, relative: str, name: Any) -> None:
+        """A crash between a data file and its manifest: write the manifest from the file itself."""
+        data = self.storage.read(relative)
+        rows = pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
+        schema = self.schemas[table]
+        manifest = Manifest(
+            relative,
+            table,
+            name.topic,
+            name.partition,
+            name.first,
+            name.last,
+            rows,
+            -1,
+            Manifest.digest(data),
+            schema.name,
+            schema.fingerprint.hex(),
+            datetime.now(timezone.utc).isoformat(),
+        )
+        self.storage.put(manifest_path(relative), manifest.to_json())
+        log.warning("wrote the missing manifest of %s (duplicates_skipped unknown: -1)", relative)
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume and write until ``stop`` is set; flushes what it holds before returning."""
+        self.consumer.subscribe(list(self.table_of), on_assign=self._on_assign, on_revoke=self._on_revoke)
+        try:
+            while not stop.is_set():
+                for msg in self.consumer.consume(1000, 0.2):
+                    self._take(msg)
+                self._flush_due(time.monotonic())
+            for key in list(self.parts):
+                self._flush(key)
+        finally:
+            self.consumer.close()
+
+    def _take(self, msg: Message) -> None:
+        error = msg.error()
+        if error is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error: %s", error)
+            return
+        key = (msg.topic() or "", msg.partition() or 0)
+        state = self.parts.get(key)
+        if state is None or (msg.offset() or 0) <= state.written_upto:
+            return
+        now = time.monotonic()
+        if not state.batch:
+            state.batch_started = now
+        state.batch.append(msg)
+        state.batch_bytes += len(msg.value() or b"")
+        state.last_seen = now
+        if len(state.batch) >= self.conf.max_rows or state.batch_bytes >= self.conf.max_bytes:
+            self._flush(key)
+
+    def _flush_due(self, now: float) -> None:
+        for key, state in list(self.parts.items()):
+            if state.batch and (
+                now - state.batch_started >= self.conf.max_age_s or now - state.last_seen >= self.conf.idle_flush_s
+            ):
+                self._flush(key)
+
+    def _flush(self, key: tuple[str, int]) -> None:
+        state = self.parts.get(key)
+        if state is None or not state.batch:
+            return
+        topic, partition = key
+        first, last = state.batch[0].offset() or 0, state.batch[-1].offset() or 0
+        files = self._files(state, topic, partition, first, last)
+        backoff = 0.5
+        while True:
+            try:
+                for relative, data in files:
+                    self.storage.put(relative, data)
+                break
+            except StorageError as exc:
+                metrics.WRITE_RETRIES.inc()
+                log.warning("%s; retrying in %.1f s (offsets stay uncommitted)", exc, backoff)
+                self._wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+        self.consumer.commit(offsets=[TopicPartition(topic, partition, last + 1)], asynchronous=False)
+        state.written_upto = last
+        state.batch, state.batch_bytes = [], 0
+        while len(state.ids) > self.conf.dedupe_window:
+            state.ids.popitem(last=False)
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep while staying in the consumer group (paused: nothing new is fetched)."""
+        assignment = self.consumer.assignment()
+        self.consumer.pause(assignment)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.consumer.consume(100, min(0.2, max(0.0, deadline - time.monotonic())))
+        self.consumer.resume(assignment)
+
+    def _files(
+        self, state: PartitionState, topic: str, partition: int, first: int, last: int
+    ) -> list[tuple[str, bytes]]:
+        """The data files and manifests for one batch (ids already in the log skipped)."""
+        table, schema = state.table, self.schemas[state.table]
+        column = ID_COLUMN.get(table)
+        groups: dict[str, list[dict[str, Any]]] = {}
+        skipped = 0
+        for msg in state.batch:
+            record = self.codec.decode(msg.value() or b"", schema.name, topic)
+            if column:
+                if record[column] in state.ids:
+                    skipped += 1
+                    continue
+                state.ids[record[column]] = None
+            groups.setdefault(partition_dir(table, record, self.conf.partition_by), []).append(record)
+        name = file_name(topic, partition, first, last)
+        written_at = datetime.now(timezone.utc).isoformat()
+        out: list[tuple[str, bytes]] = []
+        if skipped:
+            metrics.DUPLICATES.labels(table).inc(skipped)
+        if not groups:  # every record was a duplicate: record that the range was seen
+            manifest = Manifest(
+                "",
+                table,
+                topic,
+                partition,
+                first,
+                last,
+                0,
+                skipped,
+                "",
+                schema.name,
+                schema.fingerprint.hex(),
+                written_at,
+            )
+            return [(manifest_path(f"{table}/{EMPTY_DIR}/{name}"), manifest.to_json())]
+        for directory, records in sorted(groups.items()):
+            data = encode(to_table(records, self.arrow[table]))
+            relative = f"{directory}/{name}"
+            manifest = Manifest(
+                relative,
+                table,
+                topic,
+                partition,
+                first,
+                last,
+                len(records),
+                skipped,
+                Manifest.digest(data),
+                schema.name,
+                schema.fingerprint.hex(),
+                written_at,
+            )
+            out += [(relative, data), (manifest_path(relative), manifest.to_json())]
+            metrics.ROWS.labels(table).inc(len(records))
+            metrics.FILES.labels(table).inc()
+        return out
