@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from .errors import ConfigError, PreflogError
 
@@ -11,4 +12,13 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
-__all__ = ["ConfigError", "PreflogError", "__version__"]
+__all__ = ["ConfigError", "PreflogError", "__version__", "read_pairs", "read_table"]
+
+
+def __getattr__(name: str) -> Any:
+    """``preflog.read_pairs`` / ``preflog.read_table`` without importing pyarrow on ``import preflog``."""
+    if name in ("read_pairs", "read_table"):
+        from .sinks import read
+
+        return getattr(read, name)
+    raise AttributeError(f"module 'preflog' has no attribute {name!r}")

@@ -281,6 +281,83 @@ def sink(
     run_sink(settings)
 
 
+@app.command()
+def verify(
+    ctx: typer.Context,
+    url: Annotated[str | None, typer.Argument(help="Audit log root (default: the sink's, <data-dir>/audit).")] = None,
+) -> None:
+    """Check the audit log: missing or altered files, offset gaps, files without manifest, duplicate ids.
+
+    Exit code 0 when everything checks out, 1 when anything is wrong.
+    """
+    from .sinks.storage import Storage
+    from .sinks.verify import verify as run_verify
+
+    settings = _settings(ctx)
+    root = url or settings.audit_url()
+    storage = Storage(root, settings.sink.storage_options())
+    with _progress() as progress:
+        task = progress.add_task("verifying", total=None)
+        report = run_verify(storage, on_file=lambda _: progress.advance(task))
+    table = Table(title=f"preflog verify {root}", show_header=False)
+    table.add_row("files checked", str(report.files))
+    table.add_row("rows", str(report.rows))
+    problems = [
+        ("missing file (manifest without data)", report.missing_files),
+        ("checksum mismatch (altered file)", report.checksum_mismatches),
+        ("data file without manifest", report.without_manifest),
+        ("offset gap", report.gaps),
+        ("overlapping ranges", report.overlaps),
+        ("duplicate ids", [f"{t}: {n}" for t, n in report.duplicate_ids.items()]),
+    ]
+    for label, items in problems:
+        table.add_row(label, str(len(items)))
+    out.print(table)
+    for label, items in problems:
+        for item in items[:50]:
+            out.print(f"  {label}: {item}")
+    for note in report.notes:
+        out.print(f"  note: {note}")
+    out.print("OK" if report.ok else "PROBLEMS FOUND")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def export(
+    ctx: typer.Context,
+    output: Annotated[str, typer.Argument(help="Where to write JSON lines: a path or a URL (s3://...).")],
+    fmt: Annotated[str, typer.Option("--format", help="trl, trl-conversational, openai or kto.")] = "trl",
+    url: Annotated[str | None, typer.Option(help="Audit log root (default: the sink's).")] = None,
+    start: Annotated[str | None, typer.Option(help="First date, YYYY-MM-DD (inclusive).")] = None,
+    end: Annotated[str | None, typer.Option(help="Last date, YYYY-MM-DD (inclusive).")] = None,
+    model: Annotated[list[str] | None, typer.Option(help="Only these model names (repeatable).")] = None,
+    source: Annotated[list[str] | None, typer.Option(help="Only these source types, e.g. HUMAN_ANNOTATOR.")] = None,
+) -> None:
+    """Export pairs (or, with --format kto, unpaired signals) to a training format as JSON lines.
+
+    Example: preflog export train.jsonl --format trl --start 2026-11-01 --source HUMAN_ANNOTATOR
+    """
+    from .sinks.export import FORMATS, export_rows, write_jsonl
+    from .sinks.read import read_pairs
+
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"{fmt!r}; choose one of {', '.join(FORMATS)}", param_hint="--format")
+    settings = _settings(ctx)
+    root = url or settings.audit_url()
+    options = settings.sink.storage_options()
+    rows = read_pairs(root, start, end, model, source, table=FORMATS[fmt][0], storage_options=options)
+    with _progress() as progress:
+        task = progress.add_task(f"exporting {fmt}", total=rows.num_rows)
+        n = write_jsonl(
+            export_rows(rows, fmt),
+            output,
+            on_row=lambda: progress.advance(task),
+            storage_options=options if "://" in output else None,
+        )
+    out.print(f"wrote {n} {fmt} rows to {output}")
+
+
 @topics_app.command("create")
 def topics_create(ctx: typer.Context) -> None:
     """Create every preflog topic that does not exist yet, with --partitions partitions."""
