@@ -444,7 +444,7 @@ def up(
     requests: Annotated[int, typer.Option(help="With --demo: inference events to generate.")] = 200,
     rate: Annotated[float, typer.Option(help="With --demo: requests per second.")] = 20.0,
 ) -> None:
-    """Start preflog on this machine: the embedded Kafka-protocol broker (Tansu), the topics and the processor.
+    """Start preflog on this machine: embedded Kafka-protocol broker (Tansu), topics, processor and sink.
 
     Data and logs go under --data-dir. Ctrl-C stops everything cleanly.
     With --demo the join window is 20 s (+5 s grace, 5 s idle) so unmatched records show up quickly.
@@ -465,12 +465,14 @@ def up(
     try:
         demo_window = {"window_s": 20.0, "grace_s": 5.0, "idle_timeout_s": 5.0} if demo else {}
         processor = stack.start_processor(**demo_window)
+        sink_service = stack.start_sink(**({"idle_flush_s": 3.0} if demo else {}))
         assert stack.broker is not None
         table = Table("what", "where", title="preflog up")
         table.add_row(
             "Kafka-protocol broker (Tansu)", f"{settings.kafka.bootstrap_servers}  log: {stack.broker.log_path}"
         )
         table.add_row("processor (Faust join)", f"{processor.where}  log: {processor.log}")
+        table.add_row("sink (audit log)", f"{sink_service.where}  log: {sink_service.log}")
         for role, topic in settings.topics.all().items():
             table.add_row(f"topic: {role}", f"{topic} ({settings.topics.partitions} partitions)")
         table.add_row("data directory", str(settings.data_dir.resolve()))
@@ -509,7 +511,16 @@ def up(
     out.print(summary)
     if sent:
         out.print("demo sent " + ", ".join(f"{n} {k}" for k, n in sorted(sent.items())))
+    audit = settings.audit_url()
     out.print(f"stopped; data and logs under {settings.data_dir.resolve()}")
+    out.print(f"Parquet audit log: {audit}. Read it with:")
+    hints = [
+        f"python -c \"import preflog; t = preflog.read_pairs('{audit}'); print(t.num_rows, t.slice(0, 3).to_pylist())\"",
+        f"preflog --data-dir {settings.data_dir} export pairs.jsonl --format trl   # or trl-conversational, openai, kto",
+        f"preflog --data-dir {settings.data_dir} verify",
+    ]
+    for hint in hints:
+        out.print(f"  {hint}", soft_wrap=True, markup=False, highlight=False)
 
 
 def main() -> None:
