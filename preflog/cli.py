@@ -515,8 +515,8 @@ def up(
     out.print(f"stopped; data and logs under {settings.data_dir.resolve()}")
     out.print(f"Parquet audit log: {audit}. Read it with:")
     hints = [
-        f"python -c \"import preflog; t = preflog.read_pairs('{audit}'); print(t.num_rows, t.slice(0, 3).to_pylist())\"",
-        f"preflog --data-dir {settings.data_dir} export pairs.jsonl --format trl   # or trl-conversational, openai, kto",
+        f"python -c \"import preflog; t = preflog.read_pairs('{audit}'); print(t.num_rows, t.to_pylist()[0])\"",
+        f"preflog --data-dir {settings.data_dir} export pairs.jsonl --format trl  # or trl-conversational, openai, kto",
         f"preflog --data-dir {settings.data_dir} verify",
     ]
     for hint in hints:
