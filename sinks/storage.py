@@ -79,6 +79,7 @@ class Storage:
     def list(self, prefix: str = "") -> Iterator[str]:
         """Relative paths of every file under ``prefix`` (temp files left by a crash are skipped)."""
         base = self.path(prefix).rstrip("/")
+        self.fs.invalidate_cache()  # listings must be fresh: they decide where a restarted writer resumes
         if not self.fs.exists(base):
             return
         for path in sorted(self.fs.find(base)):
