@@ -33,6 +33,7 @@ def read_table(
     """One table of the audit log (pairs, unpaired, unmatched, dead_letter), deduplicated by its id."""
     storage = Storage(url, storage_options)
     path = storage.path(table)
+    storage.fs.invalidate_cache()  # fsspec caches listings per process; the log grows
     if not storage.fs.exists(path):
         raise FileNotFoundError(f"no {table} table under {url} (is this an audit log root?)")
     dataset = ds.dataset(
