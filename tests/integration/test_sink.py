@@ -166,7 +166,7 @@ def test_kill_9_of_the_sink_mid_file_leaves_no_gap_and_no_duplicate(
         time.sleep(0.05)
     first.kill()
     written_before = len(list((tmp_path / "audit").rglob("*.parquet")))
-    assert 5 <= written_before
+    assert written_before >= 5
     start_sink(url, max_rows=100, idle_flush_s=1)
     table = wait_rows(url, len(expected))
     time.sleep(3)  # anything extra would show up now
