@@ -20,8 +20,8 @@ from confluent_kafka import Producer
 
 from preflog.deploy.broker import EmbeddedBroker
 from preflog.deploy.topics import ensure_topics
-from preflog.producers.generator import TrafficProfile, generate
 from preflog.processors.join import JoinConfig, Joiner
+from preflog.producers.generator import TrafficProfile, generate
 from preflog.schemas.codec import SingleObjectCodec
 from preflog.schemas.events import feedback_record, inference_record
 from preflog.schemas.registry import default_store
