@@ -315,9 +315,9 @@ def verify(
     out.print(table)
     for label, items in problems:
         for item in items[:50]:
-            out.print(f"  {label}: {item}")
+            out.print(f"  {label}: {item}", soft_wrap=True, markup=False, highlight=False)
     for note in report.notes:
-        out.print(f"  note: {note}")
+        out.print(f"  note: {note}", soft_wrap=True, markup=False, highlight=False)
     out.print("OK" if report.ok else "PROBLEMS FOUND")
     if not report.ok:
         raise typer.Exit(1)

@@ -157,3 +157,26 @@ def test_kto_export_layout() -> None:
     table = to_table([SAMPLES["UnpairedSignal"]], arrow_schema(default_store().latest("UnpairedSignal").raw))
     assert FORMATS["kto"][0] == "unpaired"
     assert list(export_rows(table, "kto")) == [{"prompt": "Name a prime number.", "completion": "7", "label": True}]
+
+
+def test_verify_and_export_commands(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from preflog.cli import app
+
+    storage = Storage(f"file://{tmp_path}/audit")
+    relative = _write(storage, 0, 9)
+    runner = CliRunner()
+    url = f"file://{tmp_path}/audit"
+    result = runner.invoke(app, ["verify", url])
+    assert result.exit_code == 0 and "OK" in result.output, result.output
+    out = tmp_path / "train.jsonl"
+    result = runner.invoke(app, ["export", str(out), "--format", "trl", "--url", url, "--start", "2026-11-01"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == 3 and lines[0] == {"prompt": "Name a prime number.", "chosen": "7", "rejected": "9"}
+    result = runner.invoke(app, ["export", str(out), "--format", "trl", "--url", url, "--start", "2026-11-02"])
+    assert result.exit_code == 0 and out.read_text() == ""  # partition pruning: nothing after Nov 1
+    (tmp_path / "audit" / relative).write_bytes(b"PAR1 tampered")
+    result = runner.invoke(app, ["verify", url])
+    assert result.exit_code == 1 and "checksum mismatch (altered file): pairs/dt=2026-11-01" in result.output
