@@ -100,34 +100,61 @@ def _main(
 def produce(
     ctx: typer.Context,
     file: Annotated[
-        Path,
-        typer.Argument(help="JSON lines, one event each ('-' for stdin). See README: Event files.", allow_dash=True),
+        Path, typer.Argument(help="Events as JSON lines or Parquet ('-' = JSON lines on stdin).", allow_dash=True)
     ],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate only; send nothing.")] = False,
+    rate: Annotated[float, typer.Option(help="At most this many events per second (0 = no limit).")] = 0.0,
+    progress_file: Annotated[
+        Path | None, typer.Option(help="Ids of confirmed events, to resume (default FILE.progress).")
+    ] = None,
+    restart: Annotated[bool, typer.Option("--restart", help="Ignore the progress file and send everything.")] = False,
 ) -> None:
-    """Validate events from a JSON-lines FILE and send the valid ones; report the rest with reasons.
+    """Validate events from FILE and send the valid ones; report the rest with reasons.
 
-    Example: preflog produce events.jsonl
+    Backfills keep their original event times. Interrupt with Ctrl-C at any time and run the same
+    command again: events already confirmed by the broker (FILE.progress) are not sent twice.
+    Examples: preflog produce events.jsonl ; preflog produce history.parquet --rate 500
     """
+    import signal
+
     from .producers.client import PreflogProducer
-    from .producers.files import count_lines, read_lines
+    from .producers.files import count_events, read_lines, read_parquet
     from .producers.load import produce_lines
+    from .producers.progress import Progress
 
     settings = _settings(ctx)
-    stream = sys.stdin if str(file) == "-" else file.open(encoding="utf-8")
-    total = None if str(file) == "-" else count_lines(file)
+    stdin = str(file) == "-"
+    if not stdin and not file.exists():
+        raise typer.BadParameter(f"{file} does not exist", param_hint="FILE")
+    lines = (
+        read_lines(sys.stdin)
+        if stdin
+        else (read_parquet(file) if file.suffix == ".parquet" else read_lines(file.open(encoding="utf-8")))
+    )
+    progress = None if stdin or dry_run else Progress(progress_file or Path(f"{file}.progress"), restart)
+    if progress is not None and progress.done:
+        out.print(f"resuming: {len(progress.done)} events already sent (recorded in {progress.path})")
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     producer = PreflogProducer.from_settings(settings)
     try:
-        with _progress() as progress:
-            task = progress.add_task("producing" if not dry_run else "validating", total=total)
-            report = produce_lines(producer, read_lines(stream), dry_run, on_line=lambda _: progress.advance(task))
+        with _progress() as bar:
+            task = bar.add_task("validating" if dry_run else "producing", total=None if stdin else count_events(file))
+            report = produce_lines(
+                producer, lines, dry_run, on_line=lambda _: bar.advance(task), progress=progress, rate=rate, stop=stop
+            )
     finally:
         undelivered = producer.close()
+        if progress is not None:
+            progress.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     table = Table(title="preflog produce", show_header=False)
     table.add_row("valid" if dry_run else "sent", str(report.sent if not dry_run else "all but rejected"))
     if not dry_run:
         table.add_row("delivered", str(report.delivered))
         table.add_row("delivery failures", str(len(report.failed) + undelivered))
+        table.add_row("skipped (sent by an earlier run)", str(report.skipped))
     table.add_row("rejected lines", str(len(report.rejected)))
     out.print(table)
     for field, n in report.by_reason().most_common():
@@ -136,6 +163,9 @@ def produce(
         out.print(f"  line {number}: {'; '.join(problems)}")
     if len(report.rejected) > 20:
         out.print(f"  ... and {len(report.rejected) - 20} more")
+    if report.interrupted:
+        out.print("interrupted: run the same command again to send the rest")
+        raise typer.Exit(130)
     if report.failed or undelivered:
         raise typer.Exit(2)
     if report.rejected:

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["Line", "count_lines", "dump_event", "json_default", "read_lines"]
+__all__ = ["Line", "count_events", "count_lines", "dump_event", "json_default", "read_lines", "read_parquet"]
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,42 @@ def read_lines(lines: Iterable[str]) -> Iterator[Line]:
             yield Line(number, "unknown", None, f"event_type: {declared!r} is not inference or feedback")
             continue
         yield Line(number, _classify(data), data)
+
+
+def _maps(data: dict[str, Any]) -> dict[str, Any]:
+    """Parquet map columns read back as lists of pairs; the contract wants objects."""
+    for key in ("metadata",):
+        if isinstance(data.get(key), list):
+            data[key] = dict(data[key])
+    sampling = data.get("sampling")
+    if isinstance(sampling, dict) and isinstance(sampling.get("extra"), list):
+        sampling["extra"] = dict(sampling["extra"])
+    return data
+
+
+def read_parquet(path: Path, batch_rows: int = 10_000) -> Iterator[Line]:
+    """Events from a Parquet file (one row each, same fields as the JSON lines; timestamps as timestamps)."""
+    import pyarrow.parquet as pq
+
+    number = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
+        for row in batch.to_pylist():
+            number += 1
+            data = _maps({k: v for k, v in row.items() if v is not None or k == "event_type"})
+            declared = data.get("event_type")
+            if declared is not None and declared not in ("inference", "feedback"):
+                yield Line(number, "unknown", None, f"event_type: {declared!r} is not inference or feedback")
+                continue
+            yield Line(number, _classify(data), data)
+
+
+def count_events(path: Path) -> int:
+    """Number of events in a JSON-lines or Parquet file (for progress bars)."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    return count_lines(path)
 
 
 def count_lines(path: Path) -> int:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from preflog.errors import PreflogError
 from preflog.schemas.events import feedback_record, inference_record
@@ -13,6 +15,7 @@ from preflog.schemas.exceptions import ValidationError
 
 from .client import PreflogProducer
 from .files import Line
+from .progress import Progress, event_id
 
 __all__ = ["ProduceReport", "produce_lines"]
 
@@ -23,6 +26,8 @@ class ProduceReport:
 
     sent: int = 0
     delivered: int = 0
+    skipped: int = 0  # already sent by an earlier run (progress file)
+    interrupted: bool = False
     rejected: list[tuple[int, list[str]]] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -47,12 +52,34 @@ def produce_lines(
     lines: Iterable[Line],
     dry_run: bool = False,
     on_line: Callable[[Line], None] | None = None,
+    progress: Progress | None = None,
+    rate: float = 0.0,
+    stop: threading.Event | None = None,
 ) -> ProduceReport:
-    """Send each readable, valid line; refuse the others with their reason. Flushes at the end."""
+    """Send each readable, valid line; refuse the others with their reason. Flushes at the end.
+
+    ``progress`` skips events an earlier run already sent and records the ones this run
+    sends; ``rate`` caps events per second; ``stop`` ends the run early (still flushed).
+    """
     report = ProduceReport()
+    started = time.monotonic()
     for line in lines:
+        if stop is not None and stop.is_set():
+            report.interrupted = True
+            break
         if on_line:
             on_line(line)
+        eid = event_id(line.event_type, line.data) if line.data is not None else None
+        if progress is not None and eid in progress.done:
+            report.skipped += 1
+            continue
+        if rate > 0:
+            ahead = started + report.sent / rate - time.monotonic()
+            if ahead > 0 and stop is not None and stop.wait(ahead):
+                report.interrupted = True
+                break
+            if ahead > 0 and stop is None:
+                time.sleep(ahead)
         if line.data is None:
             report.rejected.append((line.number, [line.error or "unreadable"]))
             continue
@@ -70,5 +97,15 @@ def produce_lines(
             continue
         report.sent += 1
         future.add_done_callback(report._done)  # type: ignore[attr-defined]
+        if progress is not None and eid is not None:
+            future.add_done_callback(_record(progress, eid))  # type: ignore[attr-defined]
     producer.flush()
     return report
+
+
+def _record(progress: Progress, eid: str) -> Callable[[Any], None]:
+    def done(future: Any) -> None:
+        if future.exception() is None:
+            progress.confirmed(eid)
+
+    return done

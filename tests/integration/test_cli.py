@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -138,3 +139,66 @@ def test_up_demo_runs_and_stops_cleanly(tmp_path: Path) -> None:
     assert int(counts["preflog.pairs.v1"]) > 0
     assert "processor (Faust join)" in output
     assert (tmp_path / "data" / "broker" / "broker.log").exists()
+
+
+def _event_ids(kafka_config: dict[str, Any], topics: TopicSettings, n: int) -> list[str]:
+    from preflog.schemas.codec import SingleObjectCodec
+
+    codec = SingleObjectCodec()
+    ids = [
+        f"i:{(m.key() or b'').decode()}"
+        for m in read_topic(kafka_config, topics.inference, topics.partitions, expect=n, timeout=20, settle=2)
+    ]
+    ids += [
+        f"f:{codec.decode(m.value() or b'', 'FeedbackEvent')['feedback_id']}"
+        for m in read_topic(kafka_config, topics.feedback, topics.partitions, expect=0, timeout=3, settle=2)
+    ]
+    return ids
+
+
+def test_interrupted_backfill_resumes_and_sends_every_event_once(
+    broker: EmbeddedBroker, topics: TopicSettings, kafka_config: dict[str, Any], tmp_path: Path
+) -> None:
+    path = tmp_path / "history.jsonl"
+    env = {**os.environ, **_env(broker, topics)}
+    CliRunner().invoke(
+        app,
+        ["generate", "--requests", "300", "--invalid", "0", "--duplicates", "0", "--out", str(path)],
+        env=_env(broker, topics),
+    )
+    valid = len(path.read_text().splitlines())
+    command = [sys.executable, "-m", "preflog", "produce", str(path), "--rate", "150"]
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(2.5)
+    first.send_signal(signal.SIGINT)  # Ctrl-C in the middle of the backfill
+    output, _ = first.communicate(timeout=60)
+    assert first.returncode == 130, output
+    assert "run the same command again" in output
+    done = len(Path(f"{path}.progress").read_text().split())
+    assert 0 < done < valid
+    second = subprocess.run(command[:-2], env=env, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert f"resuming: {done} events already sent" in second.stdout
+    ids = _event_ids(kafka_config, topics, n=valid)
+    assert len(ids) == valid and len(set(ids)) == valid  # every event, each exactly once
+
+
+def test_backfill_from_parquet_keeps_event_times(
+    broker: EmbeddedBroker, topics: TopicSettings, kafka_config: dict[str, Any], tmp_path: Path
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from preflog.schemas.codec import SingleObjectCodec
+
+    rows = [{**inference(event_time="2025-01-02T03:04:05Z"), "event_type": "inference"} for _ in range(20)]
+    for row in rows:
+        row["event_time"] = datetime.fromisoformat("2025-01-02T03:04:05+00:00")
+    path = tmp_path / "history.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    result = CliRunner().invoke(app, ["produce", str(path)], env=_env(broker, topics))
+    assert result.exit_code == 0, result.output
+    msgs = read_topic(kafka_config, topics.inference, topics.partitions, expect=20)
+    decoded = [SingleObjectCodec().decode(m.value() or b"", "InferenceEvent") for m in msgs]
+    assert len(decoded) == 20 and {d["event_time"].year for d in decoded} == {2025}
+    assert {d["metadata"]["region"] for d in decoded} == {"eu"}
