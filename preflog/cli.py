@@ -33,6 +33,10 @@ app = typer.Typer(
 )
 topics_app = typer.Typer(help="Create and inspect preflog's Kafka topics.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
+offsets_app = typer.Typer(
+    help="Show and reset the consumer-group offsets of preflog's processes.", no_args_is_help=True
+)
+app.add_typer(offsets_app, name="offsets")
 console = Console(stderr=True)
 out = Console()
 
@@ -411,6 +415,106 @@ def topics_list(ctx: typer.Context) -> None:
     for role, topic in s.topics.all().items():
         table.add_row(role, topic, str(counts.get(topic, "missing")))
     out.print(table)
+
+
+def _groups(settings: Settings) -> dict[str, list[str]]:
+    """preflog's consumer groups and the topics each reads."""
+    t = settings.topics
+    return {
+        settings.processor.app_id: [t.inference, t.feedback, t.ticks],
+        settings.sink.group_id: [t.pairs, t.unpaired, t.unmatched, t.dead_letter],
+    }
+
+
+@offsets_app.command("show")
+def offsets_show(
+    ctx: typer.Context,
+    group: Annotated[
+        list[str] | None, typer.Option(help="Only this group (repeatable); default: all of preflog's.")
+    ] = None,
+) -> None:
+    """Committed offset, end offset and lag per partition, for the processor's and the sink's groups."""
+    from .deploy.offsets import describe
+
+    settings = _settings(ctx)
+    groups = _groups(settings)
+    for name in group or list(groups):
+        info = describe(settings.kafka.client_config(), name, groups.get(name, []))
+        table = Table(
+            "topic",
+            "partition",
+            "committed",
+            "end",
+            "lag",
+            title=f"group {name}: {info.state.lower()}, {info.members} member(s)",
+        )
+        for row in info.partitions:
+            committed = "-" if row.committed is None else str(row.committed)
+            table.add_row(
+                row.topic, str(row.partition), committed, str(row.end), "-" if row.lag is None else str(row.lag)
+            )
+        out.print(table)
+    out.print(
+        "end offsets come from ListOffsets (latest); on the embedded broker that figure is known to be low "
+        "(tests/integration/test_broker_quirks.py), so lag there is a lower bound",
+        soft_wrap=True,
+    )
+
+
+@offsets_app.command("reset")
+def offsets_reset(
+    ctx: typer.Context,
+    group: Annotated[str, typer.Option(help="The consumer group, e.g. preflog-processor or preflog-sink.")],
+    to_earliest: Annotated[bool, typer.Option("--to-earliest", help="Re-read everything still in the topics.")] = False,
+    to_latest: Annotated[bool, typer.Option("--to-latest", help="Skip to the end.")] = False,
+    to_datetime: Annotated[str | None, typer.Option(help="First offset at or after this ISO-8601 time.")] = None,
+    to_offset: Annotated[list[str] | None, typer.Option(help="Explicit TOPIC:PARTITION=OFFSET (repeatable).")] = None,
+    topic: Annotated[list[str] | None, typer.Option(help="Only these topics (repeatable).")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Move a stopped group's offsets. Refuses while the group has live members.
+
+    Example: preflog offsets reset --group preflog-sink --to-datetime 2026-11-01T00:00:00Z --yes
+    """
+    from .deploy.offsets import reset, target_offsets
+    from .schemas.events import to_datetime as parse_time
+
+    settings = _settings(ctx)
+    modes = [
+        m
+        for m, on in (
+            ("earliest", to_earliest),
+            ("latest", to_latest),
+            ("datetime", bool(to_datetime)),
+            ("explicit", bool(to_offset)),
+        )
+        if on
+    ]
+    if len(modes) != 1:
+        raise typer.BadParameter("give exactly one of --to-earliest, --to-latest, --to-datetime, --to-offset")
+    topics = topic or _groups(settings).get(group, [])
+    explicit = {}
+    for spec in to_offset or []:
+        where, _, offset = spec.rpartition("=")
+        name, _, partition = where.rpartition(":")
+        if not (name and partition.isdigit() and offset.isdigit()):
+            raise typer.BadParameter(f"{spec!r}; expected TOPIC:PARTITION=OFFSET", param_hint="--to-offset")
+        explicit[(name, int(partition))] = int(offset)
+        topics = list(dict.fromkeys([*topics, name]))
+    from .deploy.topics import partition_counts
+
+    counts = partition_counts(settings.kafka.client_config(), topics)
+    tps = [(t, p) for t in topics for p in range(counts.get(t, 0))]
+    when = parse_time(to_datetime) if to_datetime else None
+    plan = target_offsets(settings.kafka.client_config(), tps, modes[0], when, explicit)
+    table = Table("topic", "partition", "new offset", title=f"reset group {group} ({modes[0]})")
+    for (t, p), off in sorted(plan.items()):
+        table.add_row(t, str(p), str(off))
+    out.print(table)
+    if not yes and not typer.confirm(f"Reset {len(plan)} partition(s) of {group}?"):
+        raise typer.Exit(1)
+    reset(settings.kafka.client_config(), group, plan)
+    out.print(f"reset {len(plan)} partition(s) of {group}")
 
 
 ROLE_TYPES = {
