@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .errors import PreflogError
+from .schemas.registry import TOPIC_RECORDS
 from .settings import Settings, load_settings
 
 __all__ = ["app", "main"]
@@ -517,20 +518,10 @@ def offsets_reset(
     out.print(f"reset {len(plan)} partition(s) of {group}")
 
 
-ROLE_TYPES = {
-    "inference": "InferenceEvent",
-    "feedback": "FeedbackEvent",
-    "pairs": "PreferencePair",
-    "unpaired": "UnpairedSignal",
-    "unmatched": "UnmatchedRecord",
-    "dead_letter": "DeadLetter",
-}
-
-
 @app.command()
 def tail(
     ctx: typer.Context,
-    role: Annotated[str, typer.Argument(help="Which topic: " + ", ".join(ROLE_TYPES))],
+    role: Annotated[str, typer.Argument(help="Which topic: " + ", ".join(TOPIC_RECORDS))],
     limit: Annotated[int, typer.Option("--max", help="Stop after this many records (0 = follow).")] = 10,
     timeout: Annotated[float, typer.Option(help="Stop after this many idle seconds.")] = 5.0,
 ) -> None:
@@ -540,8 +531,8 @@ def tail(
     from .deploy.topics import partition_counts
     from .producers.files import json_default
 
-    if role not in ROLE_TYPES:
-        raise typer.BadParameter(f"{role!r}; choose one of {', '.join(ROLE_TYPES)}", param_hint="ROLE")
+    if role not in TOPIC_RECORDS:
+        raise typer.BadParameter(f"{role!r}; choose one of {', '.join(TOPIC_RECORDS)}", param_hint="ROLE")
     s = _settings(ctx)
     topic = s.topics.all()[role]
     n = partition_counts(s.kafka.client_config(), [topic]).get(topic)
@@ -559,7 +550,7 @@ def tail(
             if msg.error():
                 continue
             try:
-                record: Any = codec.decode(msg.value() or b"", ROLE_TYPES[role], topic)
+                record: Any = codec.decode(msg.value() or b"", TOPIC_RECORDS[role], topic)
             except PreflogError as exc:
                 record = {"undecodable": str(exc), "value_hex": (msg.value() or b"").hex()}
             out.print_json(json.dumps(record, default=json_default)) if out.is_terminal else print(

@@ -16,21 +16,16 @@ from typing import Any
 
 import faust
 
+from preflog.schemas.registry import OUTPUT_RECORDS
 from preflog.settings import KafkaSettings, Settings
 
 from . import metrics
 from .join import Emit, JoinConfig, Joiner
 from .staged import StagedState
 
-__all__ = ["ROLE_SCHEMAS", "create_app", "faust_credentials"]
+__all__ = ["create_app", "faust_credentials"]
 
 log = logging.getLogger(__name__)
-ROLE_SCHEMAS = {
-    "pairs": "PreferencePair",
-    "unpaired": "UnpairedSignal",
-    "unmatched": "UnmatchedRecord",
-    "dead_letter": "DeadLetter",
-}
 TABLE = "join-state"
 
 
@@ -93,7 +88,7 @@ def create_app(settings: Settings, partitions: int) -> faust.App:
 
     inputs = raw_topic(t.inference, t.feedback, t.ticks)
     ticks = raw_topic(t.ticks)
-    outputs = {role: raw_topic(getattr(t, role)) for role in ROLE_SCHEMAS}
+    outputs = {role: raw_topic(getattr(t, role)) for role in OUTPUT_RECORDS}
     table = app.Table(TABLE, default=None, partitions=partitions, key_type=str)
     state = StagedState(table)
     changelog = table.changelog_topic
@@ -145,7 +140,8 @@ def create_app(settings: Settings, partitions: int) -> faust.App:
             if emits:
                 sent = [
                     await outputs[e.role].send(
-                        key=e.key, value=codec.encode(ROLE_SCHEMAS[e.role], e.record, outputs[e.role].get_topic_name())
+                        key=e.key,
+                        value=codec.encode(OUTPUT_RECORDS[e.role], e.record, outputs[e.role].get_topic_name()),
                     )
                     for e in emits
                 ]

@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 
 import pyarrow.parquet as pq
 
+from preflog.schemas.registry import OUTPUT_RECORDS
+
 from .manifest import MANIFEST_DIR, Manifest
 from .naming import parse_file_name
 from .storage import Storage
-from .writer import ID_COLUMN, TABLE_SCHEMAS
+from .writer import ID_COLUMN
 
 __all__ = ["Report", "verify"]
 
@@ -52,7 +54,7 @@ def verify(storage: Storage, on_file: Callable[[str], None] | None = None) -> Re
     """Check the whole audit log under ``storage``."""
     report = Report()
     ranges: dict[tuple[str, str, int], set[tuple[int, int]]] = defaultdict(set)
-    for table in TABLE_SCHEMAS:
+    for table in OUTPUT_RECORDS:
         data_files = {p for p in storage.list(table) if p.endswith(".parquet")}
         manifests = [p for p in storage.list(f"{MANIFEST_DIR}/{table}") if p.endswith(".json")]
         described = set()

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from preflog.schemas.codec import Codec
-from preflog.schemas.registry import SchemaVersion, default_store
+from preflog.schemas.registry import OUTPUT_RECORDS, SchemaVersion, default_store
 from preflog.settings import Settings
 
 from . import metrics
@@ -39,15 +39,9 @@ from .naming import file_name, parse_file_name, partition_dir
 from .parquet import encode
 from .storage import Storage
 
-__all__ = ["ID_COLUMN", "TABLE_SCHEMAS", "Sink"]
+__all__ = ["ID_COLUMN", "Sink"]
 
 log = logging.getLogger(__name__)
-TABLE_SCHEMAS = {
-    "pairs": "PreferencePair",
-    "unpaired": "UnpairedSignal",
-    "unmatched": "UnmatchedRecord",
-    "dead_letter": "DeadLetter",
-}
 ID_COLUMN = {"pairs": "pair_id", "unpaired": "signal_id"}
 EMPTY_DIR = "_empty"
 
@@ -75,7 +69,9 @@ class Sink:
         self.conf = settings.sink
         topics = settings.topics.all()
         self.table_of: dict[str, str] = {topics[table]: table for table in self.conf.tables}
-        self.schemas: dict[str, SchemaVersion] = {t: default_store().latest(TABLE_SCHEMAS[t]) for t in self.conf.tables}
+        self.schemas: dict[str, SchemaVersion] = {
+            t: default_store().latest(OUTPUT_RECORDS[t]) for t in self.conf.tables
+        }
         self.arrow: dict[str, pa.Schema] = {
             t: arrow_schema(s.raw, {"preflog.schema_fingerprint": s.fingerprint.hex()}) for t, s in self.schemas.items()
         }

@@ -18,16 +18,18 @@ from preflog.settings import TopicSettings
 
 
 class Worker:
-    """One ``preflog process`` subprocess."""
+    """One preflog service subprocess (``preflog process`` unless ``args`` says otherwise)."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env, self.log = env, log
+    def __init__(
+        self, env: dict[str, str], log: Path, args: tuple[str, ...] = ("process", "--loglevel", "info")
+    ) -> None:
+        self.env, self.log, self.args = env, log, args
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Worker:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "preflog", "process", "--loglevel", "info"],
+                [sys.executable, "-m", "preflog", *self.args],
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,7 +23,7 @@ from preflog.sinks.verify import verify
 
 from ..kafka_helpers import read_topic
 from ..samples import all_samples
-from .conftest import StartProcessor
+from .conftest import StartProcessor, Worker
 from .s3_helpers import CREDENTIALS, MotoServer, Proxy
 from .test_processor import clean_traffic, expected_pairs
 
@@ -34,46 +31,19 @@ pytestmark = pytest.mark.integration
 CODEC = SingleObjectCodec()
 
 
-class SinkProcess:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env, self.log = env, log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> SinkProcess:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "preflog", "sink"],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        return self
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(30)
-
-
 @pytest.fixture
 def start_sink(broker: EmbeddedBroker, topics: TopicSettings, tmp_path: Path) -> Iterator[Any]:
-    sinks: list[SinkProcess] = []
+    sinks: list[Worker] = []
     group = f"preflog-sink-test-{uuid.uuid4().hex[:8]}"
 
-    def start(url: str, **sink: Any) -> SinkProcess:
+    def start(url: str, **sink: Any) -> Worker:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREFLOG_")}
         env["PREFLOG_KAFKA__BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
         env.update({f"PREFLOG_TOPICS__{role.upper()}": name for role, name in topics.all().items()})
         env["PREFLOG_PROCESSOR__SESSION_TIMEOUT_S"] = "6"
         settings = {"url": url, "group_id": group, "idle_flush_s": 1, "metrics_port": 0, **sink}
         env.update({f"PREFLOG_SINK__{k.upper()}": str(v) for k, v in settings.items()})
-        process = SinkProcess(env, tmp_path / f"sink-{len(sinks)}.log").start()
+        process = Worker(env, tmp_path / f"sink-{len(sinks)}.log", ("sink",)).start()
         sinks.append(process)
         return process
 
