@@ -126,12 +126,10 @@ class Stack:
     def start_sink(self, **sink: Any) -> Service:
         """Run ``preflog sink`` writing the audit log (default ``<data_dir>/audit``)."""
         port = free_port()
-        conf = self.settings.sink.model_copy(update={"metrics_port": port, **sink})
+        url = self.settings.audit_url()
+        conf = self.settings.sink.model_copy(update={"metrics_port": port, "url": url, **sink})
         settings = self.settings.model_copy(update={"sink": conf})
-        settings = settings.model_copy(update={"sink": conf.model_copy(update={"url": settings.audit_url()})})
-        return self._spawn(
-            "sink", ["sink"], settings, f"{settings.audit_url()}  metrics http://127.0.0.1:{port}/metrics"
-        )
+        return self._spawn("sink", ["sink"], settings, f"{url}  metrics http://127.0.0.1:{port}/metrics")
 
     def _spawn(self, name: str, args: list[str], settings: Settings, where: str) -> Service:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREFLOG_")}

@@ -48,6 +48,12 @@ def _settings(ctx: typer.Context) -> Settings:
     return settings
 
 
+def _override(settings: Settings, section: str, flags: dict[str, Any]) -> Settings:
+    """``settings`` with the subcommand's flags that were given (not None) set in ``section``."""
+    given = {k: v for k, v in flags.items() if v is not None}
+    return load_settings({**settings.model_dump(), section: given})
+
+
 def _progress() -> Progress:
     return Progress(
         TextColumn("{task.description}"),
@@ -281,9 +287,7 @@ def process(
         "metrics_port": metrics_port,
         "app_id": app_id,
     }
-    settings = load_settings(
-        {**settings.model_dump(), "processor": {k: v for k, v in overrides.items() if v is not None}}
-    )
+    settings = _override(settings, "processor", overrides)
     run_worker(settings, loglevel)
 
 
@@ -312,7 +316,7 @@ def sink(
         "s3_endpoint_url": s3_endpoint_url,
         "metrics_port": metrics_port,
     }
-    settings = load_settings({**settings.model_dump(), "sink": {k: v for k, v in overrides.items() if v is not None}})
+    settings = _override(settings, "sink", overrides)
     run_sink(settings)
 
 

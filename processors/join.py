@@ -92,6 +92,7 @@ class Joiner:
         self.duplicates = 0
         self._due: dict[int, list[tuple[int, str]]] = {}
         self._last_event: dict[int, tuple[int, int]] = {}  # partition -> (wall ms, stream time) at last event
+        self._persisted: dict[int, int] = {}  # partition -> stream time last written to state
 
     # -- entry points -------------------------------------------------------------------------
 
@@ -124,15 +125,17 @@ class Joiner:
         """Idle fallback: move stream time on with the wall clock when the partition is quiet."""
         now = self.wall_ms()
         if partition not in self.stream_time:
-            saved = self.state.get(STREAM_TIME_KEY.format(partition))
+            saved = self._saved_stream_time(partition)
             if saved is not None:
-                self.stream_time[partition] = int(saved["st"])
+                self.stream_time[partition] = saved
         last_wall, last_stream = self._last_event.setdefault(partition, (now, self.stream_time.get(partition, 0)))
         out: list[Emit] = []
         if now - last_wall >= self.config.idle_timeout_ms and last_stream:
             out = self._expire(partition, last_stream + (now - last_wall))
-        if partition in self.stream_time:
-            self.state[STREAM_TIME_KEY.format(partition)] = {"st": self.stream_time[partition], "p": partition}
+        st = self.stream_time.get(partition)
+        if st is not None and st != self._persisted.get(partition):  # a changelog write only when it moved
+            self.state[STREAM_TIME_KEY.format(partition)] = {"st": st, "p": partition}
+            self._persisted[partition] = st
         return out
 
     def forget_index(self) -> None:
@@ -140,13 +143,18 @@ class Joiner:
         self._due.clear()
         self.stream_time.clear()
         self._last_event.clear()
+        self._persisted.clear()
 
     # -- stream time and expiry -----------------------------------------------------------------
 
+    def _saved_stream_time(self, partition: int) -> int | None:
+        saved = self.state.get(STREAM_TIME_KEY.format(partition))
+        return int(saved["st"]) if saved else None
+
     def _advance(self, partition: int, event_ms: int) -> list[Emit]:
         if partition not in self.stream_time:
-            saved = self.state.get(STREAM_TIME_KEY.format(partition))
-            self.stream_time[partition] = int(saved["st"]) if saved else event_ms
+            saved = self._saved_stream_time(partition)
+            self.stream_time[partition] = event_ms if saved is None else saved
         out = self._expire(partition, max(self.stream_time[partition], event_ms))
         self._last_event[partition] = (self.wall_ms(), self.stream_time[partition])
         return out
