@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from .console import console, out, override, progress_bar, settings_of
 from .errors import PreflogError
+from .replay_command import replay
 from .schemas.registry import TOPIC_RECORDS
 from .settings import Settings, load_settings
 
@@ -38,38 +38,6 @@ offsets_app = typer.Typer(
     help="Show and reset the consumer-group offsets of preflog's processes.", no_args_is_help=True
 )
 app.add_typer(offsets_app, name="offsets")
-console = Console(stderr=True)
-out = Console()
-
-
-def _settings(ctx: typer.Context) -> Settings:
-    settings = ctx.obj
-    assert isinstance(settings, Settings)
-    return settings
-
-
-def _override(settings: Settings, section: str, flags: dict[str, Any]) -> Settings:
-    """``settings`` with the subcommand's flags that were given (not None) set in ``section``."""
-    given = {k: v for k, v in flags.items() if v is not None}
-    return load_settings({**settings.model_dump(), section: given})
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-        disable=not console.is_terminal and not _force_progress(),
-    )
-
-
-def _force_progress() -> bool:
-    import os
-
-    return os.environ.get("PREFLOG_PROGRESS") == "1"
 
 
 @app.callback()
@@ -133,7 +101,7 @@ def produce(
     from .producers.load import produce_lines
     from .producers.progress import Progress
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     stdin = str(file) == "-"
     if not stdin and not file.exists():
         raise typer.BadParameter(f"{file} does not exist", param_hint="FILE")
@@ -149,7 +117,7 @@ def produce(
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     producer = PreflogProducer.from_settings(settings)
     try:
-        with _progress() as bar:
+        with progress_bar() as bar:
             task = bar.add_task("validating" if dry_run else "producing", total=None if stdin else count_events(file))
             report = produce_lines(
                 producer, lines, dry_run, on_line=lambda _: bar.advance(task), progress=progress, rate=rate, stop=stop
@@ -239,10 +207,10 @@ def generate(
     from .producers.client import PreflogProducer
     from .producers.traffic import send_traffic
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     producer = PreflogProducer.from_settings(settings)
     try:
-        with _progress() as progress:
+        with progress_bar() as progress:
             task = progress.add_task("sending", total=len(events))
             sent = send_traffic(events, producer, pace=not fast, on_event=lambda _: progress.advance(task))
     finally:
@@ -276,7 +244,7 @@ def process(
     """
     from .processors.run import run_worker
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     overrides = {
         "window_s": window,
         "grace_s": grace,
@@ -287,7 +255,7 @@ def process(
         "metrics_port": metrics_port,
         "app_id": app_id,
     }
-    settings = _override(settings, "processor", overrides)
+    settings = override(settings, "processor", overrides)
     run_worker(settings, loglevel)
 
 
@@ -309,14 +277,14 @@ def sink(
     """
     from .sinks.run import run_sink
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     overrides = {
         "url": url,
         "partition_by": partition_by,
         "s3_endpoint_url": s3_endpoint_url,
         "metrics_port": metrics_port,
     }
-    settings = _override(settings, "sink", overrides)
+    settings = override(settings, "sink", overrides)
     run_sink(settings)
 
 
@@ -332,10 +300,10 @@ def verify(
     from .sinks.storage import Storage
     from .sinks.verify import verify as run_verify
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     root = url or settings.audit_url()
     storage = Storage(root, settings.sink.storage_options())
-    with _progress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task("verifying", total=None)
         report = run_verify(storage, on_file=lambda _: progress.advance(task))
     table = Table(title=f"preflog verify {root}", show_header=False)
@@ -382,11 +350,11 @@ def export(
 
     if fmt not in FORMATS:
         raise typer.BadParameter(f"{fmt!r}; choose one of {', '.join(FORMATS)}", param_hint="--format")
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     root = url or settings.audit_url()
     options = settings.sink.storage_options()
     rows = read_pairs(root, start, end, model, source, table=FORMATS[fmt][0], storage_options=options)
-    with _progress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task(f"exporting {fmt}", total=rows.num_rows)
         n = write_jsonl(
             export_rows(rows, fmt),
@@ -402,7 +370,7 @@ def topics_create(ctx: typer.Context) -> None:
     """Create every preflog topic that does not exist yet, with --partitions partitions."""
     from .deploy.topics import ensure_topics
 
-    s = _settings(ctx)
+    s = settings_of(ctx)
     created = ensure_topics(
         s.kafka.client_config(), s.topics.all().values(), s.topics.partitions, s.topics.replication_factor
     )
@@ -414,7 +382,7 @@ def topics_list(ctx: typer.Context) -> None:
     """Show preflog's topics and their partition counts."""
     from .deploy.topics import partition_counts
 
-    s = _settings(ctx)
+    s = settings_of(ctx)
     counts = partition_counts(s.kafka.client_config(), s.topics.all().values())
     table = Table("role", "topic", "partitions")
     for role, topic in s.topics.all().items():
@@ -441,7 +409,7 @@ def offsets_show(
     """Committed offset, end offset and lag per partition, for the processor's and the sink's groups."""
     from .deploy.offsets import describe
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     groups = _groups(settings)
     for name in group or list(groups):
         info = describe(settings.kafka.client_config(), name, groups.get(name, []))
@@ -459,11 +427,7 @@ def offsets_show(
                 row.topic, str(row.partition), committed, str(row.end), "-" if row.lag is None else str(row.lag)
             )
         out.print(table)
-    out.print(
-        "end offsets come from ListOffsets (latest); on the embedded broker that figure is known to be low "
-        "(tests/integration/test_broker_quirks.py), so lag there is a lower bound",
-        soft_wrap=True,
-    )
+    out.print("end offsets: where a fetch reports end of partition (not ListOffsets, which some brokers report low)")
 
 
 @offsets_app.command("reset")
@@ -484,7 +448,7 @@ def offsets_reset(
     from .deploy.offsets import reset, target_offsets
     from .schemas.events import to_datetime as parse_time
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     modes = [
         m
         for m, on in (
@@ -537,7 +501,7 @@ def tail(
 
     if role not in TOPIC_RECORDS:
         raise typer.BadParameter(f"{role!r}; choose one of {', '.join(TOPIC_RECORDS)}", param_hint="ROLE")
-    s = _settings(ctx)
+    s = settings_of(ctx)
     topic = s.topics.all()[role]
     n = partition_counts(s.kafka.client_config(), [topic]).get(topic)
     if n is None:
@@ -585,7 +549,7 @@ def up(
     from .producers.generator import generate as make_events
     from .producers.traffic import send_traffic
 
-    stack = Stack(_settings(ctx))
+    stack = Stack(settings_of(ctx))
     settings = stack.start()
     stop = threading.Event()
     sender: threading.Thread | None = None
@@ -650,6 +614,9 @@ def up(
     ]
     for hint in hints:
         out.print(f"  {hint}", soft_wrap=True, markup=False, highlight=False)
+
+
+app.command()(replay)
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ import heapq
 import time
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from preflog.schemas.codec import Codec
@@ -82,6 +83,7 @@ class Joiner:
         feedback_topic: str,
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
+        """``wall_ms`` is the clock of the idle fallback and of dead letters' ``failed_at``."""
         self.config = config
         self.codec = codec
         self.state = state
@@ -107,13 +109,13 @@ class Joiner:
             else:
                 record = feedback_record(decoded, check_schema=False)
         except DecodeError as exc:
-            return [Emit("dead_letter", key, dead_letter(str(exc), "DecodeError", "decode", key, value, at))]
+            return [self._dead(str(exc), "DecodeError", "decode", key, value, at)]
         except ValidationError as exc:
-            return [Emit("dead_letter", key, dead_letter(str(exc), "ValidationError", "validate", key, value, at))]
+            return [self._dead(str(exc), "ValidationError", "validate", key, value, at)]
         rid = record["request_id"]
         if key is None or key.decode(errors="replace") != rid:
             reason = f"key {key!r} does not match request_id {rid}; producers must key records by request_id"
-            return [Emit("dead_letter", key, dead_letter(reason, "KeyMismatch", "validate", key, value, at))]
+            return [self._dead(reason, "KeyMismatch", "validate", key, value, at)]
         out = self._advance(partition, _ms(record["event_time"]))
         if record_type == "InferenceEvent":
             out += self._on_inference(partition, rid, value or b"", record, at)
@@ -223,7 +225,7 @@ class Joiner:
             first = entry["inf"]["at"] if entry.get("inf") else "an expired inference"
             reason = f"request_id {rid} is already used by an inference with different content (first: {first})"
             key = rid.encode()
-            return [Emit("dead_letter", key, dead_letter(reason, "ConflictingInference", "join", key, value, at))]
+            return [self._dead(reason, "ConflictingInference", "join", key, value, at)]
         c = self.config
         event_ms = _ms(record["event_time"])
         pending = entry["fb"] if entry else []
@@ -282,12 +284,18 @@ class Joiner:
         problems = reference_problems(feedback, len(inference["candidates"]))
         if problems:
             reason = "invalid reference: " + "; ".join(problems)
-            return [Emit("dead_letter", rid, dead_letter(reason, "InvalidReference", "join", rid, value, at))]
+            return [self._dead(reason, "InvalidReference", "join", rid, value, at)]
         entry["n"] += 1
         if feedback["kind"] in ("RATING", "IMPLICIT"):
             return [Emit("unpaired", rid, signal_record(inference, feedback, inf_at, at))]
         prefs = expand(feedback, c.score_margin, c.score_mode)
         return [Emit("pairs", rid, pair_record(inference, feedback, p, inf_at, at)) for p in prefs]
+
+    def _dead(
+        self, reason: str, error_class: str, stage: str, key: bytes | None, value: bytes | None, at: Record
+    ) -> Emit:
+        failed_at = datetime.fromtimestamp(self.wall_ms() / 1000, tz=timezone.utc)
+        return Emit("dead_letter", key, dead_letter(reason, error_class, stage, key, value, at, failed_at))
 
     def _unmatched(
         self, reason: str, detail: str, kind: str, record: Record, st: int, value: bytes, at: Record

@@ -97,9 +97,15 @@ def unmatched_record(
 
 
 def dead_letter(
-    reason: str, error_class: str, stage: str, key: bytes | None, value: bytes | None, at: Record
+    reason: str,
+    error_class: str,
+    stage: str,
+    key: bytes | None,
+    value: bytes | None,
+    at: Record,
+    failed_at: datetime | None = None,
 ) -> Record:
-    """A DeadLetter keeping the original key and value."""
+    """A DeadLetter keeping the original key and value (``failed_at`` defaults to now)."""
     return {
         "reason": reason,
         "error_class": error_class,
@@ -107,5 +113,5 @@ def dead_letter(
         "key": key,
         "value": value,
         "source_offset": at,
-        "failed_at": datetime.now(timezone.utc),
+        "failed_at": failed_at or datetime.now(timezone.utc),
     }

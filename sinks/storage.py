@@ -51,7 +51,8 @@ class Storage:
 
     def _put_local(self, path: str, data: bytes) -> bool:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+        head, name = os.path.split(path)
+        tmp = os.path.join(head, f".{name}.tmp-{uuid.uuid4().hex}")  # hidden: readers skip it if a crash leaves it
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()

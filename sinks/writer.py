@@ -20,30 +20,26 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from preflog.schemas.codec import Codec
-from preflog.schemas.registry import OUTPUT_RECORDS, SchemaVersion, default_store
+from preflog.schemas.registry import OUTPUT_RECORDS, default_store
 from preflog.settings import Settings
 
 from . import metrics
-from .arrow import arrow_schema, to_table
+from .batch import TableFormat, batch_files
 from .exceptions import StorageError
 from .manifest import MANIFEST_DIR, Manifest, manifest_path
-from .naming import file_name, parse_file_name, partition_dir
-from .parquet import encode
+from .naming import parse_file_name
 from .storage import Storage
 
 __all__ = ["ID_COLUMN", "Sink"]
 
 log = logging.getLogger(__name__)
 ID_COLUMN = {"pairs": "pair_id", "unpaired": "signal_id"}
-EMPTY_DIR = "_empty"
 
 
 @dataclass
@@ -69,11 +65,8 @@ class Sink:
         self.conf = settings.sink
         topics = settings.topics.all()
         self.table_of: dict[str, str] = {topics[table]: table for table in self.conf.tables}
-        self.schemas: dict[str, SchemaVersion] = {
-            t: default_store().latest(OUTPUT_RECORDS[t]) for t in self.conf.tables
-        }
-        self.arrow: dict[str, pa.Schema] = {
-            t: arrow_schema(s.raw, {"preflog.schema_fingerprint": s.fingerprint.hex()}) for t, s in self.schemas.items()
+        self.formats: dict[str, TableFormat] = {
+            t: TableFormat(t, default_store().latest(OUTPUT_RECORDS[t])) for t in self.conf.tables
         }
         self.parts: dict[tuple[str, int], PartitionState] = {}
         self.consumer = Consumer(
@@ -135,20 +128,8 @@ class Sink:
         """A crash between a data file and its manifest: write the manifest from the file itself."""
         data = self.storage.read(relative)
         rows = pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
-        schema = self.schemas[table]
-        manifest = Manifest(
-            relative,
-            table,
-            name.topic,
-            name.partition,
-            name.first,
-            name.last,
-            rows,
-            -1,
-            Manifest.digest(data),
-            schema.name,
-            schema.fingerprint.hex(),
-            datetime.now(timezone.utc).isoformat(),
+        manifest = self.formats[table].manifest(
+            relative, name.topic, name.partition, name.first, name.last, rows, -1, Manifest.digest(data)
         )
         self.storage.put(manifest_path(relative), manifest.to_json())
         log.warning("wrote the missing manifest of %s (duplicates_skipped unknown: -1)", relative)
@@ -231,57 +212,20 @@ class Sink:
         self, state: PartitionState, topic: str, partition: int, first: int, last: int
     ) -> list[tuple[str, bytes]]:
         """The data files and manifests for one batch (ids already in the log skipped)."""
-        table, schema = state.table, self.schemas[state.table]
-        column = ID_COLUMN.get(table)
-        groups: dict[str, list[dict[str, Any]]] = {}
-        skipped = 0
+        fmt = self.formats[state.table]
+        column = ID_COLUMN.get(state.table)
+        records = []
         for msg in state.batch:
-            record = self.codec.decode(msg.value() or b"", schema.name, topic)
+            record = self.codec.decode(msg.value() or b"", fmt.schema.name, topic)
             if column:
                 if record[column] in state.ids:
-                    skipped += 1
                     continue
                 state.ids[record[column]] = None
-            groups.setdefault(partition_dir(table, record, self.conf.partition_by), []).append(record)
-        name = file_name(topic, partition, first, last)
-        written_at = datetime.now(timezone.utc).isoformat()
-        out: list[tuple[str, bytes]] = []
+            records.append(record)
+        skipped = len(state.batch) - len(records)
         if skipped:
-            metrics.DUPLICATES.labels(table).inc(skipped)
-        if not groups:  # every record was a duplicate: record that the range was seen
-            manifest = Manifest(
-                "",
-                table,
-                topic,
-                partition,
-                first,
-                last,
-                0,
-                skipped,
-                "",
-                schema.name,
-                schema.fingerprint.hex(),
-                written_at,
-            )
-            return [(manifest_path(f"{table}/{EMPTY_DIR}/{name}"), manifest.to_json())]
-        for directory, records in sorted(groups.items()):
-            data = encode(to_table(records, self.arrow[table]))
-            relative = f"{directory}/{name}"
-            manifest = Manifest(
-                relative,
-                table,
-                topic,
-                partition,
-                first,
-                last,
-                len(records),
-                skipped,
-                Manifest.digest(data),
-                schema.name,
-                schema.fingerprint.hex(),
-                written_at,
-            )
-            out += [(relative, data), (manifest_path(relative), manifest.to_json())]
-            metrics.ROWS.labels(table).inc(len(records))
-            metrics.FILES.labels(table).inc()
-        return out
+            metrics.DUPLICATES.labels(state.table).inc(skipped)
+        files = batch_files(fmt, records, topic, partition, first, last, self.conf.partition_by, skipped)
+        metrics.ROWS.labels(state.table).inc(len(records))
+        metrics.FILES.labels(state.table).inc(sum(1 for path, _ in files if path.endswith(".parquet")))
+        return files

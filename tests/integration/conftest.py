@@ -101,3 +101,24 @@ def start_processor(broker: EmbeddedBroker, topics: TopicSettings, tmp_path: Pat
 @pytest.fixture
 def metrics_port() -> int:
     return free_port()
+
+
+@pytest.fixture
+def start_sink(broker: EmbeddedBroker, topics: TopicSettings, tmp_path: Path) -> Iterator[Any]:
+    sinks: list[Worker] = []
+    group = f"preflog-sink-test-{uuid.uuid4().hex[:8]}"
+
+    def start(url: str, **sink: Any) -> Worker:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFLOG_")}
+        env["PREFLOG_KAFKA__BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
+        env.update({f"PREFLOG_TOPICS__{role.upper()}": name for role, name in topics.all().items()})
+        env["PREFLOG_PROCESSOR__SESSION_TIMEOUT_S"] = "6"
+        settings = {"url": url, "group_id": group, "idle_flush_s": 1, "metrics_port": 0, **sink}
+        env.update({f"PREFLOG_SINK__{k.upper()}": str(v) for k, v in settings.items()})
+        process = Worker(env, tmp_path / f"sink-{len(sinks)}.log", ("sink",)).start()
+        sinks.append(process)
+        return process
+
+    yield start
+    for s in sinks:
+        s.stop()

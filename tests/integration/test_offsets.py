@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from preflog.cli import app
 from preflog.deploy.broker import EmbeddedBroker
-from preflog.deploy.offsets import LiveGroupError
+from preflog.deploy.offsets import LiveGroupError, describe
 from preflog.settings import TopicSettings
 
 from .test_cli import _env
@@ -56,9 +56,15 @@ def test_show_and_reset_offsets(broker: EmbeddedBroker, topics: TopicSettings, k
     assert sum(committed(kafka_config, group).values()) == 60  # untouched
 
     consumer.close()
+    for _ in range(2):  # two more batches: ListOffsets on the embedded broker would miss the second
+        for i in range(20):
+            producer.produce(topics.pairs, key=str(i).encode(), value=b"y")
+        producer.flush()
+    lag = describe(kafka_config, group, [topics.pairs])
+    assert sum(row.lag or 0 for row in lag.partitions) == 40
     shown = runner.invoke(app, ["offsets", "show", "--group", group], env=env)
     assert shown.exit_code == 0, shown.output
-    assert topics.pairs in shown.output and "ListOffsets" in shown.output
+    assert topics.pairs in shown.output and "end of partition" in shown.output
 
     declined = runner.invoke(app, ["offsets", "reset", "--group", group, "--to-earliest"], env=env, input="n\n")
     assert declined.exit_code == 1
@@ -75,6 +81,10 @@ def test_show_and_reset_offsets(broker: EmbeddedBroker, topics: TopicSettings, k
     earliest = runner.invoke(app, ["offsets", "reset", "--group", group, "--to-earliest", "--yes"], env=env)
     assert earliest.exit_code == 0, earliest.output
     assert set(committed(kafka_config, group).values()) == {0}
+
+    latest = runner.invoke(app, ["offsets", "reset", "--group", group, "--to-latest", "--yes"], env=env)
+    assert latest.exit_code == 0, latest.output
+    assert sum(committed(kafka_config, group).values()) == 100  # every record, not ListOffsets' figure
 
     bad = runner.invoke(app, ["offsets", "reset", "--group", group, "--to-earliest", "--to-latest"], env=env)
     assert bad.exit_code == 2 and "exactly one of" in bad.output

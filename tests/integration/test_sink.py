@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -13,7 +12,6 @@ import pytest
 from confluent_kafka import Producer
 
 import preflog
-from preflog.deploy.broker import EmbeddedBroker
 from preflog.producers import PreflogProducer
 from preflog.producers.traffic import send_traffic
 from preflog.schemas.codec import SingleObjectCodec
@@ -23,33 +21,12 @@ from preflog.sinks.verify import verify
 
 from ..kafka_helpers import read_topic
 from ..samples import all_samples
-from .conftest import StartProcessor, Worker
+from .conftest import StartProcessor
 from .s3_helpers import CREDENTIALS, MotoServer, Proxy
 from .test_processor import clean_traffic, expected_pairs
 
 pytestmark = pytest.mark.integration
 CODEC = SingleObjectCodec()
-
-
-@pytest.fixture
-def start_sink(broker: EmbeddedBroker, topics: TopicSettings, tmp_path: Path) -> Iterator[Any]:
-    sinks: list[Worker] = []
-    group = f"preflog-sink-test-{uuid.uuid4().hex[:8]}"
-
-    def start(url: str, **sink: Any) -> Worker:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFLOG_")}
-        env["PREFLOG_KAFKA__BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
-        env.update({f"PREFLOG_TOPICS__{role.upper()}": name for role, name in topics.all().items()})
-        env["PREFLOG_PROCESSOR__SESSION_TIMEOUT_S"] = "6"
-        settings = {"url": url, "group_id": group, "idle_flush_s": 1, "metrics_port": 0, **sink}
-        env.update({f"PREFLOG_SINK__{k.upper()}": str(v) for k, v in settings.items()})
-        process = Worker(env, tmp_path / f"sink-{len(sinks)}.log", ("sink",)).start()
-        sinks.append(process)
-        return process
-
-    yield start
-    for s in sinks:
-        s.stop()
 
 
 def wait_rows(url: str, expected: int, timeout: float = 90, **options: Any) -> Any:

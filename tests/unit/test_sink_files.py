@@ -13,7 +13,7 @@ import pytest
 
 from preflog.schemas.registry import default_store
 from preflog.sinks.arrow import arrow_schema, to_table
-from preflog.sinks.exceptions import ImmutableFileError
+from preflog.sinks.exceptions import ImmutableFileError, StorageError
 from preflog.sinks.export import FORMATS, export_rows
 from preflog.sinks.manifest import Manifest, manifest_path
 from preflog.sinks.naming import file_name, parse_file_name, partition_dir
@@ -80,6 +80,29 @@ def test_storage_creates_exclusively_and_never_overwrites(tmp_path: Path) -> Non
         storage.put("t/a.bin", b"two")
     assert storage.read("t/a.bin") == b"one"
     assert list(storage.list("t")) == ["t/a.bin"]  # no temp files left
+
+
+def test_a_crash_mid_write_leaves_nothing_readers_trip_over(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sink killed between writing its temp file and linking it leaves a hidden temp file only."""
+    import os
+
+    import preflog
+
+    storage = Storage(f"file://{tmp_path}")
+    _write(storage, 0, 2)
+    monkeypatch.setattr(os, "unlink", lambda path: None)  # the process dies: no cleanup
+
+    def crash(src: str, dst: str) -> None:
+        raise OSError("killed")
+
+    monkeypatch.setattr(os, "link", crash)
+    with pytest.raises(StorageError):
+        storage.put(f"pairs/dt=2026-11-01/{file_name('preflog.pairs.v1', 0, 3, 5)}", encode(pair_table(3)))
+    monkeypatch.undo()
+    leftovers = [p for p in (tmp_path / "pairs").rglob("*") if ".tmp-" in p.name]
+    assert leftovers and all(p.name.startswith(".") for p in leftovers)
+    assert preflog.read_pairs(f"file://{tmp_path}").num_rows == 3
+    assert not any(".tmp-" in p for p in storage.list("pairs"))
 
 
 def _write(storage: Storage, first: int, last: int, rows: int = 3) -> str:

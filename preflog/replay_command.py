@@ -1,0 +1,159 @@
+"""``preflog replay``: rebuild the join's outputs for a range of the input topics into a separate prefix."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from .console import console, out, progress_bar, settings_of
+from .errors import PreflogError
+
+__all__ = ["replay", "replay_output"]
+
+
+class ReplayOutputError(PreflogError):
+    """The replay's output location is unsafe (the live log) or already used."""
+
+
+def _location(url: str) -> str:
+    """``url`` as protocol://absolute-path, so that a path and its file:// URL compare equal."""
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(url)
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return f"{protocol}://{path.rstrip('/')}"
+
+
+def replay_output(audit_url: str, name: str, output: str | None) -> str:
+    """Where a replay writes: ``output``, or ``<audit log>/_replays/<name>`` (ignored by readers of the live log)."""
+    live = _location(audit_url)
+    target = _location(output or f"{audit_url.rstrip('/')}/_replays/{name}")
+    inside = target.removeprefix(live + "/") if target.startswith(live + "/") else None
+    if target == live or live.startswith(target + "/") or (inside is not None and not inside.startswith("_")):
+        raise ReplayOutputError(
+            f"{target} is (or holds) the live audit log {live}; a replay never writes there. "
+            "Leave out --output (default <audit log>/_replays/<name>) or choose a separate prefix"
+        )
+    return target
+
+
+def _time(value: str | None, flag: str) -> int | None:
+    from .schemas.events import to_datetime
+
+    if value is None:
+        return None
+    try:
+        when = to_datetime(value)
+    except (ValueError, TypeError) as exc:
+        raise typer.BadParameter(
+            f"{value!r} is not an ISO date-time (e.g. 2026-11-01T00:00:00Z)", param_hint=flag
+        ) from exc
+    return int(when.timestamp() * 1000)
+
+
+def replay(
+    ctx: typer.Context,
+    name: Annotated[
+        str | None, typer.Option(help="Name of this replay: its output folder and consumer group (default: now, UTC).")
+    ] = None,
+    output: Annotated[
+        str | None, typer.Option(help="Output root URL (default <audit log>/_replays/<name>); never the live log.")
+    ] = None,
+    from_time: Annotated[
+        str | None, typer.Option("--from", help="Only records written to Kafka at or after this time (ISO 8601).")
+    ] = None,
+    to_time: Annotated[
+        str | None, typer.Option("--to", help="Only records written to Kafka before this time (ISO 8601).")
+    ] = None,
+    start_offset: Annotated[
+        list[str] | None,
+        typer.Option(
+            help=r"First offset: \[inference:|feedback:]\[PARTITION=]OFFSET (repeatable; the most specific wins)."
+        ),
+    ] = None,
+    end_offset: Annotated[
+        list[str] | None, typer.Option(help="Offset to stop before, same form as --start-offset (default: log end).")
+    ] = None,
+    partition: Annotated[list[int] | None, typer.Option(help="Only this partition (repeatable).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; read and write nothing.")] = False,
+) -> None:
+    """Re-run the join over a range of the inference and feedback topics and write a separate audit log.
+
+    The same range always gives the same pairs (pair_id and every column) as
+    the live pipeline: the window applies to event time, and the two topics
+    are merged per partition in a fixed order (record timestamp, inference
+    first, offset). Output goes to <audit log>/_replays/<name>, laid out like
+    the live log (read it with preflog.read_pairs or preflog export --url).
+
+    --from/--to select by Kafka record timestamp (when records were written),
+    not by event_time. Examples:
+
+      preflog replay --dry-run
+
+      preflog replay --name nov --from 2026-11-01T00:00:00Z --to 2026-12-01T00:00:00Z
+
+      preflog replay --partition 3 --start-offset 3=120000 --end-offset feedback:3=200000
+    """
+    from .processors.ranges import parse_offset_spec, plan
+    from .processors.replay import Replay
+    from .sinks.storage import Storage
+
+    settings = settings_of(ctx)
+    t = settings.topics
+    name = name or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    target = replay_output(settings.audit_url(), name, output)
+    group = f"{settings.processor.app_id}-replay-{name}"
+    ranges = plan(
+        settings.kafka.client_config(),
+        {"inference": t.inference, "feedback": t.feedback},
+        partition,
+        [parse_offset_spec(s) for s in start_offset or []],
+        [parse_offset_spec(s) for s in end_offset or []],
+        _time(from_time, "--from"),
+        _time(to_time, "--to"),
+    )
+    table = Table("topic", "partition", "start", "end", "records", title=f"replay {name}")
+    for r in ranges:
+        table.add_row(r.topic, str(r.partition), str(r.start), str(r.end), str(r.planned))
+    out.print(table)
+    planned = sum(r.planned for r in ranges)
+    window = (
+        f"from {from_time or 'the start'} to {to_time or 'the end'} (record timestamps); "
+        if (from_time or to_time)
+        else ""
+    )
+    out.print(f"{planned} records to read; {window}output {target}; consumer group {group}", soft_wrap=True)
+    if dry_run:
+        out.print("dry run: nothing was read or written")
+        return
+    storage = Storage(target, settings.sink.storage_options())
+    if next(storage.list(), None) is not None:
+        raise ReplayOutputError(f"{target} already holds files; choose another --name or --output")
+    by_partition: dict[int, int] = {}
+    for r in ranges:
+        by_partition[r.partition] = by_partition.get(r.partition, 0) + r.planned
+    with progress_bar() as bar:
+        tasks = {p: bar.add_task(f"partition {p}", total=n) for p, n in sorted(by_partition.items())}
+        summary = Replay(settings, ranges, storage, group, on_progress=lambda p, n: bar.advance(tasks[p], n)).run()
+    result = Table("", "count", title=f"replay {name}: done in {summary.seconds:.1f} s")
+    for role, n in sorted(summary.events_read.items()):
+        result.add_row(f"{role} events read", str(n))
+    if summary.filtered_out:
+        result.add_row("outside --from/--to", str(summary.filtered_out))
+    for role in ("pairs", "unpaired", "unmatched", "dead_letter"):
+        result.add_row(f"{role} written", str(summary.written[role]))
+    for reason, n in sorted(summary.unmatched.items()):
+        result.add_row(f"  unmatched {reason}", str(n))
+    for error, n in sorted(summary.dead_letters.items()):
+        result.add_row(f"  dead letters {error}", str(n))
+    result.add_row("duplicates ignored", str(summary.duplicates))
+    result.add_row("inferences still in their window at the end", str(summary.open_inferences))
+    result.add_row("  of which without feedback so far", str(summary.open_without_feedback))
+    result.add_row("feedback still waiting for its inference", str(summary.waiting_feedback))
+    result.add_row("files", str(summary.files))
+    out.print(result)
+    out.print(f"read it: preflog.read_pairs({target!r})  or  preflog export pairs.jsonl --url {target}", soft_wrap=True)
+    console.print(f"verify it: preflog verify {target}", soft_wrap=True)

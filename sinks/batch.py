@@ -1,0 +1,93 @@
+"""The files one batch of records becomes: Parquet per partition folder, each with its manifest.
+
+Shared by the live writer (offsets are Kafka offsets of the output topic) and
+by replay (offsets are positions in the replay's own output sequence).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from typing import Any
+
+import pyarrow as pa
+
+from preflog.schemas.registry import SchemaVersion
+
+from .arrow import arrow_schema, to_table
+from .manifest import Manifest, manifest_path
+from .naming import file_name, partition_dir
+from .parquet import encode
+
+__all__ = ["EMPTY_DIR", "TableFormat", "batch_files"]
+
+EMPTY_DIR = "_empty"
+
+
+class TableFormat:
+    """One table's Avro schema version and the Arrow schema its files are written with."""
+
+    def __init__(self, table: str, schema: SchemaVersion) -> None:
+        self.table = table
+        self.schema = schema
+        self.arrow: pa.Schema = arrow_schema(schema.raw, {"preflog.schema_fingerprint": schema.fingerprint.hex()})
+
+    def manifest(
+        self,
+        relative: str,
+        topic: str,
+        partition: int,
+        first: int,
+        last: int,
+        rows: int = 0,
+        skipped: int = 0,
+        sha256: str = "",
+    ) -> Manifest:
+        """The manifest of one data file (``relative`` empty for a range without rows)."""
+        return Manifest(
+            relative,
+            self.table,
+            topic,
+            partition,
+            first,
+            last,
+            rows,
+            skipped,
+            sha256,
+            self.schema.name,
+            self.schema.fingerprint.hex(),
+            datetime.now(timezone.utc).isoformat(),
+        )
+
+
+def batch_files(
+    fmt: TableFormat,
+    records: Iterable[dict[str, Any]],
+    topic: str,
+    partition: int,
+    first: int,
+    last: int,
+    partition_by: list[str],
+    skipped: int = 0,
+) -> list[tuple[str, bytes]]:
+    """(relative path, bytes) of the data files and manifests for records ``first..last`` of a partition.
+
+    With no records (all were duplicates) the range is still recorded, as a
+    manifest without a file under ``_manifests/<table>/_empty/``.
+    """
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        groups.setdefault(partition_dir(fmt.table, record, partition_by), []).append(record)
+    name = file_name(topic, partition, first, last)
+    if not groups:
+        manifest = fmt.manifest("", topic, partition, first, last, skipped=skipped)
+        return [(manifest_path(f"{fmt.table}/{EMPTY_DIR}/{name}"), manifest.to_json())]
+    out: list[tuple[str, bytes]] = []
+    for directory, rows in sorted(groups.items()):
+        data = encode(to_table(rows, fmt.arrow))
+        relative = f"{directory}/{name}"
+        manifest = fmt.manifest(
+            relative, topic, partition, first, last, rows=len(rows), skipped=skipped, sha256=Manifest.digest(data)
+        )
+        out += [(relative, data), (manifest_path(relative), manifest.to_json())]
+    return out

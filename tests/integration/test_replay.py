@@ -1,0 +1,161 @@
+"""`preflog replay` on the embedded broker: equal to the live pipeline, reproducible, dry-run inert, ranges honoured."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from typer.testing import CliRunner
+
+import preflog
+from preflog.cli import app
+from preflog.deploy.broker import EmbeddedBroker
+from preflog.processors.pairs import expand, pair_id
+from preflog.producers import PreflogProducer
+from preflog.producers.generator import GeneratedEvent, TrafficProfile, generate
+from preflog.producers.traffic import send_traffic
+from preflog.settings import TopicSettings
+from preflog.sinks.storage import Storage
+from preflog.sinks.verify import verify
+
+from ..conftest import T0
+from .conftest import StartProcessor
+from .test_cli import _env
+from .test_processor import CODEC
+from .test_sink import wait_rows
+
+pytestmark = pytest.mark.integration
+
+
+def traffic(requests: int, seed: int) -> list[GeneratedEvent]:
+    """Generated traffic with the default noise: missing feedback, orphans, duplicates, out of order, invalid."""
+    return generate(TrafficProfile(requests=requests, rate=50, seed=seed), start=T0)
+
+
+def pair_ids(events: list[GeneratedEvent]) -> set[str]:
+    """The pairs a correct join makes from ``events`` (all inside the window)."""
+    inferences = {e.key for e in events if e.event_type == "inference" and e.invalid_reason is None}
+    return {
+        pair_id(e.record["feedback_id"], p.chosen, p.rejected)
+        for e in events
+        if e.event_type == "feedback" and e.invalid_reason is None and e.key in inferences and e.record
+        for p in expand(e.record)
+    }
+
+
+def run_replay(broker: EmbeddedBroker, topics: TopicSettings, data_dir: Path, *args: str) -> Any:
+    env = {**_env(broker, topics), "PREFLOG_DATA_DIR": str(data_dir), "PREFLOG_SINK__MAX_ROWS": "250"}
+    result = CliRunner().invoke(app, ["replay", *args], env=env)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def rows(table: pa.Table, key: str, drop: tuple[str, ...] = ()) -> dict[Any, dict[str, Any]]:
+    return {str(r[key]): {k: v for k, v in r.items() if k not in drop} for r in table.to_pylist()}
+
+
+def digests(root: Path) -> dict[str, str]:
+    """sha256 of every Parquet file under ``root``, by relative path."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*.parquet"))
+    }
+
+
+def test_replay_equals_live_output_and_two_replays_are_identical(
+    broker: EmbeddedBroker,
+    kafka_config: dict[str, Any],
+    topics: TopicSettings,
+    start_processor: StartProcessor,
+    start_sink: Any,
+    tmp_path: Path,
+) -> None:
+    events = traffic(400, seed=11)
+    expected = pair_ids(events)
+    with PreflogProducer(kafka_config, CODEC, topics) as log:
+        sent = send_traffic(events, log, pace=False)
+    start_processor()
+    live_url = f"file://{tmp_path / 'audit'}"
+    start_sink(live_url)
+    live = wait_rows(live_url, len(expected))
+    assert live is not None and set(live.column("pair_id").to_pylist()) == expected
+
+    data_dir = tmp_path / "data"
+    first = run_replay(broker, topics, data_dir, "--name", "first", "--output", f"file://{tmp_path / 'r1'}")
+    run_replay(broker, topics, data_dir, "--name", "second", "--output", f"file://{tmp_path / 'r2'}")
+    assert f"{sum(sent.values())} records to read" in first.output  # the plan's count is exact
+    assert "pairs written" in first.output and "partition" in first.output
+
+    replayed = preflog.read_pairs(f"file://{tmp_path / 'r1'}")
+    assert replayed.num_rows == len(expected)  # every pair once
+    assert rows(replayed, "pair_id") == rows(live, "pair_id")  # same pair_ids, every column equal
+    for table, key, drop in (("unpaired", "signal_id", ()), ("dead_letter", "source_offset", ("failed_at",))):
+        live_rows = rows(preflog.read_table(live_url, table), key, drop)
+        assert live_rows, table
+        assert rows(preflog.read_table(f"file://{tmp_path / 'r1'}", table), key, drop) == live_rows
+
+    one, two = digests(tmp_path / "r1"), digests(tmp_path / "r2")
+    assert one and one == two  # two replays: the same files, byte for byte
+    report = verify(Storage(f"file://{tmp_path / 'r1'}"))
+    assert report.ok and report.rows >= len(expected), report
+
+
+def test_replay_of_a_partition_and_of_a_time_range(
+    broker: EmbeddedBroker, kafka_config: dict[str, Any], topics: TopicSettings, tmp_path: Path
+) -> None:
+    early, late = traffic(150, seed=21), traffic(150, seed=22)
+    with PreflogProducer(kafka_config, CODEC, topics) as log:
+        send_traffic(early, log, pace=False)
+        time.sleep(1.0)
+        cut = datetime.now(timezone.utc)
+        time.sleep(1.0)
+        send_traffic(late, log, pace=False)
+    data = tmp_path / "data"
+
+    run_replay(broker, topics, data, "--name", "early", "--to", cut.isoformat())
+    run_replay(broker, topics, data, "--name", "late", "--from", cut.isoformat())
+    replays = f"file://{data.resolve()}/audit/_replays"  # the default output, beside (not in) the live log
+    assert set(preflog.read_pairs(f"{replays}/early").column("pair_id").to_pylist()) == pair_ids(early)
+    assert set(preflog.read_pairs(f"{replays}/late").column("pair_id").to_pylist()) == pair_ids(late)
+
+    run_replay(broker, topics, data, "--name", "all")
+    everything = preflog.read_pairs(f"{replays}/all")
+    run_replay(broker, topics, data, "--name", "p1", "--partition", "1")
+    one = preflog.read_pairs(f"{replays}/p1")
+    in_p1 = {r["pair_id"] for r in everything.to_pylist() if r["feedback_offset"]["partition"] == 1}
+    assert in_p1 and set(one.column("pair_id").to_pylist()) == in_p1
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(
+    broker: EmbeddedBroker, kafka_config: dict[str, Any], topics: TopicSettings, tmp_path: Path
+) -> None:
+    events = traffic(60, seed=31)
+    with PreflogProducer(kafka_config, CODEC, topics) as log:
+        sent = send_traffic(events, log, pace=False)
+    data = tmp_path / "data"
+    result = run_replay(broker, topics, data, "--name", "plan", "--dry-run", "--start-offset", "feedback:0=5")
+    assert "dry run" in result.output and f"{data.resolve()}/audit/_replays/plan" in result.output
+    assert f"{sum(sent.values()) - 5} records to read" in result.output
+    assert not data.exists()  # no output folder, no state
+    describe = CliRunner().invoke(
+        app, ["offsets", "show", "--group", "preflog-processor-replay-plan"], env=_env(broker, topics)
+    )
+    assert describe.exit_code == 0 and topics.inference not in describe.output  # no offsets committed
+
+
+def test_replay_refuses_the_live_log_and_a_used_name(
+    broker: EmbeddedBroker, topics: TopicSettings, tmp_path: Path
+) -> None:
+    env = {**_env(broker, topics), "PREFLOG_DATA_DIR": str(tmp_path)}
+    live = f"file://{(tmp_path / 'audit').resolve()}"
+    for output in (live, f"{live}/pairs", str(tmp_path.resolve())):
+        refused = CliRunner().invoke(app, ["replay", "--output", output], env=env)
+        assert refused.exit_code != 0 and "never writes there" in str(refused.exception), output
+    run_replay(broker, topics, tmp_path, "--name", "once")  # empty topics: nothing to write, still fine
+    Storage(f"{live}/_replays/once").put("marker.txt", b"x")
+    again = CliRunner().invoke(app, ["replay", "--name", "once"], env=env)
+    assert "already holds files" in str(again.exception)

@@ -1,0 +1,129 @@
+"""Replay's pure parts: offset specs, range filters, the deterministic merge, and where output may go."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from preflog.processors.join import JoinConfig, Joiner
+from preflog.processors.ranges import OffsetSpec, Range, RangeError, _pick, parse_offset_spec
+from preflog.processors.replay import _Merge
+from preflog.replay_command import ReplayOutputError, replay_output
+from preflog.schemas.codec import SingleObjectCodec
+
+
+@pytest.mark.parametrize(
+    ("text", "spec"),
+    [
+        ("1200", OffsetSpec(None, None, 1200)),
+        ("2=1200", OffsetSpec(None, 2, 1200)),
+        ("feedback:2=1200", OffsetSpec("feedback", 2, 1200)),
+        ("inference:0", OffsetSpec("inference", None, 0)),
+        (" 7 ", OffsetSpec(None, None, 7)),
+    ],
+)
+def test_offset_specs_parse(text: str, spec: OffsetSpec) -> None:
+    assert parse_offset_spec(text) == spec
+
+
+@pytest.mark.parametrize("text", ["", "-1", "pairs:1=2", "1=2=3", "feedback:", "a=1", "1.5"])
+def test_bad_offset_specs_name_the_form(text: str) -> None:
+    with pytest.raises(RangeError, match=r"\[inference:\|feedback:\]\[PARTITION=\]OFFSET"):
+        parse_offset_spec(text)
+
+
+def test_the_most_specific_offset_spec_wins() -> None:
+    specs = [parse_offset_spec(s) for s in ("10", "2=20", "feedback:30", "feedback:2=40")]
+    assert _pick(specs, "feedback", 2) == 40
+    assert _pick(specs, "inference", 2) == 20
+    assert _pick(specs, "feedback", 1) == 30
+    assert _pick(specs, "inference", 1) == 10
+    assert _pick([], "inference", 1) is None
+
+
+def test_range_counts_and_time_filter() -> None:
+    r = Range("feedback", "fb", 0, start=10, end=25, from_ms=1000, to_ms=2000)
+    assert r.planned == 15
+    assert [r.wants(t) for t in (999, 1000, 1999, 2000)] == [False, True, True, False]
+    assert Range("feedback", "fb", 0, 30, 25).planned == 0
+    assert Range("feedback", "fb", 0, 0, 5).wants(-1)  # no filter: every record
+
+
+@dataclass
+class FakeMessage:
+    role: str
+    ts: int
+    off: int
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, self.ts)
+
+    def offset(self) -> int:
+        return self.off
+
+
+streams = st.lists(st.integers(0, 50), max_size=30).map(sorted)
+
+
+@given(streams, streams, st.lists(st.booleans(), max_size=80), st.lists(st.booleans(), max_size=80))
+def test_merge_order_does_not_depend_on_how_records_arrive(
+    inf_ts: list[int], fb_ts: list[int], arrival: list[bool], polls: list[bool]
+) -> None:
+    """Whatever the interleaving of fetches, the merged order is (timestamp, inference first, offset)."""
+    inf = [FakeMessage("inference", t, i) for i, t in enumerate(inf_ts)]
+    fb = [FakeMessage("feedback", t, i) for i, t in enumerate(fb_ts)]
+    ranges = [Range("inference", "i", 0, 0, len(inf)), Range("feedback", "f", 0, 0, len(fb))]
+    merge = _Merge(ranges)
+    out: list[Any] = []
+    queues = {"inference": list(inf), "feedback": list(fb)}
+    steps = iter(zip(arrival + [True] * 200, polls + [True] * 200, strict=True))
+    while any(queues.values()):
+        take_inference, poll = next(steps)
+        role = "inference" if (take_inference and queues["inference"]) or not queues["feedback"] else "feedback"
+        merge.push(role, queues[role].pop(0))
+        if not queues[role]:
+            merge.done[role] = True
+        if poll:
+            out += merge.ready()
+    merge.done.update({"inference": True, "feedback": True})
+    out += merge.ready()
+    assert merge.finished
+    expected = sorted(inf + fb, key=lambda m: (m.ts, m.role != "inference", m.off))
+    assert out == expected
+
+
+def test_merge_waits_for_an_input_that_is_not_done() -> None:
+    merge = _Merge([Range("inference", "i", 0, 0, 2), Range("feedback", "f", 0, 0, 2)])
+    merge.push("feedback", FakeMessage("feedback", 5, 0))
+    assert merge.ready() == []  # an inference at timestamp <= 5 could still come
+    merge.push("inference", FakeMessage("inference", 9, 0))
+    assert [m.role for m in merge.ready()] == ["feedback"]
+    assert not merge.finished
+
+
+@pytest.mark.parametrize(
+    "output",
+    ["file:///data/audit", "/data/audit", "/data/audit/", "file:///data/audit/pairs", "/data", "file:///"],
+)
+def test_replay_never_writes_into_the_live_log(output: str) -> None:
+    with pytest.raises(ReplayOutputError, match="never writes there"):
+        replay_output("file:///data/audit", "x", output)
+
+
+def test_replay_output_defaults_beside_the_live_tables() -> None:
+    assert replay_output("file:///data/audit", "nov", None) == "file:///data/audit/_replays/nov"
+    assert replay_output("s3://bucket/audit", "nov", None) == "s3://bucket/audit/_replays/nov"
+    assert replay_output("file:///data/audit", "nov", "/elsewhere/r") == "file:///elsewhere/r"
+
+
+def test_dead_letters_take_their_time_from_the_joiners_clock() -> None:
+    """Replay passes the source record's timestamp, so failed_at is the same on every replay."""
+    joiner = Joiner(JoinConfig(), SingleObjectCodec(), {}, "inf", "fb", wall_ms=lambda: 1_700_000_000_000)
+    [dead] = joiner.process("fb", 0, 3, b"k", b"not avro")
+    assert dead.role == "dead_letter"
+    assert dead.record["failed_at"] == datetime.fromtimestamp(1_700_000_000, tz=timezone.utc)
