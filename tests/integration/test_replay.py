@@ -102,6 +102,10 @@ def test_replay_equals_live_output_and_two_replays_are_identical(
     assert one and one == two  # two replays: the same files, byte for byte
     report = verify(Storage(f"file://{tmp_path / 'r1'}"))
     assert report.ok and report.rows >= len(expected), report
+    group = CliRunner().invoke(
+        app, ["offsets", "show", "--group", "preflog-processor-replay-first"], env=_env(broker, topics)
+    )
+    assert group.exit_code == 0 and topics.inference in group.output and topics.feedback in group.output
 
 
 def test_replay_of_a_partition_and_of_a_time_range(
