@@ -131,7 +131,9 @@ def replay(
         return
     storage = Storage(target, settings.sink.storage_options())
     if next(storage.list(), None) is not None:
-        raise ReplayOutputError(f"{target} already holds files; choose another --name or --output")
+        raise ReplayOutputError(
+            f"{target} already holds files (an earlier or interrupted replay); choose another --name or --output"
+        )
     by_partition: dict[int, int] = {}
     for r in ranges:
         by_partition[r.partition] = by_partition.get(r.partition, 0) + r.planned
