@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import given
@@ -85,7 +85,7 @@ def test_merge_order_does_not_depend_on_how_records_arrive(
     while any(queues.values()):
         take_inference, poll = next(steps)
         role = "inference" if (take_inference and queues["inference"]) or not queues["feedback"] else "feedback"
-        merge.push(role, queues[role].pop(0))
+        merge.push(role, cast(Any, queues[role].pop(0)))
         if not queues[role]:
             merge.done[role] = True
         if poll:
@@ -99,10 +99,10 @@ def test_merge_order_does_not_depend_on_how_records_arrive(
 
 def test_merge_waits_for_an_input_that_is_not_done() -> None:
     merge = _Merge([Range("inference", "i", 0, 0, 2), Range("feedback", "f", 0, 0, 2)])
-    merge.push("feedback", FakeMessage("feedback", 5, 0))
+    merge.push("feedback", cast(Any, FakeMessage("feedback", 5, 0)))
     assert merge.ready() == []  # an inference at timestamp <= 5 could still come
-    merge.push("inference", FakeMessage("inference", 9, 0))
-    assert [m.role for m in merge.ready()] == ["feedback"]
+    merge.push("inference", cast(Any, FakeMessage("inference", 9, 0)))
+    assert [cast(Any, m).role for m in merge.ready()] == ["feedback"]
     assert not merge.finished
 
 
