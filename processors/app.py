@@ -12,14 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
+from faust.types import TP
 
 from preflog.schemas.registry import OUTPUT_RECORDS
 from preflog.settings import KafkaSettings, Settings
 
-from . import metrics
+from . import faust_fixes, metrics
+from .gaps import missing_range, read_range
 from .join import Emit, JoinConfig, Joiner
 from .staged import StagedState
 
@@ -63,6 +65,7 @@ def join_config(settings: Settings) -> JoinConfig:
 
 def create_app(settings: Settings, partitions: int) -> faust.App:
     """The processor app for topics with ``partitions`` partitions each."""
+    faust_fixes.install()
     p, t = settings.processor, settings.topics
     app = faust.App(
         p.app_id,
@@ -82,6 +85,7 @@ def create_app(settings: Settings, partitions: int) -> faust.App:
         producer_max_batch_size=p.producer_max_batch_size,
     )
     codec = settings.make_codec()
+    kafka_config = settings.kafka.client_config()
 
     def raw_topic(*names: str) -> faust.TopicT:
         return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
@@ -126,28 +130,56 @@ def create_app(settings: Settings, partitions: int) -> faust.App:
                 sent.append(await changelog.send(key=key, value=value, partition=partition, force=True))
         await asyncio.gather(*sent)
 
+    last_offset: dict[TP, int] = {}
+
+    async def handle(topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None) -> None:
+        """One input record: join it, deliver what it emits, then save the state it changed."""
+        if topic == t.ticks:
+            emits = joiner.tick(partition)
+        else:
+            metrics.EVENTS_IN.labels(topic).inc()
+            duplicates = joiner.duplicates
+            emits = joiner.process(topic, partition, offset, key, value)
+            metrics.DUPLICATES.inc(joiner.duplicates - duplicates)
+        if emits:
+            sent = [
+                await outputs[e.role].send(
+                    key=e.key,
+                    value=codec.encode(OUTPUT_RECORDS[e.role], e.record, outputs[e.role].get_topic_name()),
+                )
+                for e in emits
+            ]
+            await asyncio.gather(*sent)  # delivered before the state that records them is written
+            count(emits)
+        await write_state(partition)  # and the state is in Kafka before the offset can be committed
+
+    async def fill_gap(topic: str, partition: int, first: int, upto: int) -> None:
+        """Records ``first..upto-1`` never reached the agent: read them directly and join them, in order."""
+        missed = await asyncio.to_thread(read_range, kafka_config, topic, partition, first, upto)
+        metrics.REFETCHED.labels(topic).inc(len(missed))
+        log.warning(
+            "%s[%d]: offsets %d-%d were skipped by the consumer; re-read %d record(s) directly (see faust_fixes)",
+            topic,
+            partition,
+            first,
+            upto - 1,
+            len(missed),
+        )
+        for record in missed:
+            await handle(topic, partition, record.offset, record.key, record.value)
+        await cast(Any, app.consumer)._add_gap(TP(topic, partition), first, upto - 1)  # Faust may commit past them
+
     @app.agent(inputs)
     async def join(stream: faust.StreamT) -> None:
         async for event in stream.events():
             msg = event.message
-            if msg.topic == t.ticks:
-                emits = joiner.tick(msg.partition)
-            else:
-                metrics.EVENTS_IN.labels(msg.topic).inc()
-                duplicates = joiner.duplicates
-                emits = joiner.process(msg.topic, msg.partition, msg.offset, event.key, event.value)
-                metrics.DUPLICATES.inc(joiner.duplicates - duplicates)
-            if emits:
-                sent = [
-                    await outputs[e.role].send(
-                        key=e.key,
-                        value=codec.encode(OUTPUT_RECORDS[e.role], e.record, outputs[e.role].get_topic_name()),
-                    )
-                    for e in emits
-                ]
-                await asyncio.gather(*sent)  # delivered before the state that records them is written
-                count(emits)
-            await write_state(msg.partition)  # and the state is in Kafka before the offset can be committed
+            tp = TP(msg.topic, msg.partition)
+            committed = cast(Any, app.consumer)._committed_offset.get(tp)
+            gap = missing_range(last_offset.get(tp), committed, msg.offset)
+            if gap:
+                await fill_gap(msg.topic, msg.partition, *gap)
+            last_offset[tp] = msg.offset
+            await handle(msg.topic, msg.partition, msg.offset, event.key, event.value)
 
     @app.timer(interval=p.tick_interval_s)
     async def idle_ticks() -> None:
@@ -159,5 +191,6 @@ def create_app(settings: Settings, partitions: int) -> faust.App:
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(sender: Any, assigned: Any = None, **kwargs: Any) -> None:
         joiner.forget_index()
+        last_offset.clear()
 
     return app

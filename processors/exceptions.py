@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from preflog.errors import ConfigError
+from preflog.errors import ConfigError, PreflogError
 
-__all__ = ["TopicMismatchError"]
+__all__ = ["ProcessorError", "TopicMismatchError"]
 
 
 class TopicMismatchError(ConfigError):
     """The input topics are missing or not co-partitioned."""
+
+
+class ProcessorError(PreflogError):
+    """The worker cannot go on (a read it depends on failed)."""

@@ -10,6 +10,7 @@ __all__ = [
     "EVENTS_IN",
     "JOIN_LATENCY",
     "PAIRS_OUT",
+    "REFETCHED",
     "STATE_KEYS",
     "UNMATCHED",
     "UNPAIRED_OUT",
@@ -27,3 +28,8 @@ JOIN_LATENCY = Histogram(
     buckets=(1, 5, 15, 60, 300, 900, 1800, 3600, 7200),
 )
 STATE_KEYS = Gauge("preflog_processor_state_keys", "Entries in the join index on this worker (waiting or remembered)")
+REFETCHED = Counter(
+    "preflog_processor_refetched",
+    "Input records the consumer skipped and the worker read again directly, by topic (see processors/faust_fixes.py)",
+    ["topic"],
+)

@@ -1,0 +1,70 @@
+"""Read one offset range of one partition directly, outside Faust's consumer.
+
+The worker uses it when records of an input partition never reached its agent
+(see :mod:`preflog.processors.faust_fixes`): it reads them itself and joins
+them before the record that revealed the gap. With transactional producers an
+offset gap can be genuine (commit markers hold offsets); the read then finds
+no records in it and nothing is joined twice.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from .exceptions import ProcessorError
+
+__all__ = ["Record", "missing_range", "read_range"]
+
+
+@dataclass(frozen=True)
+class Record:
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+def missing_range(previous: int | None, committed: int | None, offset: int) -> tuple[int, int] | None:
+    """Offsets ``(first, end)`` that should have come before ``offset``, or None when nothing is missing.
+
+    ``previous`` is the last offset the agent saw on the partition since its
+    assignment (None before the first); ``committed`` is the partition's
+    committed offset (None or 0 when unknown), where the first record should be.
+    Going backwards (a re-read) is never a gap.
+    """
+    expected = previous + 1 if previous is not None else committed
+    if expected and offset > expected:
+        return expected, offset
+    return None
+
+
+def read_range(
+    config: dict[str, Any], topic: str, partition: int, first: int, end: int, timeout: float = 30.0
+) -> list[Record]:
+    """Records with offsets ``first <= offset < end`` (``end`` must exist: it is where reading stops)."""
+    consumer = Consumer(
+        {**config, "group.id": "preflog-gap-reader", "enable.auto.commit": False, "enable.partition.eof": True}
+    )
+    out: list[Record] = []
+    try:
+        consumer.assign([TopicPartition(topic, partition, first)])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for msg in consumer.consume(500, 0.2):
+                error = msg.error()
+                offset = msg.offset() or 0
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF and offset >= end:
+                        return out
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        raise ProcessorError(f"re-reading {topic}[{partition}] {first}-{end - 1}: {error}")
+                    continue
+                if offset >= end:
+                    return out
+                out.append(Record(offset, msg.key(), msg.value()))
+        raise ProcessorError(f"re-reading {topic}[{partition}] {first}-{end - 1}: not done within {timeout:.0f} s")
+    finally:
+        consumer.close()
