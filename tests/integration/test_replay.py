@@ -49,7 +49,13 @@ def pair_ids(events: list[GeneratedEvent]) -> set[str]:
 
 
 def run_replay(broker: EmbeddedBroker, topics: TopicSettings, data_dir: Path, *args: str) -> Any:
-    env = {**_env(broker, topics), "PREFLOG_DATA_DIR": str(data_dir), "PREFLOG_SINK__MAX_ROWS": "250"}
+    env = {
+        **_env(broker, topics),
+        "PREFLOG_DATA_DIR": str(data_dir),
+        "PREFLOG_SINK__MAX_ROWS": "250",
+        "PREFLOG_PROCESSOR__WINDOW_S": "600",  # the live workers' join settings (tests/integration/conftest.py)
+        "PREFLOG_PROCESSOR__GRACE_S": "60",
+    }
     result = CliRunner().invoke(app, ["replay", *args], env=env)
     assert result.exit_code == 0, result.output
     return result
