@@ -225,11 +225,11 @@ def test_expiry_happens_when_traffic_stops(
 
 
 def expected_pairs(events: list[Any]) -> set[str]:
-    """What one correct worker produces for generated traffic (no invalid events; all within the window)."""
-    inferences = {e.key for e in events if e.event_type == "inference"}
+    """What one correct worker produces for generated traffic (all within the window; invalid events make none)."""
+    inferences = {e.key for e in events if e.event_type == "inference" and e.invalid_reason is None}
     ids = set()
     for e in events:
-        if e.event_type == "feedback" and e.key in inferences:
+        if e.event_type == "feedback" and e.invalid_reason is None and e.key in inferences and e.record:
             ids |= {pair_id(e.record["feedback_id"], p.chosen, p.rejected) for p in expand(e.record)}
     return ids
 

@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 import preflog
 from preflog.cli import app
 from preflog.deploy.broker import EmbeddedBroker
-from preflog.processors.pairs import expand, pair_id
 from preflog.producers import PreflogProducer
 from preflog.producers.generator import GeneratedEvent, TrafficProfile, generate
 from preflog.producers.traffic import send_traffic
@@ -26,7 +25,7 @@ from preflog.sinks.verify import verify
 from ..conftest import T0
 from .conftest import StartProcessor
 from .test_cli import _env
-from .test_processor import CODEC
+from .test_processor import CODEC, expected_pairs
 from .test_sink import wait_rows
 
 pytestmark = pytest.mark.integration
@@ -35,17 +34,6 @@ pytestmark = pytest.mark.integration
 def traffic(requests: int, seed: int) -> list[GeneratedEvent]:
     """Generated traffic with the default noise: missing feedback, orphans, duplicates, out of order, invalid."""
     return generate(TrafficProfile(requests=requests, rate=50, seed=seed), start=T0)
-
-
-def pair_ids(events: list[GeneratedEvent]) -> set[str]:
-    """The pairs a correct join makes from ``events`` (all inside the window)."""
-    inferences = {e.key for e in events if e.event_type == "inference" and e.invalid_reason is None}
-    return {
-        pair_id(e.record["feedback_id"], p.chosen, p.rejected)
-        for e in events
-        if e.event_type == "feedback" and e.invalid_reason is None and e.key in inferences and e.record
-        for p in expand(e.record)
-    }
 
 
 def run_replay(broker: EmbeddedBroker, topics: TopicSettings, data_dir: Path, *args: str) -> Any:
@@ -81,7 +69,7 @@ def test_replay_equals_live_output_and_two_replays_are_identical(
     tmp_path: Path,
 ) -> None:
     events = traffic(400, seed=11)
-    expected = pair_ids(events)
+    expected = expected_pairs(events)
     with PreflogProducer(kafka_config, CODEC, topics) as log:
         sent = send_traffic(events, log, pace=False)
     start_processor()
@@ -129,8 +117,8 @@ def test_replay_of_a_partition_and_of_a_time_range(
     run_replay(broker, topics, data, "--name", "early", "--to", cut.isoformat())
     run_replay(broker, topics, data, "--name", "late", "--from", cut.isoformat())
     replays = f"file://{data.resolve()}/audit/_replays"  # the default output, beside (not in) the live log
-    assert set(preflog.read_pairs(f"{replays}/early").column("pair_id").to_pylist()) == pair_ids(early)
-    assert set(preflog.read_pairs(f"{replays}/late").column("pair_id").to_pylist()) == pair_ids(late)
+    assert set(preflog.read_pairs(f"{replays}/early").column("pair_id").to_pylist()) == expected_pairs(early)
+    assert set(preflog.read_pairs(f"{replays}/late").column("pair_id").to_pylist()) == expected_pairs(late)
 
     run_replay(broker, topics, data, "--name", "all")
     everything = preflog.read_pairs(f"{replays}/all")
