@@ -42,3 +42,26 @@ def test_high_watermark_is_base_offset_of_the_last_batch_plus_one(
             producer.produce(topic, value=b"x" * 100)
         producer.flush()
     assert _high_watermark(kafka_config, topic) == expected_high
+
+
+def test_offsets_for_times_returns_offset_zero_for_any_timestamp(kafka_config: dict[str, Any]) -> None:
+    """Records stamped 0..99 s after a base: real Kafka maps base+50 s to offset 50, Tansu to 0.
+
+    What preflog does about it: replay uses the lookup only as a starting bound and
+    filters records by timestamp while reading (processors/ranges.py), so its ranges
+    are exact on both. `preflog offsets reset --to-datetime` commits the looked-up
+    offset as it is, which on the embedded broker means the start of the partition.
+    """
+    topic = "quirk-offsets-for-times"
+    ensure_topics(kafka_config, [topic], 1)
+    producer = Producer(kafka_config)
+    base = 1_700_000_000_000
+    for i in range(100):
+        producer.produce(topic, value=b"x", timestamp=base + i * 1000)
+    producer.flush()
+    consumer = Consumer({**kafka_config, "group.id": "quirks", "log_level": 0})
+    try:
+        [found] = consumer.offsets_for_times([TopicPartition(topic, 0, base + 50_000)], timeout=10)
+    finally:
+        consumer.close()
+    assert found.offset == 0  # real Kafka: 50
