@@ -98,6 +98,10 @@ class ProcessorSettings(BaseModel):
     state_dir: Path | None = Field(None, description="table files; default <data_dir>/processor")
     metrics_port: int = Field(9464, ge=0, description="Prometheus /metrics port; 0 disables")
     session_timeout_s: float = Field(10.0, gt=0, description="consumer group session timeout")
+    batch_max: int = Field(
+        500, ge=1, description="records joined per batch: outputs, then state, then offsets, once per batch"
+    )
+    batch_wait_s: float = Field(0.01, gt=0, description="how long a batch waits to fill before it is joined")
     producer_max_batch_size: int = Field(
         16384, ge=1, description="bytes per produce batch; the embedded broker needs 1 (see docs/broker-quirks.md)"
     )

@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from pathlib import Path
 from typing import Any, cast
 
 import faust
+from faust.streams import _current_event
 from faust.types import TP
 
 from preflog.schemas.registry import OUTPUT_RECORDS
 from preflog.settings import KafkaSettings, Settings
 
 from . import faust_fixes, metrics
-from .gaps import missing_range, read_range
+from .gaps import InputRecord, in_join_order, read_range
 from .join import Emit, JoinConfig, Joiner
 from .staged import StagedState
 
@@ -111,50 +113,63 @@ def create_app(settings: Settings, partitions: int) -> faust.App:
             else:
                 metrics.DEAD_LETTERS.labels(e.record["error_class"]).inc()
 
-    async def write_state(partition: int) -> None:
-        """Apply the event's state changes and wait until their changelog records are acknowledged.
+    async def deliver(emits: list[Emit]) -> None:
+        """Send the outputs and wait until Kafka has acknowledged every one."""
+        if not emits:
+            return
+        sent = [
+            await outputs[e.role].send(
+                key=e.key, value=codec.encode(OUTPUT_RECORDS[e.role], e.record, outputs[e.role].get_topic_name())
+            )
+            for e in emits
+        ]
+        await asyncio.gather(*sent)
+        count(emits)
+
+    async def write_state(last_event: dict[int, Any]) -> None:
+        """Apply the batch's state changes and wait until their changelog records are acknowledged.
 
         Written directly, not through the table's buffered changelog: Faust gives up
         flushing that buffer before a commit after 0.1 s without progress, so a kill -9
-        right after a commit could lose state the committed offset depends on.
+        right after a commit could lose state the committed offset depends on. The
+        RocksDB store files a key under the partition of the current event, so each
+        partition's changes are applied with one of its own events current.
         """
         sent = []
-        for key, value in state.drain():
-            if value is None:
-                table.data.pop(key, None)
-                sent.append(
-                    await changelog.send(key=key, value=None, partition=partition, value_serializer="raw", force=True)
-                )
-            else:
-                table.data[key] = value
-                sent.append(await changelog.send(key=key, value=value, partition=partition, force=True))
+        for partition, changes in state.drain().items():
+            _current_event.set(weakref.ref(last_event[partition]))
+            for key, value in changes:
+                if value is None:
+                    table.data.pop(key, None)
+                    sent.append(
+                        await changelog.send(
+                            key=key, value=None, partition=partition, value_serializer="raw", force=True
+                        )
+                    )
+                else:
+                    table.data[key] = value
+                    sent.append(await changelog.send(key=key, value=value, partition=partition, force=True))
         await asyncio.gather(*sent)
 
-    last_offset: dict[TP, int] = {}
+    last_offset: dict[tuple[str, int], int] = {}
 
-    async def handle(topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None) -> None:
-        """One input record: join it, deliver what it emits, then save the state it changed."""
+    def committed_offset(topic: str, partition: int) -> int | None:
+        offset: int | None = cast(Any, app.consumer)._committed_offset.get(TP(topic, partition))
+        return offset
+
+    def join_record(topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None) -> list[Emit]:
+        """One input record through the join (state changes are staged until the batch is written)."""
+        state.partition = partition
         if topic == t.ticks:
-            emits = joiner.tick(partition)
-        else:
-            metrics.EVENTS_IN.labels(topic).inc()
-            duplicates = joiner.duplicates
-            emits = joiner.process(topic, partition, offset, key, value)
-            metrics.DUPLICATES.inc(joiner.duplicates - duplicates)
-        if emits:
-            sent = [
-                await outputs[e.role].send(
-                    key=e.key,
-                    value=codec.encode(OUTPUT_RECORDS[e.role], e.record, outputs[e.role].get_topic_name()),
-                )
-                for e in emits
-            ]
-            await asyncio.gather(*sent)  # delivered before the state that records them is written
-            count(emits)
-        await write_state(partition)  # and the state is in Kafka before the offset can be committed
+            return joiner.tick(partition)
+        metrics.EVENTS_IN.labels(topic).inc()
+        duplicates = joiner.duplicates
+        emits = joiner.process(topic, partition, offset, key, value)
+        metrics.DUPLICATES.inc(joiner.duplicates - duplicates)
+        return emits
 
-    async def fill_gap(topic: str, partition: int, first: int, upto: int) -> None:
-        """Records ``first..upto-1`` never reached the agent: read them directly and join them, in order."""
+    async def refetch(topic: str, partition: int, first: int, upto: int) -> list[Any]:
+        """Records ``first..upto-1`` never reached the agent: read them directly (see faust_fixes)."""
         missed = await asyncio.to_thread(read_range, kafka_config, topic, partition, first, upto)
         metrics.REFETCHED.labels(topic).inc(len(missed))
         log.warning(
@@ -165,21 +180,27 @@ def create_app(settings: Settings, partitions: int) -> faust.App:
             upto - 1,
             len(missed),
         )
-        for record in missed:
-            await handle(topic, partition, record.offset, record.key, record.value)
-        await cast(Any, app.consumer)._add_gap(TP(topic, partition), first, upto - 1)  # Faust may commit past them
+        return missed
 
     @app.agent(inputs)
     async def join(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            msg = event.message
-            tp = TP(msg.topic, msg.partition)
-            committed = cast(Any, app.consumer)._committed_offset.get(tp)
-            gap = missing_range(last_offset.get(tp), committed, msg.offset)
-            if gap:
-                await fill_gap(msg.topic, msg.partition, *gap)
-            last_offset[tp] = msg.offset
-            await handle(msg.topic, msg.partition, msg.offset, event.key, event.value)
+        """Per batch: join every record in order, deliver the outputs, write the state; Faust then acks the
+        batch, so an offset is committed only after its outputs and state are in Kafka."""
+        async for events in cast(Any, stream).take_events(p.batch_max, within=p.batch_wait_s):
+            records = [
+                InputRecord(e.message.topic, e.message.partition, e.message.offset, e.key, e.value, e) for e in events
+            ]
+            ordered, gaps = await in_join_order(records, last_offset, committed_offset, refetch)
+            emits: list[Emit] = []
+            last_event: dict[int, Any] = {}
+            for r in ordered:
+                _current_event.set(weakref.ref(r.event))  # the RocksDB store reads the current event's partition
+                last_event[r.partition] = r.event
+                emits += join_record(r.topic, r.partition, r.offset, r.key, r.value)
+            await deliver(emits)  # outputs acknowledged before the state that records them is written
+            await write_state(last_event)  # state acknowledged before the batch is acked and can be committed
+            for g in gaps:  # Faust may now commit past the records it never delivered
+                await cast(Any, app.consumer)._add_gap(TP(g.topic, g.partition), g.first, g.last)
 
     @app.timer(interval=p.tick_interval_s)
     async def idle_ticks() -> None:

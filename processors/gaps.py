@@ -10,6 +10,7 @@ no records in it and nothing is joined twice.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from .exceptions import ProcessorError
 
-__all__ = ["Record", "missing_range", "read_range"]
+__all__ = ["Gap", "InputRecord", "Record", "in_join_order", "missing_range", "read_range"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,54 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes | None
+
+
+@dataclass(frozen=True)
+class InputRecord:
+    """One record to join; ``event`` is the Faust event it came with (for a re-read record, the one after it)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    event: Any = None
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Offsets ``first..last`` of a partition that were re-read directly."""
+
+    topic: str
+    partition: int
+    first: int
+    last: int
+
+
+async def in_join_order(
+    records: Sequence[InputRecord],
+    last_offset: dict[tuple[str, int], int],
+    committed: Callable[[str, int], int | None],
+    refetch: Callable[[str, int, int, int], Awaitable[list[Record]]],
+) -> tuple[list[InputRecord], list[Gap]]:
+    """``records`` with every skipped range re-read and put before the record that revealed it.
+
+    ``last_offset`` (partition -> last offset joined) is updated; ``committed``
+    gives a partition's committed offset, ``refetch(topic, partition, first, end)``
+    reads ``first..end-1`` directly.
+    """
+    ordered: list[InputRecord] = []
+    gaps: list[Gap] = []
+    for r in records:
+        where = (r.topic, r.partition)
+        gap = missing_range(last_offset.get(where), committed(r.topic, r.partition), r.offset)
+        if gap:
+            for m in await refetch(r.topic, r.partition, *gap):
+                ordered.append(InputRecord(r.topic, r.partition, m.offset, m.key, m.value, r.event))
+            gaps.append(Gap(r.topic, r.partition, gap[0], gap[1] - 1))
+        last_offset[where] = r.offset
+        ordered.append(r)
+    return ordered, gaps
 
 
 def missing_range(previous: int | None, committed: int | None, offset: int) -> tuple[int, int] | None:

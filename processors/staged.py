@@ -3,7 +3,9 @@
 If the worker dies after its state is saved but before the pairs it emitted
 reach Kafka, a restart would treat the re-read feedback as a duplicate and
 the pairs would be lost. Holding the writes until delivery makes the order
-"outputs, then state, then offsets" (Faust flushes before it commits).
+"outputs, then state, then offsets" for each batch of records. Each write
+remembers the partition of the record that caused it (``partition``), so the
+batch's changes go to the right changelog partition.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ _DELETED = object()
 
 
 class StagedState(MutableMapping[str, Any]):
-    """Reads see pending writes; ``apply()`` hands them to the underlying mapping."""
+    """Reads see pending writes; :meth:`drain` hands them over, by partition."""
 
     def __init__(self, base: MutableMapping[str, Any]) -> None:
         self.base = base
         self.pending: dict[str, Any] = {}
+        self.partition = 0  # the partition whose record is being joined: where its writes belong
+        self.partitions: dict[str, int] = {}
 
     def __getitem__(self, key: str) -> Any:
         value = self.pending.get(key, None)
@@ -39,9 +43,11 @@ class StagedState(MutableMapping[str, Any]):
 
     def __setitem__(self, key: str, value: Any) -> None:
         self.pending[key] = value
+        self.partitions[key] = self.partition
 
     def __delitem__(self, key: str) -> None:
         self.pending[key] = _DELETED
+        self.partitions[key] = self.partition
 
     def __iter__(self) -> Iterator[str]:
         seen = set()
@@ -61,8 +67,11 @@ class StagedState(MutableMapping[str, Any]):
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
-    def drain(self) -> list[tuple[str, Any | None]]:
-        """The pending changes (value None = deleted), removed from this view."""
-        changes = [(k, None if v is _DELETED else v) for k, v in self.pending.items()]
+    def drain(self) -> dict[int, list[tuple[str, Any | None]]]:
+        """The pending changes by partition (value None = deleted), removed from this view."""
+        changes: dict[int, list[tuple[str, Any | None]]] = {}
+        for key, value in self.pending.items():
+            changes.setdefault(self.partitions[key], []).append((key, None if value is _DELETED else value))
         self.pending.clear()
+        self.partitions.clear()
         return changes

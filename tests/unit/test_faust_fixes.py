@@ -10,7 +10,7 @@ import pytest
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
 from preflog.processors import faust_fixes
-from preflog.processors.gaps import missing_range
+from preflog.processors.gaps import Gap, InputRecord, Record, in_join_order, missing_range
 
 
 class FakeAIOKafkaConsumer:
@@ -61,3 +61,31 @@ def test_uncommitted_partitions_are_sought_to_the_beginning() -> None:
 )
 def test_missing_range(previous: int | None, committed: int | None, offset: int, gap: tuple[int, int] | None) -> None:
     assert missing_range(previous, committed, offset) == gap
+
+
+def test_skipped_records_are_re_read_and_joined_before_the_record_that_revealed_them() -> None:
+    """A batch of inference[0] 3, 4, 9 and feedback[1] 7: 5-8 of inference[0] were skipped; feedback[1] starts at its
+    committed offset 7. The re-read records come in order, before offset 9, and only that range is a gap."""
+    calls: list[tuple[str, int, int, int]] = []
+
+    async def refetch(topic: str, partition: int, first: int, end: int) -> list[Record]:
+        calls.append((topic, partition, first, end))
+        return [Record(o, b"k", f"v{o}".encode()) for o in range(first, end)]
+
+    batch = [
+        InputRecord("inf", 0, 3, b"k", b"v3", "e3"),
+        InputRecord("inf", 0, 4, b"k", b"v4", "e4"),
+        InputRecord("fb", 1, 7, b"k", b"w7", "f7"),
+        InputRecord("inf", 0, 9, b"k", b"v9", "e9"),
+    ]
+    last = {("inf", 0): 2}
+    committed = {("inf", 0): 1, ("fb", 1): 7}
+    ordered, gaps = asyncio.run(in_join_order(batch, last, lambda t, p: committed[(t, p)], refetch))
+    assert [(r.topic, r.offset) for r in ordered] == [("inf", o) for o in (3, 4)] + [("fb", 7)] + [
+        ("inf", o) for o in (5, 6, 7, 8, 9)
+    ]
+    assert [r.value for r in ordered if r.topic == "inf"] == [f"v{o}".encode() for o in (3, 4, 5, 6, 7, 8, 9)]
+    assert {r.event for r in ordered if r.offset in (5, 6, 7, 8) and r.topic == "inf"} == {"e9"}
+    assert calls == [("inf", 0, 5, 9)]
+    assert gaps == [Gap("inf", 0, 5, 8)]
+    assert last == {("inf", 0): 9, ("fb", 1): 7}
