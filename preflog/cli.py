@@ -272,8 +272,8 @@ def sink(
     """Write the output topics to the audit log: immutable Parquet files, offsets committed after each write.
 
     Layout: <url>/<table>/dt=YYYY-MM-DD/<topic>+<partition>+<first>-<last>.parquet, each with a
-    .manifest.json (rows, offsets, sha256). Env: PREFLOG_SINK__*; S3 credentials from the AWS chain
-    or PREFLOG_SINK__AWS_ACCESS_KEY_ID / PREFLOG_SINK__AWS_SECRET_ACCESS_KEY.
+    manifest (rows, offsets, sha256) at <url>/_manifests/<same path>.json. Env: PREFLOG_SINK__*;
+    S3 credentials from the AWS chain or PREFLOG_SINK__AWS_ACCESS_KEY_ID / PREFLOG_SINK__AWS_SECRET_ACCESS_KEY.
     """
     from .sinks.run import run_sink
 

@@ -141,14 +141,14 @@ def create_app(settings: Settings, partitions: int) -> faust.App:
             for key, value in changes:
                 if value is None:
                     table.data.pop(key, None)
-                    sent.append(
-                        await changelog.send(
-                            key=key, value=None, partition=partition, value_serializer="raw", force=True
-                        )
-                    )
                 else:
                     table.data[key] = value
-                    sent.append(await changelog.send(key=key, value=value, partition=partition, force=True))
+                serializer = "raw" if value is None else None  # a tombstone is sent as an empty value
+                sent.append(
+                    await changelog.send(
+                        key=key, value=value, partition=partition, value_serializer=serializer, force=True
+                    )
+                )
         await asyncio.gather(*sent)
 
     last_offset: dict[tuple[str, int], int] = {}

@@ -104,7 +104,10 @@ def plan(
         for role, topic in topics.items():
             found = metadata.topics.get(topic)
             if found is None or found.error is not None:
-                raise RangeError(f"topic {topic} ({role}) does not exist; check --topics / PREFLOG_TOPICS__*")
+                raise RangeError(
+                    f"topic {topic} ({role}) does not exist; create it, or point "
+                    "PREFLOG_TOPICS__INFERENCE / PREFLOG_TOPICS__FEEDBACK at the right one"
+                )
             available = sorted(found.partitions)
             unknown = sorted(set(partitions or []) - set(available))
             if unknown:
