@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from .naming import parse_file_name
 from .storage import Storage
 from .writer import ID_COLUMN
 
@@ -30,26 +31,51 @@ def read_table(
     columns: Sequence[str] | None = None,
     storage_options: dict[str, Any] | None = None,
 ) -> pa.Table:
-    """One table of the audit log (pairs, unpaired, unmatched, dead_letter), deduplicated by its id."""
+    """One table of the audit log (pairs, unpaired, unmatched, dead_letter), deduplicated by its id.
+
+    Reads the files preflog wrote (named by their offsets; any other file, such
+    as a stray copy, is left out and reported by ``preflog verify``) in path
+    order, rows in file order, so the same log always reads the same way.
+    """
     storage = Storage(url, storage_options)
     path = storage.path(table)
     storage.fs.invalidate_cache()  # fsspec caches listings per process; the log grows
     if not storage.fs.exists(path):
         raise FileNotFoundError(f"no {table} table under {url} (is this an audit log root?)")
+    files = [storage.path(p) for p in storage.list(table) if parse_file_name(p) is not None]  # sorted, fresh
     dataset = ds.dataset(
-        path, filesystem=storage.fs, format="parquet", partitioning=PARTITIONING, exclude_invalid_files=False
+        files,
+        filesystem=storage.fs,
+        format="parquet",
+        partitioning=PARTITIONING,
+        partition_base_dir=path,
+        exclude_invalid_files=False,
+        schema=_schema(table) if not files else None,
     )
     result = dataset.to_table(filter=filter, columns=list(columns) if columns else None)
     return dedupe(result, ID_COLUMN.get(table)) if table in ID_COLUMN else result
 
 
+def _schema(table: str) -> pa.Schema:
+    """The Arrow schema of an empty table (no file to read it from)."""
+    from preflog.schemas.registry import OUTPUT_RECORDS, default_store
+
+    from .batch import TableFormat
+
+    return TableFormat(table, default_store().latest(OUTPUT_RECORDS[table])).arrow.append(pa.field("dt", pa.string()))
+
+
 def dedupe(table: pa.Table, column: str | None) -> pa.Table:
-    """Keep the first row of each id (the log holds each id once; this guards copies made outside it)."""
+    """Keep the first row of each id, in row order (the log holds each id once; this guards copies made outside
+    it). Rows keep their order, so a read or an export of the same log is the same, byte for byte."""
     if column is None or column not in table.column_names or table.num_rows == 0:
         return table
-    indexed = table.append_column("__row", pa.array(range(table.num_rows), pa.int64()))
-    first = indexed.group_by(column).aggregate([("__row", "min")]).column("__row_min")
-    return table.take(pc.sort_indices(first))
+    rows = pa.array(range(table.num_rows), pa.int64())
+    first = table.select([column]).append_column("__row", rows).group_by(column, use_threads=False)
+    keep = first.aggregate([("__row", "min")]).column("__row_min")
+    if len(keep) == table.num_rows:
+        return table  # no repeated id
+    return table.take(keep.take(pc.array_sort_indices(keep)))
 
 
 def _filters(
