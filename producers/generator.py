@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
-__all__ = ["GeneratedEvent", "TrafficProfile", "generate"]
+__all__ = ["GeneratedEvent", "GroundTruth", "TrafficProfile", "expected_outcomes", "generate"]
 
 TOPICS = [
     "sourdough starter",
@@ -208,3 +208,84 @@ def generate(profile: TrafficProfile, start: datetime | None = None) -> list[Gen
                 events.append(GeneratedEvent(send_at + 0.5, "feedback", request_id, fb))
     events.sort(key=lambda e: e.at)
     return events
+
+
+@dataclass
+class GroundTruth:
+    """What a correct pipeline makes of generated events, decided from the generator's own choices.
+
+    Ids are strings; pairs are ``(feedback_id, chosen_index, rejected_index)``, signals
+    ``(feedback_id, index)``. ``unmatched`` maps a reason (NO_FEEDBACK: request_ids,
+    NO_INFERENCE and NO_PAIRS: feedback_ids) to ids; ``dead_letters`` lists the invalid
+    events (each expected once as a dead letter, with its reason).
+    """
+
+    pairs: set[tuple[str, int, int]] = field(default_factory=set)
+    signals: set[tuple[str, int]] = field(default_factory=set)
+    unmatched: dict[str, set[str]] = field(default_factory=dict)
+    dead_letters: list[GeneratedEvent] = field(default_factory=list)
+    duplicates: int = 0  # redelivered feedback, expected to be counted once
+
+
+def expected_outcomes(events: list[GeneratedEvent], score_margin: float = 0.0) -> GroundTruth:
+    """The expected outputs of ``events`` (the generator's traffic, all within the join window).
+
+    Independent of the processor on purpose (no call into ``processors/``), so a test can
+    hold the Joiner to it:
+
+    * PAIRWISE: the one pair; RANKING: every (better, worse) by rank, ties none; SCORES
+      (mode ``all``): every pair whose score difference exceeds ``score_margin``. A RANKING
+      or SCORES judgement deciding no pair at all is unmatched ``NO_PAIRS``.
+    * RATING and IMPLICIT: one unpaired signal on the judged candidate.
+    * Feedback whose inference never comes: unmatched ``NO_INFERENCE`` (also when its
+      candidate index is invalid: without the inference nothing can tell).
+    * An inference without any valid judgement: unmatched ``NO_FEEDBACK``.
+    * A redelivered feedback (same feedback_id) counts once.
+    * Undecodable bytes, and a candidate index the inference does not have: a dead letter.
+    """
+    truth = GroundTruth()
+    candidates = {e.key: len(e.record["candidates"]) for e in events if e.event_type == "inference" and e.record}
+    judged: set[str] = set()
+    seen: set[str] = set()
+
+    def no_pairs(fid: str) -> None:
+        truth.unmatched.setdefault("NO_PAIRS", set()).add(fid)
+
+    for e in events:
+        if e.event_type == "garbage":
+            truth.dead_letters.append(e)
+            continue
+        if e.event_type != "feedback" or e.record is None:
+            continue
+        fb = e.record
+        fid = fb["feedback_id"]
+        if fid in seen:
+            truth.duplicates += 1
+            continue
+        seen.add(fid)
+        if e.key not in candidates:
+            truth.unmatched.setdefault("NO_INFERENCE", set()).add(fid)
+            continue
+        if e.invalid_reason:
+            truth.dead_letters.append(e)
+            continue
+        judged.add(e.key)
+        kind = fb["kind"]
+        if kind == "PAIRWISE":
+            truth.pairs.add((fid, fb["pairwise"]["chosen"], fb["pairwise"]["rejected"]))
+        elif kind in ("RANKING", "SCORES"):
+            if kind == "RANKING":
+                value = {r["index"]: -r["rank"] for r in fb["ranking"]}  # rank 1 is best
+                better = [(a, b) for a in value for b in value if value[a] > value[b]]
+            else:
+                value = {s["index"]: s["score"] for s in fb["scores"]}
+                better = [(a, b) for a in value for b in value if value[a] - value[b] > score_margin]
+            if not better:
+                no_pairs(fid)
+            truth.pairs |= {(fid, a, b) for a, b in better}
+        else:
+            truth.signals.add((fid, fb[kind.lower()]["index"]))
+    for request_id in candidates:
+        if request_id not in judged:
+            truth.unmatched.setdefault("NO_FEEDBACK", set()).add(request_id)
+    return truth

@@ -1,0 +1,216 @@
+"""The pieces the fault suite starts, kills and restarts: moto's S3, Tansu on S3, preflog services.
+
+Every child runs in its own session and is killed by process group; nothing
+outlives :meth:`Stack.close`. Everything listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+from preflog.deploy.broker import broker_binary, free_port
+
+__all__ = ["CREDENTIALS", "Moto", "Service", "Tansu"]
+
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def _kill_group(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is not None and proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
+class Moto:
+    """``moto_server`` on a free loopback port."""
+
+    def __init__(self, log: Path) -> None:
+        self.port = free_port()
+        with log.open("ab") as out:
+            self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=1)
+                return
+            except OSError:
+                time.sleep(0.2)
+        self.close()
+        raise RuntimeError("moto server did not start")
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        )
+
+    def create_bucket(self, name: str) -> None:
+        self.client().create_bucket(Bucket=name)
+
+    def close(self) -> None:
+        _kill_group(self.proc)
+
+
+class Tansu:
+    """Tansu with its log in S3 (moto): listens on ``port``, advertises ``advertised`` (a proxy in front)."""
+
+    def __init__(self, moto: Moto, bucket: str, advertised: int, log: Path) -> None:
+        self.moto, self.bucket, self.advertised, self.log = moto, bucket, advertised, log
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+
+    def start(self, timeout: float = 30.0) -> None:
+        env = {
+            **os.environ,
+            **CREDENTIALS,
+            "AWS_ENDPOINT": self.moto.endpoint,
+            "AWS_ALLOW_HTTP": "true",
+        }
+        command = [
+            broker_binary(),
+            "broker",
+            "--listener-url",
+            f"tcp://127.0.0.1:{self.port}",
+            "--advertised-listener-url",
+            f"tcp://127.0.0.1:{self.advertised}",
+            "--storage-engine",
+            f"s3://{self.bucket}/",
+        ]
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.log.open("ab") as out:
+                self.proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            if self._wait_listening(min(10.0, deadline - time.monotonic())):
+                return
+            _kill_group(self.proc)  # e.g. the port still busy after a kill (notes/broker.md quirk 4): try again
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"tansu did not listen on {self.port}; see {self.log}")
+            time.sleep(0.5)
+
+    def _wait_listening(self, timeout: float) -> bool:
+        import socket
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                return False
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return True
+            except OSError:
+                time.sleep(0.1)
+        return False
+
+    def kill(self) -> None:
+        """kill -9."""
+        _kill_group(self.proc)
+
+    def restart(self) -> None:
+        """Start again on the same port (the log is in S3)."""
+        self.restarts += 1
+        self.start()
+
+    def close(self) -> None:
+        _kill_group(self.proc)
+
+
+class Service:
+    """One ``python -m preflog ...`` subprocess, started again after each kill."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], logdir: Path) -> None:
+        self.name, self.args, self.env, self.logdir = name, args, env, logdir
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        self.kills = 0
+
+    @property
+    def log(self) -> Path:
+        return self.logdir / f"{self.name}.log"
+
+    def start(self) -> None:
+        self.starts += 1
+        with self.log.open("ab") as out:
+            out.write(f"\n===== start {self.starts} at {time.strftime('%H:%M:%S')} =====\n".encode())
+            out.flush()
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "preflog", *self.args],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """kill -9: no flush, no commit."""
+        self.kills += 1
+        _kill_group(self.proc)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                _kill_group(self.proc)
+        _kill_group(self.proc)
+
+
+def base_env(bootstrap: str, topics: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFLOG_")}
+    env["PREFLOG_KAFKA__BOOTSTRAP_SERVERS"] = bootstrap
+    env.update({f"PREFLOG_TOPICS__{role.upper()}": name for role, name in topics.items()})
+    return env
+
+
+def processor_env(bootstrap: str, topics: dict[str, str], state_dir: Path, **settings: Any) -> dict[str, str]:
+    env = base_env(bootstrap, topics)
+    values = {
+        "app_id": f"preflog-faults-{uuid.uuid4().hex[:8]}",
+        "tick_interval_s": 0.5,
+        "session_timeout_s": 6,
+        "metrics_port": 0,
+        "producer_max_batch_size": 1,
+        "state_dir": str(state_dir),
+        **settings,
+    }
+    env.update({f"PREFLOG_PROCESSOR__{k.upper()}": str(v) for k, v in values.items()})
+    return env
+
+
+def sink_env(bootstrap: str, topics: dict[str, str], s3_endpoint: str, **settings: Any) -> dict[str, str]:
+    env = base_env(bootstrap, topics)
+    env.update(CREDENTIALS)
+    env["PREFLOG_PROCESSOR__SESSION_TIMEOUT_S"] = "6"
+    values = {"group_id": f"preflog-sink-faults-{uuid.uuid4().hex[:8]}", "metrics_port": 0, **settings}
+    values["s3_endpoint_url"] = s3_endpoint
+    env.update({f"PREFLOG_SINK__{k.upper()}": str(v) for k, v in values.items()})
+    return env
