@@ -106,6 +106,31 @@ class ProcessorSettings(BaseModel):
         16384, ge=1, description="bytes per produce batch; the embedded broker needs 1 (see docs/broker-quirks.md)"
     )
 
+    max_input_bytes: int = Field(
+        600_000,
+        ge=1024,
+        description="an input record value larger than this is dead-lettered (InputTooLarge) and never stored; "
+        "it bounds the join state and its changelog records (stored base64, so 4/3 of it must stay under "
+        "the broker's message.max.bytes); also the most bytes of records waiting for one request_id",
+    )
+    max_output_bytes: int = Field(
+        900_000,
+        ge=1024,
+        description="an encoded output larger than this becomes a DeadLetter (OutputTooLarge) keeping its input; "
+        "keep it under the producer's and broker's message.max.bytes (default 1 MiB)",
+    )
+    max_event_time_skew_s: float = Field(
+        3600.0,
+        gt=0,
+        description="an event whose event_time is more than this ahead of its Kafka record timestamp (or of the "
+        "worker's clock) is dead-lettered (EventTimeSkew) and never moves stream time",
+    )
+    gap_check_s: float = Field(
+        3.0,
+        gt=0,
+        description="an input partition quiet this long is checked (by fetching) for records past the last one "
+        "joined, which are then read directly and joined (see processors/faust_fixes.py)",
+    )
 
 class SinkSettings(BaseModel):
     """The audit-log writer (``preflog sink``)."""

@@ -9,22 +9,18 @@ to changelog partition N.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import weakref
 from pathlib import Path
 from typing import Any, cast
 
 import faust
-from faust.streams import _current_event
-from faust.types import TP
 
 from preflog.schemas.registry import OUTPUT_RECORDS
 from preflog.settings import KafkaSettings, Settings
 
 from . import faust_fixes, metrics
-from .gaps import InputRecord, in_join_order, read_range
-from .join import Emit, JoinConfig, Joiner
+from .batch import BatchJoin
+from .join import JoinConfig, Joiner
 from .staged import StagedState
 
 __all__ = ["create_app", "faust_credentials"]
@@ -62,6 +58,9 @@ def join_config(settings: Settings) -> JoinConfig:
         idle_timeout_ms=int(p.idle_timeout_s * 1000),
         score_margin=p.score_margin,
         score_mode=p.score_mode,
+        max_input_bytes=p.max_input_bytes,
+        max_output_bytes=p.max_output_bytes,
+        max_event_time_skew_ms=int(p.max_event_time_skew_s * 1000),
     )
 
 
@@ -97,110 +96,31 @@ def create_app(settings: Settings, partitions: int) -> faust.App:
     outputs = {role: raw_topic(getattr(t, role)) for role in OUTPUT_RECORDS}
     table = app.Table(TABLE, default=None, partitions=partitions, key_type=str)
     state = StagedState(table)
-    changelog = table.changelog_topic
-    joiner = Joiner(join_config(settings), codec, state, t.inference, t.feedback)
+    output_topics = {role: getattr(t, role) for role in OUTPUT_RECORDS}
+    joiner = Joiner(join_config(settings), codec, state, t.inference, t.feedback, output_topics=output_topics)
     app.joiner = joiner  # type: ignore[attr-defined]
 
-    def count(emits: list[Emit]) -> None:
-        for e in emits:
-            if e.role == "pairs":
-                metrics.PAIRS_OUT.inc()
-                metrics.JOIN_LATENCY.observe(e.record["join_latency_ms"] / 1000)
-            elif e.role == "unpaired":
-                metrics.UNPAIRED_OUT.inc()
-            elif e.role == "unmatched":
-                metrics.UNMATCHED.labels(e.record["reason"]).inc()
-            else:
-                metrics.DEAD_LETTERS.labels(e.record["error_class"]).inc()
-
-    async def deliver(emits: list[Emit]) -> None:
-        """Send the outputs and wait until Kafka has acknowledged every one."""
-        if not emits:
-            return
-        sent = [
-            await outputs[e.role].send(
-                key=e.key, value=codec.encode(OUTPUT_RECORDS[e.role], e.record, outputs[e.role].get_topic_name())
-            )
-            for e in emits
-        ]
-        await asyncio.gather(*sent)
-        count(emits)
-
-    async def write_state(last_event: dict[int, Any]) -> None:
-        """Apply the batch's state changes and wait until their changelog records are acknowledged.
-
-        Written directly, not through the table's buffered changelog: Faust gives up
-        flushing that buffer before a commit after 0.1 s without progress, so a kill -9
-        right after a commit could lose state the committed offset depends on. The
-        RocksDB store files a key under the partition of the current event, so each
-        partition's changes are applied with one of its own events current.
-        """
-        sent = []
-        for partition, changes in state.drain().items():
-            _current_event.set(weakref.ref(last_event[partition]))
-            for key, value in changes:
-                if value is None:
-                    table.data.pop(key, None)
-                else:
-                    table.data[key] = value
-                serializer = "raw" if value is None else None  # a tombstone is sent as an empty value
-                sent.append(
-                    await changelog.send(
-                        key=key, value=value, partition=partition, value_serializer=serializer, force=True
-                    )
-                )
-        await asyncio.gather(*sent)
-
-    last_offset: dict[tuple[str, int], int] = {}
-
-    def committed_offset(topic: str, partition: int) -> int | None:
-        offset: int | None = cast(Any, app.consumer)._committed_offset.get(TP(topic, partition))
-        return offset
-
-    def join_record(topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None) -> list[Emit]:
-        """One input record through the join (state changes are staged until the batch is written)."""
-        state.partition = partition
-        if topic == t.ticks:
-            return joiner.tick(partition)
-        metrics.EVENTS_IN.labels(topic).inc()
-        duplicates = joiner.duplicates
-        emits = joiner.process(topic, partition, offset, key, value)
-        metrics.DUPLICATES.inc(joiner.duplicates - duplicates)
-        return emits
-
-    async def refetch(topic: str, partition: int, first: int, upto: int) -> list[Any]:
-        """Records ``first..upto-1`` never reached the agent: read them directly (see faust_fixes)."""
-        missed = await asyncio.to_thread(read_range, kafka_config, topic, partition, first, upto)
-        metrics.REFETCHED.labels(topic).inc(len(missed))
-        log.warning(
-            "%s[%d]: offsets %d-%d were skipped by the consumer; re-read %d record(s) directly (see faust_fixes)",
-            topic,
-            partition,
-            first,
-            upto - 1,
-            len(missed),
-        )
-        return missed
+    worker = BatchJoin(
+        joiner,
+        state,
+        lambda: table.data,
+        {role: outputs[role].send for role in OUTPUT_RECORDS},
+        table.changelog_topic.send,
+        lambda: app.consumer,
+        kafka_config,
+        (t.inference, t.feedback),
+        t.ticks,
+        gap_check_s=p.gap_check_s,
+        read_limit=p.batch_max,
+        stopping=lambda: bool(app.should_stop),
+    )
 
     @app.agent(inputs)
     async def join(stream: faust.StreamT) -> None:
-        """Per batch: join every record in order, deliver the outputs, write the state; Faust then acks the
-        batch, so an offset is committed only after its outputs and state are in Kafka."""
+        """Per batch: join, deliver, write state (processors/batch.py); Faust then acks the batch, so an offset is
+        committed only after its outputs and state are in Kafka. A batch that fails ends the process unacked."""
         async for events in cast(Any, stream).take_events(p.batch_max, within=p.batch_wait_s):
-            records = [
-                InputRecord(e.message.topic, e.message.partition, e.message.offset, e.key, e.value, e) for e in events
-            ]
-            ordered, gaps = await in_join_order(records, last_offset, committed_offset, refetch)
-            emits: list[Emit] = []
-            last_event: dict[int, Any] = {}
-            for r in ordered:
-                _current_event.set(weakref.ref(r.event))  # the RocksDB store reads the current event's partition
-                last_event[r.partition] = r.event
-                emits += join_record(r.topic, r.partition, r.offset, r.key, r.value)
-            await deliver(emits)  # outputs acknowledged before the state that records them is written
-            await write_state(last_event)  # state acknowledged before the batch is acked and can be committed
-            for g in gaps:  # Faust may now commit past the records it never delivered
-                await cast(Any, app.consumer)._add_gap(TP(g.topic, g.partition), g.first, g.last)
+            await worker.run(events)
 
     @app.timer(interval=p.tick_interval_s)
     async def idle_ticks() -> None:
@@ -211,7 +131,6 @@ def create_app(settings: Settings, partitions: int) -> faust.App:
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(sender: Any, assigned: Any = None, **kwargs: Any) -> None:
-        joiner.forget_index()
-        last_offset.clear()
+        worker.on_assigned()
 
     return app

@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from .exceptions import ProcessorError
 
-__all__ = ["Gap", "InputRecord", "Record", "in_join_order", "missing_range", "read_range"]
+__all__ = ["Gap", "InputRecord", "Record", "in_join_order", "missing_range", "read_after", "read_range"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes | None
+    timestamp_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class InputRecord:
     key: bytes | None
     value: bytes | None
     event: Any = None
+    timestamp_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -60,16 +62,21 @@ async def in_join_order(
 
     ``last_offset`` (partition -> last offset joined) is updated; ``committed``
     gives a partition's committed offset, ``refetch(topic, partition, first, end)``
-    reads ``first..end-1`` directly.
+    reads ``first..end-1`` directly. A record at or before the partition's last
+    joined offset was already joined (read directly by the worker's quiet-partition
+    check) and is left out.
     """
     ordered: list[InputRecord] = []
     gaps: list[Gap] = []
     for r in records:
         where = (r.topic, r.partition)
-        gap = missing_range(last_offset.get(where), committed(r.topic, r.partition), r.offset)
+        previous = last_offset.get(where)
+        if previous is not None and r.offset <= previous:
+            continue
+        gap = missing_range(previous, committed(r.topic, r.partition), r.offset)
         if gap:
             for m in await refetch(r.topic, r.partition, *gap):
-                ordered.append(InputRecord(r.topic, r.partition, m.offset, m.key, m.value, r.event))
+                ordered.append(InputRecord(r.topic, r.partition, m.offset, m.key, m.value, r.event, m.timestamp_ms))
             gaps.append(Gap(r.topic, r.partition, gap[0], gap[1] - 1))
         last_offset[where] = r.offset
         ordered.append(r)
@@ -113,7 +120,52 @@ def read_range(
                     continue
                 if offset >= end:
                     return out
-                out.append(Record(offset, msg.key(), msg.value()))
+                out.append(Record(offset, msg.key(), msg.value(), msg.timestamp()[1]))
         raise ProcessorError(f"re-reading {topic}[{partition}] {first}-{end - 1}: not done within {timeout:.0f} s")
+    finally:
+        consumer.close()
+
+
+def read_after(
+    config: dict[str, Any], starts: dict[tuple[str, int], int], limit: int, timeout: float = 30.0
+) -> dict[tuple[str, int], list[Record]]:
+    """Records from each ``(topic, partition)``'s start offset up to its end, at most ``limit`` per partition.
+
+    Where a partition ends is what the fetch response reports (end-of-partition),
+    never ListOffsets, which the embedded broker answers low
+    (tests/integration/test_broker_quirks.py).
+    """
+    consumer = Consumer(
+        {
+            **config,
+            "group.id": "preflog-gap-reader",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    out: dict[tuple[str, int], list[Record]] = {where: [] for where in starts}
+    open_ = set(starts)
+    try:
+        consumer.assign([TopicPartition(t, p, offset) for (t, p), offset in starts.items()])
+        deadline = time.monotonic() + timeout
+        while open_:
+            if time.monotonic() > deadline:
+                raise ProcessorError(f"reading on from {sorted(open_)}: no end of partition within {timeout:.0f} s")
+            for msg in consumer.consume(500, 0.2):
+                where = (msg.topic() or "", msg.partition() or 0)
+                if where not in open_:
+                    continue
+                error = msg.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        open_.discard(where)
+                        continue
+                    raise ProcessorError(f"reading on from {where[0]}[{where[1]}] {starts[where]}: {error}")
+                out[where].append(Record(msg.offset() or 0, msg.key(), msg.value(), msg.timestamp()[1]))
+                if len(out[where]) >= limit:
+                    open_.discard(where)
+                    consumer.pause([TopicPartition(*where)])
+        return out
     finally:
         consumer.close()

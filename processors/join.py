@@ -16,6 +16,13 @@ it never drops a record silently. Semantics:
   is ignored, a conflicting one is dead-lettered.
 * Idle: when a partition receives nothing for ``idle_timeout``, ``tick`` moves
   its stream time forward with the wall clock, so expiry still happens.
+* Every record gets an outcome, whatever it contains: an input over
+  ``max_input_bytes`` is dead-lettered and never stored (InputTooLarge); an
+  event time more than ``max_event_time_skew`` ahead of its Kafka timestamp
+  (and of the clock) is dead-lettered (EventTimeSkew) and never moves stream
+  time; feedback that decides no pair is unmatched NO_PAIRS; every output is
+  encoded here, and one that cannot be, or is too large, becomes a dead letter
+  (:mod:`preflog.processors.outputs`).
 """
 
 from __future__ import annotations
@@ -24,17 +31,17 @@ import base64
 import hashlib
 import heapq
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 from preflog.schemas.codec import Codec
 from preflog.schemas.events import feedback_record, inference_record, reference_problems
 from preflog.schemas.exceptions import DecodeError, ValidationError
 
+from .outputs import Emit, OutputEncoder, Source
 from .pairs import ScoreMode, expand
-from .records import dead_letter, pair_record, signal_record, unmatched_record
+from .records import pair_record, signal_record, unmatched_record
 
 __all__ = ["Emit", "JoinConfig", "Joiner"]
 
@@ -52,15 +59,9 @@ class JoinConfig:
     idle_timeout_ms: int = 30_000
     score_margin: float = 0.0
     score_mode: ScoreMode = "all"
-
-
-@dataclass(frozen=True)
-class Emit:
-    """One output record: ``role`` is pairs, unpaired, unmatched or dead_letter."""
-
-    role: str
-    key: bytes | None
-    record: Record
+    max_input_bytes: int = 600_000
+    max_output_bytes: int = 900_000
+    max_event_time_skew_ms: int = 3_600_000
 
 
 def _ms(dt: Any) -> int:
@@ -82,8 +83,11 @@ class Joiner:
         inference_topic: str,
         feedback_topic: str,
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        output_topics: Mapping[str, str] | None = None,
+        output_codec: Codec | None = None,
     ) -> None:
-        """``wall_ms`` is the clock of the idle fallback and of dead letters' ``failed_at``."""
+        """``wall_ms`` is the clock of the idle fallback and of dead letters' ``failed_at``; outputs are encoded
+        with ``output_codec`` (default ``codec``) for ``output_topics`` (role -> topic name)."""
         self.config = config
         self.codec = codec
         self.state = state
@@ -95,13 +99,29 @@ class Joiner:
         self._due: dict[int, list[tuple[int, str]]] = {}
         self._last_event: dict[int, tuple[int, int]] = {}  # partition -> (wall ms, stream time) at last event
         self._persisted: dict[int, int] = {}  # partition -> stream time last written to state
+        self.encoder = OutputEncoder(output_codec or codec, output_topics or {}, config.max_output_bytes, wall_ms)
 
     # -- entry points -------------------------------------------------------------------------
 
-    def process(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None) -> list[Emit]:
-        """Handle one record of the inference or feedback topic."""
+    def process(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        timestamp_ms: int | None = None,
+    ) -> list[Emit]:
+        """Handle one record of the inference or feedback topic (``timestamp_ms``: its Kafka timestamp, if known)."""
         at = {"topic": topic, "partition": partition, "offset": offset}
         record_type = "InferenceEvent" if topic == self.inference_topic else "FeedbackEvent"
+        c = self.config
+        if len(value or b"") > c.max_input_bytes:
+            reason = (
+                f"the value is {len(value or b'')} bytes, over max_input_bytes={c.max_input_bytes} "
+                "(PREFLOG_PROCESSOR__MAX_INPUT_BYTES); it is not joined or stored"
+            )
+            return [self._dead(reason, "InputTooLarge", "validate", key, value, at)]
         try:
             decoded = self.codec.decode(value or b"", record_type, topic)
             if record_type == "InferenceEvent":
@@ -116,7 +136,18 @@ class Joiner:
         if key is None or key.decode(errors="replace") != rid:
             reason = f"key {key!r} does not match request_id {rid}; producers must key records by request_id"
             return [self._dead(reason, "KeyMismatch", "validate", key, value, at)]
-        out = self._advance(partition, _ms(record["event_time"]))
+        event_ms = _ms(record["event_time"])
+        if timestamp_ms is not None and timestamp_ms > 0:  # -1: the record has no timestamp
+            reference = min(timestamp_ms, self.wall_ms())
+            if event_ms - reference > c.max_event_time_skew_ms:
+                reason = (
+                    f"event_time {record['event_time'].isoformat()} ({event_ms} ms) is {event_ms - reference} ms "
+                    f"ahead of the record's Kafka timestamp {timestamp_ms} ms (or the worker's clock, if earlier: "
+                    f"{reference} ms); max_event_time_skew_s={c.max_event_time_skew_ms / 1000:g} "
+                    "(PREFLOG_PROCESSOR__MAX_EVENT_TIME_SKEW_S)"
+                )
+                return [self._dead(reason, "EventTimeSkew", "validate", key, value, at)]
+        out = self._advance(partition, event_ms)
         if record_type == "InferenceEvent":
             out += self._on_inference(partition, rid, value or b"", record, at)
         else:
@@ -261,6 +292,14 @@ class Joiner:
             detail = "feedback arrived after its inference expired from the join window"
             return [self._unmatched("LATE", detail, "FeedbackEvent", record, st, value, at)]
         if not entry.get("inf"):
+            waiting = sum(len(fb["v"]) * 3 // 4 for fb in entry["fb"])
+            if waiting + len(value) > self.config.max_input_bytes:
+                reason = (
+                    f"{waiting} bytes of feedback already wait for the inference of request_id {rid}; this "
+                    f"{len(value)}-byte feedback would take them over max_input_bytes={self.config.max_input_bytes} "
+                    "(PREFLOG_PROCESSOR__MAX_INPUT_BYTES), the most one request may keep in the join state"
+                )
+                return [self._dead(reason, "InputTooLarge", "join", rid.encode(), value, at)]
             entry["fb"].append({"id": fid, "v": _b64(value), "at": at})
             entry["exp"] = max(entry["exp"], _ms(record["event_time"]) + self.config.window_ms + self.config.grace_ms)
             self._schedule(partition, rid, entry)
@@ -286,19 +325,34 @@ class Joiner:
             reason = "invalid reference: " + "; ".join(problems)
             return [self._dead(reason, "InvalidReference", "join", rid, value, at)]
         entry["n"] += 1
+        source = Source(rid, value, at)
         if feedback["kind"] in ("RATING", "IMPLICIT"):
-            return [Emit("unpaired", rid, signal_record(inference, feedback, inf_at, at))]
+            return [self.encoder.emit("unpaired", rid, signal_record(inference, feedback, inf_at, at), source)]
         prefs = expand(feedback, c.score_margin, c.score_mode)
-        return [Emit("pairs", rid, pair_record(inference, feedback, p, inf_at, at)) for p in prefs]
+        if not prefs:
+            st = self.stream_time[at["partition"]]
+            return [self._unmatched("NO_PAIRS", _no_pairs(feedback, c), "FeedbackEvent", feedback, st, value, at)]
+        return [self.encoder.emit("pairs", rid, pair_record(inference, feedback, p, inf_at, at), source) for p in prefs]
 
     def _dead(
         self, reason: str, error_class: str, stage: str, key: bytes | None, value: bytes | None, at: Record
     ) -> Emit:
-        failed_at = datetime.fromtimestamp(self.wall_ms() / 1000, tz=timezone.utc)
-        return Emit("dead_letter", key, dead_letter(reason, error_class, stage, key, value, at, failed_at))
+        return self.encoder.dead(reason, error_class, stage, Source(key, value, at))
 
     def _unmatched(
         self, reason: str, detail: str, kind: str, record: Record, st: int, value: bytes, at: Record
     ) -> Emit:
         rid = str(record["request_id"]).encode()
-        return Emit("unmatched", rid, unmatched_record(reason, detail, kind, record, st, value, at))
+        return self.encoder.emit(
+            "unmatched", rid, unmatched_record(reason, detail, kind, record, st, value, at), Source(rid, value, at)
+        )
+
+
+def _no_pairs(feedback: Record, c: JoinConfig) -> str:
+    """Why a PAIRWISE, RANKING or SCORES feedback decided no pair."""
+    if feedback["kind"] == "RANKING":
+        return "every candidate in the ranking has the same rank: a ranking of ties decides no pair"
+    return (
+        f"no two scores differ by more than score_margin={c.score_margin} (score_mode={c.score_mode}): "
+        "the scores decide no pair"
+    )

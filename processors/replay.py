@@ -109,9 +109,18 @@ class Replay:
         self.summary = Summary()
         self.clock_ms = 0
         t = settings.topics
-        self.joiner = Joiner(join_config(settings), self.codec, {}, t.inference, t.feedback, lambda: self.clock_ms)
         self.output_codec = SingleObjectCodec()
         self.output_topic = {role: getattr(t, role) for role in OUTPUT_RECORDS}
+        self.joiner = Joiner(
+            join_config(settings),
+            self.codec,
+            {},
+            t.inference,
+            t.feedback,
+            lambda: self.clock_ms,
+            output_topics=self.output_topic,
+            output_codec=self.output_codec,
+        )
         self.formats = {role: TableFormat(role, default_store().latest(name)) for role, name in OUTPUT_RECORDS.items()}
         self.buffers: dict[tuple[str, int], list[dict[str, Any]]] = {}
         self.written_upto: dict[tuple[str, int], int] = {}
@@ -197,14 +206,16 @@ class Replay:
     def _process(self, partition: int, msg: Message) -> None:
         self.clock_ms = msg.timestamp()[1]
         duplicates = self.joiner.duplicates
-        emits = self.joiner.process(msg.topic() or "", partition, msg.offset() or 0, msg.key(), msg.value())
+        emits = self.joiner.process(
+            msg.topic() or "", partition, msg.offset() or 0, msg.key(), msg.value(), self.clock_ms
+        )
         self.summary.duplicates += self.joiner.duplicates - duplicates
         for e in emits:
             self._emit(partition, e)
 
     def _emit(self, partition: int, e: Emit) -> None:
         name = OUTPUT_RECORDS[e.role]
-        record = self.output_codec.decode(self.output_codec.encode(name, e.record), name)  # as the live log has it
+        record = self.output_codec.decode(e.value, name)  # as the live log has it
         if e.role == "unmatched":
             self.summary.unmatched[record["reason"]] += 1
         elif e.role == "dead_letter":

@@ -67,6 +67,11 @@ class StagedState(MutableMapping[str, Any]):
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
+    def discard(self) -> None:
+        """Forget the pending changes (their batch was abandoned: they must never be written)."""
+        self.pending.clear()
+        self.partitions.clear()
+
     def drain(self) -> dict[int, list[tuple[str, Any | None]]]:
         """The pending changes by partition (value None = deleted), removed from this view."""
         changes: dict[int, list[tuple[str, Any | None]]] = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -33,16 +33,25 @@ class Harness:
         self.joiner = Joiner(self.config, self.codec, self.state, INF, FB, wall_ms=lambda: self.wall)
         self.offsets: Counter[str] = Counter()
 
-    def send(self, topic: str, event: dict[str, Any], partition: int = 0, key: bytes | None = None) -> list[Emit]:
+    def send(
+        self,
+        topic: str,
+        event: dict[str, Any],
+        partition: int = 0,
+        key: bytes | None = None,
+        timestamp_ms: int | None = None,
+    ) -> list[Emit]:
         if topic == INF:
             value = self.codec.encode("InferenceEvent", inference_record(event))
         else:
             value = self.codec.encode("FeedbackEvent", feedback_record(event))
-        return self.raw(topic, key or event["request_id"].encode(), value, partition)
+        return self.raw(topic, key or event["request_id"].encode(), value, partition, timestamp_ms)
 
-    def raw(self, topic: str, key: bytes | None, value: bytes, partition: int = 0) -> list[Emit]:
+    def raw(
+        self, topic: str, key: bytes | None, value: bytes, partition: int = 0, timestamp_ms: int | None = None
+    ) -> list[Emit]:
         self.offsets[topic] += 1
-        return self.joiner.process(topic, partition, self.offsets[topic] - 1, key, value)
+        return self.joiner.process(topic, partition, self.offsets[topic] - 1, key, value, timestamp_ms)
 
 
 def roles(emits: list[Emit]) -> list[str]:
@@ -249,3 +258,140 @@ def test_any_arrival_order_gives_the_same_pairs(order: list[int], duplicate: boo
     expected = sorted(pair_id(f["feedback_id"], 0, 1) for f in fbs)
     assert sorted(e.record["pair_id"] for e in emitted if e.role == "pairs") == expected
     assert [e for e in emitted if e.role != "pairs"] == []
+
+
+# -- nothing a record contains can crash the join (issue 9, A.4) ---------------------------------
+
+
+def ms(minutes: float) -> int:
+    return int(at(minutes).timestamp() * 1000)
+
+
+def test_every_output_is_encoded_in_the_join_before_anything_is_sent() -> None:
+    h = Harness()
+    inf = inference()
+    h.send(INF, inf)
+    (out,) = h.send(FB, feedback(inf["request_id"], event_time=at(3)))
+    assert h.codec.decode(out.value, "PreferencePair")["pair_id"] == out.record["pair_id"]
+
+
+def test_an_output_over_max_output_bytes_becomes_a_dead_letter_keeping_its_input() -> None:
+    h = Harness(max_input_bytes=200_000, max_output_bytes=100_000)
+    big = [{"index": i, "text": str(i) * 60_000} for i in range(3)]  # 180 kB inference; a pair holds 120 kB
+    inf = inference(candidates=big)
+    assert h.send(INF, inf) == []
+    (out,) = h.send(FB, feedback(inf["request_id"], event_time=at(3)))
+    assert out.role == "dead_letter" and out.record["error_class"] == "OutputTooLarge"
+    assert "PreferencePair" in out.record["reason"] and "max_output_bytes=100000" in out.record["reason"]
+    assert h.codec.decode(out.record["value"], "FeedbackEvent")["request_id"] == inf["request_id"]
+    assert out.record["source_offset"] == {"topic": FB, "partition": 0, "offset": 0}
+    assert len(out.value) <= 100_000 and h.codec.decode(out.value, "DeadLetter")["error_class"] == "OutputTooLarge"
+    assert h.state[inf["request_id"]]["n"] == 1  # the feedback had its outcome: no NO_FEEDBACK later
+
+
+def test_an_output_that_cannot_be_encoded_becomes_a_dead_letter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What an Avro int beyond 32 bits did to deliver(): the pair it made failed to encode, and the worker crashed."""
+    from preflog.processors import join
+
+    original = join.pair_record
+    monkeypatch.setattr(join, "pair_record", lambda *a: {**original(*a), "chosen_index": 2**70})
+    h = Harness()
+    inf = inference()
+    h.send(INF, inf)
+    (out,) = h.send(FB, feedback(inf["request_id"], event_time=at(3)))
+    assert out.role == "dead_letter" and out.record["error_class"] == "OutputNotEncodable"
+    assert "OverflowError" in out.record["reason"] and out.record["stage"] == "encode"
+    assert h.codec.decode(out.value, "DeadLetter")["source_offset"]["topic"] == FB
+
+
+def test_an_input_over_max_input_bytes_is_dead_lettered_truncated_and_never_stored() -> None:
+    h = Harness(max_input_bytes=200_000, max_output_bytes=100_000)
+    inf = inference(prompt="p" * 300_000)  # the 1.2 MB prompt, scaled down with the limits
+    value = h.codec.encode("InferenceEvent", inference_record(inf))
+    (out,) = h.raw(INF, inf["request_id"].encode(), value)
+    assert out.role == "dead_letter" and out.record["error_class"] == "InputTooLarge"
+    assert "max_input_bytes=200000" in out.record["reason"]
+    assert f"first {len(out.record['value'])} of the value's {len(value)} bytes" in out.record["reason"]
+    assert f"the whole record is at {INF}[0] offset 0" in out.record["reason"]
+    assert value.startswith(out.record["value"]) and 50_000 < len(out.record["value"]) < 100_000
+    assert len(out.value) + len(out.key or b"") <= 100_000
+    assert h.state == {}
+    # its feedback waits (and would expire as NO_INFERENCE): nothing was stored for it
+    assert h.send(FB, feedback(inf["request_id"], event_time=at(1))) == []
+
+
+def test_feedback_waiting_for_one_request_is_bounded() -> None:
+    h = Harness(max_input_bytes=3000)
+    rid = str(uuid.uuid4())
+    kept = [h.send(FB, feedback(rid, event_time=at(1), rationale="r" * 900)) for _ in range(2)]
+    (out,) = h.send(FB, feedback(rid, event_time=at(1), rationale="r" * 900))
+    assert kept == [[], []]
+    assert out.role == "dead_letter" and out.record["error_class"] == "InputTooLarge"
+    assert "already wait for the inference" in out.record["reason"]
+    assert len(h.state[rid]["fb"]) == 2
+
+
+def test_an_event_time_far_ahead_of_its_record_timestamp_is_dead_lettered_and_does_not_move_stream_time() -> None:
+    h = Harness(max_event_time_skew_ms=60 * MIN)
+    h.wall = ms(10_000)
+    inf = inference()
+    assert h.send(INF, inf, timestamp_ms=ms(0)) == []
+    far = datetime(9999, 1, 1, tzinfo=timezone.utc)
+    (out,) = h.send(INF, inference(event_time=far), timestamp_ms=ms(1))
+    assert out.role == "dead_letter" and out.record["error_class"] == "EventTimeSkew"
+    assert "9999-01-01" in out.record["reason"] and "max_event_time_skew_s=3600" in out.record["reason"]
+    assert h.joiner.stream_time[0] == ms(0)
+    (pair,) = h.send(FB, feedback(inf["request_id"], event_time=at(2)), timestamp_ms=ms(2))
+    assert pair.role == "pairs"  # later requests on the partition still join
+
+
+def test_a_far_future_feedback_for_a_known_inference_gets_an_outcome() -> None:
+    h = Harness()
+    h.wall = ms(10_000)
+    inf = inference()
+    h.send(INF, inf, timestamp_ms=ms(0))
+    far = datetime(9999, 1, 1, tzinfo=timezone.utc)
+    (out,) = h.send(FB, feedback(inf["request_id"], event_time=far), timestamp_ms=ms(1))
+    assert out.role == "dead_letter" and out.record["error_class"] == "EventTimeSkew"
+    assert h.state[inf["request_id"]]["inf"]  # the inference is still waiting in its window
+
+
+def test_the_worker_clock_bounds_a_lying_record_timestamp() -> None:
+    h = Harness()
+    h.wall = ms(0)
+    (out,) = h.send(INF, inference(event_time=at(600)), timestamp_ms=ms(600))  # both 10 h ahead of the clock
+    assert out.record["error_class"] == "EventTimeSkew"
+
+
+@pytest.mark.parametrize(
+    ("fb", "detail"),
+    [
+        (
+            {"kind": "RANKING", "pairwise": None, "ranking": [{"index": 0, "rank": 1}, {"index": 1, "rank": 1}]},
+            "a ranking of ties decides no pair",
+        ),
+        (
+            {"kind": "SCORES", "pairwise": None, "scores": [{"index": 0, "score": 0.5}, {"index": 1, "score": 0.6}]},
+            "no two scores differ by more than score_margin=0.2",
+        ),
+    ],
+)
+def test_feedback_that_decides_no_pair_is_unmatched_no_pairs(fb: dict[str, Any], detail: str) -> None:
+    h = Harness(score_margin=0.2)
+    inf = inference()
+    h.send(INF, inf)
+    (out,) = h.send(FB, feedback(inf["request_id"], event_time=at(1), **fb))
+    assert out.role == "unmatched" and out.record["reason"] == "NO_PAIRS" and detail in out.record["detail"]
+    assert h.codec.decode(out.value, "UnmatchedRecord")["reason"] == "NO_PAIRS"
+    assert h.send(INF, inference(event_time=at(70))) == []  # the inference had its judgement: no NO_FEEDBACK
+
+
+def test_a_negative_candidate_index_is_an_invalid_reference_not_a_pair() -> None:
+    h = Harness()
+    inf = inference()
+    h.send(INF, inf)
+    fb = feedback_record(feedback(inf["request_id"], event_time=at(1)))
+    fb["pairwise"] = {"chosen": -1, "rejected": 0}
+    (out,) = h.raw(FB, inf["request_id"].encode(), h.codec.encode("FeedbackEvent", fb))
+    assert out.role == "dead_letter" and out.record["error_class"] in ("ValidationError", "InvalidReference")
+    assert "-1 is not a candidate index" in out.record["reason"]

@@ -52,9 +52,11 @@ def test_every_field_and_record_is_documented(name: str) -> None:
 
 
 def test_named_types_are_identical_across_files() -> None:
+    """Across the newest version of every record; older versions are history and may define their types otherwise."""
     found: dict[str, Any] = {}
-    for path in sorted(DEFAULT_SCHEMA_DIR.glob("*/*.avsc")):
-        _named_types(json.loads(path.read_text()), found, "preflog.v1")
+    for folder in sorted(p for p in DEFAULT_SCHEMA_DIR.iterdir() if p.is_dir()):
+        newest = max(folder.glob("*.avsc"), key=lambda p: int(p.stem))
+        _named_types(json.loads(newest.read_text()), found, "preflog.v1")
     assert {"preflog.v1.Model", "preflog.v1.SourceOffset", "preflog.v1.FeedbackSource"} <= set(found)
 
 
@@ -69,3 +71,37 @@ def test_bad_schema_folder_is_named(tmp_path) -> None:
     (tmp_path / "InferenceEvent" / "1.avsc").write_text('{"type": "record", "name": "Other", "fields": []}')
     with pytest.raises(Exception, match="declares record 'Other', expected 'InferenceEvent'"):
         SchemaStore(tmp_path)
+
+
+def test_unmatched_record_v2_reads_v1_data_and_adds_no_pairs() -> None:
+    """BACKWARD: the newest UnmatchedRecord (v2, reason NO_PAIRS) reads what v1 wrote; its enum has a default."""
+    import datetime as dt
+    import io
+
+    import fastavro
+
+    store = default_store()
+    v1, v2 = store.versions("UnmatchedRecord")[:2]
+    assert v2 is store.latest("UnmatchedRecord")
+    record = {
+        "reason": "LATE",
+        "detail": "d",
+        "record_type": "FeedbackEvent",
+        "request_id": "00000000-0000-0000-0000-000000000001",
+        "feedback_id": None,
+        "event_time": dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc),
+        "stream_time": dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc),
+        "value": b"x",
+        "source_offset": {"topic": "t", "partition": 0, "offset": 1},
+    }
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, v1.parsed, record)
+    buf.seek(0)
+    assert fastavro.schemaless_reader(buf, v1.parsed, v2.reader)["reason"] == "LATE"
+    enum = v2.raw["fields"][0]["type"]
+    assert "NO_PAIRS" in enum["symbols"] and enum["default"] in enum["symbols"]
+    assert enum["symbols"][: len(v1.raw["fields"][0]["type"]["symbols"])] == v1.raw["fields"][0]["type"]["symbols"]
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, v2.parsed, {**record, "reason": "NO_PAIRS"})
+    buf.seek(0)
+    assert fastavro.schemaless_reader(buf, v2.parsed, v2.reader)["reason"] == "NO_PAIRS"

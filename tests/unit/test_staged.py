@@ -28,3 +28,14 @@ def test_a_key_written_again_in_a_batch_keeps_its_last_value_and_partition() -> 
     state.partition = 1
     state["k"] = "second"
     assert state.drain() == {1: [("k", "second")]}
+
+
+def test_discard_forgets_an_abandoned_batch() -> None:
+    """A failed batch's changes must never reach the table with a later batch (once: KeyError 0 in write_state)."""
+    state = StagedState({"a": 1})
+    state.partition = 0
+    state["a"] = 2
+    del state["a"]
+    state["b"] = 3
+    state.discard()
+    assert state.drain() == {} and state["a"] == 1 and state.get("b") is None
