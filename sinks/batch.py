@@ -7,6 +7,7 @@ by replay (offsets are positions in the replay's own output sequence).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -19,7 +20,7 @@ from .manifest import Manifest, manifest_path
 from .naming import file_name, partition_dir
 from .parquet import encode
 
-__all__ = ["EMPTY_DIR", "TableFormat", "batch_files"]
+__all__ = ["EMPTY_DIR", "Origin", "TableFormat", "batch_files"]
 
 EMPTY_DIR = "_empty"
 
@@ -42,8 +43,10 @@ class TableFormat:
         rows: int = 0,
         skipped: int = 0,
         sha256: str = "",
+        origin: Origin | None = None,
     ) -> Manifest:
         """The manifest of one data file (``relative`` empty for a range without rows)."""
+        origin = origin or Origin()
         return Manifest(
             relative,
             self.table,
@@ -57,7 +60,19 @@ class TableFormat:
             self.schema.name,
             self.schema.fingerprint.hex(),
             datetime.now(timezone.utc).isoformat(),
+            origin.incarnation,
+            origin.topic_id,
+            origin.last_record,
         )
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Which incarnation of the topic a batch came from, and the identity of its last record."""
+
+    incarnation: int = 0
+    topic_id: str = ""
+    last_record: str = ""
 
 
 def batch_files(
@@ -69,6 +84,7 @@ def batch_files(
     last: int,
     partition_by: list[str],
     skipped: int = 0,
+    origin: Origin | None = None,
 ) -> list[tuple[str, bytes]]:
     """(relative path, bytes) of the data files and manifests for records ``first..last`` of a partition.
 
@@ -78,16 +94,25 @@ def batch_files(
     groups: dict[str, list[dict[str, Any]]] = {}
     for record in records:
         groups.setdefault(partition_dir(fmt.table, record, partition_by), []).append(record)
-    name = file_name(topic, partition, first, last)
+    origin = origin or Origin()
+    name = file_name(topic, partition, first, last, origin.incarnation)
     if not groups:
-        manifest = fmt.manifest("", topic, partition, first, last, skipped=skipped)
+        manifest = fmt.manifest("", topic, partition, first, last, skipped=skipped, origin=origin)
         return [(manifest_path(f"{fmt.table}/{EMPTY_DIR}/{name}"), manifest.to_json())]
     out: list[tuple[str, bytes]] = []
     for directory, rows in sorted(groups.items()):
         data = encode(to_table(rows, fmt.arrow))
         relative = f"{directory}/{name}"
         manifest = fmt.manifest(
-            relative, topic, partition, first, last, rows=len(rows), skipped=skipped, sha256=Manifest.digest(data)
+            relative,
+            topic,
+            partition,
+            first,
+            last,
+            rows=len(rows),
+            skipped=skipped,
+            sha256=Manifest.digest(data),
+            origin=origin,
         )
         out += [(relative, data), (manifest_path(relative), manifest.to_json())]
     return out

@@ -23,7 +23,15 @@ def manifest_path(relative: str) -> str:
 
 @dataclass(frozen=True)
 class Manifest:
-    """Rows, offset range, checksum and schema of one data file."""
+    """Rows, offset range, checksum and schema of one data file.
+
+    ``incarnation`` numbers the topic's incarnations seen by this log (0 first);
+    ``topic_id`` is the broker's id of that incarnation (empty where the broker
+    has none); ``last_record`` identifies the record at ``last_offset``
+    (``<timestamp ms>:<sha256 of its value>``), so a restarted writer can tell
+    whether the topic it resumes is the one the files came from. Manifests
+    written before these fields existed read with the defaults.
+    """
 
     file: str
     table: str
@@ -37,6 +45,14 @@ class Manifest:
     schema: str
     schema_fingerprint: str
     written_at: str
+    incarnation: int = 0
+    topic_id: str = ""
+    last_record: str = ""
+
+    @property
+    def key(self) -> tuple[str, int, int]:
+        """(topic, partition, incarnation): the offset sequence this file belongs to."""
+        return (self.topic, self.partition, self.incarnation)
 
     @staticmethod
     def digest(data: bytes) -> str:
@@ -48,4 +64,5 @@ class Manifest:
     @classmethod
     def from_json(cls, data: bytes) -> Manifest:
         fields: dict[str, Any] = json.loads(data)
-        return cls(**fields)
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in fields.items() if k in known})

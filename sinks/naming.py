@@ -1,9 +1,12 @@
 """Where a batch of records lands: Hive-style partition folders and offset-range file names.
 
-    {root}/{table}/dt=YYYY-MM-DD[/model=NAME]/{topic}+{partition}+{first:019d}-{last:019d}.parquet
+    {root}/{table}/dt=YYYY-MM-DD[/model=NAME]/{topic}+{partition}[+i{incarnation:04d}]+{first:019d}-{last:019d}.parquet
 
 The name says what the file holds, so a replay of the same offsets lands on
-the same name (Kafka Connect and Quix name files the same way).
+the same name (Kafka Connect and Quix name files the same way). Offsets
+start again from 0 when a topic is deleted and recreated (or a broker starts
+empty): each such *incarnation* of a topic after the first gets its own
+number in the name, so its files can never collide with the earlier ones.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ TIME_COLUMN = {
     "unmatched": "event_time",
     "dead_letter": "failed_at",
 }
-NAME = re.compile(r"^(?P<topic>.+)\+(?P<partition>\d+)\+(?P<first>\d{19})-(?P<last>\d{19})\.parquet$")
+NAME = re.compile(
+    r"^(?P<topic>[^+/]+)\+(?P<partition>\d+)(?:\+i(?P<incarnation>\d{4,}))?\+(?P<first>\d{19})-(?P<last>\d{19})\.parquet$"
+)
 
 
 @dataclass(frozen=True)
@@ -34,11 +39,14 @@ class FileName:
     partition: int
     first: int
     last: int
+    incarnation: int = 0
 
 
-def file_name(topic: str, partition: int, first: int, last: int) -> str:
-    """``{topic}+{partition}+{first:019d}-{last:019d}.parquet``"""
-    return f"{topic}+{partition}+{first:019d}-{last:019d}.parquet"
+def file_name(topic: str, partition: int, first: int, last: int, incarnation: int = 0) -> str:
+    """``{topic}+{partition}+{first:019d}-{last:019d}.parquet``, with ``+i{incarnation:04d}`` after the
+    partition for a topic's second and later incarnations."""
+    tag = f"+i{incarnation:04d}" if incarnation else ""
+    return f"{topic}+{partition}{tag}+{first:019d}-{last:019d}.parquet"
 
 
 def parse_file_name(name: str) -> FileName | None:
@@ -46,7 +54,7 @@ def parse_file_name(name: str) -> FileName | None:
     m = NAME.match(name.rsplit("/", 1)[-1])
     if m is None:
         return None
-    return FileName(m["topic"], int(m["partition"]), int(m["first"]), int(m["last"]))
+    return FileName(m["topic"], int(m["partition"]), int(m["first"]), int(m["last"]), int(m["incarnation"] or 0))
 
 
 def partition_dir(table: str, record: dict[str, Any], partition_by: list[str]) -> str:

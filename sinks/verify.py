@@ -2,7 +2,8 @@
 
 Checks: every manifest's file exists and matches its sha256 and row count;
 every data file has a manifest; per topic-partition the offset ranges are
-contiguous (a gap means records never reached the log); no id appears twice.
+contiguous (a gap means records never reached the log), each incarnation of a
+topic on its own; no id appears twice.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class Report:
 def verify(storage: Storage, on_file: Callable[[str], None] | None = None) -> Report:
     """Check the whole audit log under ``storage``."""
     report = Report()
-    ranges: dict[tuple[str, str, int], set[tuple[int, int]]] = defaultdict(set)
+    ranges: dict[tuple[str, str, int, int], set[tuple[int, int]]] = defaultdict(set)
     for table in OUTPUT_RECORDS:
         data_files = {p for p in storage.list(table) if p.endswith(".parquet")}
         manifests = [p for p in storage.list(f"{MANIFEST_DIR}/{table}") if p.endswith(".json")]
@@ -61,7 +62,7 @@ def verify(storage: Storage, on_file: Callable[[str], None] | None = None) -> Re
         ids: Counter[str] = Counter()
         for path in manifests:
             manifest = Manifest.from_json(storage.read(path))
-            ranges[(table, manifest.topic, manifest.partition)].add((manifest.first_offset, manifest.last_offset))
+            ranges[(table, *manifest.key)].add((manifest.first_offset, manifest.last_offset))
             if not manifest.file:
                 continue  # a range whose records were all duplicates
             described.add(manifest.file)
@@ -83,18 +84,24 @@ def verify(storage: Storage, on_file: Callable[[str], None] | None = None) -> Re
             report.without_manifest.append(path)
             name = parse_file_name(path)
             if name is not None:
-                ranges[(table, name.topic, name.partition)].add((name.first, name.last))
+                ranges[(table, name.topic, name.partition, name.incarnation)].add((name.first, name.last))
         repeated = sum(n - 1 for n in ids.values() if n > 1)
         if repeated:
             report.duplicate_ids[table] = repeated
-    for (table, topic, partition), spans in sorted(ranges.items()):
+    for (table, topic, partition, incarnation), spans in sorted(ranges.items()):
+        where = f"{table}: {topic}[{partition}]" + (f" incarnation {incarnation}" if incarnation else "")
+        recreated = (
+            f"{table}: {topic} has files from more than one incarnation (recreated, or the broker started empty)"
+        )
+        if incarnation and recreated not in report.notes:
+            report.notes.append(recreated)
         expected = None
         for first, last in sorted(spans):
             if expected is None and first > 0:
-                report.notes.append(f"{table}: {topic}[{partition}] starts at offset {first} (earlier data expired?)")
+                report.notes.append(f"{where} starts at offset {first} (earlier data expired?)")
             elif expected is not None and first > expected:
-                report.gaps.append(f"{table}: {topic}[{partition}] offsets {expected}-{first - 1} are in no file")
+                report.gaps.append(f"{where} offsets {expected}-{first - 1} are in no file")
             elif expected is not None and first < expected:
-                report.overlaps.append(f"{table}: {topic}[{partition}] {first}-{last} overlaps up to {expected - 1}")
+                report.overlaps.append(f"{where} {first}-{last} overlaps up to {expected - 1}")
             expected = max(expected or 0, last + 1)
     return report

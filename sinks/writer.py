@@ -6,6 +6,10 @@ Exactly once per id, after any crash:
   the files already written for the partition and resumes after the highest
   offset covered, so a crash between writing a file and committing its offset
   neither rewrites nor skips anything.
+* Only if the topic is the one those files came from: a topic deleted and
+  recreated, or a broker that started empty, counts offsets from 0 again. The
+  writer checks the topic's incarnation first (:mod:`.incarnation`); a new one
+  is read from its beginning into files named with its own number.
 * The processor is at-least-once: after its own crash the same pair can reach
   the topic twice, at two offsets, with one pair_id. The writer remembers the
   recent ids of each partition (reloaded from the files at assignment) and
@@ -20,20 +24,21 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
 
 import pyarrow.parquet as pq
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from preflog.schemas.codec import Codec
 from preflog.schemas.registry import OUTPUT_RECORDS, default_store
 from preflog.settings import Settings
 
 from . import metrics
-from .batch import TableFormat, batch_files
+from .batch import Origin, TableFormat, batch_files
 from .exceptions import StorageError
+from .incarnation import decide, probe, record_identity, topic_ids
 from .manifest import MANIFEST_DIR, Manifest, manifest_path
-from .naming import parse_file_name
+from .naming import FileName, parse_file_name
 from .storage import Storage
 
 __all__ = ["ID_COLUMN", "Sink"]
@@ -48,6 +53,7 @@ class PartitionState:
 
     table: str
     written_upto: int = -1
+    origin: Origin = field(default_factory=Origin)
     ids: OrderedDict[str, None] = field(default_factory=OrderedDict)
     batch: list[Message] = field(default_factory=list)
     batch_bytes: int = 0
@@ -69,6 +75,7 @@ class Sink:
             t: TableFormat(t, default_store().latest(OUTPUT_RECORDS[t])) for t in self.conf.tables
         }
         self.parts: dict[tuple[str, int], PartitionState] = {}
+        self.admin = AdminClient({**settings.kafka.client_config(), "log_level": 0})
         self.consumer = Consumer(
             {
                 **settings.kafka.client_config(),
@@ -83,11 +90,14 @@ class Sink:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(partitions, timeout=30)}
+        ids = topic_ids(self.admin, {tp.topic for tp in partitions})
         for tp in partitions:
-            state = self._load(tp.topic, tp.partition)
+            state = self._load(tp.topic, tp.partition, ids.get(tp.topic, ""))
             self.parts[(tp.topic, tp.partition)] = state
             start = committed.get((tp.topic, tp.partition), -1001)
-            if state.written_upto >= 0 and (start < 0 or start <= state.written_upto):
+            if state.written_upto < 0 and state.origin.incarnation > 0:
+                tp.offset = -2  # a new incarnation: its committed offset (if any) may be the old one's; read it all
+            elif state.written_upto >= 0 and (start < 0 or start <= state.written_upto):
                 tp.offset = state.written_upto + 1  # the files are ahead of the committed offset: resume after them
             elif start >= 0:
                 tp.offset = start
@@ -98,24 +108,42 @@ class Sink:
             self.parts.pop((tp.topic, tp.partition), None)  # unflushed records are read again by the next owner
         consumer.unassign()
 
-    def _load(self, topic: str, partition: int) -> PartitionState:
-        """Highest offset already written, and recent ids, from the files of this partition."""
+    def _load(self, topic: str, partition: int, topic_id: str) -> PartitionState:
+        """Where to resume, and recent ids, from the files of this partition."""
         table = self.table_of[topic]
         state = PartitionState(table)
-        files = []
+        files: list[tuple[FileName, str]] = []
+        ranges: list[tuple[FileName, str]] = []  # (name, manifest path) of every range, with or without a file
         manifests = set(self.storage.list(f"{MANIFEST_DIR}/{table}"))
         for relative in sorted(set(self.storage.list(table)) | manifests):
             name = parse_file_name(relative.removesuffix(".json"))
             if name is None or name.topic != topic or name.partition != partition:
                 continue
-            state.written_upto = max(state.written_upto, name.last)
             if relative.endswith(".parquet"):
-                files.append((name.last, relative))
+                files.append((name, relative))
                 if manifest_path(relative) not in manifests:
                     self._repair_manifest(table, relative, name)
+                ranges.append((name, manifest_path(relative)))
+            else:  # a manifest: of a file (even one deleted since) or of a range without rows
+                ranges.append((name, relative))
+        latest = None
+        if ranges:
+            name, path = max(ranges, key=lambda r: (r[0].incarnation, r[0].last))
+            latest = Manifest.from_json(self.storage.read(path))
+        config = self.settings.kafka.client_config()
+        decision = decide(latest, topic_id, lambda offset: probe(config, topic, partition, offset))
+        if decision.new:
+            log.warning(
+                "%s; this is another incarnation of the topic (deleted and recreated, or a broker that started "
+                "empty): writing it from its beginning as incarnation %d, in new files; the earlier files stay",
+                decision.reason,
+                decision.incarnation,
+            )
+        state.written_upto = decision.resume_after
+        state.origin = Origin(decision.incarnation, topic_id)
         column = ID_COLUMN.get(table)
         if column and self.conf.dedupe_window:
-            for _, relative in sorted(files, reverse=True):
+            for _, relative in sorted(files, key=lambda f: (f[0].incarnation, f[0].last), reverse=True):
                 ids = pq.read_table(io.BytesIO(self.storage.read(relative)), columns=[column]).column(column)
                 for value in reversed(ids.to_pylist()):
                     state.ids[value] = None
@@ -124,12 +152,13 @@ class Sink:
                     break
         return state
 
-    def _repair_manifest(self, table: str, relative: str, name: Any) -> None:
+    def _repair_manifest(self, table: str, relative: str, name: FileName) -> None:
         """A crash between a data file and its manifest: write the manifest from the file itself."""
         data = self.storage.read(relative)
         rows = pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
+        origin = Origin(name.incarnation)  # the topic id and last record are unknown: resuming probes the record
         manifest = self.formats[table].manifest(
-            relative, name.topic, name.partition, name.first, name.last, rows, -1, Manifest.digest(data)
+            relative, name.topic, name.partition, name.first, name.last, rows, -1, Manifest.digest(data), origin
         )
         self.storage.put(manifest_path(relative), manifest.to_json())
         log.warning("wrote the missing manifest of %s (duplicates_skipped unknown: -1)", relative)
@@ -225,7 +254,8 @@ class Sink:
         skipped = len(state.batch) - len(records)
         if skipped:
             metrics.DUPLICATES.labels(state.table).inc(skipped)
-        files = batch_files(fmt, records, topic, partition, first, last, self.conf.partition_by, skipped)
+        origin = Origin(state.origin.incarnation, state.origin.topic_id, record_identity(state.batch[-1]))
+        files = batch_files(fmt, records, topic, partition, first, last, self.conf.partition_by, skipped, origin)
         metrics.ROWS.labels(state.table).inc(len(records))
         metrics.FILES.labels(state.table).inc(sum(1 for path, _ in files if path.endswith(".parquet")))
         return files

@@ -161,3 +161,61 @@ def test_s3_audit_log_survives_a_storage_outage(
     report = verify(Storage(url, direct))
     assert report.ok, report
     assert "offsets stay uncommitted" in sink.log.read_text()  # the writer saw the outage and retried
+
+
+def _recreate(config: dict[str, Any], topic: str, partitions: int) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient(config)
+    for future in admin.delete_topics([topic]).values():
+        future.result()
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            for future in admin.create_topics([NewTopic(topic, partitions, 1)]).values():
+                future.result()
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def test_a_recreated_topic_is_written_as_a_new_incarnation_with_nothing_skipped(
+    kafka_config: dict[str, Any], topics: TopicSettings, start_sink: Any, tmp_path: Path
+) -> None:
+    """Offsets start from 0 again in a recreated topic (or a broker that started empty): the writer must not
+    resume after the old files' offsets, which would skip every new record below them."""
+    url = f"file://{tmp_path / 'audit'}"
+    first = produce_pairs(kafka_config, topics.pairs, 400)
+    sink = start_sink(url, max_rows=60)
+    assert wait_rows(url, len(first)).num_rows == len(first)
+    sink.stop()
+    _recreate(kafka_config, topics.pairs, topics.partitions)
+    second = produce_pairs(kafka_config, topics.pairs, 240)  # fewer than before: every new offset is below the old end
+    sink = start_sink(url, max_rows=60)
+    table = wait_rows(url, len(first) + len(second))
+    time.sleep(3)  # anything extra would show up now
+    ids = preflog.read_table(url, "pairs").column("pair_id").to_pylist()
+    assert len(ids) == len(set(ids)) == len(first | second)
+    assert set(ids) == first | second and table is not None
+    new_files = [p.name for p in (tmp_path / "audit" / "pairs").rglob("*+i0001+*.parquet")]
+    assert new_files, "the new incarnation's files carry its number"
+    report = verify(Storage(url))
+    assert report.ok, report
+    assert report.rows == len(first | second)
+    assert "another incarnation" in sink.output()
+
+
+def test_probe_tells_a_record_from_the_end_of_a_partition(kafka_config: dict[str, Any], topics: TopicSettings) -> None:
+    from preflog.sinks.incarnation import END, probe
+
+    produce_pairs(kafka_config, topics.pairs, 40)
+    ends = {p: 0 for p in range(topics.partitions)}
+    for msg in read_topic(kafka_config, topics.pairs, topics.partitions, expect=40):
+        ends[msg.partition() or 0] = max(ends[msg.partition() or 0], (msg.offset() or 0) + 1)
+    partition = max(ends, key=lambda p: ends[p])
+    identity = probe(kafka_config, topics.pairs, partition, ends[partition] - 1)
+    assert identity is not None and identity != END and ":" in identity
+    assert probe(kafka_config, topics.pairs, partition, ends[partition]) == END
+    assert probe(kafka_config, topics.pairs, partition, ends[partition] + 50, timeout=5) in (END, None)
