@@ -128,7 +128,7 @@ def _inference(rng: random.Random, when: datetime, **overrides: Any) -> dict[str
     return record
 
 
-def _feedback(rng: random.Random, rid: str, when: datetime, **overrides: Any) -> dict[str, Any]:
+def _feedback(rng: random.Random, rid: str, when: datetime | int, **overrides: Any) -> dict[str, Any]:
     record: dict[str, Any] = {
         "feedback_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
         "request_id": rid,
@@ -297,15 +297,14 @@ def _identical_duplicate(rng: random.Random, when: datetime) -> list[BadInput]:
 
 
 def _oversized(rng: random.Random, when: datetime) -> list[BadInput]:
-    """A 1.2 MB prompt and a feedback for it: a valid pair, or a dead letter that says it is too large."""
-    prompt = "x" * 1_200_000
-    rid, inf = _inf(rng, when, prompt=prompt)
+    """A 1.2 MB prompt and a feedback for it: either a pair, or the inference dead-lettered as too large and
+    the feedback unmatched NO_INFERENCE."""
+    rid, inf = _inf(rng, when, prompt="x" * 1_200_000)
     fb = _feedback(rng, rid, when + timedelta(seconds=1))
-    either = Expect("pairs", (1, 0), (_dl(),))
+    refused = Expect("dead_letter", None, (Expect("none"),))
+    either = Expect("unmatched", "NO_INFERENCE", (Expect("pairs", (1, 0)),))
     return [
-        BadInput(
-            "", "inference", rid.encode(), encode("InferenceEvent", inf), Expect("none", None, (_dl(),)), None, rid
-        ),
+        BadInput("", "inference", rid.encode(), encode("InferenceEvent", inf), refused, None, rid),
         BadInput("", "feedback", rid.encode(), encode("FeedbackEvent", fb), either, fb["feedback_id"], rid),
     ]
 

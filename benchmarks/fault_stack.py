@@ -6,6 +6,7 @@ outlives :meth:`Stack.close`. Everything listens on 127.0.0.1 only.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -24,12 +25,11 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing
 
 
 def _kill_group(proc: subprocess.Popen[bytes] | None) -> None:
-    if proc is not None and proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
+    if proc is None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)  # the whole group, even if the leader already exited
+    proc.wait()
 
 
 class Moto:
@@ -77,10 +77,13 @@ class Moto:
 
 
 class Tansu:
-    """Tansu with its log in S3 (moto): listens on ``port``, advertises ``advertised`` (a proxy in front)."""
+    """Tansu listening on ``port`` and advertising ``advertised`` (a proxy in front).
 
-    def __init__(self, moto: Moto, bucket: str, advertised: int, log: Path) -> None:
-        self.moto, self.bucket, self.advertised, self.log = moto, bucket, advertised, log
+    ``storage`` is ``s3://BUCKET/`` (the log in moto's S3: survives a restart) or ``memory://tansu/``.
+    """
+
+    def __init__(self, moto: Moto, storage: str, advertised: int, log: Path) -> None:
+        self.moto, self.storage, self.advertised, self.log = moto, storage, advertised, log
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
@@ -100,12 +103,14 @@ class Tansu:
             "--advertised-listener-url",
             f"tcp://127.0.0.1:{self.advertised}",
             "--storage-engine",
-            f"s3://{self.bucket}/",
+            self.storage,
         ]
         deadline = time.monotonic() + timeout
         while True:
             with self.log.open("ab") as out:
-                self.proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                self.proc = subprocess.Popen(
+                    command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                )
             if self._wait_listening(min(10.0, deadline - time.monotonic())):
                 return
             _kill_group(self.proc)  # e.g. the port still busy after a kill (notes/broker.md quirk 4): try again

@@ -147,11 +147,17 @@ class TcpProxy:
 
 
 def _reset(conn: socket.socket) -> None:
-    """Close with RST (SO_LINGER 0), as a dead host's kernel would answer."""
+    """Close so the peer notices at once (SO_LINGER 0: a reset where the kernel can).
+
+    ``shutdown`` first: on Linux a bare ``close`` does not wake a thread blocked in
+    ``recv`` on the socket, and the connection would stay silently half-open.
+    """
     import struct
 
     with contextlib.suppress(OSError):
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        conn.shutdown(socket.SHUT_RDWR)
     conn.close()
 
 
