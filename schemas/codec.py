@@ -10,7 +10,13 @@ Two framings, chosen by settings:
   id from a Schema Registry, then the body. Subjects follow the
   TopicNameStrategy (``<topic>-value``).
 
-Both decode to the newest schema version of the expected record type.
+Both decode to the newest schema version of the expected record type, and
+decode strictly: bytes fastavro would accept but no Avro writer produces (an
+``int`` beyond 32 bits, a varint beyond 64, a negative enum or union index,
+invalid UTF-8, a forged length or count) and bodies over the size limits are
+a :class:`~preflog.schemas.exceptions.DecodeError` naming the field, never a
+record that looks valid. A decoded record can still break the contract's
+rules (validate it with ``inference_record``/``feedback_record``).
 """
 
 from __future__ import annotations
@@ -25,8 +31,16 @@ import fastavro
 
 from .exceptions import DecodeError, ValidationError
 from .registry import SchemaStore, SchemaVersion, default_store, strip_uuid
+from .strict import BodyError, Checker, compile_checker
 
-__all__ = ["Codec", "ConfluentCodec", "SingleObjectCodec"]
+__all__ = [
+    "DEFAULT_MAX_ITEMS",
+    "DEFAULT_MAX_RECORD_BYTES",
+    "DEFAULT_MAX_STRING_BYTES",
+    "Codec",
+    "ConfluentCodec",
+    "SingleObjectCodec",
+]
 
 SOE_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"
@@ -49,23 +63,95 @@ def _write_body(schema: SchemaVersion, record: Mapping[str, Any]) -> bytes:
     return buf.getvalue()
 
 
-def _read_body(body: bytes, writer: Any, reader: SchemaVersion, what: str) -> dict[str, Any]:
-    buf = io.BytesIO(body)
-    try:
-        record = fastavro.schemaless_reader(buf, writer, reader.reader)
-    except Exception as exc:  # fastavro raises many types on corrupt input
-        raise DecodeError(f"{what}: Avro body does not decode as {reader.name}: {type(exc).__name__}: {exc}") from exc
-    if buf.tell() != len(body):
-        raise DecodeError(f"{what}: {len(body) - buf.tell()} trailing bytes after the {reader.name} body")
-    if not isinstance(record, dict):
-        raise DecodeError(f"{what}: decoded to {type(record).__name__}, expected a {reader.name} record")
-    return record
+#: a record body larger than this is refused before decoding: Kafka's default ``message.max.bytes``
+#: is about 1 MB, so no broker with default settings carries a bigger event
+DEFAULT_MAX_RECORD_BYTES = 1 << 20
+#: one string or bytes value may fill the whole record (a long completion is legitimate)
+DEFAULT_MAX_STRING_BYTES = DEFAULT_MAX_RECORD_BYTES
+#: entries in one array or map value: far above any real candidate list, ranking or metadata map,
+#: low enough that a forged count cannot make the reader build millions of objects
+DEFAULT_MAX_ITEMS = 10_000
 
 
-class SingleObjectCodec:
-    """Avro single-object encoding resolved against the local schema folder."""
+class _StrictBodies:
+    """Decodes Avro bodies strictly: a checked pre-pass (``schemas/strict.py``), then fastavro.
 
-    def __init__(self, store: SchemaStore | None = None) -> None:
+    Args:
+        max_record_bytes: a longer body is a DecodeError before any parsing.
+        max_string_bytes: the longest string or bytes value accepted.
+        max_items: the most entries accepted in one array or map value.
+    """
+
+    def __init__(
+        self,
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+        max_string_bytes: int = DEFAULT_MAX_STRING_BYTES,
+        max_items: int = DEFAULT_MAX_ITEMS,
+    ) -> None:
+        for name, value in (
+            ("max_record_bytes", max_record_bytes),
+            ("max_string_bytes", max_string_bytes),
+            ("max_items", max_items),
+        ):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.max_record_bytes = max_record_bytes
+        self.max_string_bytes = max_string_bytes
+        self.max_items = max_items
+        self._checkers: dict[tuple[Any, bool], tuple[Any, Checker]] = {}
+
+    def _read_body(self, body: bytes, key: Any, writer: Any, reader: SchemaVersion, what: str) -> dict[str, Any]:
+        name = reader.name
+        if len(body) > self.max_record_bytes:
+            raise DecodeError(
+                f"{what}: {len(body)}-byte {name} body is larger than the limit of {self.max_record_bytes} bytes"
+            )
+        self._check(body, key, writer, name, what, thorough=False)
+        try:
+            record = fastavro.schemaless_reader(io.BytesIO(body), writer, reader.reader)
+        except Exception as exc:  # fastavro raises many types; the thorough pre-pass names the field if it can
+            self._check(body, key, writer, name, what, thorough=True)
+            raise DecodeError(f"{what}: Avro body does not decode as {name}: {type(exc).__name__}: {exc}") from exc
+        if not isinstance(record, dict):
+            raise DecodeError(f"{what}: decoded to {type(record).__name__}, expected a {name} record")
+        return record
+
+    def _check(self, body: bytes, key: Any, writer: Any, name: str, what: str, thorough: bool) -> None:
+        found = self._checkers.get((key, thorough))
+        if found is None or found[0] is not writer:
+            try:
+                found = self._checkers[(key, thorough)] = (writer, compile_checker(writer, thorough))
+            except ValueError as exc:
+                raise DecodeError(f"{what}: the writer schema cannot be checked: {exc}") from exc
+        try:
+            used = found[1](body, self.max_string_bytes, self.max_items)
+        except BodyError as exc:
+            raise DecodeError(f"{what}: Avro body does not decode as {name}: field {exc}") from None
+        except IndexError:
+            used = len(body) + 1
+        if used > len(body):
+            raise DecodeError(f"{what}: Avro body does not decode as {name}: it ends early ({len(body)} bytes)")
+        if used < len(body):
+            raise DecodeError(f"{what}: {len(body) - used} trailing bytes after the {name} body")
+
+
+class SingleObjectCodec(_StrictBodies):
+    """Avro single-object encoding resolved against the local schema folder.
+
+    Decoding is strict; see :class:`_StrictBodies` for the size limits, whose
+    defaults are ``DEFAULT_MAX_RECORD_BYTES`` (1 MiB), ``DEFAULT_MAX_STRING_BYTES``
+    (the record limit) and ``DEFAULT_MAX_ITEMS`` (10,000).
+    """
+
+    def __init__(
+        self,
+        store: SchemaStore | None = None,
+        *,
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+        max_string_bytes: int = DEFAULT_MAX_STRING_BYTES,
+        max_items: int = DEFAULT_MAX_ITEMS,
+    ) -> None:
+        super().__init__(max_record_bytes, max_string_bytes, max_items)
         self.store = store or default_store()
 
     def encode(self, record_type: str, record: Mapping[str, Any], topic: str = "") -> bytes:
@@ -88,15 +174,28 @@ class SingleObjectCodec:
             )
         if writer.name != record_type:
             raise DecodeError(f"{where}: is a {writer.name} (v{writer.version}), expected a {record_type}")
-        return _read_body(data[10:], writer.reader, self.store.latest(record_type), where)
+        return self._read_body(data[10:], writer.fingerprint, writer.reader, self.store.latest(record_type), where)
 
 
-class ConfluentCodec:
-    """Confluent wire format against a Schema Registry (``mock://`` works for tests)."""
+class ConfluentCodec(_StrictBodies):
+    """Confluent wire format against a Schema Registry (``mock://`` works for tests).
 
-    def __init__(self, registry: Any, store: SchemaStore | None = None, auto_register: bool = True) -> None:
+    Decoding is strict, with the same limits as :class:`SingleObjectCodec`.
+    """
+
+    def __init__(
+        self,
+        registry: Any,
+        store: SchemaStore | None = None,
+        auto_register: bool = True,
+        *,
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+        max_string_bytes: int = DEFAULT_MAX_STRING_BYTES,
+        max_items: int = DEFAULT_MAX_ITEMS,
+    ) -> None:
         from confluent_kafka.schema_registry import SchemaRegistryClient
 
+        super().__init__(max_record_bytes, max_string_bytes, max_items)
         if isinstance(registry, str):
             registry = SchemaRegistryClient.new_client({"url": registry})
         elif isinstance(registry, Mapping):
@@ -147,4 +246,4 @@ class ConfluentCodec:
         name, writer = self._writer(schema_id, where)
         if name != record_type:
             raise DecodeError(f"{where}: schema id {schema_id} is a {name or 'non-record'}, expected a {record_type}")
-        return _read_body(data[5:], writer, self.store.latest(record_type), where)
+        return self._read_body(data[5:], schema_id, writer, self.store.latest(record_type), where)
