@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime, timezone
+from typing import Any
 
 import pytest
 
-from preflog.producers.generator import TrafficProfile, generate
+from preflog.producers.generator import GeneratedEvent, TrafficProfile, expected_outcomes, generate
 from preflog.schemas.events import feedback_record, inference_record
 from preflog.schemas.exceptions import ValidationError
 
@@ -69,3 +70,68 @@ def test_duplicates_reuse_the_feedback_id() -> None:
     events = generate(TrafficProfile(requests=500, duplicates=0.3), START)
     ids = Counter(e.record["feedback_id"] for e in events if e.event_type == "feedback" and e.record)
     assert max(ids.values()) == 2
+
+
+def _fb(rid: str, fid: str, kind: str, **payload: Any) -> GeneratedEvent:
+    record = {"feedback_id": fid, "request_id": rid, "event_time": START, "kind": kind, **payload}
+    return GeneratedEvent(0.0, "feedback", rid, record)
+
+
+def _inf(rid: str, n: int = 3) -> GeneratedEvent:
+    record = {"request_id": rid, "candidates": [{"index": i, "text": str(i)} for i in range(n)]}
+    return GeneratedEvent(0.0, "inference", rid, record)
+
+
+def test_ground_truth_of_each_kind_of_judgement() -> None:
+    events = [
+        _inf("r1"),
+        _fb("r1", "pw", "PAIRWISE", pairwise={"chosen": 2, "rejected": 0}),
+        _fb("r1", "rk", "RANKING", ranking=[{"index": 0, "rank": 2}, {"index": 1, "rank": 1}, {"index": 2, "rank": 2}]),
+        _fb("r1", "tie", "RANKING", ranking=[{"index": 0, "rank": 1}, {"index": 1, "rank": 1}]),
+        _fb(
+            "r1",
+            "sc",
+            "SCORES",
+            scores=[{"index": 0, "score": 0.5}, {"index": 1, "score": 0.5}, {"index": 2, "score": 1.0}],
+        ),
+        _fb("r1", "rt", "RATING", rating={"index": 1, "label": True}),
+        _fb("r1", "im", "IMPLICIT", implicit={"index": 0, "signal": "copy", "label": True}),
+        _fb("r1", "pw", "PAIRWISE", pairwise={"chosen": 2, "rejected": 0}),  # redelivered
+        _inf("lonely"),
+        _fb("orphan", "o1", "PAIRWISE", pairwise={"chosen": 1, "rejected": 0}),
+        _inf("r2"),
+        GeneratedEvent(0.0, "garbage", "r2", raw=b"\x00", invalid_reason="undecodable bytes"),
+    ]
+    bad = _fb("r2", "bad", "PAIRWISE", pairwise={"chosen": 5, "rejected": 0})
+    events.append(GeneratedEvent(0.0, "feedback", "r2", bad.record, invalid_reason="candidate 5 does not exist"))
+    truth = expected_outcomes(events)
+    assert truth.pairs == {
+        ("pw", 2, 0),
+        ("rk", 1, 0),
+        ("rk", 1, 2),
+        ("sc", 2, 0),
+        ("sc", 2, 1),
+    }
+    assert truth.signals == {("rt", 1), ("im", 0)}
+    assert truth.unmatched == {"NO_PAIRS": {"tie"}, "NO_INFERENCE": {"o1"}, "NO_FEEDBACK": {"lonely", "r2"}}
+    assert [e.event_type for e in truth.dead_letters] == ["garbage", "feedback"]
+    assert truth.duplicates == 1
+    assert expected_outcomes(events, score_margin=0.6).pairs == truth.pairs - {("sc", 2, 0), ("sc", 2, 1)}
+
+
+def test_ground_truth_agrees_with_pair_expansion_on_generated_traffic() -> None:
+    """A cross-check only: the ground truth itself never calls processors/."""
+    from preflog.processors.pairs import expand
+
+    events = generate(TrafficProfile(requests=600, invalid=0.05, duplicates=0.1, orphan_feedback=0.05), START)
+    truth = expected_outcomes(events)
+    inferences = {e.key for e in events if e.event_type == "inference"}
+    seen, pairs = set(), set()
+    for e in events:
+        valid = e.event_type == "feedback" and e.record and not e.invalid_reason and e.key in inferences
+        if valid and e.record and e.record["feedback_id"] not in seen:
+            seen.add(e.record["feedback_id"])
+            pairs |= {(e.record["feedback_id"], p.chosen, p.rejected) for p in expand(e.record)}
+    assert truth.pairs == pairs and len(pairs) > 500
+    assert truth.duplicates > 0 and truth.dead_letters and truth.unmatched["NO_INFERENCE"]
+    assert sum(1 for e in events if e.event_type == "inference") == len(inferences)
