@@ -1,7 +1,26 @@
-"""``preflog up``: everything preflog needs on one machine, started and stopped together."""
+"""``preflog up``: everything preflog needs on one machine, started and stopped together.
+
+Lifecycle guarantees:
+
+* every child (broker, processor, sink) runs in its own session, so a
+  terminal's Ctrl-C or hang-up reaches ``preflog up`` alone, which stops them
+  in order (services first, so they commit, then the broker);
+* every child also dies with ``preflog up`` if it is killed outright: the
+  kernel's parent-death signal, and in Python children a watchdog thread that
+  exits hard when a clean stop takes too long (:mod:`.lifeline`);
+* a service's metrics port is bound by the service itself (:mod:`.service`),
+  and a broker whose port was taken first is restarted on another
+  (:mod:`.broker`), so several stacks can start on one machine at once.
+
+The embedded broker keeps its log in memory: every ``up`` starts a new, empty
+broker (a new *incarnation*, recorded in ``<data-dir>/stack.json`` and
+``<data-dir>/incarnations.log``). The audit log under ``<data-dir>/audit``
+stays; the sink starts a new file sequence next to the earlier run's files.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -10,18 +29,28 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
+from preflog.errors import PreflogError
 from preflog.settings import Settings, settings_env
 
-from .broker import EmbeddedBroker, free_port
+from .broker import EmbeddedBroker
+from .runfile import StackRecord, find_running, read_record, record_incarnation, remove_record
 from .topics import ensure_topics
 
-__all__ = ["FlowMonitor", "Stack"]
+__all__ = ["FlowMonitor", "Service", "Stack", "StackRunningError"]
+
+Urgent = Callable[[], bool]
+
+
+class StackRunningError(PreflogError):
+    """Another ``preflog up`` already runs from this data directory."""
 
 
 class FlowMonitor:
@@ -29,7 +58,9 @@ class FlowMonitor:
 
     def __init__(self, kafka_config: dict[str, Any], topics: dict[str, str], partitions: int) -> None:
         self.counts: Counter[str] = Counter()
-        self._consumer = Consumer({**kafka_config, "group.id": "preflog-up-monitor", "enable.auto.commit": False})
+        self._consumer = Consumer(
+            {**kafka_config, "group.id": "preflog-up-monitor", "enable.auto.commit": False, "log_level": 0}
+        )
         self._consumer.assign(
             [TopicPartition(t, p, -2) for t in topics.values() for p in range(partitions)]  # -2: OFFSET_BEGINNING
         )
@@ -61,15 +92,36 @@ class Service:
     process: subprocess.Popen[bytes]
     log: Path
     where: str
+    metrics_file: Path | None = None
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def metrics_url(self, timeout: float = 10.0) -> str | None:
+        """The metrics endpoint the service bound, once it has written its port (None if it did not)."""
+        if self.metrics_file is None:
+            return None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                port = int(self.metrics_file.read_text().strip())
+                return f"http://127.0.0.1:{port}/metrics"
+            except (OSError, ValueError):
+                time.sleep(0.05)
+        return None
+
+    def stop(self, timeout: float = 30.0, urgent: Urgent | None = None) -> None:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds, or at once when ``urgent()`` turns true."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            deadline = time.monotonic() + timeout
+            while self.process.poll() is None and time.monotonic() < deadline and not (urgent and urgent()):
+                time.sleep(0.05)
+        if self.process.poll() is None:
+            self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL to the service's whole process group."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
 
 
 @dataclass
@@ -80,11 +132,34 @@ class Stack:
     broker: EmbeddedBroker | None = None
     created: list[str] = field(default_factory=list)
     services: list[Service] = field(default_factory=list)
+    record: StackRecord | None = None
 
     def start(self) -> Settings:
-        """Start the broker, create the topics; returns settings pointing at the broker."""
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.broker = EmbeddedBroker(self.settings.data_dir / "broker").start()
+        """Start the broker, record it, create the topics; returns settings pointing at the broker.
+
+        Raises :class:`StackRunningError` if a stack already runs from the same data directory.
+        """
+        data_dir = self.settings.data_dir
+        running = find_running(data_dir)
+        if running is not None:
+            raise StackRunningError(
+                f"a preflog up stack already runs from {data_dir.resolve()}: {running.describe()}; "
+                f"stop it (kill {running.up_pid}) or use another --data-dir"
+            )
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.broker = EmbeddedBroker(data_dir / "broker")
+        self.broker.start()
+        assert self.broker.process is not None
+        self.record = StackRecord(
+            bootstrap_servers=self.broker.bootstrap_servers,
+            incarnation=self.broker.incarnation,
+            started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            up_pid=os.getpid(),
+            broker_pid=self.broker.process.pid,
+            data_dir=str(data_dir.resolve()),
+        )
+        self.record.write(data_dir)
+        record_incarnation(data_dir, self.record)
         self.settings = self.settings.model_copy(
             update={
                 "kafka": self.settings.kafka.model_copy(update={"bootstrap_servers": self.broker.bootstrap_servers})
@@ -106,54 +181,84 @@ class Stack:
         """
         state_dir = self.settings.data_dir / "processor"
         shutil.rmtree(state_dir, ignore_errors=True)
-        port = free_port()
         p = self.settings.processor.model_copy(
             update={
-                "metrics_port": port,
+                "metrics_port": 0,  # the service binds its own port (deploy/service.py)
                 "session_timeout_s": 6.0,
                 "state_dir": state_dir,
                 "producer_max_batch_size": 1,
                 **processor,
             }
         )
-        return self._spawn(
-            "processor",
-            ["process"],
-            self.settings.model_copy(update={"processor": p}),
-            f"metrics http://127.0.0.1:{port}/metrics",
-        )
+        return self._spawn("processor", ["process"], self.settings.model_copy(update={"processor": p}), "")
 
     def start_sink(self, **sink: Any) -> Service:
         """Run ``preflog sink`` writing the audit log (default ``<data_dir>/audit``)."""
-        port = free_port()
         url = self.settings.audit_url()
-        conf = self.settings.sink.model_copy(update={"metrics_port": port, "url": url, **sink})
+        conf = self.settings.sink.model_copy(update={"metrics_port": 0, "url": url, **sink})
         settings = self.settings.model_copy(update={"sink": conf})
-        return self._spawn("sink", ["sink"], settings, f"{url}  metrics http://127.0.0.1:{port}/metrics")
+        return self._spawn("sink", ["sink"], settings, url)
 
     def _spawn(self, name: str, args: list[str], settings: Settings, where: str) -> Service:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREFLOG_")}
         env.update(settings_env(settings))
         log = self.settings.data_dir / f"{name}.log"
+        metrics_file = self.settings.data_dir / f"{name}.metrics-port"
+        metrics_file.unlink(missing_ok=True)
+        launcher = [sys.executable, "-m", "preflog.deploy.service", "--parent", str(os.getpid())]
+        launcher += ["--metrics-file", str(metrics_file), "--", *args]
         with log.open("ab") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "preflog", *args], env=env, stdout=out, stderr=subprocess.STDOUT
-            )
-        service = Service(name, process, log, where)
+            process = subprocess.Popen(launcher, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        service = Service(name, process, log, where, metrics_file)
         self.services.append(service)
+        if self.record is not None:
+            self.record.services[name] = process.pid
+            self.record.write(self.settings.data_dir)
         return service
 
-    def stop(self) -> None:
-        for service in reversed(self.services):
-            service.stop()
-        if self.broker is not None:
-            self.broker.stop()
+    def publish_metrics(self, timeout: float = 10.0) -> None:
+        """Wait for each service's metrics port, show it in ``where`` and in stack.json."""
+        for service in self.services:
+            url = service.metrics_url(timeout)
+            if url is not None:
+                service.where = f"{service.where}  metrics {url}".strip()
+                if self.record is not None:
+                    self.record.metrics[service.name] = url
+        if self.record is not None:
+            self.record.write(self.settings.data_dir)
 
-    def wait(self, duration: float) -> None:
-        """Block for ``duration`` seconds (0 = until Ctrl-C); returns early if a service dies."""
+    def stop(self, urgent: Urgent | None = None) -> None:
+        """Stop the services (newest first), then the broker; remove stack.json.
+
+        ``urgent()`` turning true (a second Ctrl-C) kills what is still running instead of waiting.
+        """
+        for service in reversed(self.services):
+            service.stop(urgent=urgent)
+        if self.broker is not None:
+            self.broker.stop(timeout=0.0 if urgent and urgent() else 10.0)
+        if self.record is not None and read_record(self.settings.data_dir) is not None:
+            remove_record(self.settings.data_dir, self.record.incarnation)
+
+    def pids(self) -> dict[str, int]:
+        """Every child process by name (broker first)."""
+        pids = {}
+        if self.broker is not None and self.broker.process is not None:
+            pids["broker"] = self.broker.process.pid
+        pids.update({s.name: s.process.pid for s in self.services})
+        return pids
+
+    def wait(self, duration: float, on_tick: Callable[[], None] | None = None, tick: float = 1.0) -> None:
+        """Block for ``duration`` seconds (0 = until interrupted), calling ``on_tick`` every ``tick`` seconds.
+
+        Raises :class:`PreflogError` early if a service dies.
+        """
         deadline = time.monotonic() + duration if duration > 0 else float("inf")
+        next_tick = time.monotonic()
         while time.monotonic() < deadline:
             dead = [s for s in self.services if s.process.poll() is not None]
             if dead:
-                raise RuntimeError(f"{dead[0].name} exited with code {dead[0].process.returncode}; see {dead[0].log}")
+                raise PreflogError(f"{dead[0].name} exited with code {dead[0].process.returncode}; see {dead[0].log}")
+            if on_tick is not None and time.monotonic() >= next_tick:
+                on_tick()
+                next_tick += tick
             time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))

@@ -10,22 +10,24 @@ import json
 import logging
 import sys
 import threading
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
+from .connect import SERVICES, CommandGroup, StackDiscovery, command_args, needs_broker
 from .console import console, out, override, progress_bar, settings_of
 from .errors import PreflogError
 from .replay_command import replay
 from .schemas.registry import TOPIC_RECORDS
 from .settings import Settings, load_settings
+from .up_command import up
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(
+    cls=CommandGroup,
     help="preflog: log preference pairs (prompt, chosen, rejected + provenance) from Kafka to an audit log.\n\n"
     "Start here: `preflog up --demo` runs the whole pipeline on this machine.",
     no_args_is_help=True,
@@ -65,14 +67,28 @@ def _main(
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    ctx.obj = load_settings(
+    command, args = ctx.invoked_subcommand, command_args(ctx)
+    discovery = StackDiscovery() if command != "up" else None  # `up` starts its own broker
+    settings = load_settings(
         {
             "kafka": {"bootstrap_servers": bootstrap_servers},
             "codec": {"framing": framing, "schema_registry_url": schema_registry_url},
             "topics": {"partitions": partitions},
             "data_dir": data_dir,
-        }
+        },
+        discover=discovery,
     )
+    if discovery is not None and discovery.found is not None:
+        console.print(f"using the stack of preflog up: {discovery.found.describe()}", style="dim", soft_wrap=True)
+    if needs_broker(command, args):
+        from .deploy.probe import check_broker
+
+        if not verbose and command not in SERVICES and "log_level" not in settings.kafka.extra:
+            # librdkafka's connection lines (e.g. "Disconnected" at shutdown) only with --verbose
+            kafka = settings.kafka.model_copy(update={"extra": {**settings.kafka.extra, "log_level": "0"}})
+            settings = settings.model_copy(update={"kafka": kafka})
+        check_broker(settings.kafka.client_config(), where=discovery.where() if discovery else "", quiet=not verbose)
+    ctx.obj = settings
 
 
 @app.command()
@@ -529,94 +545,8 @@ def tail(
         consumer.close()
 
 
-@app.command()
-def up(
-    ctx: typer.Context,
-    demo: Annotated[bool, typer.Option("--demo", help="Also run the traffic generator.")] = False,
-    duration: Annotated[float, typer.Option(help="Stop after this many seconds (0 = run until Ctrl-C).")] = 0.0,
-    requests: Annotated[int, typer.Option(help="With --demo: inference events to generate.")] = 200,
-    rate: Annotated[float, typer.Option(help="With --demo: requests per second.")] = 20.0,
-) -> None:
-    """Start preflog on this machine: embedded Kafka-protocol broker (Tansu), topics, processor and sink.
-
-    Data and logs go under --data-dir. Ctrl-C stops everything cleanly.
-    With --demo the join window is 20 s (+5 s grace, 5 s idle) so unmatched records show up quickly.
-    Example: preflog up --demo --duration 30
-    """
-    from .deploy.stack import FlowMonitor, Stack
-    from .producers.client import PreflogProducer
-    from .producers.generator import TrafficProfile
-    from .producers.generator import generate as make_events
-    from .producers.traffic import send_traffic
-
-    stack = Stack(settings_of(ctx))
-    settings = stack.start()
-    stop = threading.Event()
-    sender: threading.Thread | None = None
-    sent: dict[str, int] = {}
-    monitor: FlowMonitor | None = None
-    try:
-        demo_window = {"window_s": 20.0, "grace_s": 5.0, "idle_timeout_s": 5.0} if demo else {}
-        processor = stack.start_processor(**demo_window)
-        sink_service = stack.start_sink(**({"idle_flush_s": 3.0} if demo else {}))
-        assert stack.broker is not None
-        table = Table("what", "where", title="preflog up")
-        table.add_row(
-            "Kafka-protocol broker (Tansu)", f"{settings.kafka.bootstrap_servers}  log: {stack.broker.log_path}"
-        )
-        table.add_row("processor (Faust join)", f"{processor.where}  log: {processor.log}")
-        table.add_row("sink (audit log)", f"{sink_service.where}  log: {sink_service.log}")
-        for role, topic in settings.topics.all().items():
-            table.add_row(f"topic: {role}", f"{topic} ({settings.topics.partitions} partitions)")
-        table.add_row("data directory", str(settings.data_dir.resolve()))
-        out.print(table)
-        out.print(
-            f"Point other commands here: export PREFLOG_KAFKA__BOOTSTRAP_SERVERS={settings.kafka.bootstrap_servers}"
-        )
-        monitor = FlowMonitor(settings.kafka.client_config(), settings.topics.all(), settings.topics.partitions).start()
-        if demo:
-            producer = PreflogProducer.from_settings(settings)
-            events = make_events(replace(TrafficProfile(), requests=requests, rate=rate))
-
-            def run() -> None:
-                try:
-                    sent.update(send_traffic(events, producer, pace=True, stop=stop))
-                finally:
-                    producer.close()
-
-            sender = threading.Thread(target=run, name="preflog-demo", daemon=True)
-            sender.start()
-            out.print(f"demo: sending {len(events)} events at {rate:g} requests/s")
-        stack.wait(duration)
-    except KeyboardInterrupt:
-        out.print("stopping (Ctrl-C)")
-    finally:
-        stop.set()
-        if sender is not None:
-            sender.join()
-        if monitor is not None:
-            monitor.stop()
-        stack.stop()
-    summary = Table("topic", "records", title="records seen on the broker")
-    for role, topic in settings.topics.all().items():
-        if monitor is not None and role != "ticks":
-            summary.add_row(topic, str(monitor.counts.get(role, 0)))
-    out.print(summary)
-    if sent:
-        out.print("demo sent " + ", ".join(f"{n} {k}" for k, n in sorted(sent.items())))
-    audit = settings.audit_url()
-    out.print(f"stopped; data and logs under {settings.data_dir.resolve()}")
-    out.print(f"Parquet audit log: {audit}. Read it with:")
-    hints = [
-        f"python -c \"import preflog; t = preflog.read_pairs('{audit}'); print(t.num_rows, t.to_pylist()[0])\"",
-        f"preflog --data-dir {settings.data_dir} export pairs.jsonl --format trl  # or trl-conversational, openai, kto",
-        f"preflog --data-dir {settings.data_dir} verify",
-    ]
-    for hint in hints:
-        out.print(f"  {hint}", soft_wrap=True, markup=False, highlight=False)
-
-
 app.command()(replay)
+app.command()(up)
 
 
 def main() -> None:
@@ -624,5 +554,6 @@ def main() -> None:
     try:
         app()
     except PreflogError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        console.print("[bold red]error:[/] ", end="")
+        console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)

@@ -7,6 +7,7 @@ flags. Credentials are ``SecretStr``: they never appear in logs or reprs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -252,13 +253,28 @@ def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
-    """Settings from the environment, with ``overrides`` (CLI flags; None = not given) on top."""
+def load_settings(
+    overrides: dict[str, Any] | None = None, discover: Callable[[Path], str | None] | None = None
+) -> Settings:
+    """Settings from the environment, with ``overrides`` (CLI flags; None = not given) on top.
+
+    When neither gives ``kafka.bootstrap_servers``, ``discover(data_dir)`` may supply it (the
+    command line passes a lookup of the ``preflog up`` stack running from the data directory).
+    """
     from pydantic import ValidationError
     from pydantic_settings import SettingsError
 
     try:
         env = Settings()
+        given = (overrides or {}).get("kafka") or {}
+        if (
+            discover is not None
+            and "bootstrap_servers" not in env.kafka.model_fields_set
+            and not given.get("bootstrap_servers")
+        ):
+            found = discover(Path((overrides or {}).get("data_dir") or env.data_dir))
+            if found:
+                overrides = {**(overrides or {}), "kafka": {**given, "bootstrap_servers": found}}
         if not overrides:
             return env
         return Settings.model_validate(_merge(env.model_dump(), overrides))

@@ -1,0 +1,196 @@
+"""``preflog up``: the whole pipeline on this machine, with live progress, stopped cleanly by any stop signal."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from types import TracebackType
+from typing import Annotated
+
+import typer
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from .console import out, settings_of
+from .settings import Settings
+
+__all__ = ["up"]
+
+SIGNAL_NAMES = {"SIGINT": "Ctrl-C", "SIGTERM": "SIGTERM", "SIGHUP": "terminal closed, SIGHUP"}
+
+
+def _say(text: str) -> None:
+    """Print to stdout, or nowhere if stdout is gone (closed pipe or terminal): a stop must finish anyway."""
+    with contextlib.suppress(OSError):
+        out.print(text, soft_wrap=True, markup=False, highlight=False)
+
+
+class ProgressView:
+    """One progress line: a rich Live line refreshed every tick on a terminal, else a plain line every ``every`` s.
+
+    PREFLOG_PROGRESS=0 asks for the plain lines on a terminal too.
+    """
+
+    def __init__(self, line: Callable[[], str], every: float = 5.0) -> None:
+        self.line = line
+        self.every = every
+        self.live: Live | None = None
+        self._next = time.monotonic() + every
+        self._interactive = out.is_terminal and os.environ.get("PREFLOG_PROGRESS") != "0"
+
+    def __enter__(self) -> ProgressView:
+        if self._interactive:
+            # No refresh thread: the line is redrawn from tick(), in the main thread, so a stop never races it.
+            self.live = Live(Text(""), console=out, auto_refresh=False, transient=False)
+            self.live.start()
+        return self
+
+    def tick(self) -> None:
+        if self.live is not None:
+            self.live.update(Text(self.line()), refresh=True)
+        elif time.monotonic() >= self._next:
+            self._next += self.every
+            _say(self.line())
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        if self.live is not None:
+            with contextlib.suppress(OSError):
+                self.live.stop()
+
+
+def _stack_table(settings: Settings, stack: object) -> Table:
+    from .deploy.stack import Stack
+
+    assert isinstance(stack, Stack) and stack.broker is not None and stack.record is not None
+    table = Table("what", "where", title="preflog up")
+    table.add_row("Kafka-protocol broker (Tansu)", f"{settings.kafka.bootstrap_servers}  log: {stack.broker.log_path}")
+    table.add_row("broker incarnation", f"{stack.record.incarnation} (new and empty: its log is in memory)")
+    for service in stack.services:
+        label = {"processor": "processor (Faust join)", "sink": "sink (audit log)"}.get(service.name, service.name)
+        table.add_row(label, f"{service.where}  log: {service.log}")
+    for role, topic in settings.topics.all().items():
+        table.add_row(f"topic: {role}", f"{topic} ({settings.topics.partitions} partitions)")
+    table.add_row("data directory", f"{settings.data_dir.resolve()}  (stack.json: where this stack runs)")
+    return table
+
+
+def _report(settings: Settings, counts: Mapping[str, int] | None, sent: Mapping[str, int]) -> None:
+    try:
+        if counts is not None:
+            summary = Table("topic", "records", title="records seen on the broker")
+            for role, topic in settings.topics.all().items():
+                if role != "ticks":
+                    summary.add_row(topic, str(counts.get(role, 0)))
+            out.print(summary)
+    except OSError:
+        return
+    if sent:
+        _say("demo sent " + ", ".join(f"{n} {k}" for k, n in sorted(sent.items())))
+    audit = settings.audit_url()
+    _say(f"stopped; data and logs under {settings.data_dir.resolve()}")
+    _say(f"Parquet audit log: {audit}. Read it with:")
+    hints = [
+        f"python -c \"import preflog; t = preflog.read_pairs('{audit}'); print(t.num_rows, t.to_pylist()[0])\"",
+        f"preflog --data-dir {settings.data_dir} export pairs.jsonl --format trl  # or trl-conversational, openai, kto",
+        f"preflog --data-dir {settings.data_dir} verify",
+    ]
+    for hint in hints:
+        _say(f"  {hint}")
+
+
+def up(
+    ctx: typer.Context,
+    demo: Annotated[bool, typer.Option("--demo", help="Also run the traffic generator.")] = False,
+    duration: Annotated[float, typer.Option(help="Stop after this many seconds (0 = run until Ctrl-C).")] = 0.0,
+    requests: Annotated[int, typer.Option(help="With --demo: inference events to generate.")] = 200,
+    rate: Annotated[float, typer.Option(help="With --demo: requests per second.")] = 20.0,
+) -> None:
+    """Start preflog on this machine: embedded Kafka-protocol broker (Tansu), topics, processor and sink.
+
+    Data and logs go under --data-dir; <data-dir>/stack.json says where the stack runs, so other
+    commands started from the same directory find its broker without an exported address.
+    Ctrl-C, SIGTERM or closing the terminal stops everything cleanly (a second signal: at once);
+    the broker, processor and sink never outlive this command, even if it is killed.
+    The embedded broker keeps its log in memory: each `up` starts a new, empty broker (a new
+    incarnation); the audit log stays, and the sink starts a new file sequence beside earlier runs'.
+    With --demo the join window is 20 s (+5 s grace, 5 s idle) so unmatched records show up quickly.
+    Example: preflog up --demo --duration 30
+    """
+    from .deploy.progress import FlowProgress, count_audit_files
+    from .deploy.signals import Stopping, StopSignals
+    from .deploy.stack import FlowMonitor, Stack
+
+    with StopSignals() as signals:
+        stack = Stack(settings_of(ctx))
+        settings = stack.settings
+        stop = threading.Event()
+        sender: threading.Thread | None = None
+        sent: dict[str, int] = {}
+        monitor: FlowMonitor | None = None
+        try:
+            options = settings.sink.storage_options()
+            earlier = count_audit_files(settings.audit_url(), options)
+            settings = stack.start()
+            stack.start_processor(**({"window_s": 20.0, "grace_s": 5.0, "idle_timeout_s": 5.0} if demo else {}))
+            stack.start_sink(**({"idle_flush_s": 3.0} if demo else {}))
+            stack.publish_metrics()
+            out.print(_stack_table(settings, stack))
+            out.print(
+                f"Other commands run from here find this stack (stack.json); from elsewhere: "
+                f"export PREFLOG_KAFKA__BOOTSTRAP_SERVERS={settings.kafka.bootstrap_servers}",
+                soft_wrap=True,
+            )
+            if earlier:
+                _say(
+                    f"the audit log holds {earlier} files from earlier runs; "
+                    "this broker is new, so the sink starts a new file sequence"
+                )
+            monitor = FlowMonitor(settings.kafka.client_config(), settings.topics.all(), settings.topics.partitions)
+            monitor.start()
+            if demo:
+                sender = _start_demo(settings, requests, rate, stop, sent)
+            progress = FlowProgress(settings.audit_url(), options, earlier)
+            counts = monitor.counts
+            with ProgressView(lambda: progress.line(counts)) as view:
+                stack.wait(duration, on_tick=view.tick)
+        except Stopping as stopping:
+            signals.stopping()
+            _say(f"stopping ({SIGNAL_NAMES.get(stopping.args[0], stopping.args[0])})")
+        finally:
+            signals.stopping()
+            stop.set()
+            if sender is not None:
+                sender.join(5.0 if not signals.urgent() else 0.5)
+            if monitor is not None:
+                monitor.stop()
+            stack.stop(urgent=signals.urgent)
+    _report(settings, monitor.counts if monitor is not None else None, sent)
+
+
+def _start_demo(
+    settings: Settings, requests: int, rate: float, stop: threading.Event, sent: dict[str, int]
+) -> threading.Thread:
+    """Send synthetic traffic from a thread until done or ``stop`` is set; ``sent`` gets the counts."""
+    from .producers.client import PreflogProducer
+    from .producers.generator import TrafficProfile
+    from .producers.generator import generate as make_events
+    from .producers.traffic import send_traffic
+
+    producer = PreflogProducer.from_settings(settings)
+    events = make_events(replace(TrafficProfile(), requests=requests, rate=rate))
+
+    def run() -> None:
+        try:
+            sent.update(send_traffic(events, producer, pace=True, stop=stop))
+        finally:
+            producer.close()
+
+    sender = threading.Thread(target=run, name="preflog-demo", daemon=True)
+    sender.start()
+    _say(f"demo: sending {len(events)} events at {rate:g} requests/s")
+    return sender
