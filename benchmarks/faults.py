@@ -699,8 +699,8 @@ def _outcome(
 
 def reconcile(run: Run) -> dict[str, Any]:
     """``preflog reconcile --json`` over the audit log, if this preflog has it."""
-    assert run.sink is not None and run.moto is not None
-    env = {**run.sink.env, "PREFLOG_SINK__S3_ENDPOINT_URL": run.moto.endpoint}
+    assert run.sink is not None and run.moto is not None and run.processor is not None
+    env = {**run.processor.env, **run.sink.env, "PREFLOG_SINK__S3_ENDPOINT_URL": run.moto.endpoint}
     probe = subprocess.run(
         [sys.executable, "-m", "preflog", "reconcile", "--help"], env=env, capture_output=True, text=True, timeout=60
     )
@@ -756,6 +756,7 @@ def run_plan(plan: Plan, workdir: Path | None = None) -> dict[str, Any]:
         log(f"traffic done: {len(run.sender.sent)} records sent ({undelivered} undelivered before movers)")
         exp = expectations(events, run.sender.sent, bad, movers)
         rows = converge(run, exp)
+        dump(run, rows)
         topic_ids = run.topic_pairs()
         results = check(run, exp, rows, topic_ids)
         results["reconcile"] = reconcile(run)
@@ -788,6 +789,16 @@ def run_plan(plan: Plan, workdir: Path | None = None) -> dict[str, Any]:
         and not results["never_delivered"]
     )
     return results
+
+
+def dump(run: Run, rows: dict[str, list[dict[str, Any]]]) -> None:
+    """What was sent (with offsets) and what the audit log holds, for whoever debugs a failure."""
+    assert run.sender is not None
+    with (run.dir / "sent.jsonl").open("w") as out:
+        for s in run.sender.sent:
+            key = s.key.decode(errors="replace") if s.key is not None else None
+            out.write(json.dumps({"label": s.label, "role": s.role, "key": key, "offsets": s.offsets}) + "\n")
+    (run.dir / "audit_rows.json").write_text(json.dumps(rows, default=str))
 
 
 def converge(run: Run, exp: Expected) -> dict[str, list[dict[str, Any]]]:
@@ -881,9 +892,16 @@ def _reconcile_summary(r: dict[str, Any]) -> str:
         return r.get("note", "not run")
     report = r.get("report")
     if isinstance(report, dict):
-        keys = ", ".join(f"{k}={v}" for k, v in report.items() if not isinstance(v, (dict, list)))
-        return f"exit {r['exit_code']}; {keys[:300]}"
-    return f"exit {r['exit_code']}; unparsed output"
+        ledgers = report.get("inputs", []) + report.get("outputs", [])
+        bad = [f"{led.get('topic')}[{led.get('partition')}]" for led in ledgers if not led.get("ok", True)]
+        problems = list(report.get("problems", [])) + [p for led in ledgers for p in led.get("problems", [])]
+        text = f"ok={report.get('ok')} (exit {r['exit_code']}); {len(problems)} problem(s)"
+        if bad:
+            text += f" in {', '.join(bad)}"
+        if problems:
+            text += f"; first: {str(problems[0])[:200]}"
+        return text
+    return f"exit {r['exit_code']}; unparsed output: {r.get('stderr', '')[-300:]}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -900,6 +918,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.seed is not None:
         plan.seed = args.seed
     results = run_plan(plan, args.workdir)
+    Path(results["workdir"], "results.json").write_text(json.dumps(results, indent=2, default=str))
     print(table(results))
     if args.json:
         print(json.dumps(results, indent=2, default=str))

@@ -1,0 +1,47 @@
+"""The short fault suite: kill -9 of processor and sink, a broker network cut, hostile inputs; nothing lost.
+
+The same code as ``python benchmarks/faults.py`` (whose ``--full`` run is the
+long version): expected outcomes come from the generator and the hostile-input
+list, never from the Joiner, and the audit log's Parquet files are read back
+directly. It starts its own moto, Tansu (behind a proxy it cuts) and services.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _faults() -> Any:
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    import faults
+
+    return faults
+
+
+@pytest.mark.timeout(400)
+def test_short_fault_suite_loses_nothing_and_accounts_for_every_bad_input(tmp_path: Path) -> None:
+    faults = _faults()
+    results = faults.run_plan(copy.deepcopy(faults.SHORT), tmp_path / "faults")
+    report = faults.table(results)
+    print(report)
+    assert sum(results["faults"].values()) >= 8, results["faults"]
+    pairs, signals, bad = results["pairs"], results["signals"], results["bad_inputs"]
+    assert not results["never_delivered"], results["never_delivered"]
+    assert pairs["lost"] == 0, report
+    assert pairs["duplicated"] == 0, report
+    assert pairs["unexpected"] == 0, report
+    assert (signals["lost"], signals["duplicated"], signals["unexpected"]) == (0, 0, 0), report
+    assert bad["accounted"] == bad["expected"], report
+    assert all(u["missing"] == 0 and u["duplicated"] == 0 for u in results["unmatched"].values()), report
+    # exactly one dead letter per bad record, also after a processor restart re-emits it
+    assert results["dead_letters"]["duplicated_by_offset"] == 0, report
