@@ -48,7 +48,7 @@ def _tcp_error(addresses: list[tuple[str, int]], timeout: float) -> str | None:
     return reason.lower()
 
 
-def check_broker(kafka_config: Mapping[str, Any], timeout: float = 3.0, where: str = "", quiet: bool = True) -> None:
+def check_broker(kafka_config: Mapping[str, Any], timeout: float = 2.5, where: str = "", quiet: bool = True) -> None:
     """Raise :class:`BrokerUnreachable` unless the brokers in ``kafka_config`` answer within ``timeout`` s.
 
     ``where`` says where the address came from (e.g. the stack file), for the message; ``quiet``

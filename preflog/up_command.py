@@ -61,6 +61,8 @@ class ProgressView:
         if self.live is not None:
             with contextlib.suppress(OSError):
                 self.live.stop()
+        else:
+            _say(self.line())  # the last counts, however short the run
 
 
 def _stack_table(settings: Settings, stack: object) -> Table:
@@ -79,7 +81,7 @@ def _stack_table(settings: Settings, stack: object) -> Table:
     return table
 
 
-def _report(settings: Settings, counts: Mapping[str, int] | None, sent: Mapping[str, int]) -> None:
+def _report(settings: Settings, counts: Mapping[str, int] | None, sent: Mapping[str, int], earlier: int) -> None:
     try:
         if counts is not None:
             summary = Table("topic", "records", title="records seen on the broker")
@@ -91,8 +93,12 @@ def _report(settings: Settings, counts: Mapping[str, int] | None, sent: Mapping[
         return
     if sent:
         _say("demo sent " + ", ".join(f"{n} {k}" for k, n in sorted(sent.items())))
+    from .deploy.progress import count_audit_files
+
     audit = settings.audit_url()
+    files = count_audit_files(audit, settings.sink.storage_options())
     _say(f"stopped; data and logs under {settings.data_dir.resolve()}")
+    _say(f"Parquet files written by this run: {max(0, files - earlier)} ({files} in the audit log)")
     _say(f"Parquet audit log: {audit}. Read it with:")
     hints = [
         f"python -c \"import preflog; t = preflog.read_pairs('{audit}'); print(t.num_rows, t.to_pylist()[0])\"",
@@ -132,9 +138,9 @@ def up(
         sender: threading.Thread | None = None
         sent: dict[str, int] = {}
         monitor: FlowMonitor | None = None
+        options = settings.sink.storage_options()
+        earlier = count_audit_files(settings.audit_url(), options)
         try:
-            options = settings.sink.storage_options()
-            earlier = count_audit_files(settings.audit_url(), options)
             settings = stack.start()
             stack.start_processor(**({"window_s": 20.0, "grace_s": 5.0, "idle_timeout_s": 5.0} if demo else {}))
             stack.start_sink(**({"idle_flush_s": 3.0} if demo else {}))
@@ -169,7 +175,7 @@ def up(
             if monitor is not None:
                 monitor.stop()
             stack.stop(urgent=signals.urgent)
-    _report(settings, monitor.counts if monitor is not None else None, sent)
+    _report(settings, monitor.counts if monitor is not None else None, sent, earlier)
 
 
 def _start_demo(

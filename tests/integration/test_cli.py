@@ -139,6 +139,24 @@ def test_up_demo_runs_and_stops_cleanly(tmp_path: Path) -> None:
     assert int(counts["preflog.pairs.v1"]) > 0
     assert "processor (Faust join)" in output
     assert (tmp_path / "data" / "broker" / "broker.log").exists()
+    assert "events in" in output and "files written" in output  # plain progress lines: stdout is a pipe
+    assert not (tmp_path / "data" / "stack.json").exists()  # removed on a clean stop
+
+
+def test_a_second_up_starts_a_new_broker_and_says_so(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFLOG_")}
+    env["PREFLOG_DATA_DIR"] = str(data)
+    command = [sys.executable, "-m", "preflog", "up", "--demo", "--requests", "20", "--rate", "40", "--duration"]
+    first = subprocess.run([*command, "12"], env=env, capture_output=True, text=True, timeout=180)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "from earlier runs" not in first.stdout
+    second = subprocess.run([*command, "1"], env=env, capture_output=True, text=True, timeout=180)
+    assert second.returncode == 0, second.stdout + second.stderr
+    found = re.search(r"the audit log holds (\d+) files from earlier runs; this broker is new", second.stdout)
+    assert found and int(found[1]) > 0, second.stdout
+    ids = [json.loads(line)["incarnation"] for line in (data / "incarnations.log").read_text().splitlines()]
+    assert len(ids) == len(set(ids)) == 2
 
 
 def _event_ids(kafka_config: dict[str, Any], topics: TopicSettings, n: int) -> list[str]:
@@ -202,3 +220,69 @@ def test_backfill_from_parquet_keeps_event_times(
     decoded = [SingleObjectCodec().decode(m.value() or b"", "InferenceEvent") for m in msgs]
     assert len(decoded) == 20 and {d["event_time"].year for d in decoded} == {2025}
     assert {d["metadata"]["region"] for d in decoded} == {"eu"}
+
+
+UNREACHABLE_COMMANDS = [
+    ["produce", "{events}"],
+    ["generate", "--requests", "5", "--fast"],
+    ["tail", "inference"],
+    ["topics", "list"],
+    ["topics", "create"],
+    ["offsets", "show"],
+    ["offsets", "reset", "--group", "preflog-sink", "--to-earliest", "--yes"],
+    ["replay", "--dry-run"],
+    ["process"],
+    ["sink"],
+]
+
+
+@pytest.mark.parametrize("command", UNREACHABLE_COMMANDS, ids=lambda c: " ".join(c[:2]))
+def test_a_command_without_a_broker_fails_fast_with_one_line(command: list[str], tmp_path: Path) -> None:
+    from preflog.deploy.broker import free_port
+
+    events = tmp_path / "events.jsonl"
+    events.write_text(json.dumps({"event_type": "inference", **inference()}, default=json_default) + "\n")
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFLOG_")}
+    env["PREFLOG_DATA_DIR"] = str(tmp_path / "data")
+    args = [a.format(events=events) for a in command]
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "preflog", "-b", address, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    elapsed = time.monotonic() - started
+    output = (result.stdout + result.stderr).strip()
+    assert result.returncode == 2, output
+    assert len(output.splitlines()) == 1, output
+    assert address in output and "preflog up" in output and "--bootstrap-servers" in output
+    assert "Traceback" not in output
+    assert elapsed < 5, f"{elapsed:.1f} s"
+
+
+def test_a_port_that_does_not_speak_kafka_fails_fast_with_one_line(tmp_path: Path) -> None:
+    import socket
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFLOG_")}
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, "-m", "preflog", "-b", address, "topics", "list"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+        )
+    elapsed = time.monotonic() - started
+    output = (result.stdout + result.stderr).strip()
+    assert result.returncode == 2 and len(output.splitlines()) == 1, output
+    assert f"{address} did not answer" in output
+    assert elapsed < 5, f"{elapsed:.1f} s"
