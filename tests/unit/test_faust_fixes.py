@@ -89,3 +89,54 @@ def test_skipped_records_are_re_read_and_joined_before_the_record_that_revealed_
     assert calls == [("inf", 0, 5, 9)]
     assert gaps == [Gap("inf", 0, 5, 8)]
     assert last == {("inf", 0): 9, ("fb", 1): 7}
+
+
+def test_records_at_or_before_the_last_joined_offset_are_left_out() -> None:
+    """Read directly by the quiet-partition check, then delivered by Faust after all: joined once."""
+
+    async def refetch(topic: str, partition: int, first: int, end: int) -> list[Record]:
+        raise AssertionError("no gap here")
+
+    batch = [InputRecord("fb", 0, o, b"k", b"v", "e") for o in (8, 9, 10)]
+    last = {("fb", 0): 9}
+    ordered, gaps = asyncio.run(in_join_order(batch, last, lambda t, p: 5, refetch))
+    assert [r.offset for r in ordered] == [10] and gaps == [] and last == {("fb", 0): 10}
+
+
+class FakeEvent:
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        self.message = type("M", (), {"topic": topic, "partition": partition, "offset": offset, "timestamp": 1.0})
+        self.key, self.value = b"tick", b""
+
+
+def test_a_quiet_partition_is_read_on_past_its_last_joined_offset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tail of a topic that Faust skipped has no later record to reveal it: a tick does."""
+    from preflog.processors import batch
+    from preflog.processors.staged import StagedState
+
+    reads: list[dict[tuple[str, int], int]] = []
+
+    def read_after(config: Any, starts: dict[tuple[str, int], int], limit: int) -> dict[Any, list[Record]]:
+        reads.append(dict(starts))
+        found = {w: [Record(o, b"k", b"v", 5) for o in range(s, s + 2)] for w, s in starts.items()}
+        return {w: records if w[0] == "fb" else [] for w, records in found.items()}
+
+    monkeypatch.setattr(batch, "read_after", read_after)
+    consumer = type("C", (), {"_committed_offset": {}})()
+    nothing: Any = None
+    worker = batch.BatchJoin(
+        nothing, StagedState({}), dict, {}, nothing, lambda: consumer, {}, ("inf", "fb"), "ticks", 3.0, 100
+    )
+    worker.last_offset[("fb", 0)] = 41
+    worker.last_offset[("inf", 0)] = 7
+    tick = InputRecord("ticks", 0, 0, b"tick", b"", FakeEvent("ticks", 0, 0))
+    worker.last_seen.update({("fb", 0): 0.0, ("inf", 0): 0.0})
+    ordered, gaps = asyncio.run(worker.read_quiet_partitions([tick], now=10.0))
+    assert reads == [{("inf", 0): 8, ("fb", 0): 42}]
+    assert [(r.topic, r.offset, r.timestamp_ms) for r in ordered] == [("fb", 42, 5), ("fb", 43, 5), ("ticks", 0, None)]
+    assert {r.event for r in ordered} == {tick.event}  # joined in the tick's partition context
+    assert gaps == [Gap("fb", 0, 42, 43)] and worker.last_offset[("fb", 0)] == 43
+    assert asyncio.run(worker.read_quiet_partitions([tick], now=11.0)) == ([tick], [])  # checked 1 s ago
+    worker.last_seen[("inf", 0)] = 12.0
+    asyncio.run(worker.read_quiet_partitions([tick], now=13.5))
+    assert reads[-1] == {("fb", 0): 44}  # the inference partition is busy again

@@ -1,0 +1,100 @@
+"""``preflog process`` with a fault injected from the environment (tests only).
+
+``PREFLOG_TEST_FAIL_AT=deliver|state|state-mid|gaps`` with ``PREFLOG_TEST_TRIGGER=<path>``:
+once the file exists, the next batch fails at that step of the batch protocol:
+
+* ``deliver``: the second output send raises (one output of the batch went out);
+* ``state``: the first changelog write raises (after the outputs were delivered);
+* ``state-mid``: the third changelog write raises (part of the state is written);
+* ``gaps``: marking re-read ranges done raises.
+
+``PREFLOG_TEST_DROP=<topic>:<first offset>``: records of ``topic`` from that
+offset on (every partition) never reach the agent while the fetch position
+moves past them, as faust-streaming 0.15 + aiokafka 0.14 did after a restart
+(see processors/faust_fixes.py).
+
+The faults patch Faust's and aiokafka's classes, not preflog's, so the same
+launcher runs against any version of the worker.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+
+def _armed() -> bool:
+    trigger = os.environ.get("PREFLOG_TEST_TRIGGER")
+    return bool(trigger) and os.path.exists(str(trigger))
+
+
+def _inject_failure(step: str) -> None:
+    import faust.topics
+
+    outputs = {os.environ.get(f"PREFLOG_TOPICS__{role}") for role in ("PAIRS", "UNPAIRED", "UNMATCHED", "DEAD_LETTER")}
+    send = faust.topics.Topic.send
+    calls = {"output": 0, "changelog": 0}
+    fired = [False]
+
+    async def failing_send(self: Any, **kwargs: Any) -> Any:
+        name = self.get_topic_name()
+        if _armed() and not fired[0]:
+            kind = "output" if name in outputs else "changelog" if name.endswith("-changelog") else None
+            if kind is not None:
+                calls[kind] += 1
+                if (step, kind, calls[kind]) in {
+                    ("deliver", "output", 2),
+                    ("state", "changelog", 1),
+                    ("state-mid", "changelog", 3),
+                }:
+                    fired[0] = True
+                    raise RuntimeError(f"injected failure: {step} ({kind} send {calls[kind]} of the batch)")
+        return await send(self, **kwargs)
+
+    faust.topics.Topic.send = failing_send  # type: ignore[method-assign]
+
+    if step == "gaps":
+        from preflog.processors import batch
+
+        mark = batch.BatchJoin.mark_gaps
+
+        async def failing_mark(self: Any, gaps: list[Any]) -> None:
+            if _armed() and not fired[0] and calls["output"] > 0:  # a batch that delivered and wrote its state
+                fired[0] = True
+                raise RuntimeError("injected failure: gaps (after the outputs and state of the batch)")
+            await mark(self, gaps)
+
+        batch.BatchJoin.mark_gaps = failing_mark  # type: ignore[method-assign]
+
+
+def _inject_drop(spec: str) -> None:
+    from aiokafka.consumer.fetcher import PartitionRecords
+
+    topic, first = spec.rsplit(":", 1)
+    unpack = PartitionRecords._unpack_records
+
+    def dropping(self: Any) -> Any:
+        for record in unpack(self):
+            if record.topic == topic and record.offset >= int(first):
+                continue  # the fetch position has moved past it; the agent never sees it
+            yield record
+
+    PartitionRecords._unpack_records = dropping
+
+
+def main() -> None:
+    step = os.environ.get("PREFLOG_TEST_FAIL_AT")
+    if step:
+        _inject_failure(step)
+    drop = os.environ.get("PREFLOG_TEST_DROP")
+    if drop:
+        _inject_drop(drop)
+    from preflog.cli import main as cli
+
+    sys.argv = ["preflog", "process", "--loglevel", "info"]
+    cli()
+
+
+if __name__ == "__main__":
+    main()
