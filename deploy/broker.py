@@ -187,7 +187,7 @@ class EmbeddedBroker:
         assert self.process is not None
         log = self._new_log()
         if "AddrInUse" in log or "Address in use" in log:
-            raise _PortTaken(f"port {self.port} was taken before the broker bound it")
+            raise _PortTaken(f"port {self.port} is in use by another process; see {self.log_path}")
         raise BrokerError(f"broker exited with code {self.process.returncode}; see {self.log_path}:\n{self._tail()}")
 
     def _new_log(self) -> str:

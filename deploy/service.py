@@ -35,6 +35,7 @@ def serve_metrics(port_file: Path) -> int:
     tmp = port_file.with_name(f".{port_file.name}.tmp")
     tmp.write_text(f"{port}\n", encoding="ascii")
     os.replace(tmp, port_file)
+    print(f"metrics on http://127.0.0.1:{port}/metrics", file=sys.stderr, flush=True)
     return port
 
 

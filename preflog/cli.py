@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from .connect import SERVICES, CommandGroup, StackDiscovery, command_args, needs_broker
+from .connect import SERVICES, CommandGroup, StackDiscovery, command_args, may_use_broker, needs_broker
 from .console import console, out, override, progress_bar, settings_of
 from .errors import PreflogError
 from .replay_command import replay
@@ -78,7 +78,7 @@ def _main(
         },
         discover=discovery,
     )
-    if discovery is not None and discovery.found is not None:
+    if discovery is not None and discovery.found is not None and may_use_broker(command, args):
         console.print(f"using the stack of preflog up: {discovery.found.describe()}", style="dim", soft_wrap=True)
     if needs_broker(command, args):
         from .deploy.probe import check_broker

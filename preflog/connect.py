@@ -5,7 +5,9 @@ The address comes from ``--bootstrap-servers``, else ``PREFLOG_KAFKA__BOOTSTRAP_
 directory (``<data-dir>/stack.json``), else the default ``127.0.0.1:9092``.
 A command that needs a broker checks it before doing anything else
 (:func:`preflog.deploy.probe.check_broker`), so a wrong address fails in
-seconds with one line, not after a client's long retry.
+seconds with one line, not after a client's long retry. The long-running
+services (``process``, ``sink``) check too and fail the same way at start;
+a broker lost while they run is their Kafka client's to retry.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import typer.core
 
 from .deploy.runfile import StackRecord, find_running
 
-__all__ = ["BROKER_COMMANDS", "CommandGroup", "StackDiscovery", "command_args", "needs_broker"]
+__all__ = ["BROKER_COMMANDS", "CommandGroup", "StackDiscovery", "command_args", "may_use_broker", "needs_broker"]
 
 # Commands that always talk to Kafka (first word after `preflog`), except in the modes below.
 BROKER_COMMANDS = {"produce", "generate", "tail", "topics", "offsets", "process", "sink", "replay"}
+# Commands that never talk to Kafka (`up` starts its own broker).
+NO_BROKER_COMMANDS = {"up", "verify", "export"}
 # Long-running services: they keep their client's log (it is their output, e.g. under `preflog up`).
 SERVICES = {"process", "sink"}
 _ARGS_KEY = "preflog.command_args"
@@ -38,6 +42,11 @@ class CommandGroup(typer.core.TyperGroup):
 def command_args(ctx: typer.Context) -> list[str]:
     """The arguments after the subcommand's name (empty before resolution)."""
     return list(ctx.meta.get(_ARGS_KEY, []))
+
+
+def may_use_broker(command: str | None, args: list[str]) -> bool:
+    """Whether the command may talk to Kafka: it needs a broker, or preflog does not know (a new command)."""
+    return needs_broker(command, args) or command not in (*BROKER_COMMANDS, *NO_BROKER_COMMANDS, None)
 
 
 def needs_broker(command: str | None, args: list[str]) -> bool:
