@@ -315,3 +315,43 @@ def test_worker_refuses_topics_that_are_not_co_partitioned(
     message = " ".join(result.stderr.split())
     assert f"topic fb-{suffix} has 2 partitions but inf-{suffix} has 4" in message
     assert "co-partitioned on request_id" in message
+
+
+def test_malformed_records_beside_valid_traffic_each_get_an_outcome_and_crash_nothing(
+    log: PreflogProducer, kafka_config: dict[str, Any], topics: TopicSettings, start_processor: StartProcessor
+) -> None:
+    """The held-out corpus' failures, sent raw before valid traffic on the same partitions (issue 9, A.4)."""
+    from datetime import datetime, timezone
+
+    from confluent_kafka import Producer
+
+    from preflog.schemas.events import inference_record
+
+    big = inference(prompt="p" * 1_200_000)  # a pair of it is over 1 MiB; its state record would be too
+    far = datetime(2150, 1, 1, tzinfo=timezone.utc)  # (the SDK and the join's validation refuse years past 2200)
+    future = inference(event_time=far)  # once moved its partition's stream time there for good
+    known = inference()
+    ties = [{"index": 0, "rank": 1}, {"index": 1, "rank": 1}, {"index": 2, "rank": 1}]
+    raw = Producer({**kafka_config, "message.max.bytes": 5_000_000})
+    raw.produce(topics.inference, key=big["request_id"], value=CODEC.encode("InferenceEvent", inference_record(big)))
+    raw.flush()
+    log.log_inference(future)
+    log.log_inference(known)
+    log.log_feedback(feedback(big["request_id"], event_time=at(1)))
+    log.log_feedback(feedback(known["request_id"], event_time=far))  # far-future feedback for a known inference
+    log.log_feedback(feedback(known["request_id"], event_time=at(2), kind="RANKING", pairwise=None, ranking=ties))
+    log.flush()
+    events = clean_traffic(150)
+    expected = expected_pairs(events)
+    send_traffic(events, log, pace=False)
+    worker = start_processor()
+    pairs = outputs(kafka_config, topics, "pairs", expect=0, timeout=60, settle=2, ids=expected)
+    assert {p["pair_id"] for p in pairs} == expected
+    dead = outputs(kafka_config, topics, "dead_letter", expect=3, timeout=20)
+    by_class = Counter(d["error_class"] for d in dead)
+    assert by_class == {"InputTooLarge": 1, "EventTimeSkew": 2}, by_class
+    too_large = next(d for d in dead if d["error_class"] == "InputTooLarge")
+    assert too_large["source_offset"]["topic"] == topics.inference and "truncated" in too_large["reason"]
+    unmatched = outputs(kafka_config, topics, "unmatched", expect=1, timeout=20)
+    assert [u["reason"] for u in unmatched if u["request_id"] == known["request_id"]] == ["NO_PAIRS"]
+    assert worker.proc is not None and worker.proc.poll() is None  # still running
