@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from preflog.errors import ConfigError, PreflogError
 
-__all__ = ["ProcessorError", "TopicMismatchError"]
+__all__ = ["ProcessorError", "StateError", "TopicMismatchError"]
 
 
 class TopicMismatchError(ConfigError):
@@ -13,3 +13,7 @@ class TopicMismatchError(ConfigError):
 
 class ProcessorError(PreflogError):
     """The worker cannot go on (a read it depends on failed)."""
+
+
+class StateError(ProcessorError):
+    """Reading the join state failed: the store, not a record, is at fault (the worker stops)."""

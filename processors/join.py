@@ -16,7 +16,10 @@ it never drops a record silently. Semantics:
   is ignored, a conflicting one is dead-lettered.
 * Idle: when a partition receives nothing for ``idle_timeout``, ``tick`` moves
   its stream time forward with the wall clock, so expiry still happens.
-* Every record gets an outcome, whatever it contains: an input over
+* Every record gets an outcome, whatever it contains: a record (or a stored
+  one at expiry) on which the join itself fails is dead-lettered (JoinError,
+  the exception in the reason), only a failing state store stops the worker;
+  an input over
   ``max_input_bytes`` is dead-lettered and never stored (InputTooLarge); an
   event time more than ``max_event_time_skew`` ahead of its Kafka timestamp
   (and of the clock) is dead-lettered (EventTimeSkew) and never moves stream
@@ -30,6 +33,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import heapq
+import logging
 import time
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
@@ -39,12 +43,14 @@ from preflog.schemas.codec import Codec
 from preflog.schemas.events import feedback_record, inference_record, reference_problems
 from preflog.schemas.exceptions import DecodeError, ValidationError
 
+from .exceptions import StateError
 from .outputs import Emit, OutputEncoder, Source
 from .pairs import ScoreMode, expand
 from .records import pair_record, signal_record, unmatched_record
 
 __all__ = ["Emit", "JoinConfig", "Joiner"]
 
+log = logging.getLogger(__name__)
 Record = dict[str, Any]
 STREAM_TIME_KEY = "~stream-time/{}"
 
@@ -114,6 +120,26 @@ class Joiner:
     ) -> list[Emit]:
         """Handle one record of the inference or feedback topic (``timestamp_ms``: its Kafka timestamp, if known)."""
         at = {"topic": topic, "partition": partition, "offset": offset}
+        out: list[Emit] = []
+        try:
+            return self._process(topic, partition, key, value, timestamp_ms, at, out)
+        except StateError:
+            raise
+        except Exception as exc:  # a bug the record revealed: it gets a dead letter, the worker goes on
+            log.exception("the join failed on %s[%d] offset %d; the record is dead-lettered", topic, partition, offset)
+            reason = f"the join failed on this record: {type(exc).__name__}: {exc}"
+            return [*out, self._dead(reason, "JoinError", "join", key, value, at)]
+
+    def _process(
+        self,
+        topic: str,
+        partition: int,
+        key: bytes | None,
+        value: bytes | None,
+        timestamp_ms: int | None,
+        at: Record,
+        out: list[Emit],
+    ) -> list[Emit]:
         record_type = "InferenceEvent" if topic == self.inference_topic else "FeedbackEvent"
         c = self.config
         if len(value or b"") > c.max_input_bytes:
@@ -147,7 +173,7 @@ class Joiner:
                     "(PREFLOG_PROCESSOR__MAX_EVENT_TIME_SKEW_S)"
                 )
                 return [self._dead(reason, "EventTimeSkew", "validate", key, value, at)]
-        out = self._advance(partition, event_ms)
+        out += self._advance(partition, event_ms)  # kept if the join then fails on this record
         if record_type == "InferenceEvent":
             out += self._on_inference(partition, rid, value or b"", record, at)
         else:
@@ -216,8 +242,22 @@ class Joiner:
             exp, rid = heapq.heappop(heap)
             entry = self.state.get(rid)
             if entry is not None and entry["exp"] == exp:
-                out += self._expire_entry(partition, rid, entry, st)
+                try:
+                    out += self._expire_entry(partition, rid, entry, st)
+                except StateError:
+                    raise
+                except Exception as exc:
+                    out += self._expiry_failed(rid, entry, exc)
         return out
+
+    def _expiry_failed(self, rid: str, entry: Record, exc: Exception) -> list[Emit]:
+        """The stored records of an entry whose expiry failed, dead-lettered; the entry is dropped."""
+        log.exception("expiring request_id %s failed; its stored records are dead-lettered", rid)
+        reason = f"the join failed expiring this stored record: {type(exc).__name__}: {exc}"
+        stored = [entry["inf"]] if entry.get("inf") else list(entry.get("fb") or [])
+        self.state.pop(rid, None)
+        key = rid.encode()
+        return [self._dead(reason, "JoinError", "join", key, base64.b64decode(s["v"]), s["at"]) for s in stored]
 
     def _expire_entry(self, partition: int, rid: str, entry: Record, st: int) -> list[Emit]:
         out: list[Emit] = []
@@ -325,13 +365,14 @@ class Joiner:
             reason = "invalid reference: " + "; ".join(problems)
             return [self._dead(reason, "InvalidReference", "join", rid, value, at)]
         entry["n"] += 1
-        source = Source(rid, value, at)
+        source = Source(rid, value, at, inf_at)  # a dead letter made from here names the inference too
         if feedback["kind"] in ("RATING", "IMPLICIT"):
             return [self.encoder.emit("unpaired", rid, signal_record(inference, feedback, inf_at, at), source)]
         prefs = expand(feedback, c.score_margin, c.score_mode)
         if not prefs:
             st = self.stream_time[at["partition"]]
-            return [self._unmatched("NO_PAIRS", _no_pairs(feedback, c), "FeedbackEvent", feedback, st, value, at)]
+            detail = _no_pairs(feedback, c)
+            return [self._unmatched("NO_PAIRS", detail, "FeedbackEvent", feedback, st, value, at, inf_at)]
         return [self.encoder.emit("pairs", rid, pair_record(inference, feedback, p, inf_at, at), source) for p in prefs]
 
     def _dead(
@@ -340,12 +381,19 @@ class Joiner:
         return self.encoder.dead(reason, error_class, stage, Source(key, value, at))
 
     def _unmatched(
-        self, reason: str, detail: str, kind: str, record: Record, st: int, value: bytes, at: Record
+        self,
+        reason: str,
+        detail: str,
+        kind: str,
+        record: Record,
+        st: int,
+        value: bytes,
+        at: Record,
+        inference_at: Record | None = None,
     ) -> Emit:
         rid = str(record["request_id"]).encode()
-        return self.encoder.emit(
-            "unmatched", rid, unmatched_record(reason, detail, kind, record, st, value, at), Source(rid, value, at)
-        )
+        unmatched = unmatched_record(reason, detail, kind, record, st, value, at, inference_at)
+        return self.encoder.emit("unmatched", rid, unmatched, Source(rid, value, at, inference_at))
 
 
 def _no_pairs(feedback: Record, c: JoinConfig) -> str:

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
+from .exceptions import StateError
+
 __all__ = ["StagedState"]
 
 _DELETED = object()
@@ -33,7 +35,12 @@ class StagedState(MutableMapping[str, Any]):
             raise KeyError(key)
         if value is not None:
             return value
-        return self.base[key]
+        try:
+            return self.base[key]
+        except KeyError:
+            raise
+        except Exception as exc:  # the store failed: not something a record can cause
+            raise StateError(f"reading {key!r} from the join state: {type(exc).__name__}: {exc}") from exc
 
     def get(self, key: str, default: Any = None) -> Any:
         try:
@@ -55,14 +62,20 @@ class StagedState(MutableMapping[str, Any]):
             seen.add(key)
             if value is not _DELETED:
                 yield key
-        yield from (k for k in self.base if k not in seen)
+        try:
+            yield from (k for k in self.base if k not in seen)
+        except Exception as exc:
+            raise StateError(f"scanning the join state: {type(exc).__name__}: {exc}") from exc
 
     def items(self) -> Iterator[tuple[str, Any]]:  # type: ignore[override]
         """Current entries; reads the underlying mapping in one pass (a table scan, not key lookups)."""
         for key, value in self.pending.items():
             if value is not _DELETED:
                 yield key, value
-        yield from ((k, v) for k, v in self.base.items() if k not in self.pending)
+        try:
+            yield from ((k, v) for k, v in self.base.items() if k not in self.pending)
+        except Exception as exc:
+            raise StateError(f"scanning the join state: {type(exc).__name__}: {exc}") from exc
 
     def __len__(self) -> int:
         return sum(1 for _ in self)

@@ -395,3 +395,61 @@ def test_a_negative_candidate_index_is_an_invalid_reference_not_a_pair() -> None
     (out,) = h.raw(FB, inf["request_id"].encode(), h.codec.encode("FeedbackEvent", fb))
     assert out.role == "dead_letter" and out.record["error_class"] in ("ValidationError", "InvalidReference")
     assert "-1 is not a candidate index" in out.record["reason"]
+
+
+def test_a_record_the_join_fails_on_is_dead_lettered_and_the_join_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug a record reveals must not crash the worker (it would crash again on the same record after a restart)."""
+    from preflog.processors import join
+
+    def broken(*args: Any) -> Any:
+        raise IndexError("a bug")
+
+    h = Harness()
+    lonely, inf = inference(), inference(event_time=at(70))
+    h.send(INF, lonely)
+    monkeypatch.setattr(join, "expand", broken)
+    h.send(INF, inf)
+    out = h.send(FB, feedback(inf["request_id"], event_time=at(71)))
+    assert [(e.role, e.record.get("error_class")) for e in out] == [("dead_letter", "JoinError")]
+    assert "IndexError: a bug" in out[0].record["reason"] and out[0].record["source_offset"]["topic"] == FB
+    monkeypatch.undo()
+    assert roles(h.send(FB, feedback(inf["request_id"], event_time=at(72)))) == ["pairs"]
+
+
+def test_outputs_of_expiry_survive_a_failure_on_the_record_that_caused_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from preflog.processors import join
+
+    h = Harness()
+    lonely, inf = inference(), inference(event_time=at(10))
+    h.send(INF, lonely)
+    h.send(INF, inf)
+    monkeypatch.setattr(join, "expand", lambda *a: 1 / 0)
+    out = h.send(FB, feedback(inf["request_id"], event_time=at(65.5)))  # expires lonely, then the join fails
+    assert [(e.role, e.record.get("reason"), e.record.get("error_class")) for e in out] == [
+        ("unmatched", "NO_FEEDBACK", None),
+        ("dead_letter", out[1].record["reason"], "JoinError"),
+    ]
+
+
+def test_a_stored_record_whose_expiry_fails_is_dead_lettered() -> None:
+    h = Harness()
+    inf = inference()
+    h.send(INF, inf)
+    h.state[inf["request_id"]]["inf"]["v"] = "bm90IGF2cm8="  # "not avro": stored by some other version
+    (out,) = h.send(INF, inference(event_time=at(70)))
+    assert out.role == "dead_letter" and out.record["error_class"] == "JoinError"
+    assert out.record["value"] == b"not avro" and inf["request_id"] not in h.state
+
+
+def test_a_failing_state_store_stops_the_worker() -> None:
+    from preflog.processors.exceptions import StateError
+    from preflog.processors.staged import StagedState
+
+    class Broken(dict[str, Any]):
+        def __getitem__(self, key: str) -> Any:
+            raise OSError("disk gone")
+
+    h = Harness()
+    h.joiner.state = StagedState(Broken())
+    with pytest.raises(StateError, match="disk gone"):
+        h.send(INF, inference())
