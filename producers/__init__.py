@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 from .client import Delivered, PreflogProducer
-from .exceptions import BackpressureError, DeliveryError, ProducerClosedError
+from .exceptions import BackpressureError, DeliveryError, ProducerClosedError, RecordTooLargeError
 
-__all__ = ["BackpressureError", "Delivered", "DeliveryError", "PreflogProducer", "ProducerClosedError"]
+__all__ = [
+    "BackpressureError",
+    "Delivered",
+    "DeliveryError",
+    "PreflogProducer",
+    "ProducerClosedError",
+    "RecordTooLargeError",
+]

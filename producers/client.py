@@ -8,8 +8,10 @@
         log.log_feedback(feedback_id=fid, request_id=rid, kind="PAIRWISE",
                          pairwise={"chosen": 1, "rejected": 0}, source="END_USER")
 
-Events are validated before anything is sent (a bad event raises
-:class:`~preflog.schemas.ValidationError` and sends nothing), keyed by
+Events are validated before anything is sent (a bad event, whatever the
+types passed, raises :class:`~preflog.schemas.ValidationError` naming every
+bad field, and sends nothing; one too large to send raises its subclass
+:class:`RecordTooLargeError`), keyed by
 request_id so both event types land on the same partition, and produced
 idempotently with ``acks=all``. Each call returns a future that resolves to
 the record's position or fails with :class:`DeliveryError`; a background
@@ -26,17 +28,19 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from preflog.schemas.codec import Codec
 from preflog.schemas.events import feedback_record, inference_record
+from preflog.schemas.exceptions import ValidationError
 from preflog.settings import Settings, TopicSettings, load_settings
 
-from .exceptions import BackpressureError, DeliveryError, ProducerClosedError
+from .exceptions import BackpressureError, DeliveryError, ProducerClosedError, RecordTooLargeError
 
-__all__ = ["Delivered", "PreflogProducer"]
+__all__ = ["DEFAULT_MESSAGE_MAX_BYTES", "LATEST_EVENT_TIME", "RECORD_OVERHEAD", "Delivered", "PreflogProducer"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,12 @@ class Delivered:
 
 
 DeliveryCallback = Callable[[Delivered | None, DeliveryError | None], None]
+#: the SDK refuses event times from this one on: a time centuries ahead is a bug in the caller
+LATEST_EVENT_TIME = datetime(2201, 1, 1, tzinfo=timezone.utc)
+#: librdkafka's default ``message.max.bytes``
+DEFAULT_MESSAGE_MAX_BYTES = 1_000_000
+#: what librdkafka adds to key + value before comparing with ``message.max.bytes`` (v2 record overhead)
+RECORD_OVERHEAD = 36
 
 
 class PreflogProducer:
@@ -70,6 +80,7 @@ class PreflogProducer:
             **kafka_config,
         }
         self._producer = Producer(config)
+        self.message_max_bytes = int(config.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES))
         self.codec = codec
         self.topics = topics or TopicSettings()
         self.max_block_ms = max_block_ms
@@ -100,9 +111,17 @@ class PreflogProducer:
             self._producer.poll(0.1)
 
     def log_inference(self, event: Mapping[str, Any] | None = None, **fields: Any) -> Future[Delivered]:
-        """Validate and send an InferenceEvent given as a mapping and/or keyword fields."""
-        record = inference_record({**(event or {}), **fields})
-        value = self.codec.encode("InferenceEvent", record, self.topics.inference)
+        """Validate and send an InferenceEvent given as a mapping and/or keyword fields.
+
+        Raises:
+            ValidationError: the event is invalid (nothing was sent).
+            RecordTooLargeError: it is valid but too large to send (nothing was sent).
+            BackpressureError: the local queue stayed full for ``max_block_ms``.
+            DeliveryError: the Kafka client refused the record outright.
+        """
+        record = inference_record(_fields("InferenceEvent", event, fields))
+        _check_event_time("InferenceEvent", record)
+        value = self._encode("InferenceEvent", record, self.topics.inference)
         future = self.send(self.topics.inference, record["request_id"], value)
         self._candidates[record["request_id"]] = len(record["candidates"])
         if len(self._candidates) > self._remember:
@@ -110,16 +129,36 @@ class PreflogProducer:
         return future
 
     def log_feedback(self, event: Mapping[str, Any] | None = None, **fields: Any) -> Future[Delivered]:
-        """Validate and send a FeedbackEvent.
+        """Validate and send a FeedbackEvent (raises as :meth:`log_inference` does).
 
         When this producer logged the inference, candidate indices are
         also checked against its candidate count.
         """
-        data = {**(event or {}), **fields}
-        known = self._candidates.get(str(data.get("request_id")))
+        data = _fields("FeedbackEvent", event, fields)
+        request_id = data.get("request_id")
+        known = self._candidates.get(request_id) if isinstance(request_id, str) else None
         record = feedback_record(data, candidate_count=known)
-        value = self.codec.encode("FeedbackEvent", record, self.topics.feedback)
+        if known is None:  # the caller may have written the id in another form (upper case, a UUID object)
+            known = self._candidates.get(record["request_id"])
+            if known is not None:
+                record = feedback_record(data, candidate_count=known)
+        _check_event_time("FeedbackEvent", record)
+        value = self._encode("FeedbackEvent", record, self.topics.feedback)
         return self.send(self.topics.feedback, record["request_id"], value)
+
+    def _encode(self, record_type: str, record: Mapping[str, Any], topic: str) -> bytes:
+        """The record's bytes; RecordTooLargeError when they cannot be sent or would not be decoded."""
+        value = self.codec.encode(record_type, record, topic)
+        size = len(value) + len(record["request_id"]) + RECORD_OVERHEAD
+        if size > self.message_max_bytes:
+            setting = f"the Kafka client's message.max.bytes, counting the key and {RECORD_OVERHEAD} bytes of overhead"
+            raise RecordTooLargeError(record_type, size, self.message_max_bytes, setting, _largest_texts(record))
+        codec_limit = getattr(self.codec, "max_record_bytes", None)
+        body = len(value) - int(getattr(self.codec, "header_size", 0))
+        if codec_limit is not None and body > codec_limit:
+            setting = "the codec's max_record_bytes: the processor would refuse to decode it"
+            raise RecordTooLargeError(record_type, body, codec_limit, setting, _largest_texts(record))
+        return value
 
     def send(self, topic: str, key: str | bytes | None, value: bytes) -> Future[Delivered]:
         """Send already-encoded bytes (used by replay and tests); prefer log_*."""
@@ -145,6 +184,8 @@ class PreflogProducer:
                 self._producer.produce(topic, value=value, key=key, on_delivery=delivered)
                 self.produced += 1
                 return future
+            except KafkaException as exc:
+                raise self._refused(exc, topic, key, value) from None
             except BufferError:
                 if time.monotonic() >= deadline:
                     raise BackpressureError(
@@ -152,6 +193,15 @@ class PreflogProducer:
                         "raise producer.queue_max_messages or producer.max_block_ms, or retry later"
                     ) from None
                 time.sleep(0.001)
+
+    def _refused(self, exc: KafkaException, topic: str, key: str | bytes | None, value: bytes) -> Exception:
+        """The SDK's error for a record the Kafka client refused in produce() (never the raw KafkaException)."""
+        error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+        if error is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+            size = len(value) + len(key or b"") + RECORD_OVERHEAD
+            return RecordTooLargeError(f"record for {topic}", size, self.message_max_bytes, "message.max.bytes")
+        reason = error.str() if error is not None else str(exc)
+        return DeliveryError(f"{topic}: the Kafka client refused the record: {reason}; nothing was sent")
 
     def flush(self, timeout: float = 30.0) -> int:
         """Wait for outstanding records; returns how many are still undelivered."""
@@ -171,3 +221,35 @@ class PreflogProducer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _fields(record_type: str, event: Any, fields: Mapping[str, Any]) -> dict[str, Any]:
+    if event is None:
+        return dict(fields)
+    if not isinstance(event, Mapping):
+        raise ValidationError(record_type, [f"event: expected a mapping of fields, got {type(event).__name__}"])
+    return {**event, **fields}
+
+
+def _check_event_time(record_type: str, record: Mapping[str, Any]) -> None:
+    if record["event_time"] >= LATEST_EVENT_TIME:
+        when = record["event_time"].isoformat()
+        raise ValidationError(record_type, [f"event_time: {when} is after 2200; give the time the event happened"])
+
+
+def _largest_texts(record: Mapping[str, Any], top: int = 3) -> str:
+    """The longest text values of ``record`` with their paths, for a size error."""
+    sizes: list[tuple[int, str]] = []
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, str):
+            sizes.append((len(value.encode(errors="replace")), path))
+        elif isinstance(value, Mapping):
+            for k, v in value.items():
+                walk(v, f"{path}.{k}" if path else str(k))
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                walk(v, f"{path}[{i}]")
+
+    walk(record, "")
+    return ", ".join(f"{path} ({n} bytes)" for n, path in sorted(sizes, reverse=True)[:top])

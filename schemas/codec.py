@@ -31,6 +31,7 @@ import fastavro
 
 from .exceptions import DecodeError, ValidationError
 from .registry import SchemaStore, SchemaVersion, default_store, strip_uuid
+from .shape import shape_problems
 from .strict import BodyError, Checker, compile_checker
 
 __all__ = [
@@ -59,7 +60,10 @@ def _write_body(schema: SchemaVersion, record: Mapping[str, Any]) -> bytes:
     try:
         fastavro.schemaless_writer(buf, schema.parsed, dict(record))
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
-        raise ValidationError(schema.name, [f"does not match schema {schema.name} v{schema.version}: {exc}"]) from exc
+        problems = shape_problems(record, schema.reader) or [
+            f"does not match schema {schema.name} v{schema.version}: {exc}"
+        ]
+        raise ValidationError(schema.name, problems) from exc
     return buf.getvalue()
 
 
@@ -136,6 +140,8 @@ class _StrictBodies:
 
 
 class SingleObjectCodec(_StrictBodies):
+    header_size = len(SOE_MAGIC) + 8  # bytes before the Avro body
+
     """Avro single-object encoding resolved against the local schema folder.
 
     Decoding is strict; see :class:`_StrictBodies` for the size limits, whose
@@ -178,6 +184,8 @@ class SingleObjectCodec(_StrictBodies):
 
 
 class ConfluentCodec(_StrictBodies):
+    header_size = len(CONFLUENT_MAGIC) + 4
+
     """Confluent wire format against a Schema Registry (``mock://`` works for tests).
 
     Decoding is strict, with the same limits as :class:`SingleObjectCodec`.

@@ -2,9 +2,20 @@
 
 ``inference_record`` and ``feedback_record`` fill defaults, normalise
 convenient shapes (a candidate given as a bare string, a model given by
-name, an ISO-8601 event time) and check every rule of the contract that the
-Avro schema alone cannot express. A failed check raises
-:class:`~preflog.schemas.exceptions.ValidationError` listing every problem.
+name, an ISO-8601 event time), check every rule of the contract that the
+Avro schema alone cannot express, and then (``check_schema``) that the
+record fits the schema (:mod:`.shape`). Whatever a caller passes, a failed
+check raises :class:`~preflog.schemas.exceptions.ValidationError` listing
+every problem as ``field.path: reason``; no other exception escapes.
+
+The rules include what the join processor relies on: candidate indices
+0..n-1 each once, at most :data:`MAX_CANDIDATES` candidates (a ranking of n
+makes up to n(n-1)/2 pairs), judged indices >= 0, distinct and within the
+inference's candidates, chosen != rejected, finite scores, temperatures and
+rating values, and event times from 1970 on (epoch milliseconds are never
+negative; the decoder already bounds them at year 9999, and the join
+dead-letters times far ahead of their record's timestamp). The producer SDK
+also refuses event times after 2200.
 """
 
 from __future__ import annotations
@@ -12,17 +23,17 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
-from typing import Any
-
-from fastavro.validation import ValidationError as AvroValidationError
-from fastavro.validation import validate
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeGuard
 
 from .exceptions import ValidationError
 from .registry import default_store
+from .shape import shape_problems, show
 
 __all__ = [
+    "EVENT_TIME_RANGE",
     "FEEDBACK_KINDS",
+    "MAX_CANDIDATES",
     "MODEL_SOURCES",
     "feedback_record",
     "inference_record",
@@ -34,35 +45,70 @@ FEEDBACK_KINDS = ("PAIRWISE", "RANKING", "SCORES", "RATING", "IMPLICIT")
 PAYLOAD_FIELD = {k: k.lower() for k in FEEDBACK_KINDS}
 SOURCE_TYPES = ("HUMAN_ANNOTATOR", "END_USER", "REWARD_MODEL", "AI_CRITIC")
 MODEL_SOURCES = ("REWARD_MODEL", "AI_CRITIC")
+#: candidates per inference, and entries per ranking or scores judgement: 256 bounds one judgement at 32,640 pairs
+MAX_CANDIDATES = 256
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+#: event times accepted, both ends included: from the epoch to the end of what a datetime holds
+EVENT_TIME_RANGE = (EPOCH, datetime.max.replace(tzinfo=timezone.utc))
 
 
 def to_datetime(value: Any) -> datetime:
-    """An event time as an aware UTC datetime: datetime, epoch milliseconds, or ISO-8601 text."""
+    """An event time as an aware UTC datetime: datetime, epoch milliseconds, or ISO-8601 text.
+
+    Raises:
+        ValueError: anything else, a naive time, or a time outside the years 1..9999.
+    """
     if isinstance(value, datetime):
-        if value.tzinfo is None:
+        if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError("datetime has no time zone; pass an aware datetime (e.g. datetime.now(timezone.utc))")
-        return value.astimezone(timezone.utc)
+        return _utc(value)
     if isinstance(value, bool):
         raise ValueError(f"expected a timestamp, got {value!r}")
     if isinstance(value, int):
-        return datetime.fromtimestamp(value / 1000, tz=timezone.utc)
+        try:
+            return EPOCH + timedelta(milliseconds=value)
+        except OverflowError:
+            raise ValueError(f"{show(value)} epoch milliseconds is outside the years 1..9999") from None
     if isinstance(value, str):
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{show(value)} is not ISO-8601 (e.g. 2026-11-01T12:00:00Z)") from None
         if parsed.tzinfo is None:
-            raise ValueError(f"{value!r} has no UTC offset; append Z or +00:00")
-        return parsed.astimezone(timezone.utc)
+            raise ValueError(f"{show(value)} has no UTC offset; append Z or +00:00")
+        return _utc(parsed)
     raise ValueError(f"expected an ISO-8601 string, epoch milliseconds or datetime, got {type(value).__name__}")
+
+
+def _utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:  # e.g. 0001-01-01T00:00+01:00
+        raise ValueError(f"{value.isoformat()} is outside the years 1..9999 in UTC") from None
+
+
+def _is_list(value: Any) -> TypeGuard[Sequence[Any]]:
+    return isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray))
+
+
+def _is_int(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _uuid(data: Mapping[str, Any], field: str, problems: list[str]) -> str | None:
     value = data.get(field)
-    if value is None or value == "":
+    if value is None or (isinstance(value, str) and not value):
         problems.append(f"{field}: missing (a UUID is required)")
         return None
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if not isinstance(value, str):
+        problems.append(f"{field}: expected a UUID as text, got {type(value).__name__} {show(value)}")
+        return None
     try:
-        return str(uuid.UUID(str(value)))
+        return str(uuid.UUID(value))
     except ValueError:
-        problems.append(f"{field}: {value!r} is not a UUID")
+        problems.append(f"{field}: {show(value)} is not a UUID")
         return None
 
 
@@ -71,42 +117,77 @@ def _event_time(data: Mapping[str, Any], problems: list[str]) -> datetime | None
     if value is None:
         return datetime.now(timezone.utc)
     try:
-        return to_datetime(value)
+        when = to_datetime(value)
     except ValueError as exc:
         problems.append(f"event_time: {exc}")
         return None
+    if when < EVENT_TIME_RANGE[0]:
+        problems.append(f"event_time: {when.isoformat()} is before 1970 (a negative epoch time)")
+    return when
+
+
+def _object(value: Any, field: str, problems: list[str]) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        problems.append(f"{field}: expected an object, got {type(value).__name__} {show(value)}")
+        return {}
+    return dict(value)
 
 
 def _string_map(value: Any, field: str, problems: list[str]) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        problems.append(f"{field}: expected an object of strings, got {type(value).__name__}")
+        problems.append(f"{field}: expected an object of text values, got {type(value).__name__} {show(value)}")
         return {}
     out = {}
     for k, v in value.items():
-        if isinstance(v, (str, int, float, bool)):
-            out[str(k)] = v if isinstance(v, str) else str(v)
+        key = k if isinstance(k, str) else show(k)
+        if isinstance(v, str):
+            out[key] = v
+        elif isinstance(v, (int, float, bool)) and not (_is_int(v) and v.bit_length() > 64):
+            out[key] = str(v)
         else:
-            problems.append(f"{field}.{k}: values must be text or numbers, got {type(v).__name__}")
+            problems.append(f"{field}.{key}: values must be text or numbers, got {type(v).__name__} {show(v)}")
     return out
 
 
-def _avro_check(record_type: str, record: dict[str, Any], problems: list[str], check_schema: bool) -> None:
+def _number(value: Any, field: str, problems: list[str]) -> Any:
+    """``value`` as a finite float when it is a number (other types are left for the schema check)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return value
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        problems.append(f"{field}: {show(value)} is not a finite number")
+    return number
+
+
+def _finish(record_type: str, record: dict[str, Any], problems: list[str], check_schema: bool) -> None:
+    """Adds the schema's problems (except about fields already reported) and raises if there are any."""
+    if check_schema:
+        reported = [p.split(": ", 1)[0] for p in problems]
+        for problem in shape_problems(record, default_store().latest(record_type).reader):
+            field = problem.split(": ", 1)[0]
+            if not any(_related(field, r) for r in reported):
+                problems.append(problem)
     if problems:
         raise ValidationError(record_type, problems)
-    if not check_schema:
-        return
-    try:
-        validate(record, default_store().latest(record_type).parsed, raise_errors=True)
-    except AvroValidationError as exc:
-        raise ValidationError(record_type, [str(e) for e in exc.errors]) from None
+
+
+def _related(a: str, b: str) -> bool:
+    """Whether one field path is the other or inside it."""
+    short, long = sorted((a, b), key=len)
+    return long == short or long.startswith((short + ".", short + "["))
 
 
 def inference_record(data: Mapping[str, Any], check_schema: bool = True) -> dict[str, Any]:
     """A validated InferenceEvent record from ``data``; raises ValidationError.
 
-    ``check_schema=False`` skips the Avro type check, for records that were just decoded.
+    ``check_schema=False`` skips the schema check, for records that were just decoded.
     """
     problems: list[str] = []
     record = dict(data)
@@ -116,96 +197,149 @@ def inference_record(data: Mapping[str, Any], check_schema: bool = True) -> dict
 
     prompt = data.get("prompt")
     messages = data.get("prompt_messages")
-    if not prompt and messages:
+    if not prompt and _is_list(messages):
         prompt = "\n".join(f"{m.get('role')}: {m.get('content')}" for m in messages if isinstance(m, Mapping))
-    if not prompt:
+    if prompt is None or prompt == "":
         problems.append("prompt: missing or empty (give prompt text or prompt_messages)")
     record["prompt"] = prompt
-
-    raw = data.get("candidates")
-    candidates: list[Any] = []
-    if not isinstance(raw, Sequence) or isinstance(raw, str):
-        problems.append("candidates: missing (a list of at least 2 outputs is required)")
-    else:
-        for i, c in enumerate(raw):
-            candidates.append({"index": i, "text": c} if isinstance(c, str) else {"index": i, **c})
-        if len(candidates) < 2:
-            problems.append(f"candidates: {len(candidates)} given, at least 2 are needed for a comparison")
-        indices = [c.get("index") for c in candidates if isinstance(c, dict)]
-        if sorted(i for i in indices if isinstance(i, int)) != list(range(len(candidates))):
-            problems.append(f"candidates: indices {indices} must be 0..{len(candidates) - 1}, each once")
-    record["candidates"] = candidates
+    record["candidates"] = _candidates(data.get("candidates"), problems)
 
     model = data.get("model")
     if isinstance(model, str):
         model = {"name": model}
-    if not isinstance(model, Mapping) or not model.get("name"):
+    if isinstance(model, Mapping):
+        model = dict(model)
+        if not model.get("name"):
+            problems.append("model.name: missing (name the model that served the request)")
+    elif model is None:
         problems.append("model.name: missing (name the model that served the request)")
+    else:
+        problems.append(f"model: expected a name or an object with name, got {type(model).__name__} {show(model)}")
     record["model"] = model
 
-    sampling = dict(data.get("sampling") or {})
-    temperature, top_p = sampling.get("temperature"), sampling.get("top_p")
-    if isinstance(temperature, (int, float)) and (temperature < 0 or math.isnan(temperature)):
-        problems.append(f"sampling.temperature: {temperature} must be >= 0")
-    if isinstance(top_p, (int, float)) and not 0 < top_p <= 1:
-        problems.append(f"sampling.top_p: {top_p} must be in (0, 1]")
+    sampling = _object(data.get("sampling"), "sampling", problems)
     for key in ("temperature", "top_p"):
-        if isinstance(sampling.get(key), int) and not isinstance(sampling.get(key), bool):
-            sampling[key] = float(sampling[key])
+        if key in sampling:
+            sampling[key] = value = _number(sampling[key], f"sampling.{key}", problems)
+            if not isinstance(value, float) or not math.isfinite(value):
+                continue
+            if key == "temperature" and value < 0:
+                problems.append(f"sampling.temperature: {value} must be >= 0")
+            if key == "top_p" and not 0 < value <= 1:
+                problems.append(f"sampling.top_p: {value} must be in (0, 1]")
     sampling["extra"] = _string_map(sampling.get("extra"), "sampling.extra", problems)
     record["sampling"] = sampling
-    record["context"] = dict(data.get("context") or {})
+    record["context"] = _object(data.get("context"), "context", problems)
     record["metadata"] = _string_map(data.get("metadata"), "metadata", problems)
-    _avro_check("InferenceEvent", record, problems, check_schema)
+    _finish("InferenceEvent", record, problems, check_schema)
     return record
 
 
+def _candidates(raw: Any, problems: list[str]) -> list[Any]:
+    if raw is None:
+        problems.append("candidates: missing (a list of at least 2 outputs is required)")
+        return []
+    if not _is_list(raw):
+        problems.append(
+            f"candidates: expected a list of outputs (text, or objects with text), got {type(raw).__name__}"
+        )
+        return []
+    candidates: list[Any] = []
+    for i, c in enumerate(raw):
+        if isinstance(c, str):
+            candidates.append({"index": i, "text": c})
+        elif isinstance(c, Mapping):
+            candidates.append({"index": i} | dict(c))
+        else:
+            problems.append(f"candidates[{i}]: expected text or an object with text, got {type(c).__name__} {show(c)}")
+            candidates.append(c)
+    n = len(candidates)
+    if n < 2:
+        problems.append(f"candidates: {n} given, at least 2 are needed for a comparison")
+    elif n > MAX_CANDIDATES:
+        problems.append(f"candidates: {n} given, at most {MAX_CANDIDATES} are accepted")
+    else:
+        indices = [c.get("index") if isinstance(c, dict) else None for c in candidates]
+        if sorted(i for i in indices if _is_int(i)) != list(range(n)):
+            problems.append(f"candidates: indices {show(indices, 120)} must be 0..{n - 1}, each once")
+    return candidates
+
+
 def reference_problems(feedback: Mapping[str, Any], candidate_count: int | None) -> list[str]:
-    """What is wrong with the candidate indices ``feedback`` names.
+    """What is wrong with the candidate indices (and scores) ``feedback`` gives.
 
     With ``candidate_count`` None only checks that need no inference run
-    (negative indices, chosen == rejected, duplicates).
+    (negative indices, chosen == rejected, duplicates, non-finite scores).
     """
     problems: list[str] = []
-    kind = str(feedback.get("kind"))
+    kind = feedback.get("kind")
+    field = PAYLOAD_FIELD.get(kind) if isinstance(kind, str) else None
+    payload = feedback.get(field) if field else None
+    if field is None or payload is None:
+        return problems
 
-    def check(index: Any, where: str) -> None:
-        if not isinstance(index, int) or isinstance(index, bool) or index < 0:
-            problems.append(f"{where}: {index!r} is not a candidate index (an integer >= 0)")
-        elif candidate_count is not None and index >= candidate_count:
+    def check(index: Any, where: str) -> bool:
+        if not _is_int(index) or index < 0:
+            problems.append(f"{where}: {show(index)} is not a candidate index (an integer >= 0)")
+            return False
+        if candidate_count is not None and index >= candidate_count:
             n = candidate_count
             problems.append(f"{where}: candidate {index} does not exist; the inference has {n} (0..{n - 1})")
+            return False
+        return True
 
-    payload = feedback.get(PAYLOAD_FIELD[kind]) if kind in PAYLOAD_FIELD else None
-    if payload is None:
-        return problems
-    if kind == "PAIRWISE":
-        check(payload.get("chosen"), "pairwise.chosen")
-        check(payload.get("rejected"), "pairwise.rejected")
-        if payload.get("chosen") == payload.get("rejected"):
-            problems.append(f"pairwise: chosen and rejected are both candidate {payload.get('chosen')}")
-    elif kind in ("RANKING", "SCORES"):
-        field = PAYLOAD_FIELD[kind]
-        if not isinstance(payload, Sequence) or len(payload) < 2:
-            given = len(payload) if isinstance(payload, Sequence) else 0
-            problems.append(f"{field}: {given} given, at least 2 candidates are needed")
-            return problems
-        seen: set[Any] = set()
-        for n, entry in enumerate(payload):
-            index = entry.get("index") if isinstance(entry, Mapping) else None
-            check(index, f"{field}[{n}].index")
+    if kind in ("RANKING", "SCORES"):
+        _entries(payload, field, candidate_count, check, problems)
+    elif not isinstance(payload, Mapping):
+        problems.append(f"{field}: expected an object, got {type(payload).__name__} {show(payload)}")
+    elif kind == "PAIRWISE":
+        chosen, rejected = payload.get("chosen"), payload.get("rejected")
+        if check(chosen, "pairwise.chosen") & check(rejected, "pairwise.rejected") and chosen == rejected:
+            problems.append(f"pairwise: chosen and rejected are both candidate {chosen}")
+    else:
+        check(payload.get("index"), f"{field}.index")
+        value = payload.get("value")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            _number(value, f"{field}.value", problems)
+    return problems
+
+
+def _entries(payload: Any, field: str, candidate_count: int | None, check: Any, problems: list[str]) -> None:
+    """The checks of a RANKING or SCORES payload: a list of {index, rank} or {index, score}."""
+    if not _is_list(payload):
+        problems.append(f"{field}: expected a list of objects with index, got {type(payload).__name__} {show(payload)}")
+        return
+    if len(payload) < 2:
+        problems.append(f"{field}: {len(payload)} given, at least 2 candidates are needed")
+        return
+    if len(payload) > min(MAX_CANDIDATES, candidate_count or MAX_CANDIDATES):
+        limit = f"the inference has {candidate_count}" if candidate_count else f"at most {MAX_CANDIDATES} are accepted"
+        problems.append(f"{field}: {len(payload)} entries, but {limit}")
+        return
+    seen: set[Any] = set()
+    finite: list[float] = []
+    for n, entry in enumerate(payload):
+        if not isinstance(entry, Mapping):
+            problems.append(f"{field}[{n}]: expected an object with index, got {type(entry).__name__} {show(entry)}")
+            continue
+        index = entry.get("index")
+        if check(index, f"{field}[{n}].index"):
             if index in seen:
                 problems.append(f"{field}: candidate {index} appears twice")
             seen.add(index)
-            score = entry.get("score") if isinstance(entry, Mapping) else None
-            if kind == "SCORES" and isinstance(score, float) and not math.isfinite(score):
-                problems.append(f"scores[{n}].score: {score} is not a finite number")
-            rank = entry.get("rank") if isinstance(entry, Mapping) else None
-            if kind == "RANKING" and isinstance(rank, int) and rank < 1:
+        if field == "scores":
+            score = entry.get("score")
+            if isinstance(score, (int, float)) and not isinstance(score, bool):
+                before = len(problems)
+                number = _number(score, f"scores[{n}].score", problems)
+                if len(problems) == before:
+                    finite.append(number)
+        else:
+            rank = entry.get("rank")
+            if _is_int(rank) and rank < 1:
                 problems.append(f"ranking[{n}].rank: {rank} must be >= 1 (1 is best)")
-    else:
-        check(payload.get("index"), f"{PAYLOAD_FIELD[kind]}.index")
-    return problems
+    if len(finite) > 1 and not math.isfinite(max(finite) - min(finite)):
+        problems.append(f"scores: the spread {max(finite)} - ({min(finite)}) overflows a double; scale the scores down")
 
 
 def feedback_record(
@@ -221,36 +355,50 @@ def feedback_record(
     record["feedback_id"] = _uuid(data, "feedback_id", problems)
     record["request_id"] = _uuid(data, "request_id", problems)
     record["event_time"] = _event_time(data, problems)
-    kind = str(data.get("kind", "")).upper()
+    given = data.get("kind")
+    kind = given.upper() if isinstance(given, str) else ""
     record["kind"] = kind
-    if kind not in FEEDBACK_KINDS:
-        problems.append(f"kind: {data.get('kind')!r} is not one of {', '.join(FEEDBACK_KINDS)}")
+    if given is None:
+        problems.append(f"kind: missing (one of {', '.join(FEEDBACK_KINDS)})")
+    elif kind not in FEEDBACK_KINDS:
+        problems.append(f"kind: {show(given)} is not one of {', '.join(FEEDBACK_KINDS)}")
     else:
         for other_kind, field in PAYLOAD_FIELD.items():
             if other_kind != kind and data.get(field) is not None:
                 problems.append(f"{field}: set, but kind is {kind} (set only the {PAYLOAD_FIELD[kind]} field)")
         if data.get(PAYLOAD_FIELD[kind]) is None:
             problems.append(f"{PAYLOAD_FIELD[kind]}: missing; kind {kind} needs it")
-        if kind == "SCORES":
-            record["scores"] = [
-                {**s, "score": float(s["score"])} if isinstance(s, Mapping) and isinstance(s.get("score"), int) else s
-                for s in data["scores"] or []
-            ]
+        if kind == "SCORES" and _is_list(data["scores"]):
+            record["scores"] = [_with_float_score(s) for s in data["scores"]]
     problems += reference_problems(record, candidate_count)
 
     source = data.get("source")
     if isinstance(source, str):
         source = {"type": source}
-    if not isinstance(source, Mapping):
+    if source is None:
         problems.append(f"source: missing (one of {', '.join(SOURCE_TYPES)}, with its id)")
+    elif not isinstance(source, Mapping):
+        problems.append(f"source: expected a type or an object with type, got {type(source).__name__} {show(source)}")
     else:
-        source = {**source, "type": str(source.get("type", "")).upper()}
-        if source["type"] not in SOURCE_TYPES:
-            problems.append(f"source.type: {source.get('type')!r} is not one of {', '.join(SOURCE_TYPES)}")
+        source = dict(source)
+        if isinstance(source.get("type"), str):
+            source["type"] = source["type"].upper()
+        if source.get("type") not in SOURCE_TYPES:
+            problems.append(f"source.type: {show(source.get('type'))} is not one of {', '.join(SOURCE_TYPES)}")
         elif source["type"] in MODEL_SOURCES and not (source.get("name") and source.get("version")):
             problems.append(f"source: a {source['type']} judgement needs the model's name and version")
     record["source"] = source
     record.setdefault("explicit", kind not in ("IMPLICIT",))
     record["metadata"] = _string_map(data.get("metadata"), "metadata", problems)
-    _avro_check("FeedbackEvent", record, problems, check_schema)
+    _finish("FeedbackEvent", record, problems, check_schema)
     return record
+
+
+def _with_float_score(entry: Any) -> Any:
+    """A scores entry with an int score as a float (a too-large int is left for the finite check)."""
+    if isinstance(entry, Mapping) and _is_int(entry.get("score")):
+        try:
+            return {**entry, "score": float(entry["score"])}
+        except OverflowError:
+            return entry
+    return entry

@@ -1,4 +1,4 @@
-"""Delivery failures and back-pressure reach the caller; the caller is never blocked for long."""
+"""Delivery failures, back-pressure and oversized records reach the caller as the SDK's errors, never blocking long."""
 
 from __future__ import annotations
 
@@ -6,8 +6,16 @@ import time
 
 import pytest
 
-from preflog.producers import BackpressureError, DeliveryError, PreflogProducer, ProducerClosedError
+from preflog.producers import (
+    BackpressureError,
+    DeliveryError,
+    PreflogProducer,
+    ProducerClosedError,
+    RecordTooLargeError,
+)
+from preflog.producers.client import RECORD_OVERHEAD
 from preflog.schemas.codec import SingleObjectCodec
+from preflog.schemas.events import inference_record
 
 from ..conftest import inference
 
@@ -41,3 +49,29 @@ def test_closed_producer_refuses() -> None:
     producer.close(timeout=0.1)
     with pytest.raises(ProducerClosedError):
         producer.log_inference(inference())
+
+
+def test_size_limit_matches_the_kafka_client_to_the_byte() -> None:
+    """The SDK's pre-check counts what librdkafka counts (key + value + 36): the largest record passes."""
+    producer = PreflogProducer({**NOWHERE, "message.max.bytes": 3000}, SingleObjectCodec())
+    try:
+        base = inference(prompt="")
+        fixed = len(SingleObjectCodec().encode("InferenceEvent", inference_record(inference(prompt="p" * 2000))))
+        room = 3000 - RECORD_OVERHEAD - len(base["request_id"]) - (fixed - 2000)
+        producer.log_inference(inference(prompt="p" * room))  # exactly at the limit: librdkafka takes it
+        assert producer.produced == 1
+        with pytest.raises(RecordTooLargeError, match="3001 bytes, over the limit of 3000 bytes"):
+            producer.log_inference(inference(prompt="p" * (room + 1)))
+        assert producer.produced == 1
+    finally:
+        producer.close(timeout=0.1)
+
+
+def test_raw_send_of_too_many_bytes_is_the_sdk_error_not_a_kafka_exception() -> None:
+    producer = PreflogProducer({**NOWHERE, "message.max.bytes": 1000}, SingleObjectCodec())
+    try:
+        with pytest.raises(RecordTooLargeError, match="1072 bytes, over the limit of 1000 bytes"):
+            producer.send("t", "k" * 36, b"x" * 1000)
+        assert producer.produced == 0
+    finally:
+        producer.close(timeout=0.1)

@@ -47,7 +47,7 @@ CASES = [
         "wrong type in candidate",
         "inference",
         inference(candidates=[{"index": 0, "text": "a"}, {"index": 1, "text": 7}]),
-        "Candidate.text",
+        "candidates[1].text: expected text",
     ),
     Case("metadata not text", "inference", inference(metadata={"k": [1, 2]}), "metadata.k: values must be text"),
     Case(
