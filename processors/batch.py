@@ -107,7 +107,6 @@ class BatchJoin:
         self.last_offset.clear()
         self.last_seen.clear()
         self.last_check.clear()
-        self.state.discard()
 
     async def run(self, events: list[Any]) -> None:
         """Do one batch completely, or exit the process without acknowledging any of it."""

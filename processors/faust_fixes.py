@@ -20,6 +20,14 @@ Two defences:
   re-reads any skipped range directly (:mod:`preflog.processors.gaps`),
   joining those records before the one that revealed the gap; the metric
   ``preflog_processor_refetched_total`` counts them.
+* A skipped range at the tail of a partition has no later record to reveal
+  it. So when an input partition has delivered nothing for ``gap_check_s``,
+  the agent (on its next idle tick) reads on from the partition's last joined
+  offset, or its committed offset, to the end the fetch response reports
+  (never ListOffsets, which the embedded broker answers low), and joins what
+  it finds (:meth:`preflog.processors.batch.BatchJoin.read_quiet_partitions`).
+  Faust may still deliver those records later: a record at or before the last
+  joined offset of its partition is left out.
 
 The join ignores what it has already seen, so reading records again is safe.
 """
