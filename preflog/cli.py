@@ -19,6 +19,7 @@ from rich.table import Table
 from .connect import SERVICES, CommandGroup, StackDiscovery, command_args, may_use_broker, needs_broker
 from .console import console, out, override, progress_bar, settings_of
 from .errors import PreflogError
+from .reconcile_command import reconcile
 from .replay_command import replay
 from .schemas.registry import TOPIC_RECORDS
 from .settings import Settings, load_settings
@@ -546,6 +547,7 @@ def tail(
 
 
 app.command()(replay)
+app.command()(reconcile)
 app.command()(up)
 
 

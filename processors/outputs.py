@@ -49,6 +49,7 @@ class Source:
     key: bytes | None
     value: bytes | None
     at: Record
+    inference_at: Record | None = None  # the inference it was joined with, if any
 
 
 class OutputEncoder:
@@ -84,7 +85,9 @@ class OutputEncoder:
         """A dead letter of ``source``; its key and value are cut to a prefix if it would be over the limit."""
         failed_at = datetime.fromtimestamp(self.wall_ms() / 1000, tz=timezone.utc)
         reason = reason.encode("utf-8", "backslashreplace").decode()
-        record = dead_letter(reason, error_class, stage, source.key, source.value, source.at, failed_at)
+        record = dead_letter(
+            reason, error_class, stage, source.key, source.value, source.at, failed_at, source.inference_at
+        )
         value = self._encode("dead_letter", record)
         key = source.key
         if len(value) + len(key or b"") <= self.max_bytes:

@@ -80,9 +80,16 @@ def signal_record(inference: Record, feedback: Record, inference_at: Record, fee
 
 
 def unmatched_record(
-    reason: str, detail: str, record_type: str, record: Record, stream_time_ms: int, value: bytes, at: Record
+    reason: str,
+    detail: str,
+    record_type: str,
+    record: Record,
+    stream_time_ms: int,
+    value: bytes,
+    at: Record,
+    inference_at: Record | None = None,
 ) -> Record:
-    """An UnmatchedRecord keeping the original bytes."""
+    """An UnmatchedRecord keeping the original bytes (``inference_at``: the inference it was joined with)."""
     return {
         "reason": reason,
         "detail": detail,
@@ -93,6 +100,7 @@ def unmatched_record(
         "stream_time": datetime.fromtimestamp(stream_time_ms / 1000, tz=timezone.utc),
         "value": value,
         "source_offset": at,
+        "inference_offset": inference_at,
     }
 
 
@@ -104,8 +112,10 @@ def dead_letter(
     value: bytes | None,
     at: Record,
     failed_at: datetime | None = None,
+    inference_at: Record | None = None,
 ) -> Record:
-    """A DeadLetter keeping the original key and value (``failed_at`` defaults to now)."""
+    """A DeadLetter keeping the original key and value (``failed_at`` defaults to now; ``inference_at``: the
+    inference the record was joined with, if it failed after the join)."""
     return {
         "reason": reason,
         "error_class": error_class,
@@ -114,4 +124,5 @@ def dead_letter(
         "value": value,
         "source_offset": at,
         "failed_at": failed_at or datetime.now(timezone.utc),
+        "inference_offset": inference_at,
     }

@@ -1,0 +1,203 @@
+"""``preflog reconcile``: account for every record, from the input topics through the output topics to the files.
+
+It reads every partition of the six topics to its end (the fetch path, not
+ListOffsets: see notes on the embedded broker), the committed offsets of the
+processor and the sink, and the audit log's manifests and ids; the ledgers
+themselves are computed in :mod:`.ledger`. Read-only: it joins no group and
+commits nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow.parquet as pq
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, Message, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from preflog.errors import PreflogError
+from preflog.schemas.codec import Codec
+from preflog.schemas.registry import OUTPUT_RECORDS
+from preflog.settings import Settings
+
+from .incarnation import topic_ids
+from .ledger import InputRecord, Ledger, Outcomes, input_ledger, output_ledger
+from .manifest import MANIFEST_DIR, Manifest
+from .storage import Storage
+from .writer import ID_COLUMN
+
+__all__ = ["Reconciliation", "committed_offsets", "read_all", "reconcile"]
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Reconciliation:
+    """Both sides' ledgers; ``ok`` when nothing is unaccounted."""
+
+    outputs: list[Ledger] = field(default_factory=list)
+    inputs: list[Ledger] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and all(led.ok for led in self.outputs + self.inputs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "problems": self.problems,
+            "outputs": [led.to_dict() for led in self.outputs],
+            "inputs": [led.to_dict() for led in self.inputs],
+        }
+
+
+def read_all(
+    config: dict[str, Any], tps: list[tuple[str, int]], timeout: float = 120.0
+) -> dict[tuple[str, int], list[Message]]:
+    """Every record of each partition, from its first to its end as the fetch path reports it."""
+    out: dict[tuple[str, int], list[Message]] = {tp: [] for tp in tps}
+    if not tps:
+        return out
+    consumer = Consumer(
+        {**config, "group.id": "preflog-reconcile", "enable.auto.commit": False, "enable.partition.eof": True}
+    )
+    done: set[tuple[str, int]] = set()
+    try:
+        consumer.assign([TopicPartition(t, p, -2) for t, p in tps])  # -2: the beginning
+        deadline = time.monotonic() + timeout
+        while len(done) < len(tps):
+            if time.monotonic() > deadline:
+                raise PreflogError(f"reading to the end of {sorted(set(tps) - done)} took over {timeout:.0f} s")
+            for msg in consumer.consume(1000, 0.2):
+                where = (msg.topic() or "", msg.partition() or 0)
+                error = msg.error()
+                if error is None:
+                    out[where].append(msg)
+                    done.discard(where)  # more came after an end-of-partition
+                elif error.code() == KafkaError._PARTITION_EOF:
+                    done.add(where)
+                elif error.fatal():
+                    raise PreflogError(f"reading {where[0]}[{where[1]}]: {error}")
+    finally:
+        consumer.close()
+    return out
+
+
+def committed_offsets(admin: AdminClient, group: str) -> dict[tuple[str, int], int]:
+    request = [ConsumerGroupTopicPartitions(group)]
+    found = admin.list_consumer_group_offsets(request)[group].result(timeout=30)
+    return {(tp.topic, tp.partition): tp.offset for tp in found.topic_partitions if tp.offset >= 0}
+
+
+def _offset(at: dict[str, Any]) -> tuple[str, int, int]:
+    return (at["topic"], int(at["partition"]), int(at["offset"]))
+
+
+def _current(manifests: list[Manifest], topic_id: str) -> list[Manifest]:
+    """The manifests of the topic's current incarnation (see :mod:`.incarnation`)."""
+    if not manifests:
+        return []
+    if topic_id and any(m.topic_id for m in manifests):
+        return [m for m in manifests if m.topic_id == topic_id]
+    newest = max(m.incarnation for m in manifests)
+    return [m for m in manifests if m.incarnation == newest]
+
+
+def _stored_ids(storage: Storage, table: str, manifests: Iterable[Manifest]) -> set[str]:
+    column = ID_COLUMN[table]
+    ids: set[str] = set()
+    for path in sorted({m.file for m in manifests if m.file}):
+        try:
+            data = storage.read(path)
+        except FileNotFoundError:
+            continue  # reported: its range's ids are missing
+        ids.update(pq.read_table(io.BytesIO(data), columns=[column]).column(column).to_pylist())
+    return ids
+
+
+def reconcile(settings: Settings, storage: Storage, progress: Progress | None = None) -> Reconciliation:
+    """Account for every record of preflog's topics (see :mod:`.ledger` for the rules)."""
+    say = progress or (lambda _: None)
+    config = {**settings.kafka.client_config(), "log_level": 0}
+    admin = AdminClient(config)
+    codec: Codec = settings.make_codec()
+    t = settings.topics
+    result = Reconciliation()
+    metadata = admin.list_topics(timeout=10).topics
+    roles = {"inference": t.inference, "feedback": t.feedback} | {r: getattr(t, r) for r in OUTPUT_RECORDS}
+    absent = [name for name in roles.values() if name not in metadata]
+    if absent:
+        raise PreflogError(f"topic(s) {', '.join(absent)} do not exist on {settings.kafka.bootstrap_servers}")
+    tps = [(name, p) for name in roles.values() for p in sorted(metadata[name].partitions)]
+    say(f"reading {len(tps)} partitions to their end")
+    records = read_all(config, tps)
+    ids = topic_ids(admin, roles.values())
+    outcomes = Outcomes()
+    sink_committed = committed_offsets(admin, settings.sink.group_id)
+    for role, record_type in OUTPUT_RECORDS.items():
+        topic = roles[role]
+        say(f"checking {topic} against the audit log")
+        every = [
+            Manifest.from_json(storage.read(p)) for p in storage.list(f"{MANIFEST_DIR}/{role}") if p.endswith(".json")
+        ]
+        stored = _stored_ids(storage, role, every) if role in ID_COLUMN else None
+        for partition in sorted(metadata[topic].partitions):
+            by_offset: dict[int, str | None] = {}
+            for msg in records[(topic, partition)]:
+                try:
+                    value = codec.decode(msg.value() or b"", record_type, topic)
+                except PreflogError as exc:
+                    result.problems.append(f"{topic}[{partition}] offset {msg.offset()}: {exc}")
+                    continue
+                by_offset[msg.offset() or 0] = value.get(ID_COLUMN[role]) if role in ID_COLUMN else None
+                if role in ("pairs", "unpaired"):
+                    outcomes.joined.update({_offset(value["inference_offset"]), _offset(value["feedback_offset"])})
+                elif role == "unmatched":
+                    outcomes.unmatched[_offset(value["source_offset"])] = str(value["reason"])
+                else:
+                    outcomes.dead[_offset(value["source_offset"])] = str(value["error_class"])
+                if role in ("unmatched", "dead_letter") and value.get("inference_offset"):
+                    outcomes.joined.add(_offset(value["inference_offset"]))  # judged, though no pair came of it
+            mine = _current([m for m in every if (m.topic, m.partition) == (topic, partition)], ids.get(topic, ""))
+            result.outputs.append(
+                output_ledger(topic, partition, by_offset, mine, sink_committed.get((topic, partition)), stored)
+            )
+    say("accounting for every input record")
+    inputs: list[InputRecord] = []
+    for role, record_type in (("inference", "InferenceEvent"), ("feedback", "FeedbackEvent")):
+        topic = roles[role]
+        for partition in sorted(metadata[topic].partitions):
+            for msg in records[(topic, partition)]:
+                inputs.append(_input(codec, msg, role, record_type))
+    p = settings.processor
+    committed = committed_offsets(admin, p.app_id)
+    horizon = int((p.window_s + p.grace_s) * 1000)
+    result.inputs = input_ledger(inputs, outcomes, committed, horizon)
+    return result
+
+
+def _input(codec: Codec, msg: Message, role: str, record_type: str) -> InputRecord:
+    topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
+    value = msg.value() or b""
+    try:
+        record = codec.decode(value, record_type, topic)
+        event_ms = int(record["event_time"].timestamp() * 1000)
+    except (PreflogError, KeyError, AttributeError, ValueError, OverflowError):
+        return InputRecord(topic, partition, offset, None)
+    digest = hashlib.sha256(value).hexdigest()
+    return InputRecord(
+        topic,
+        partition,
+        offset,
+        role,
+        str(record["request_id"]),
+        str(record.get("feedback_id") or ""),
+        event_ms,
+        digest,
+    )
