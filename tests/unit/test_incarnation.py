@@ -8,7 +8,7 @@ import pytest
 
 from preflog.sinks.incarnation import END, decide
 from preflog.sinks.manifest import Manifest
-from preflog.sinks.naming import file_name, parse_file_name
+from preflog.sinks.naming import FileName, file_name, parse_file_name
 
 LATEST = Manifest(
     "pairs/dt=2026-11-01/x.parquet", "pairs", "t", 2, 100, 199, 100, 0, "", "PreferencePair", "00", "", 0, "A", "1:ab"
@@ -67,7 +67,7 @@ def test_incarnations_after_the_first_are_named_apart_and_sort_after_it() -> Non
     first = file_name("preflog.pairs.v1", 3, 0, 99)
     later = file_name("preflog.pairs.v1", 3, 0, 99, incarnation=1)
     assert first != later and "+i0001+" in later
-    assert parse_file_name(later) == parse_file_name(first).__class__("preflog.pairs.v1", 3, 0, 99, 1)  # type: ignore[union-attr]
+    assert parse_file_name(later) == FileName("preflog.pairs.v1", 3, 0, 99, 1)
     assert parse_file_name(first).incarnation == 0  # type: ignore[union-attr]
     assert sorted([later, first]) == [first, later]
 
