@@ -50,11 +50,24 @@ def test_invalid_events_never_reach_the_broker(kafka_config: dict[str, Any], top
     with PreflogProducer(kafka_config, SingleObjectCodec(), topics) as log:
         good = inference()
         log.log_inference(good)
-        for bad in [inference(candidates=["one"]), inference(request_id="nope")]:
+        bad_inferences = [
+            inference(candidates=["one"]),
+            inference(request_id="nope"),
+            inference(candidates=[1, 2]),  # was a TypeError
+            inference(sampling="hot"),  # was a ValueError
+            inference(prompt="\ud800"),  # was an encoder error naming no field
+            inference(candidates=["a", "b" * 1_100_000]),  # was a raw KafkaException (message.max.bytes)
+            inference(context={"email": "a@b.c"}),  # was silently dropped
+        ]
+        for bad in bad_inferences:
             with pytest.raises(ValidationError):
                 log.log_inference(bad)
-        with pytest.raises(ValidationError):
-            log.log_feedback(feedback(good["request_id"], pairwise={"chosen": 9, "rejected": 0}))
+        for bad_feedback in [
+            feedback(good["request_id"], pairwise={"chosen": 9, "rejected": 0}),
+            feedback(good["request_id"], pairwise="1>0"),  # was an AttributeError
+        ]:
+            with pytest.raises(ValidationError):
+                log.log_feedback(bad_feedback)
         log.log_feedback(feedback(good["request_id"]))
     assert len(read_topic(kafka_config, topics.inference, topics.partitions, expect=1, settle=2)) == 1
     assert len(read_topic(kafka_config, topics.feedback, topics.partitions, expect=1, settle=2)) == 1
