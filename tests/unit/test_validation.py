@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import io
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
+import fastavro
 import pytest
 
 from preflog.producers import PreflogProducer
 from preflog.schemas.codec import SingleObjectCodec
 from preflog.schemas.events import feedback_record, inference_record, to_datetime
 from preflog.schemas.exceptions import ValidationError
+from preflog.schemas.registry import default_store
 
 from ..conftest import feedback, inference
+from ..samples import all_samples
 
 RID = "0b0f6c1e-52a4-4cbb-8f0f-3f4b8f6f9d11"
 
@@ -159,3 +164,128 @@ def test_sdk_checks_indices_against_inference_it_logged(offline_producer: Preflo
     with pytest.raises(ValidationError, match="candidate 5 does not exist"):
         offline_producer.log_feedback(feedback(event["request_id"], pairwise={"chosen": 5, "rejected": 0}))
     assert offline_producer.produced == 1
+
+
+def raw_encode(record_type: str, record: dict[str, Any]) -> bytes:
+    """Avro single-object bytes straight from fastavro: what another producer could send, unvalidated."""
+    schema = default_store().latest(record_type)
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, schema.parsed, record)
+    return b"\xc3\x01" + schema.fingerprint + buf.getvalue()
+
+
+def decoded(record_type: str, **changes: Any) -> dict[str, Any]:
+    sample = {**all_samples()[record_type], **changes}
+    return SingleObjectCodec().decode(raw_encode(record_type, sample), record_type, "t")
+
+
+def scored(*scores: float) -> dict[str, Any]:
+    return {
+        "kind": "SCORES",
+        "pairwise": None,
+        "scores": [{"index": i, "score": s} for i, s in enumerate(scores)],
+        "source": {"type": "REWARD_MODEL", "id": None, "name": "rm", "version": "1"},
+    }
+
+
+@dataclass(frozen=True)
+class JoinCase:
+    name: str
+    record_type: str
+    changes: dict[str, Any]
+    candidate_count: int | None
+    field: str
+
+
+SAMPLING = all_samples()["InferenceEvent"]["sampling"]
+TWO = [{"index": 0, "text": "a"}, {"index": 1, "text": "b"}]
+JOIN_CASES = [
+    JoinCase(
+        "NaN temperature",
+        "InferenceEvent",
+        {"sampling": {**SAMPLING, "temperature": math.nan}},
+        None,
+        "sampling.temperature",
+    ),
+    JoinCase("infinite top_p", "InferenceEvent", {"sampling": {**SAMPLING, "top_p": math.inf}}, None, "sampling.top_p"),
+    JoinCase("duplicate candidate index", "InferenceEvent", {"candidates": [TWO[0], TWO[0]]}, None, "candidates"),
+    JoinCase(
+        "candidate index gap", "InferenceEvent", {"candidates": [TWO[0], {**TWO[1], "index": 5}]}, None, "candidates"
+    ),
+    JoinCase(
+        "300 candidates",
+        "InferenceEvent",
+        {"candidates": [{"index": i, "text": "x"} for i in range(300)]},
+        None,
+        "candidates",
+    ),
+    JoinCase(
+        "inference before 1970",
+        "InferenceEvent",
+        {"event_time": datetime(1960, 1, 1, tzinfo=timezone.utc)},
+        None,
+        "event_time",
+    ),
+    JoinCase(
+        "feedback before 1970",
+        "FeedbackEvent",
+        {"event_time": datetime(1, 1, 1, tzinfo=timezone.utc)},
+        None,
+        "event_time",
+    ),
+    JoinCase("chosen == rejected", "FeedbackEvent", {"pairwise": {"chosen": 1, "rejected": 1}}, None, "pairwise"),
+    JoinCase(
+        "negative rejected", "FeedbackEvent", {"pairwise": {"chosen": 1, "rejected": -2}}, None, "pairwise.rejected"
+    ),
+    JoinCase(
+        "chosen past the candidates", "FeedbackEvent", {"pairwise": {"chosen": 3, "rejected": 0}}, 3, "pairwise.chosen"
+    ),
+    JoinCase("NaN score", "FeedbackEvent", scored(1.0, math.nan), None, "scores[1].score"),
+    JoinCase("score spread overflows", "FeedbackEvent", scored(1.5e308, -1.5e308), None, "scores"),
+    JoinCase("more scores than candidates", "FeedbackEvent", scored(1.0, 0.5, 0.0), 2, "scores"),
+    JoinCase(
+        "ranking repeats a candidate",
+        "FeedbackEvent",
+        {"kind": "RANKING", "pairwise": None, "ranking": [{"index": 1, "rank": 1}, {"index": 1, "rank": 2}]},
+        None,
+        "ranking",
+    ),
+    JoinCase(
+        "rank 0",
+        "FeedbackEvent",
+        {"kind": "RANKING", "pairwise": None, "ranking": [{"index": 0, "rank": 0}, {"index": 1, "rank": 2}]},
+        None,
+        "ranking[0].rank",
+    ),
+    JoinCase(
+        "infinite rating value",
+        "FeedbackEvent",
+        {"kind": "RATING", "pairwise": None, "rating": {"index": 0, "label": True, "value": math.inf, "scale": None}},
+        None,
+        "rating.value",
+    ),
+    JoinCase(
+        "NaN implicit value",
+        "FeedbackEvent",
+        {
+            "kind": "IMPLICIT",
+            "pairwise": None,
+            "implicit": {"index": 0, "signal": "dwell", "label": True, "value": math.nan},
+        },
+        None,
+        "implicit.value",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", JOIN_CASES, ids=[c.name for c in JOIN_CASES])
+def test_decoded_records_are_checked_for_what_the_join_assumes(case: JoinCase) -> None:
+    """What the processor does with each input (decode, then validate without the schema check) refuses it."""
+    record = decoded(case.record_type, **case.changes)
+    with pytest.raises(ValidationError) as info:
+        if case.record_type == "InferenceEvent":
+            inference_record(record, check_schema=False)
+        else:
+            feedback_record(record, candidate_count=case.candidate_count, check_schema=False)
+    fields = [p.split(": ", 1)[0] for p in info.value.problems]
+    assert case.field in fields, info.value.problems
