@@ -32,7 +32,7 @@ import fastavro
 from .exceptions import DecodeError, ValidationError
 from .registry import SchemaStore, SchemaVersion, default_store, strip_uuid
 from .shape import shape_problems
-from .strict import BodyError, Checker, compile_checker
+from .strict import BodyError, Checker, cached_checker
 
 __all__ = [
     "DEFAULT_MAX_ITEMS",
@@ -124,7 +124,7 @@ class _StrictBodies:
         found = self._checkers.get((key, thorough))
         if found is None or found[0] is not writer:
             try:
-                found = self._checkers[(key, thorough)] = (writer, compile_checker(writer, thorough))
+                found = self._checkers[(key, thorough)] = (writer, cached_checker(writer, thorough))
             except ValueError as exc:
                 raise DecodeError(f"{what}: the writer schema cannot be checked: {exc}") from exc
         try:

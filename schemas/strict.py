@@ -28,10 +28,11 @@ The walker does not build values; fastavro still does the decoding.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["BodyError", "Checker", "compile_checker"]
+__all__ = ["BodyError", "Checker", "cached_checker", "compile_checker"]
 
 INT32 = (-(2**31), 2**31 - 1)
 INT64 = (-(2**63), 2**63 - 1)
@@ -302,6 +303,21 @@ def compile_checker(schema: Any, thorough: bool = False) -> Checker:
     exec(compile("\n".join(gen.lines), f"<strict checker {_name(schema)}>", "exec"), scope)
     checker: Checker = scope["check"]
     return checker
+
+
+_CACHE: OrderedDict[tuple[int, bool], tuple[Any, Checker]] = OrderedDict()
+_CACHE_SIZE = 64
+
+
+def cached_checker(schema: Any, thorough: bool = False) -> Checker:
+    """:func:`compile_checker`, compiled once per parsed schema object (about 5 ms each) for the process."""
+    key = (id(schema), thorough)
+    found = _CACHE.get(key)
+    if found is None or found[0] is not schema:  # the schema object itself is kept, so its id stays its own
+        found = _CACHE[key] = (schema, compile_checker(schema, thorough))
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return found[1]
 
 
 def _name(schema: Any) -> str:
