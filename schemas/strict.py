@@ -28,6 +28,7 @@ The walker does not build values; fastavro still does the decoding.
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -76,6 +77,29 @@ def _varint(data: bytes, p: int, bits: int, template: str, indices: tuple[int, .
     kind = "int (32 bits)" if bits == 32 else "long (64 bits)"
     _fail(template, indices, f"varint longer than {limit} bytes does not fit an Avro {kind}")
     raise AssertionError("unreachable")
+
+
+_VARINT_END = re.compile(rb"[\x80-\xff]{0,9}[\x00-\x7f]")
+
+
+def _skip(data: bytes, p: int, bits: int, template: str, indices: tuple[int, ...]) -> int:
+    """The position after a varint of three bytes or more whose value is not needed, checking it fits.
+
+    Zigzag maps int32 onto 0..2**32-1 and int64 onto 0..2**64-1, so the width
+    alone decides: at most 5 bytes with a last byte <= 0x0F for an int, at most
+    10 with a last byte <= 0x01 for a long.
+    """
+    found = _VARINT_END.match(data, p)
+    if found is None:
+        if len(data) - p < 10:
+            raise IndexError("body ends inside a varint")
+        _, end = _varint(data, p, bits, template, indices)  # raises: longer than 10 bytes
+        return end
+    end = found.end()
+    width, last = end - p, data[end - 1]
+    if (bits == 32 and (width > 5 or (width == 5 and last > 0x0F))) or (width == 10 and last > 0x01):
+        _varint(data, p, bits, template, indices)  # raises with the value in the message
+    return end
 
 
 def _index(data: bytes, p: int, template: str, indices: tuple[int, ...]) -> tuple[int, int]:
@@ -133,7 +157,7 @@ class _Gen:
         self.emit(ind, "elif data[p + 1] < 128:")  # two bytes: 14 bits, fits int and long
         self.emit(ind + 1, "p += 2")
         self.emit(ind, "else:")
-        self.emit(ind + 1, f"_, p = _varint(data, p, {bits}, {self.where(path)})")
+        self.emit(ind + 1, f"p = _skip(data, p, {bits}, {self.where(path)})")
 
     def string(self, ind: int, path: str, what: str = "string") -> None:
         where = self.where(path)
@@ -299,7 +323,14 @@ def compile_checker(schema: Any, thorough: bool = False) -> Checker:
     except RecursionError:
         raise ValueError("recursive Avro schemas are not supported by the strict decoder") from None
     gen.emit(1, "return p")
-    scope: dict[str, Any] = {"_varint": _varint, "_index": _index, "_length": _length, "_block": _block, "_fail": _fail}
+    scope: dict[str, Any] = {
+        "_varint": _varint,
+        "_skip": _skip,
+        "_index": _index,
+        "_length": _length,
+        "_block": _block,
+        "_fail": _fail,
+    }
     exec(compile("\n".join(gen.lines), f"<strict checker {_name(schema)}>", "exec"), scope)
     checker: Checker = scope["check"]
     return checker

@@ -21,7 +21,7 @@ from preflog.schemas.codec import DEFAULT_MAX_RECORD_BYTES, ConfluentCodec, Sing
 from preflog.schemas.exceptions import DecodeError
 from preflog.schemas.registry import default_store
 from preflog.schemas.shape import shape_problems
-from preflog.schemas.strict import compile_checker
+from preflog.schemas.strict import BodyError, compile_checker
 
 from ..samples import all_samples
 
@@ -240,3 +240,34 @@ def test_a_corrupted_body_is_a_decode_error_or_a_record_that_fits_its_schema(nam
     problems = [p for p in shape_problems(record, default_store().latest(name).reader) if "finite" not in p]
     assert problems == []
     codec.encode(name, record)  # and the join can write what it read
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "ok"),
+    [
+        ("int", 2**31 - 1, True),
+        ("int", -(2**31), True),
+        ("int", 2**31, False),
+        ("int", -(2**31) - 1, False),
+        ("int", 2**20, True),  # three bytes
+        ("long", 2**63 - 1, True),
+        ("long", -(2**63), True),
+        ("long", 2**63, False),
+        ("long", -(2**63) - 1, False),
+        ("long", 2**40, True),
+    ],
+)
+def test_the_widest_ints_and_longs_pass_and_one_more_does_not(kind: str, value: int, ok: bool) -> None:
+    schema = fastavro.parse_schema({"type": "record", "name": "R", "fields": [{"name": "n", "type": kind}]})
+    body = zz(value) + zz(7)
+    check = compile_checker(
+        fastavro.parse_schema(
+            {"type": "record", "name": "R2", "fields": [{"name": "n", "type": kind}, {"name": "m", "type": "int"}]}
+        )
+    )
+    if ok:
+        assert check(body, 10, 10) == len(body)
+        assert fastavro.schemaless_reader(io.BytesIO(zz(value)), schema, None) == {"n": value}
+    else:
+        with pytest.raises(BodyError, match=r"n: .*(does not fit|longer than)"):
+            check(body, 10, 10)
