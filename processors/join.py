@@ -173,6 +173,7 @@ class Joiner:
                     "(PREFLOG_PROCESSOR__MAX_EVENT_TIME_SKEW_S)"
                 )
                 return [self._dead(reason, "EventTimeSkew", "validate", key, value, at)]
+            self._unpoison(partition, event_ms)
         out += self._advance(partition, event_ms)  # kept if the join then fails on this record
         if record_type == "InferenceEvent":
             out += self._on_inference(partition, rid, value or b"", record, at)
@@ -209,6 +210,24 @@ class Joiner:
     def _saved_stream_time(self, partition: int) -> int | None:
         saved = self.state.get(STREAM_TIME_KEY.format(partition))
         return int(saved["st"]) if saved else None
+
+    def _unpoison(self, partition: int, event_ms: int) -> None:
+        """Drop a stream time further ahead of the clock than any event may be (saved before the skew check)."""
+        if partition not in self.stream_time:
+            saved = self._saved_stream_time(partition)
+            if saved is None:
+                return
+            self.stream_time[partition] = saved
+        limit = self.wall_ms() + self.config.max_event_time_skew_ms
+        if self.stream_time[partition] > limit:
+            log.warning(
+                "partition %d: stream time %d ms is ahead of the clock by more than max_event_time_skew_s (an event "
+                "time accepted before that check); it restarts from this event's time %d ms",
+                partition,
+                self.stream_time[partition],
+                event_ms,
+            )
+            self.stream_time[partition] = event_ms
 
     def _advance(self, partition: int, event_ms: int) -> list[Emit]:
         if partition not in self.stream_time:

@@ -453,3 +453,15 @@ def test_a_failing_state_store_stops_the_worker() -> None:
     h.joiner.state = StagedState(Broken())
     with pytest.raises(StateError, match="disk gone"):
         h.send(INF, inference())
+
+
+def test_a_stream_time_saved_far_in_the_future_before_the_skew_check_is_dropped() -> None:
+    """A partition poisoned by an earlier version (stream time 9999 saved) would expire every request on arrival."""
+    h = Harness()
+    h.wall = ms(100)
+    h.state["~stream-time/0"] = {"st": int(datetime(9999, 1, 1, tzinfo=timezone.utc).timestamp() * 1000), "p": 0}
+    inf = inference()
+    assert h.send(INF, inf, timestamp_ms=ms(0)) == []
+    assert roles(h.send(FB, feedback(inf["request_id"], event_time=at(2)), timestamp_ms=ms(2))) == ["pairs"]
+    h.joiner.tick(0)
+    assert h.state["~stream-time/0"]["st"] == ms(2)
