@@ -3,6 +3,18 @@
 from __future__ import annotations
 
 from .broker import BrokerError, EmbeddedBroker, free_port
+from .probe import BrokerUnreachable, check_broker
+from .runfile import StackRecord, find_running
 from .topics import ensure_topics, partition_counts
 
-__all__ = ["BrokerError", "EmbeddedBroker", "ensure_topics", "free_port", "partition_counts"]
+__all__ = [
+    "BrokerError",
+    "BrokerUnreachable",
+    "EmbeddedBroker",
+    "StackRecord",
+    "check_broker",
+    "ensure_topics",
+    "find_running",
+    "free_port",
+    "partition_counts",
+]
