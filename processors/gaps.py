@@ -142,6 +142,7 @@ def read_after(
             "enable.auto.commit": False,
             "enable.partition.eof": True,
             "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": 10,  # the end is what the first fetch reports: no waiting for new records
         }
     )
     out: dict[tuple[str, int], list[Record]] = {where: [] for where in starts}
@@ -152,7 +153,7 @@ def read_after(
         while open_:
             if time.monotonic() > deadline:
                 raise ProcessorError(f"reading on from {sorted(open_)}: no end of partition within {timeout:.0f} s")
-            for msg in consumer.consume(500, 0.2):
+            for msg in consumer.consume(500, 0.02):
                 where = (msg.topic() or "", msg.partition() or 0)
                 if where not in open_:
                     continue
