@@ -41,7 +41,7 @@ from preflog.errors import PreflogError
 from preflog.settings import Settings, settings_env
 
 from .broker import EmbeddedBroker
-from .runfile import StackRecord, find_running, read_record, record_incarnation, remove_record
+from .runfile import StackRecord, find_running, record_incarnation, remove_record
 from .topics import ensure_topics
 
 __all__ = ["FlowMonitor", "Service", "Stack", "StackRunningError"]
@@ -232,12 +232,14 @@ class Stack:
 
         ``urgent()`` turning true (a second Ctrl-C) kills what is still running instead of waiting.
         """
-        for service in reversed(self.services):
-            service.stop(urgent=urgent)
-        if self.broker is not None:
-            self.broker.stop(timeout=0.0 if urgent and urgent() else 10.0)
-        if self.record is not None and read_record(self.settings.data_dir) is not None:
-            remove_record(self.settings.data_dir, self.record.incarnation)
+        try:
+            for service in reversed(self.services):
+                service.stop(urgent=urgent)
+        finally:
+            if self.broker is not None:
+                self.broker.stop(timeout=0.0 if urgent and urgent() else 10.0)
+            if self.record is not None:
+                remove_record(self.settings.data_dir, self.record.incarnation)
 
     def pids(self) -> dict[str, int]:
         """Every child process by name (broker first)."""

@@ -139,8 +139,9 @@ def up(
         sent: dict[str, int] = {}
         monitor: FlowMonitor | None = None
         options = settings.sink.storage_options()
-        earlier = count_audit_files(settings.audit_url(), options)
+        earlier = 0
         try:
+            earlier = count_audit_files(settings.audit_url(), options)
             settings = stack.start()
             stack.start_processor(**({"window_s": 20.0, "grace_s": 5.0, "idle_timeout_s": 5.0} if demo else {}))
             stack.start_sink(**({"idle_flush_s": 3.0} if demo else {}))
@@ -170,11 +171,13 @@ def up(
         finally:
             signals.stopping()
             stop.set()
-            if sender is not None:
-                sender.join(5.0 if not signals.urgent() else 0.5)
-            if monitor is not None:
-                monitor.stop()
-            stack.stop(urgent=signals.urgent)
+            try:
+                if sender is not None:
+                    sender.join(5.0 if not signals.urgent() else 0.5)
+                if monitor is not None:
+                    monitor.stop()
+            finally:
+                stack.stop(urgent=signals.urgent)  # whatever failed above, the children stop
     _report(settings, monitor.counts if monitor is not None else None, sent, earlier)
 
 
