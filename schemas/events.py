@@ -95,6 +95,11 @@ def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _given(value: Any) -> bool:
+    """Not None and not empty text (other values are judged by the schema check, never by their truth value)."""
+    return value is not None and not (isinstance(value, str) and not value)
+
+
 def _uuid(data: Mapping[str, Any], field: str, problems: list[str]) -> str | None:
     value = data.get(field)
     if value is None or (isinstance(value, str) and not value):
@@ -197,9 +202,9 @@ def inference_record(data: Mapping[str, Any], check_schema: bool = True) -> dict
 
     prompt = data.get("prompt")
     messages = data.get("prompt_messages")
-    if not prompt and _is_list(messages):
+    if not _given(prompt) and _is_list(messages):
         prompt = "\n".join(f"{m.get('role')}: {m.get('content')}" for m in messages if isinstance(m, Mapping))
-    if prompt is None or prompt == "":
+    if not _given(prompt):
         problems.append("prompt: missing or empty (give prompt text or prompt_messages)")
     record["prompt"] = prompt
     record["candidates"] = _candidates(data.get("candidates"), problems)
@@ -209,7 +214,7 @@ def inference_record(data: Mapping[str, Any], check_schema: bool = True) -> dict
         model = {"name": model}
     if isinstance(model, Mapping):
         model = dict(model)
-        if not model.get("name"):
+        if not _given(model.get("name")):
             problems.append("model.name: missing (name the model that served the request)")
     elif model is None:
         problems.append("model.name: missing (name the model that served the request)")
@@ -385,7 +390,7 @@ def feedback_record(
             source["type"] = source["type"].upper()
         if source.get("type") not in SOURCE_TYPES:
             problems.append(f"source.type: {show(source.get('type'))} is not one of {', '.join(SOURCE_TYPES)}")
-        elif source["type"] in MODEL_SOURCES and not (source.get("name") and source.get("version")):
+        elif source["type"] in MODEL_SOURCES and not (_given(source.get("name")) and _given(source.get("version"))):
             problems.append(f"source: a {source['type']} judgement needs the model's name and version")
     record["source"] = source
     record.setdefault("explicit", kind not in ("IMPLICIT",))

@@ -36,6 +36,18 @@ class Bad:
     field: str  # the message must name this field
 
 
+class NoTruth:
+    """Like a numpy array: no truth value, and == answers with another one."""
+
+    def __bool__(self) -> bool:
+        raise ValueError("the truth value of an array is ambiguous")
+
+    def __eq__(self, other: object) -> NoTruth:  # type: ignore[override]
+        return NoTruth()
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 def scores(*values: Any) -> dict[str, Any]:
     return {
         "kind": "SCORES",
@@ -67,6 +79,14 @@ CASES = [
     Bad("prompt int", "inference", {"prompt": 42}, "prompt"),
     Bad("prompt bytes", "inference", {"prompt": b"Name a prime"}, "prompt"),
     Bad("prompt lone surrogate", "inference", {"prompt": "Name a prime \ud800"}, "prompt"),
+    Bad("prompt without a truth value", "inference", {"prompt": NoTruth()}, "prompt"),
+    Bad("model name without a truth value", "inference", {"model": {"name": NoTruth()}}, "model.name"),
+    Bad(
+        "judge version without a truth value",
+        "feedback",
+        {"source": {**REWARD_MODEL, "version": NoTruth()}},
+        "source.version",
+    ),
     Bad("prompt_messages str", "inference", {"prompt_messages": "hello"}, "prompt_messages"),
     Bad("prompt_messages item not a dict", "inference", {"prompt_messages": ["hello"]}, "prompt_messages[0]"),
     Bad(
