@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 
 from preflog.producers import (
     BackpressureError,
@@ -75,3 +77,35 @@ def test_raw_send_of_too_many_bytes_is_the_sdk_error_not_a_kafka_exception() -> 
         assert producer.produced == 0
     finally:
         producer.close(timeout=0.1)
+
+
+class Refusing:
+    """A Kafka client whose produce() refuses every record the way librdkafka does, with a KafkaException."""
+
+    def __init__(self, client: Any, code: int) -> None:
+        self.client, self.code = client, code
+
+    def produce(self, *args: Any, **kwargs: Any) -> None:
+        raise KafkaException(KafkaError(self.code))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+@pytest.mark.parametrize(
+    ("code", "error", "message"),
+    [
+        (KafkaError.MSG_SIZE_TOO_LARGE, RecordTooLargeError, "over the limit of 1000000 bytes"),
+        (KafkaError._INVALID_ARG, DeliveryError, "the Kafka client refused the record: .*; nothing was sent"),
+        (KafkaError._UNKNOWN_TOPIC, DeliveryError, "preflog.inference.v1: the Kafka client refused the record"),
+    ],
+)
+def test_a_kafka_exception_from_produce_is_never_raw(code: int, error: type[Exception], message: str) -> None:
+    producer = PreflogProducer(NOWHERE, SingleObjectCodec())
+    producer._producer = Refusing(producer._producer, code)  # type: ignore[assignment]
+    try:
+        with pytest.raises(error, match=message):
+            producer.log_inference(inference())
+        assert producer.produced == 0
+    finally:
+        producer._closed.set()
