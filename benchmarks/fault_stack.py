@@ -148,8 +148,9 @@ class Tansu:
 class Service:
     """One ``python -m preflog ...`` subprocess, started again after each kill."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str], logdir: Path) -> None:
-        self.name, self.args, self.env, self.logdir = name, args, env, logdir
+    def __init__(self, name: str, args: list[str], env: dict[str, str], logdir: Path, cwd: Path | None = None) -> None:
+        """``cwd`` (with ``PYTHONPATH`` in ``env``) selects which copy of preflog runs."""
+        self.name, self.args, self.env, self.logdir, self.cwd = name, args, env, logdir, cwd
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.kills = 0
@@ -166,6 +167,7 @@ class Service:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "preflog", *self.args],
                 env=self.env,
+                cwd=self.cwd,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -189,6 +191,35 @@ class Service:
         _kill_group(self.proc)
 
 
+CODE_DIRS = ("preflog", "schemas", "producers", "processors", "sinks", "deploy")
+
+
+def snapshot_code(repo: Path, dest: Path) -> dict[str, str]:
+    """Copy preflog's code as it is now to ``dest``; returns the environment that runs that copy.
+
+    Other people edit the working tree while a long run goes on; without a copy,
+    each restarted service would run whatever the files hold at that moment.
+    """
+    import shutil
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in CODE_DIRS:
+        shutil.copytree(repo / name, dest / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    return {"PYTHONPATH": str(dest)}
+
+
+def code_version(repo: Path) -> str:
+    """HEAD and how many files differ from it, e.g. ``57b5484 +3 modified``."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True).stdout
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", *CODE_DIRS], cwd=repo, capture_output=True, text=True
+        ).stdout
+    except OSError:
+        return "unknown"
+    return f"{head.strip()} +{len(dirty.splitlines())} uncommitted file(s) in the code folders"
+
+
 def base_env(bootstrap: str, topics: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFLOG_")}
     env["PREFLOG_KAFKA__BOOTSTRAP_SERVERS"] = bootstrap
@@ -200,7 +231,6 @@ def processor_env(bootstrap: str, topics: dict[str, str], state_dir: Path, **set
     env = base_env(bootstrap, topics)
     values = {
         "app_id": f"preflog-faults-{uuid.uuid4().hex[:8]}",
-        "tick_interval_s": 0.5,
         "session_timeout_s": 6,
         "metrics_port": 0,
         "producer_max_batch_size": 1,

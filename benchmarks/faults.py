@@ -56,7 +56,7 @@ for path in (HERE, HERE.parent):  # fault_* helpers beside this file; tests.tcp_
 import pyarrow.parquet as pq  # noqa: E402
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 from fault_inputs import BadInput, Expect, bad_inputs  # noqa: E402
-from fault_stack import Moto, Service, Tansu, processor_env, sink_env  # noqa: E402
+from fault_stack import Moto, Service, Tansu, code_version, processor_env, sink_env, snapshot_code  # noqa: E402
 
 from preflog.deploy.topics import ensure_topics  # noqa: E402
 from preflog.producers import PreflogProducer  # noqa: E402
@@ -105,27 +105,30 @@ class Plan:
     grace_s: float = 10.0
     idle_timeout_s: float = 30.0
     store: str = "rocksdb://"
+    tick_interval_s: float = 0.5
     sink_max_rows: int = 20
     converge_timeout_s: float = 90.0
     stall_s: float = 25.0
     seed: int = 11
+    snapshot: bool = True  # run the services from a copy of the code taken at the start
 
 
 SHORT = Plan(
     "short", requests=150, rate=6.0, bad_kinds=SHORT_BAD, broker_storage="memory", converge_timeout_s=120, stall_s=40
 )
-FULL = Plan(
+FULL = Plan(  # sized for Tansu's S3 engine on moto, which fetches a few hundred single-record batches per second
     "full",
-    requests=1500,
-    rate=4.0,
-    partitions=4,
+    requests=450,
+    rate=1.5,
+    partitions=3,
+    tick_interval_s=2.0,
     processor_kills=12,
     sink_kills=12,
     broker_restarts=1,
     broker_cuts=[("refuse", 15.0), ("blackhole", 15.0)],
     s3_outages=[("blackhole", 30.0), ("refuse", 30.0)],
-    converge_timeout_s=300,
-    stall_s=120,
+    converge_timeout_s=420,
+    stall_s=150,
 )
 
 
@@ -251,7 +254,10 @@ class Run:
         self.sender: Sender | None = None
         self.bucket = "audit"
         self.prefix = f"log-{suffix}"
-        self.memory_broker: Any = None
+        self.converged = False
+        self.code_env: dict[str, str] = {}
+        self.code_dir: Path | None = None
+        self.version = code_version(HERE.parent)
 
     # -- stack ---------------------------------------------------------------------------------
 
@@ -266,6 +272,9 @@ class Run:
 
     def start(self) -> None:
         p = self.plan
+        if p.snapshot:
+            self.code_dir = self.dir / "code"
+            self.code_env = snapshot_code(HERE.parent, self.code_dir)
         self.moto = Moto(self.dir / "moto.log")
         self.moto.create_bucket(self.bucket)
         self.s3_proxy = TcpProxy(self.moto.port)
@@ -286,8 +295,10 @@ class Run:
             grace_s=p.grace_s,
             idle_timeout_s=p.idle_timeout_s,
             store=p.store,
+            tick_interval_s=p.tick_interval_s,
         )
-        self.processor = Service("processor", ["process", "--loglevel", "info"], penv, self.dir)
+        penv.update(self.code_env)
+        self.processor = Service("processor", ["process", "--loglevel", "info"], penv, self.dir, self.code_dir)
         senv = sink_env(
             self.bootstrap,
             topics,
@@ -297,7 +308,8 @@ class Run:
             idle_flush_s=0.5,
             max_age_s=2,
         )
-        self.sink = Service("sink", ["sink"], senv, self.dir)
+        senv.update(self.code_env)
+        self.sink = Service("sink", ["sink"], senv, self.dir, self.code_dir)
         self.processor.start()
         self.sink.start()
         self.sender = Sender(self.kafka_config, self.topics)
@@ -701,13 +713,24 @@ def reconcile(run: Run) -> dict[str, Any]:
     """``preflog reconcile --json`` over the audit log, if this preflog has it."""
     assert run.sink is not None and run.moto is not None and run.processor is not None
     env = {**run.processor.env, **run.sink.env, "PREFLOG_SINK__S3_ENDPOINT_URL": run.moto.endpoint}
+    cwd = run.code_dir
     probe = subprocess.run(
-        [sys.executable, "-m", "preflog", "reconcile", "--help"], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "preflog", "reconcile", "--help"],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     if probe.returncode != 0:
         return {"available": False, "note": "preflog reconcile is not available in this checkout"}
     result = subprocess.run(
-        [sys.executable, "-m", "preflog", "reconcile", "--json"], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "preflog", "reconcile", "--json"],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     out: dict[str, Any] = {"available": True, "exit_code": result.returncode}
     try:
@@ -764,7 +787,9 @@ def run_plan(plan: Plan, workdir: Path | None = None) -> dict[str, Any]:
         run.close()
     results.update(
         plan=asdict(plan),
+        code=run.version + (" (services run from a copy taken at the start)" if plan.snapshot else ""),
         workdir=str(workdir),
+        converged=run.converged,
         runtime_s=round(time.monotonic() - started, 1),
         faults=dict(run.faults),
         crashes=run.crashes,
@@ -821,6 +846,7 @@ def converge(run: Run, exp: Expected) -> dict[str, list[dict[str, Any]]]:
                 f"converged={done}: {len(stored & exp.pairs)}/{len(exp.pairs)} pairs, "
                 f"{len(um & want_um)}/{len(want_um)} unmatched, {len(cache)} files"
             )
+            run.converged = done
             time.sleep(4)  # anything extra (a duplicate) shows up now
             return run.read_log(cache)
         time.sleep(2)
@@ -833,6 +859,7 @@ def table(results: dict[str, Any]) -> str:
     rows += [("events sent", "")]
     rows += [(f"  {k}", str(v)) for k, v in results["events_sent"].items()]
     rows += [
+        ("everything expected arrived", "yes" if results["converged"] else "NO (stopped waiting: no progress)"),
         ("pairs expected / stored", f"{p['expected']} / {p['stored']} ({p['rows']} rows)"),
         ("pairs lost", f"{p['lost']}" + (f" {p['lost_in']}" if p["lost"] else "")),
         ("pairs duplicated (same pair_id twice)", str(p["duplicated"])),
@@ -860,6 +887,7 @@ def table(results: dict[str, Any]) -> str:
         ("records never delivered", str(len(results["never_delivered"]))),
         ("services crashed by themselves", str(len(results["crashes"]))),
         ("reconcile", _reconcile_summary(results["reconcile"])),
+        ("code", results["code"]),
         ("runtime", f"{results['runtime_s']} s"),
         ("RESULT", "PASS" if results["ok"] else "FAIL"),
     ]
