@@ -72,7 +72,14 @@ class PreflogProducer:
         max_block_ms: int = 50,
         remember_requests: int = 100_000,
         on_delivery: DeliveryCallback | None = None,
+        max_value_bytes: int | None = None,
     ) -> None:
+        """A producer on ``kafka_config`` (librdkafka keys) writing with ``codec``.
+
+        ``max_value_bytes`` refuses encoded events larger than this (RecordTooLargeError) on top of
+        ``message.max.bytes``; :meth:`from_settings` sets it to ``processor.max_input_bytes``, past
+        which the join would dead-letter the event (InputTooLarge).
+        """
         config = {
             "enable.idempotence": True,
             "acks": "all",
@@ -81,6 +88,7 @@ class PreflogProducer:
         }
         self._producer = Producer(config)
         self.message_max_bytes = int(config.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES))
+        self.max_value_bytes = max_value_bytes
         self.codec = codec
         self.topics = topics or TopicSettings()
         self.max_block_ms = max_block_ms
@@ -104,6 +112,7 @@ class PreflogProducer:
             "delivery.timeout.ms": p.delivery_timeout_ms,
         }
         kwargs.setdefault("max_block_ms", p.max_block_ms)
+        kwargs.setdefault("max_value_bytes", settings.processor.max_input_bytes)
         return cls(config, settings.make_codec(), settings.topics, **kwargs)
 
     def _poll_loop(self) -> None:
@@ -153,6 +162,9 @@ class PreflogProducer:
         if size > self.message_max_bytes:
             setting = f"the Kafka client's message.max.bytes, counting the key and {RECORD_OVERHEAD} bytes of overhead"
             raise RecordTooLargeError(record_type, size, self.message_max_bytes, setting, _largest_texts(record))
+        if self.max_value_bytes is not None and len(value) > self.max_value_bytes:
+            setting = "max_value_bytes, the processor's max_input_bytes: the join would dead-letter it"
+            raise RecordTooLargeError(record_type, len(value), self.max_value_bytes, setting, _largest_texts(record))
         codec_limit = getattr(self.codec, "max_record_bytes", None)
         body = len(value) - int(getattr(self.codec, "header_size", 0))
         if codec_limit is not None and body > codec_limit:

@@ -20,6 +20,7 @@ from preflog.producers import PreflogProducer, RecordTooLargeError
 from preflog.schemas.codec import SingleObjectCodec
 from preflog.schemas.events import feedback_record, inference_record
 from preflog.schemas.exceptions import ValidationError
+from preflog.settings import Settings
 
 from ..conftest import feedback, inference
 
@@ -385,5 +386,19 @@ def test_any_value_in_any_field_is_sent_or_a_validation_error(event_type: str, d
         decoded = producer.codec.decode(value, record_type, "t")
         check = inference_record if event_type == "inference" else feedback_record
         check(decoded, check_schema=False)  # what the processor does with it
+    finally:
+        producer._closed.set()
+
+
+def test_from_settings_refuses_what_the_join_would_dead_letter_as_too_large() -> None:
+    kafka = {"bootstrap_servers": "127.0.0.1:1", "extra": {"log_level": "0"}}
+    settings = Settings(kafka=kafka, processor={"max_input_bytes": 2048})
+    producer = PreflogProducer.from_settings(settings)
+    producer._producer = Spy(producer._producer)  # type: ignore[assignment]
+    try:
+        producer.log_inference(inference())
+        with pytest.raises(RecordTooLargeError, match=r"over the limit of 2048 bytes \(max_value_bytes, the processor"):
+            producer.log_inference(inference(prompt="p" * 3000))
+        assert len(sent(producer)) == 1
     finally:
         producer._closed.set()
