@@ -284,7 +284,16 @@ def _conflicting(rng: random.Random, when: datetime) -> list[BadInput]:
     other = {**inf, "prompt": "something else entirely"}
     return [
         _companion(rid, inf, Expect("none")),  # its pair is the feedback's outcome
-        BadInput("", "feedback", rid.encode(), encode("FeedbackEvent", fb), Expect("pairs", (1, 0)), fb["feedback_id"]),
+        BadInput(
+            "",
+            "feedback",
+            rid.encode(),
+            encode("FeedbackEvent", fb),
+            Expect("pairs", (1, 0)),
+            fb["feedback_id"],
+            rid,
+            True,
+        ),
         BadInput(
             "", "inference", rid.encode(), encode("InferenceEvent", other), _dl("ConflictingInference"), None, rid
         ),

@@ -173,6 +173,24 @@ class Service:
                 start_new_session=True,
             )
 
+    def ready(self, marker: str) -> bool:
+        """Whether the log of the current start holds ``marker`` (e.g. Faust's "Worker]: Ready")."""
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return False
+        return marker in text.rsplit(f"===== start {self.starts} at", 1)[-1]
+
+    def wait_ready(self, marker: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.ready(marker):
+                return True
+            if not self.alive():
+                return False
+            time.sleep(0.2)
+        return False
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 

@@ -66,6 +66,7 @@ from preflog.settings import TopicSettings  # noqa: E402
 from tests.tcp_proxy import TcpProxy  # noqa: E402
 
 CODEC = SingleObjectCodec()
+READY = "[^Worker]: Ready"  # Faust's log line when the worker has recovered its tables
 TABLES = ("pairs", "unpaired", "unmatched", "dead_letter")
 COLUMNS = {
     "pairs": ["pair_id", "feedback_id", "chosen_index", "rejected_index"],
@@ -407,15 +408,18 @@ class Run:
                 service.start()
 
     def kill_processor(self) -> None:
+        """kill -9 once the worker is up and joining (at a random moment after Ready), or during its start-up."""
         assert self.processor is not None
-        self.processor.kill()
-        self.faults["kill -9 processor (running)"] += 1
-        self.processor.start()
-        if self.rng.random() < 0.3:  # again during start-up and changelog recovery
+        if self.rng.random() < 0.7:
+            ready = self.processor.wait_ready(READY, timeout=90)
+            time.sleep(self.rng.uniform(0.0, 5.0))
+            label = "running, after Ready" if ready else "not Ready after 90 s"
+        else:
             time.sleep(self.rng.uniform(0.5, 4.0))
-            self.processor.kill()
-            self.faults["kill -9 processor (during start-up)"] += 1
-            self.processor.start()
+            label = "running" if self.processor.ready(READY) else "during start-up/recovery"
+        self.processor.kill()
+        self.faults[f"kill -9 processor ({label})"] += 1
+        self.processor.start()
 
     def kill_sink(self) -> None:
         assert self.sink is not None
@@ -625,14 +629,17 @@ def check(run: Run, exp: Expected, rows: dict[str, list[dict[str, Any]]], topic_
 
     # every record sent for a reason: its outcome, found by its offset
     bad_report = []
-    accounted = 0
-    total = 0
+    accounted = total = dl_ok = dl_total = companions_wrong = 0
     for label, item, e, b in exp.at_offset:
         outcome = _outcome(item, e, b, dl_by_offset, um_by_offset, stored_pairs)
         is_bad = b is None or not b.companion
+        companions_wrong += not is_bad and not outcome["ok"]
         if is_bad:
             total += 1
             accounted += outcome["ok"]
+            if e.table == "dead_letter":
+                dl_total += 1
+                dl_ok += outcome["ok"]
         bad_report.append({"kind": label, "companion": not is_bad, "expected": e.describe(), **outcome})
 
     never_delivered = [s.label for s in run.sender.sent if not s.offsets] if run.sender else []
@@ -673,7 +680,14 @@ def check(run: Run, exp: Expected, rows: dict[str, list[dict[str, Any]]], topic_
         "unmatched": unmatched_report,
         "unmatched_duplicated_by_offset": um_duplicated,
         "dead_letters": {"rows": len(rows["dead_letter"]), "duplicated_by_offset": dl_duplicated},
-        "bad_inputs": {"accounted": accounted, "expected": total, "records": bad_report},
+        "bad_inputs": {
+            "accounted": accounted,
+            "expected": total,
+            "dead_lettered_with_reason": dl_ok,
+            "dead_letters_expected": dl_total,
+            "companions_wrong": companions_wrong,
+            "records": bad_report,
+        },
         "never_delivered": never_delivered,
     }
 
@@ -809,6 +823,7 @@ def run_plan(plan: Plan, workdir: Path | None = None) -> dict[str, Any]:
         and results["signals"]["lost"] == 0
         and results["signals"]["duplicated"] == 0
         and b["accounted"] == b["expected"]
+        and b["companions_wrong"] == 0
         and all(v["missing"] == 0 and v["duplicated"] == 0 for v in results["unmatched"].values())
         and results["dead_letters"]["duplicated_by_offset"] == 0
         and not results["never_delivered"]
@@ -883,7 +898,12 @@ def table(results: dict[str, Any]) -> str:
             f"{results['dead_letters']['rows']} ({results['dead_letters']['duplicated_by_offset']})",
         ),
         ("unmatched dup by source offset", str(results["unmatched_duplicated_by_offset"])),
-        ("bad inputs accounted for / expected", f"{b['accounted']} / {b['expected']}"),
+        (
+            "bad inputs dead-lettered with a reason / expected",
+            f"{b['dead_lettered_with_reason']} / {b['dead_letters_expected']}",
+        ),
+        ("bad inputs with their expected outcome / all", f"{b['accounted']} / {b['expected']}"),
+        ("valid companions of bad inputs with a wrong outcome", str(b["companions_wrong"])),
         ("records never delivered", str(len(results["never_delivered"]))),
         ("services crashed by themselves", str(len(results["crashes"]))),
         ("reconcile", _reconcile_summary(results["reconcile"])),
@@ -939,7 +959,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, help="override the number of generated requests")
     parser.add_argument("--seed", type=int, help="override the seed")
     parser.add_argument("--workdir", type=Path, help="where logs go (default: a new temp folder)")
+    parser.add_argument("--list-bad-inputs", action="store_true", help="print each kind of bad input and its outcome")
     args = parser.parse_args(argv)
+    if args.list_bad_inputs:
+        for b in bad_inputs(0, datetime.now(timezone.utc)):
+            role = f"{b.role} (valid companion)" if b.companion else b.role
+            print(f"{b.kind:60s} {role:28s} -> {b.expect.describe()}")
+        return 0
     plan = FULL if args.full else SHORT
     if args.requests:
         plan.requests = args.requests
