@@ -30,6 +30,15 @@ Record = dict[str, Any]
 ENCODE_ERRORS = (ValidationError, ValueError, TypeError, OverflowError, KeyError, AttributeError, struct.error)
 #: room left for the reason's truncation note and varint lengths when a dead letter is cut down
 _SLACK = 512
+#: the longest reason a dead letter carries (a reason may quote the record: a huge key, say)
+MAX_REASON_CHARS = 4000
+
+
+def _short(text: str) -> str:
+    text = text.encode("utf-8", "backslashreplace").decode()
+    if len(text) <= MAX_REASON_CHARS:
+        return text
+    return f"{text[:MAX_REASON_CHARS]}... ({len(text) - MAX_REASON_CHARS} more characters)"
 
 
 @dataclass(frozen=True)
@@ -84,11 +93,15 @@ class OutputEncoder:
     def dead(self, reason: str, error_class: str, stage: str, source: Source) -> Emit:
         """A dead letter of ``source``; its key and value are cut to a prefix if it would be over the limit."""
         failed_at = datetime.fromtimestamp(self.wall_ms() / 1000, tz=timezone.utc)
-        reason = reason.encode("utf-8", "backslashreplace").decode()
+        reason = _short(reason)
         record = dead_letter(
             reason, error_class, stage, source.key, source.value, source.at, failed_at, source.inference_at
         )
-        value = self._encode("dead_letter", record)
+        try:
+            value = self._encode("dead_letter", record)
+        except ENCODE_ERRORS as exc:  # not seen: every field comes from Kafka or from preflog; keep what can be
+            record.update(key=None, value=None, reason=_short(f"{reason}; key and value not kept: {exc}"))
+            return Emit("dead_letter", None, record, self._encode("dead_letter", record))
         key = source.key
         if len(value) + len(key or b"") <= self.max_bytes:
             return Emit("dead_letter", key, record, value)

@@ -465,3 +465,15 @@ def test_a_stream_time_saved_far_in_the_future_before_the_skew_check_is_dropped(
     assert roles(h.send(FB, feedback(inf["request_id"], event_time=at(2)), timestamp_ms=ms(2))) == ["pairs"]
     h.joiner.tick(0)
     assert h.state["~stream-time/0"]["st"] == ms(2)
+
+
+def test_a_dead_letter_quoting_a_huge_key_stays_under_the_output_limit() -> None:
+    """The KeyMismatch reason quotes the key: a 2 MB key once made a 2 MB reason, too large to send."""
+    h = Harness(max_output_bytes=100_000)
+    inf = inference()
+    value = h.codec.encode("InferenceEvent", inference_record(inf))
+    (out,) = h.raw(INF, b"k" * 2_000_000, value)
+    assert out.role == "dead_letter" and out.record["error_class"] == "KeyMismatch"
+    assert len(out.value) + len(out.key or b"") <= 100_000
+    assert "more characters" in out.record["reason"] and "truncated" in out.record["reason"]
+    assert out.record["value"] == value  # the value fits: kept whole
