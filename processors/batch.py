@@ -25,6 +25,16 @@ state would be written later with another batch. Exiting before that
 is restarted (by its supervisor: Kubernetes, systemd) from the last committed
 offset, and the records are joined again (at-least-once; pair_ids repeat).
 The staged state is discarded first, for a caller that does not exit.
+
+Why the process, not the agent: the ack cannot be stopped from inside the
+agent. ``take_events`` yields a copy of its event list and acks its own list
+in ``finally:`` (on the exception, on the generator's close, or on its
+finalisation); ``Agent._execute_actor`` then marks the actor crashed and the
+``OneForOneSupervisor`` starts a new one on the same stream, whose position
+is already past the batch. Setting ``message.acked`` by hand would keep the
+offsets out of the commit, but Faust would then wait for those messages on
+every rebalance and never fetch them again in this process, so a restart
+is needed anyway; exiting is the same outcome without the wait.
 """
 
 from __future__ import annotations
