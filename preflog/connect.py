@@ -22,7 +22,7 @@ from .deploy.runfile import StackRecord, find_running
 __all__ = ["BROKER_COMMANDS", "CommandGroup", "StackDiscovery", "command_args", "may_use_broker", "needs_broker"]
 
 # Commands that always talk to Kafka (first word after `preflog`), except in the modes below.
-BROKER_COMMANDS = {"produce", "generate", "tail", "topics", "offsets", "process", "sink", "replay"}
+BROKER_COMMANDS = {"produce", "generate", "tail", "topics", "offsets", "process", "sink", "replay", "reconcile"}
 # Commands that never talk to Kafka (`up` starts its own broker).
 NO_BROKER_COMMANDS = {"up", "verify", "export"}
 # Long-running services: they keep their client's log (it is their output, e.g. under `preflog up`).

@@ -106,7 +106,6 @@ class ProcessorSettings(BaseModel):
     producer_max_batch_size: int = Field(
         16384, ge=1, description="bytes per produce batch; the embedded broker needs 1 (see docs/broker-quirks.md)"
     )
-
     max_input_bytes: int = Field(
         600_000,
         ge=1024,
@@ -132,6 +131,7 @@ class ProcessorSettings(BaseModel):
         description="an input partition quiet this long is checked (by fetching) for records past the last one "
         "joined, which are then read directly and joined (see processors/faust_fixes.py)",
     )
+
 
 class SinkSettings(BaseModel):
     """The audit-log writer (``preflog sink``)."""

@@ -115,6 +115,10 @@ def up(
     duration: Annotated[float, typer.Option(help="Stop after this many seconds (0 = run until Ctrl-C).")] = 0.0,
     requests: Annotated[int, typer.Option(help="With --demo: inference events to generate.")] = 200,
     rate: Annotated[float, typer.Option(help="With --demo: requests per second.")] = 20.0,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="With --demo: the generator's seed (default: a new one each run, so runs add new requests)."),
+    ] = None,
 ) -> None:
     """Start preflog on this machine: embedded Kafka-protocol broker (Tansu), topics, processor and sink.
 
@@ -160,7 +164,7 @@ def up(
             monitor = FlowMonitor(settings.kafka.client_config(), settings.topics.all(), settings.topics.partitions)
             monitor.start()
             if demo:
-                sender = _start_demo(settings, requests, rate, stop, sent)
+                sender = _start_demo(settings, requests, rate, seed, stop, sent)
             progress = FlowProgress(settings.audit_url(), options, earlier)
             counts = monitor.counts
             with ProgressView(lambda: progress.line(counts)) as view:
@@ -182,16 +186,23 @@ def up(
 
 
 def _start_demo(
-    settings: Settings, requests: int, rate: float, stop: threading.Event, sent: dict[str, int]
+    settings: Settings, requests: int, rate: float, seed: int | None, stop: threading.Event, sent: dict[str, int]
 ) -> threading.Thread:
-    """Send synthetic traffic from a thread until done or ``stop`` is set; ``sent`` gets the counts."""
+    """Send synthetic traffic from a thread until done or ``stop`` is set; ``sent`` gets the counts.
+
+    Each run draws a new seed unless one is given: the same seed gives the same request and feedback ids, which
+    the audit log (rightly) stores once, so a second demo in the same data directory would add nothing new.
+    """
+    import secrets
+
     from .producers.client import PreflogProducer
     from .producers.generator import TrafficProfile
     from .producers.generator import generate as make_events
     from .producers.traffic import send_traffic
 
     producer = PreflogProducer.from_settings(settings)
-    events = make_events(replace(TrafficProfile(), requests=requests, rate=rate))
+    seed = secrets.randbelow(2**31) if seed is None else seed
+    events = make_events(replace(TrafficProfile(), requests=requests, rate=rate, seed=seed))
 
     def run() -> None:
         try:
@@ -201,5 +212,5 @@ def _start_demo(
 
     sender = threading.Thread(target=run, name="preflog-demo", daemon=True)
     sender.start()
-    _say(f"demo: sending {len(events)} events at {rate:g} requests/s")
+    _say(f"demo: sending {len(events)} events at {rate:g} requests/s (seed {seed})")
     return sender

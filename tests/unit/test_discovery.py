@@ -37,6 +37,7 @@ class Case:
         Case(["replay", "--dry-run"], True),
         Case(["process"], True),
         Case(["sink"], True),
+        Case(["reconcile", "--json"], True),
         Case(["verify"], False),
         Case(["export", "out.jsonl"], False),
         Case(["up", "--demo"], False),
