@@ -116,7 +116,7 @@ def test_a_quiet_partition_is_read_on_past_its_last_joined_offset(monkeypatch: p
 
     reads: list[dict[tuple[str, int], int]] = []
 
-    def read_after(config: Any, starts: dict[tuple[str, int], int], limit: int) -> dict[Any, list[Record]]:
+    def read_after(config: Any, starts: dict[tuple[str, int], int], limit: int, timeout: float) -> dict[Any, Any]:
         reads.append(dict(starts))
         found = {w: [Record(o, b"k", b"v", 5) for o in range(s, s + 2)] for w, s in starts.items()}
         return {w: records if w[0] == "fb" else [] for w, records in found.items()}
@@ -140,3 +140,28 @@ def test_a_quiet_partition_is_read_on_past_its_last_joined_offset(monkeypatch: p
     worker.last_seen[("inf", 0)] = 12.0
     asyncio.run(worker.read_quiet_partitions([tick], now=13.5))
     assert reads[-1] == {("fb", 0): 44}  # the inference partition is busy again
+
+
+def test_a_quiet_partition_check_the_broker_does_not_answer_is_retried_later(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen in the full fault suite: during a broker outage the check timed out and the worker exited."""
+    from preflog.processors import batch
+    from preflog.processors.exceptions import ProcessorError
+    from preflog.processors.staged import StagedState
+
+    calls: list[float] = []
+
+    def read_after(config: Any, starts: Any, limit: int, timeout: float = 30.0) -> Any:
+        calls.append(timeout)
+        raise ProcessorError("reading on from ...: no end of partition within 5 s")
+
+    monkeypatch.setattr(batch, "read_after", read_after)
+    consumer = type("C", (), {"_committed_offset": {}})()
+    nothing: Any = None
+    worker = batch.BatchJoin(
+        nothing, StagedState({}), dict, {}, nothing, lambda: consumer, {}, ("inf", "fb"), "ticks", 3.0, 100
+    )
+    worker.last_offset[("fb", 0)] = 41
+    worker.last_seen.update({("fb", 0): 0.0, ("inf", 0): 9.0})
+    tick = InputRecord("ticks", 0, 0, b"tick", b"", FakeEvent("ticks", 0, 0))
+    assert asyncio.run(worker.read_quiet_partitions([tick], now=10.0)) == ([tick], [])
+    assert calls == [batch.PROBE_TIMEOUT_S] and worker.last_offset[("fb", 0)] == 41
