@@ -839,6 +839,18 @@ def dump(run: Run, rows: dict[str, list[dict[str, Any]]]) -> None:
             key = s.key.decode(errors="replace") if s.key is not None else None
             out.write(json.dumps({"label": s.label, "role": s.role, "key": key, "offsets": s.offsets}) + "\n")
     (run.dir / "audit_rows.json").write_text(json.dumps(rows, default=str))
+    assert run.moto is not None
+    client = run.moto.client()
+    listing: dict[str, Any] = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=run.bucket, Prefix=run.prefix):
+        for o in page.get("Contents", []):
+            entry: dict[str, Any] = {"size": o["Size"], "modified": str(o["LastModified"])}
+            if o["Key"].endswith(".json"):
+                body = client.get_object(Bucket=run.bucket, Key=o["Key"])["Body"].read()
+                with contextlib.suppress(ValueError):
+                    entry["manifest"] = json.loads(body)
+            listing[o["Key"]] = entry
+    (run.dir / "audit_objects.json").write_text(json.dumps(listing, indent=1, default=str))
 
 
 def converge(run: Run, exp: Expected) -> dict[str, list[dict[str, Any]]]:
