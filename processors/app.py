@@ -61,6 +61,7 @@ def join_config(settings: Settings) -> JoinConfig:
         max_input_bytes=p.max_input_bytes,
         max_output_bytes=p.max_output_bytes,
         max_event_time_skew_ms=int(p.max_event_time_skew_s * 1000),
+        max_entry_bytes=p.max_state_entry_bytes,
     )
 
 

@@ -68,6 +68,19 @@ class JoinConfig:
     max_input_bytes: int = 600_000
     max_output_bytes: int = 900_000
     max_event_time_skew_ms: int = 3_600_000
+    max_entry_bytes: int = 950_000
+
+
+#: what one waiting feedback, one remembered feedback_id and an entry itself add to a stored entry (JSON), at most
+_FB_BYTES, _SEEN_BYTES, _ENTRY_BYTES = 256, 48, 512
+
+
+def _entry_bytes(entry: Record) -> int:
+    """An upper bound of the size of ``entry`` as the table stores it (JSON, values in base64)."""
+    size = _ENTRY_BYTES + _SEEN_BYTES * len(entry.get("seen") or ())
+    if entry.get("inf"):
+        size += len(entry["inf"]["v"]) + _FB_BYTES
+    return size + sum(len(fb["v"]) + _FB_BYTES for fb in entry.get("fb") or ())
 
 
 def _ms(dt: Any) -> int:
@@ -105,6 +118,7 @@ class Joiner:
         self._due: dict[int, list[tuple[int, str]]] = {}
         self._last_event: dict[int, tuple[int, int]] = {}  # partition -> (wall ms, stream time) at last event
         self._persisted: dict[int, int] = {}  # partition -> stream time last written to state
+        self._full: set[str] = set()  # request_ids whose entry stopped remembering feedback ids (warned once)
         self.encoder = OutputEncoder(output_codec or codec, output_topics or {}, config.max_output_bytes, wall_ms)
 
     # -- entry points -------------------------------------------------------------------------
@@ -346,17 +360,17 @@ class Joiner:
             return []
         st = self.stream_time[partition]
         if entry.get("done"):
-            entry["seen"].append(fid)
+            self._remember(entry, rid, fid)
             self.state[rid] = entry
             detail = "feedback arrived after its inference expired from the join window"
             return [self._unmatched("LATE", detail, "FeedbackEvent", record, st, value, at)]
         if not entry.get("inf"):
-            waiting = sum(len(fb["v"]) * 3 // 4 for fb in entry["fb"])
-            if waiting + len(value) > self.config.max_input_bytes:
+            size, limit = _entry_bytes(entry), self.config.max_entry_bytes
+            if size + len(_b64(value)) + _FB_BYTES > limit:
                 reason = (
-                    f"{waiting} bytes of feedback already wait for the inference of request_id {rid}; this "
-                    f"{len(value)}-byte feedback would take them over max_input_bytes={self.config.max_input_bytes} "
-                    "(PREFLOG_PROCESSOR__MAX_INPUT_BYTES), the most one request may keep in the join state"
+                    f"{len(entry['fb'])} feedback record(s) already wait for the inference of request_id {rid} "
+                    f"(about {size} bytes of join state); this {len(value)}-byte feedback would take the entry over "
+                    f"max_state_entry_bytes={limit} (PREFLOG_PROCESSOR__MAX_STATE_ENTRY_BYTES)"
                 )
                 return [self._dead(reason, "InputTooLarge", "join", rid.encode(), value, at)]
             entry["fb"].append({"id": fid, "v": _b64(value), "at": at})
@@ -369,8 +383,26 @@ class Joiner:
         self.state[rid] = entry
         return out
 
+    def _remember(self, entry: Record, rid: str, fid: str) -> None:
+        """Record a judged feedback_id, unless the entry is full (a redelivery then repeats its pair_ids)."""
+        if _entry_bytes(entry) + _SEEN_BYTES > self.config.max_entry_bytes:
+            if rid in self._full:
+                return
+            if len(self._full) < 10_000:  # warn once per request_id (a bounded memory of them)
+                self._full.add(rid)
+            log.warning(
+                "request_id %s: %d feedback ids already stored, max_state_entry_bytes=%d reached; feedback %s is "
+                "not remembered (a redelivered copy would repeat its pair_ids, which the sink deduplicates)",
+                rid,
+                len(entry["seen"]),
+                self.config.max_entry_bytes,
+                fid,
+            )
+            return
+        entry["seen"].append(fid)
+
     def _join(self, entry: Record, inference: Record, feedback: Record, value: bytes, at: Record) -> list[Emit]:
-        entry["seen"].append(feedback["feedback_id"])
+        self._remember(entry, inference["request_id"], feedback["feedback_id"])
         rid = inference["request_id"].encode()
         inf_at = entry["inf"]["at"]
         c = self.config

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -321,14 +322,26 @@ def test_an_input_over_max_input_bytes_is_dead_lettered_truncated_and_never_stor
 
 
 def test_feedback_waiting_for_one_request_is_bounded() -> None:
-    h = Harness(max_input_bytes=3000)
+    """Counted as stored (base64 and per-record overhead): 3,000 small feedbacks once made a 1.1 MB entry."""
+    h = Harness(max_entry_bytes=6000)
     rid = str(uuid.uuid4())
-    kept = [h.send(FB, feedback(rid, event_time=at(1), rationale="r" * 900)) for _ in range(2)]
+    kept = [h.send(FB, feedback(rid, event_time=at(1), rationale="r" * 900)) for _ in range(3)]
     (out,) = h.send(FB, feedback(rid, event_time=at(1), rationale="r" * 900))
-    assert kept == [[], []]
+    assert kept == [[], [], []]
     assert out.role == "dead_letter" and out.record["error_class"] == "InputTooLarge"
-    assert "already wait for the inference" in out.record["reason"]
-    assert len(h.state[rid]["fb"]) == 2
+    assert "3 feedback record(s) already wait" in out.record["reason"]
+    assert "max_state_entry_bytes=6000" in out.record["reason"]
+    assert len(h.state[rid]["fb"]) == 3 and len(json.dumps(h.state[rid])) < 6000
+
+
+def test_a_full_entry_still_joins_but_stops_remembering_feedback_ids() -> None:
+    """Thousands of judgements of one inference must not grow its changelog record past what a producer sends."""
+    h = Harness(max_entry_bytes=2000)
+    inf = inference()
+    h.send(INF, inf)
+    out = [h.send(FB, feedback(inf["request_id"], event_time=at(1))) for _ in range(40)]
+    assert [roles(o) for o in out] == [["pairs"]] * 40
+    assert len(json.dumps(h.state[inf["request_id"]])) < 2000 and 0 < len(h.state[inf["request_id"]]["seen"]) < 40
 
 
 def test_an_event_time_far_ahead_of_its_record_timestamp_is_dead_lettered_and_does_not_move_stream_time() -> None:
