@@ -815,8 +815,16 @@ def run_plan(plan: Plan, workdir: Path | None = None) -> dict[str, Any]:
             "records delivered": sum(len(s.offsets) for s in run.sender.sent) if run.sender else 0,
         },
     )
+    results["ok"] = ok(results)
+    (workdir / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    (workdir / "table.txt").write_text(table(results) + "\n")
+    return results
+
+
+def ok(results: dict[str, Any]) -> bool:
+    """The goal: nothing lost, nothing duplicated, every bad input and every expected outcome accounted for."""
     p, b = results["pairs"], results["bad_inputs"]
-    results["ok"] = (
+    return (
         p["lost"] == 0
         and p["duplicated"] == 0
         and p["unexpected"] == 0
@@ -828,7 +836,6 @@ def run_plan(plan: Plan, workdir: Path | None = None) -> dict[str, Any]:
         and results["dead_letters"]["duplicated_by_offset"] == 0
         and not results["never_delivered"]
     )
-    return results
 
 
 def dump(run: Run, rows: dict[str, list[dict[str, Any]]]) -> None:
@@ -984,7 +991,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.seed is not None:
         plan.seed = args.seed
     results = run_plan(plan, args.workdir)
-    Path(results["workdir"], "results.json").write_text(json.dumps(results, indent=2, default=str))
     print(table(results))
     if args.json:
         print(json.dumps(results, indent=2, default=str))
