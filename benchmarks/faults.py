@@ -319,7 +319,7 @@ class Run:
         for part in (self.sender, self.processor, self.sink, self.kafka_proxy, self.s3_proxy, self.tansu, self.moto):
             if part is not None:
                 with contextlib.suppress(Exception):
-                    part.stop() if isinstance(part, Service) else part.close()
+                    part.kill() if isinstance(part, Service) else part.close()  # checks are done: no need to wait
 
     # -- traffic -------------------------------------------------------------------------------
 
