@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from .pairs import Preference, pair_id, signal_id
+from .pairs import NAMESPACE, Preference, pair_id, signal_id
 
-__all__ = ["dead_letter", "pair_record", "signal_record", "unmatched_record"]
+__all__ = ["dead_letter", "dead_letter_id", "pair_record", "signal_record", "unmatched_id", "unmatched_record"]
 
 Record = dict[str, Any]
 
@@ -79,6 +81,19 @@ def signal_record(inference: Record, feedback: Record, inference_at: Record, fee
     }
 
 
+def unmatched_id(reason: str, record_type: str, request_id: str, feedback_id: str | None) -> str:
+    """Deterministic id of one unmatched record: a re-emission after a crash gets the same one."""
+    return str(uuid.uuid5(NAMESPACE, f"unmatched:{reason}:{record_type}:{request_id}:{feedback_id or ''}"))
+
+
+def dead_letter_id(at: Record, error_class: str, value: bytes | None) -> str:
+    """Deterministic id of one dead letter, from where its record was read and its whole value (offsets
+    repeat in a recreated topic; the value tells those records apart)."""
+    digest = hashlib.sha256(value or b"").hexdigest() if value is not None else "null"
+    where = f"{at['topic']}:{at['partition']}:{at['offset']}"
+    return str(uuid.uuid5(NAMESPACE, f"dead-letter:{where}:{error_class}:{digest}"))
+
+
 def unmatched_record(
     reason: str,
     detail: str,
@@ -92,6 +107,7 @@ def unmatched_record(
     """An UnmatchedRecord keeping the original bytes (``inference_at``: the inference it was joined with)."""
     return {
         "reason": reason,
+        "unmatched_id": unmatched_id(reason, record_type, str(record["request_id"]), record.get("feedback_id")),
         "detail": detail,
         "record_type": record_type,
         "request_id": record["request_id"],
@@ -119,6 +135,7 @@ def dead_letter(
     return {
         "reason": reason,
         "error_class": error_class,
+        "dead_letter_id": dead_letter_id(at, error_class, value),
         "stage": stage,
         "key": key,
         "value": value,

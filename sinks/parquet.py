@@ -7,7 +7,7 @@ import io
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["ROW_GROUP_ROWS", "encode"]
+__all__ = ["ROW_GROUP_ROWS", "encode", "read_ids"]
 
 ROW_GROUP_ROWS = 50_000
 
@@ -27,3 +27,11 @@ def encode(table: pa.Table) -> bytes:
         write_statistics=True,
     )
     return buf.getvalue()
+
+
+def read_ids(data: bytes, column: str) -> list[str]:
+    """The non-empty ids in ``column`` of a Parquet file (none for files written before the column existed)."""
+    parquet = pq.ParquetFile(io.BytesIO(data))
+    if column not in parquet.schema_arrow.names:
+        return []
+    return [i for i in parquet.read(columns=[column]).column(column).to_pylist() if i]

@@ -66,16 +66,19 @@ def _schema(table: str) -> pa.Schema:
 
 
 def dedupe(table: pa.Table, column: str | None) -> pa.Table:
-    """Keep the first row of each id, in row order (the log holds each id once; this guards copies made outside
-    it). Rows keep their order, so a read or an export of the same log is the same, byte for byte."""
+    """Keep the first row of each (non-empty) id, in row order (the log holds each id once; this guards copies
+    made outside it). Rows keep their order, so a read or an export of the same log is the same, byte for byte."""
     if column is None or column not in table.column_names or table.num_rows == 0:
         return table
+    ids = table.column(column)
     rows = pa.array(range(table.num_rows), pa.int64())
-    first = table.select([column]).append_column("__row", rows).group_by(column, use_threads=False)
-    keep = first.aggregate([("__row", "min")]).column("__row_min")
-    if len(keep) == table.num_rows:
+    blank = pc.fill_null(pc.equal(ids, ""), True)  # rows written before the table had ids: always kept
+    own = pc.binary_join_element_wise("\x00row:", pc.cast(rows, pa.string()), "")  # a key no real id has
+    keyed = pa.table({"id": pc.if_else(blank, own, ids), "__row": rows})
+    first = keyed.group_by("id", use_threads=False).aggregate([("__row", "min")]).column("__row_min")
+    if len(first) == table.num_rows:
         return table  # no repeated id
-    return table.take(keep.take(pc.array_sort_indices(keep)))
+    return table.take(first.take(pc.array_sort_indices(first)))
 
 
 def _filters(

@@ -10,13 +10,11 @@ commits nothing.
 from __future__ import annotations
 
 import hashlib
-import io
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyarrow.parquet as pq
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
@@ -28,6 +26,7 @@ from preflog.settings import Settings
 from .incarnation import topic_ids
 from .ledger import InputRecord, Ledger, Outcomes, input_ledger, output_ledger
 from .manifest import MANIFEST_DIR, Manifest
+from .parquet import read_ids
 from .storage import Storage
 from .writer import ID_COLUMN
 
@@ -117,7 +116,7 @@ def _stored_ids(storage: Storage, table: str, manifests: Iterable[Manifest]) -> 
             data = storage.read(path)
         except FileNotFoundError:
             continue  # reported: its range's ids are missing
-        ids.update(pq.read_table(io.BytesIO(data), columns=[column]).column(column).to_pylist())
+        ids.update(read_ids(data, column))
     return ids
 
 
@@ -146,7 +145,7 @@ def reconcile(settings: Settings, storage: Storage, progress: Progress | None = 
         every = [
             Manifest.from_json(storage.read(p)) for p in storage.list(f"{MANIFEST_DIR}/{role}") if p.endswith(".json")
         ]
-        stored = _stored_ids(storage, role, every) if role in ID_COLUMN else None
+        stored = _stored_ids(storage, role, every)
         for partition in sorted(metadata[topic].partitions):
             by_offset: dict[int, str | None] = {}
             for msg in records[(topic, partition)]:
@@ -155,7 +154,7 @@ def reconcile(settings: Settings, storage: Storage, progress: Progress | None = 
                 except PreflogError as exc:
                     result.problems.append(f"{topic}[{partition}] offset {msg.offset()}: {exc}")
                     continue
-                by_offset[msg.offset() or 0] = value.get(ID_COLUMN[role]) if role in ID_COLUMN else None
+                by_offset[msg.offset() or 0] = value.get(ID_COLUMN[role]) or None
                 if role in ("pairs", "unpaired"):
                     outcomes.joined.update({_offset(value["inference_offset"]), _offset(value["feedback_offset"])})
                 elif role == "unmatched":

@@ -8,17 +8,15 @@ topic on its own; no id appears twice.
 
 from __future__ import annotations
 
-import io
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import pyarrow.parquet as pq
 
 from preflog.schemas.registry import OUTPUT_RECORDS
 
 from .manifest import MANIFEST_DIR, Manifest
 from .naming import parse_file_name
+from .parquet import read_ids
 from .storage import Storage
 from .writer import ID_COLUMN
 
@@ -76,10 +74,8 @@ def verify(storage: Storage, on_file: Callable[[str], None] | None = None) -> Re
             if Manifest.digest(data) != manifest.sha256:
                 report.checksum_mismatches.append(manifest.file)
                 continue
-            parquet = pq.read_table(io.BytesIO(data), columns=[ID_COLUMN[table]] if table in ID_COLUMN else [])
-            report.rows += parquet.num_rows if table in ID_COLUMN else manifest.rows
-            if table in ID_COLUMN:
-                ids.update(parquet.column(ID_COLUMN[table]).to_pylist())
+            report.rows += manifest.rows
+            ids.update(read_ids(data, ID_COLUMN[table]))
         for path in sorted(data_files - described):
             report.without_manifest.append(path)
             name = parse_file_name(path)

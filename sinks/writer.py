@@ -39,12 +39,15 @@ from .exceptions import StorageError
 from .incarnation import decide, probe, record_identity, topic_ids
 from .manifest import MANIFEST_DIR, Manifest, manifest_path
 from .naming import FileName, parse_file_name
+from .parquet import read_ids
 from .storage import Storage
 
 __all__ = ["ID_COLUMN", "Sink"]
 
 log = logging.getLogger(__name__)
-ID_COLUMN = {"pairs": "pair_id", "unpaired": "signal_id"}
+#: the deterministic id of each table's records: the writer stores each id once (empty ids, in records written
+#: before a table had one, are never deduplicated)
+ID_COLUMN = {"pairs": "pair_id", "unpaired": "signal_id", "unmatched": "unmatched_id", "dead_letter": "dead_letter_id"}
 
 
 @dataclass
@@ -144,8 +147,7 @@ class Sink:
         column = ID_COLUMN.get(table)
         if column and self.conf.dedupe_window:
             for _, relative in sorted(files, key=lambda f: (f[0].incarnation, f[0].last), reverse=True):
-                ids = pq.read_table(io.BytesIO(self.storage.read(relative)), columns=[column]).column(column)
-                for value in reversed(ids.to_pylist()):
+                for value in reversed(read_ids(self.storage.read(relative), column)):
                     state.ids[value] = None
                     state.ids.move_to_end(value, last=False)
                 if len(state.ids) >= self.conf.dedupe_window:
@@ -246,7 +248,7 @@ class Sink:
         records = []
         for msg in state.batch:
             record = self.codec.decode(msg.value() or b"", fmt.schema.name, topic)
-            if column:
+            if column and record.get(column):
                 if record[column] in state.ids:
                     continue
                 state.ids[record[column]] = None

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 from confluent_kafka import Producer
 
@@ -219,3 +220,50 @@ def test_probe_tells_a_record_from_the_end_of_a_partition(kafka_config: dict[str
     assert identity is not None and identity != END and ":" in identity
     assert probe(kafka_config, topics.pairs, partition, ends[partition]) == END
     assert probe(kafka_config, topics.pairs, partition, ends[partition] + 50, timeout=5) in (END, None)
+
+
+def test_re_emitted_unmatched_records_and_dead_letters_are_stored_once(
+    kafka_config: dict[str, Any], topics: TopicSettings, start_sink: Any, tmp_path: Path
+) -> None:
+    """The processor is at-least-once: after its crash the same dead letter or unmatched record can reach its
+    topic twice. Their ids are deterministic and the writer keeps one of each."""
+    from preflog.processors.records import dead_letter, unmatched_record
+
+    samples = all_samples()
+    producer = Producer(kafka_config)
+    dead, unmatched = set(), set()
+    for i in range(60):
+        at = {"topic": topics.feedback, "partition": 0, "offset": i}
+        d = dead_letter("undecodable", "DecodeError", "decode", b"k", bytes([i]), at)
+        rid = str(uuid.uuid4())
+        u = unmatched_record(
+            "NO_FEEDBACK", "none", "InferenceEvent", {**samples["InferenceEvent"], "request_id": rid}, 0, b"v", at
+        )
+        dead.add(d["dead_letter_id"])
+        unmatched.add(u["unmatched_id"])
+        for _ in range(2 if i % 3 == 0 else 1):  # every third one twice, at a later offset
+            producer.produce(topics.dead_letter, key=b"k", value=CODEC.encode("DeadLetter", d), partition=i % 2)
+            producer.produce(topics.unmatched, key=rid.encode(), value=CODEC.encode("UnmatchedRecord", u))
+    producer.flush()
+    url = f"file://{tmp_path / 'audit'}"
+    start_sink(url, max_rows=25)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            got_dead = preflog.read_table(url, "dead_letter")
+            got_unmatched = preflog.read_table(url, "unmatched")
+            if got_dead.num_rows >= 60 and got_unmatched.num_rows >= 60:
+                break
+        except FileNotFoundError:
+            pass
+        time.sleep(0.5)
+    time.sleep(3)  # anything extra would show up now
+    for table, ids, column in (("dead_letter", dead, "dead_letter_id"), ("unmatched", unmatched, "unmatched_id")):
+        stored = [
+            i
+            for f in (tmp_path / "audit" / table).rglob("*.parquet")
+            for i in pq.read_table(f).column(column).to_pylist()
+        ]
+        assert sorted(stored) == sorted(ids), table  # raw files, not the deduplicating reader
+    report = verify(Storage(url))
+    assert report.ok, report

@@ -103,3 +103,9 @@ def test_an_empty_table_reads_as_zero_rows_with_the_schema(tmp_path: Path) -> No
     (tmp_path / "pairs").mkdir()
     table = preflog.read_pairs(f"file://{tmp_path}")
     assert table.num_rows == 0 and "pair_id" in table.column_names
+
+
+def test_dedupe_never_merges_rows_without_an_id() -> None:
+    """Unmatched and dead-letter files written before those tables had ids hold empty ids: each row is its own."""
+    table = pa.table({"id": ["a", "", "a", None, "", "b"], "row": [0, 1, 2, 3, 4, 5]})
+    assert dedupe(table, "id").column("row").to_pylist() == [0, 1, 3, 4, 5]
