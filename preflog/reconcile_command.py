@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.box import SIMPLE_HEAD
 from rich.table import Table
 
 from .console import console, out, settings_of
@@ -13,6 +14,8 @@ from .console import console, out, settings_of
 __all__ = ["reconcile"]
 
 INPUT_COLUMNS = ("joined", "unmatched", "dead-lettered", "duplicate", "open", "pending", "unaccounted")
+STYLE: dict[str, Any] = {"box": SIMPLE_HEAD, "show_edge": False}  # fits 80 columns
+INPUT_HEADERS = ("joined", "unmatched", "dead", "dup", "open", "pending", "unaccounted")
 OUTPUT_COLUMNS = ("records", "in_files", "pending", "missing")
 
 
@@ -43,21 +46,23 @@ def reconcile(
     if as_json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
-        _print(result, root)
+        t = settings.topics
+        _print(result, root, {t.inference: "inference", t.feedback: "feedback"})
     if not result.ok:
         raise typer.Exit(1)
 
 
-def _print(result: object, root: str) -> None:
+def _print(result: object, root: str, roles: dict[str, str]) -> None:
     from .sinks.reconcile import Reconciliation
 
     assert isinstance(result, Reconciliation)
-    table = Table("input topic", "partition", *INPUT_COLUMNS, title="inputs: the outcome of every record")
+    caption = ", ".join(f"{r}: {t}" for t, r in roles.items())
+    table = Table("input", "p", *INPUT_HEADERS, title="inputs: the outcome of every record", caption=caption, **STYLE)
     for led in result.inputs:
         row = [str(sum(n for k, n in led.counts.items() if k.split(" ")[0] == column)) for column in INPUT_COLUMNS]
-        table.add_row(led.topic, str(led.partition), *row, style=None if led.ok else "red")
+        table.add_row(roles.get(led.topic, led.topic), str(led.partition), *row, style=None if led.ok else "red")
     out.print(table)
-    table = Table("output topic", "partition", *OUTPUT_COLUMNS, title=f"outputs: every offset in {root}")
+    table = Table("output topic", "p", *OUTPUT_COLUMNS, title=f"outputs: every offset in {root}", **STYLE)
     for led in result.outputs:
         table.add_row(
             led.topic,
