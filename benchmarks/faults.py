@@ -977,6 +977,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the results as JSON (after the table)")
     parser.add_argument("--requests", type=int, help="override the number of generated requests")
     parser.add_argument("--seed", type=int, help="override the seed")
+    parser.add_argument("--store", choices=["rocksdb://", "memory://"], help="the processor's table store")
     parser.add_argument("--workdir", type=Path, help="where logs go (default: a new temp folder)")
     parser.add_argument("--list-bad-inputs", action="store_true", help="print each kind of bad input and its outcome")
     args = parser.parse_args(argv)
@@ -990,6 +991,8 @@ def main(argv: list[str] | None = None) -> int:
         plan.requests = args.requests
     if args.seed is not None:
         plan.seed = args.seed
+    if args.store:
+        plan.store = args.store
     results = run_plan(plan, args.workdir)
     print(table(results))
     if args.json:
