@@ -21,6 +21,7 @@ stays; the sink starts a new file sequence next to the earlier run's files.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -44,7 +45,12 @@ from .broker import EmbeddedBroker
 from .runfile import StackRecord, find_running, record_incarnation, remove_record
 from .topics import ensure_topics
 
-__all__ = ["FlowMonitor", "Service", "Stack", "StackRunningError"]
+__all__ = ["RESTART_CODE", "RESTART_LIMIT", "FlowMonitor", "Service", "Stack", "StackRunningError"]
+
+log = logging.getLogger(__name__)
+#: a service's exit code for "restart me": the processor abandoned a batch (processors.batch.EXIT_BATCH_ABANDONED)
+RESTART_CODE = 70
+RESTART_LIMIT = 5  # restarts a minute before up gives up
 
 Urgent = Callable[[], bool]
 
@@ -93,6 +99,8 @@ class Service:
     log: Path
     where: str
     metrics_file: Path | None = None
+    launch: Callable[[], subprocess.Popen[bytes]] | None = None  # starts it again (see Stack.wait)
+    restarts: list[float] = field(default_factory=list)  # monotonic times of restarts
 
     def metrics_url(self, timeout: float = 10.0) -> str | None:
         """The metrics endpoint the service bound, once it has written its port (None if it did not)."""
@@ -207,14 +215,35 @@ class Stack:
         metrics_file.unlink(missing_ok=True)
         launcher = [sys.executable, "-m", "preflog.deploy.service", "--parent", str(os.getpid())]
         launcher += ["--metrics-file", str(metrics_file), "--", *args]
-        with log.open("ab") as out:
-            process = subprocess.Popen(launcher, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        service = Service(name, process, log, where, metrics_file)
+
+        def launch() -> subprocess.Popen[bytes]:
+            with log.open("ab") as out:
+                return subprocess.Popen(launcher, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+        service = Service(name, launch(), log, where, metrics_file, launch)
         self.services.append(service)
-        if self.record is not None:
-            self.record.services[name] = process.pid
-            self.record.write(self.settings.data_dir)
+        self._record_pid(service)
         return service
+
+    def _record_pid(self, service: Service) -> None:
+        if self.record is not None:
+            self.record.services[service.name] = service.process.pid
+            self.record.write(self.settings.data_dir)
+
+    def _restart(self, service: Service) -> bool:
+        """Start a service again after it abandoned a batch (exit 70); False past RESTART_LIMIT a minute."""
+        now = time.monotonic()
+        service.restarts = [t for t in service.restarts if now - t < 60.0]
+        if service.launch is None or len(service.restarts) >= RESTART_LIMIT:
+            return False
+        service.restarts.append(now)
+        code = service.process.returncode
+        log.warning(
+            "%s exited with code %d (a batch failed; nothing of it was committed): restarting it", service.name, code
+        )
+        service.process = service.launch()
+        self._record_pid(service)
+        return True
 
     def publish_metrics(self, timeout: float = 10.0) -> None:
         """Wait for each service's metrics port, show it in ``where`` and in stack.json."""
@@ -252,14 +281,19 @@ class Stack:
     def wait(self, duration: float, on_tick: Callable[[], None] | None = None, tick: float = 1.0) -> None:
         """Block for ``duration`` seconds (0 = until interrupted), calling ``on_tick`` every ``tick`` seconds.
 
-        Raises :class:`PreflogError` early if a service dies.
+        A service that exits with :data:`RESTART_CODE` (the processor abandoned a batch: nothing of it was
+        acknowledged, so it resumes from its committed offsets) is started again, up to
+        :data:`RESTART_LIMIT` times a minute. Raises :class:`PreflogError` early if a service dies otherwise.
         """
         deadline = time.monotonic() + duration if duration > 0 else float("inf")
         next_tick = time.monotonic()
         while time.monotonic() < deadline:
-            dead = [s for s in self.services if s.process.poll() is not None]
-            if dead:
-                raise PreflogError(f"{dead[0].name} exited with code {dead[0].process.returncode}; see {dead[0].log}")
+            for s in self.services:
+                code = s.process.poll()
+                if code is None or (code == RESTART_CODE and self._restart(s)):
+                    continue
+                again = " (again and again: see its log)" if code == RESTART_CODE else ""
+                raise PreflogError(f"{s.name} exited with code {code}{again}; see {s.log}")
             if on_tick is not None and time.monotonic() >= next_tick:
                 on_tick()
                 next_tick += tick
