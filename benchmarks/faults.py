@@ -115,7 +115,7 @@ class Plan:
 
 
 SHORT = Plan(
-    "short", requests=150, rate=6.0, bad_kinds=SHORT_BAD, broker_storage="memory", converge_timeout_s=120, stall_s=40
+    "short", requests=150, rate=4.5, bad_kinds=SHORT_BAD, broker_storage="memory", converge_timeout_s=120, stall_s=40
 )
 FULL = Plan(  # sized for Tansu's S3 engine on moto, which fetches a few hundred single-record batches per second
     "full",
@@ -424,12 +424,12 @@ class Run:
     def kill_sink(self) -> None:
         assert self.sink is not None
         if self.rng.random() < 0.5:
-            if self.wait_new_file(timeout=15):
+            if self.wait_new_file(timeout=10):
                 self.sink.kill()
                 self.faults["kill -9 sink (right after a new file)"] += 1
             else:
                 self.sink.kill()
-                self.faults["kill -9 sink (no new file seen in 15 s)"] += 1
+                self.faults["kill -9 sink (no new file seen in 10 s)"] += 1
         else:
             time.sleep(self.rng.uniform(0, 3))
             self.sink.kill()
