@@ -81,9 +81,13 @@ def signal_record(inference: Record, feedback: Record, inference_at: Record, fee
     }
 
 
-def unmatched_id(reason: str, record_type: str, request_id: str, feedback_id: str | None) -> str:
-    """Deterministic id of one unmatched record: a re-emission after a crash gets the same one."""
-    return str(uuid.uuid5(NAMESPACE, f"unmatched:{reason}:{record_type}:{request_id}:{feedback_id or ''}"))
+def unmatched_id(reason: str, record_type: str, at: Record, value: bytes) -> str:
+    """Deterministic id of one unmatched record: a re-emission after a crash gets the same one. It names where
+    the record was read and digests its bytes, so a request_id used again (after late_retention, or in a
+    recreated topic) is another record with another id."""
+    where = f"{at['topic']}:{at['partition']}:{at['offset']}"
+    digest = hashlib.sha256(value).hexdigest()
+    return str(uuid.uuid5(NAMESPACE, f"unmatched:{reason}:{record_type}:{where}:{digest}"))
 
 
 def dead_letter_id(at: Record, error_class: str, value: bytes | None) -> str:
@@ -107,7 +111,7 @@ def unmatched_record(
     """An UnmatchedRecord keeping the original bytes (``inference_at``: the inference it was joined with)."""
     return {
         "reason": reason,
-        "unmatched_id": unmatched_id(reason, record_type, str(record["request_id"]), record.get("feedback_id")),
+        "unmatched_id": unmatched_id(reason, record_type, at, value),
         "detail": detail,
         "record_type": record_type,
         "request_id": record["request_id"],

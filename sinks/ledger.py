@@ -27,6 +27,8 @@ from .manifest import Manifest
 __all__ = ["InputRecord", "Ledger", "Outcomes", "input_ledger", "output_ledger", "spans"]
 
 Offset = tuple[str, int, int]  # topic, partition, offset
+#: dead letters that can stand beside pairs of the same judgement (one of its outputs could not be sent)
+PARTIAL_DEAD_LETTERS = {"OutputTooLarge", "OutputNotEncodable"}
 
 
 def spans(offsets: Iterable[int]) -> list[tuple[int, int]]:
@@ -87,8 +89,10 @@ def output_ledger(
     ledger = Ledger(topic, partition)
     ranges: dict[tuple[int, int], tuple[int, int]] = {}  # (first, last) -> (rows, skipped); split files add rows
     for m in manifests:
-        rows, skipped = ranges.get((m.first_offset, m.last_offset), (0, 0))
-        ranges[(m.first_offset, m.last_offset)] = (rows + m.rows, max(skipped, m.duplicates_skipped))
+        rows, skipped = ranges.get((m.first_offset, m.last_offset), (0, m.duplicates_skipped))
+        # a repaired manifest does not know its skipped count (-1): then neither does the range
+        skipped = -1 if -1 in (skipped, m.duplicates_skipped) else max(skipped, m.duplicates_skipped)
+        ranges[(m.first_offset, m.last_offset)] = (rows + m.rows, skipped)
     covered: dict[int, tuple[int, int]] = {}
     for first, last in sorted(ranges):
         for o in range(first, last + 1):
@@ -103,11 +107,15 @@ def output_ledger(
                 f"offsets {first}-{last}: the topic holds {held} record(s), the log {rows} row(s) + {skipped} "
                 "skipped duplicate(s)"
             )
-    done = committed if committed is not None else 0
+    # the sink writes a partition in order: below its commit, or below what its files already cover, a record in
+    # no file is missing (whatever the commit says: offsets of a group can expire or be reset)
+    done = max(committed or 0, max((last + 1 for _, last in ranges), default=0))
     missing = [o for o in records if o not in covered and o < done]
     pending = [o for o in records if o not in covered and o >= done]
     if missing:
-        ledger.problems.append(f"offsets {_text(spans(missing))} were committed by the sink but are in no file")
+        ledger.problems.append(
+            f"offsets {_text(spans(missing))} are in no file, below what the sink wrote or committed"
+        )
     ledger.counts.update(records=len(records), in_files=sum(1 for o in records if o in covered), pending=len(pending))
     ledger.counts["missing"] = len(missing)
     if stored_ids is not None:
@@ -137,21 +145,45 @@ class InputRecord:
 
 @dataclass
 class Outcomes:
-    """What the output topics say happened to input records, by source offset."""
+    """What the output topics say happened to input records, by source offset.
 
-    joined: set[Offset] = field(default_factory=set)
-    unmatched: dict[Offset, str] = field(default_factory=dict)
-    dead: dict[Offset, str] = field(default_factory=dict)
+    Each outcome keeps the request_id it names (dead letters name none: ''), so an output of another record at
+    the same offset (an older incarnation of the topic) is not taken for this record's; unmatched records and
+    dead letters keep their ids, so two different ones for one record show as a conflict, and re-emissions do not.
+    """
 
-    def of(self, at: Offset) -> set[str]:
-        found = set()
+    joined: dict[Offset, set[str]] = field(default_factory=dict)  # offset -> request_ids
+    unmatched: dict[Offset, set[tuple[str, str, str]]] = field(default_factory=dict)  # (reason, id, request_id)
+    dead: dict[Offset, set[tuple[str, str]]] = field(default_factory=dict)  # (error class, id)
+    stream: dict[int, int] = field(default_factory=dict)  # partition -> highest stream time an output reports
+
+    def add_joined(self, at: Offset, request_id: str) -> None:
+        self.joined.setdefault(at, set()).add(request_id)
+
+    def add_unmatched(self, at: Offset, reason: str, record_id: str, request_id: str, stream_ms: int) -> None:
+        self.unmatched.setdefault(at, set()).add((reason, record_id, request_id))
+        self.stream[at[1]] = max(self.stream.get(at[1], 0), stream_ms)
+
+    def add_dead(self, at: Offset, error_class: str, record_id: str) -> None:
+        self.dead.setdefault(at, set()).add((error_class, record_id))
+
+    def of(self, r: InputRecord) -> tuple[list[str], list[str]]:
+        """(outcomes, problems) for one input record."""
+        at = (r.topic, r.partition, r.offset)
+        found: list[str] = []
+        problems: list[str] = []
+        names = set(self.joined.get(at, ())) | {rid for _, _, rid in self.unmatched.get(at, ())}
+        if r.kind is not None and names - {r.request_id, ""}:
+            other = ", ".join(sorted(names - {r.request_id, ""}))
+            problems.append(f"offset {r.offset}: outputs name request_id {other}, the record holds {r.request_id}")
+        dead = sorted(self.dead.get(at, ()))
         if at in self.joined:
-            found.add("joined")
-        if at in self.unmatched:
-            found.add(f"unmatched {self.unmatched[at]}")
-        if at in self.dead:
-            found.add("dead-lettered")
-        return found
+            found.append("joined")
+            # some of a judgement's pairs can be dead-lettered (too large) while the others are stored
+            dead = [(c, i) for c, i in dead if c not in PARTIAL_DEAD_LETTERS]
+        found += [f"unmatched {reason}" for reason, _, _ in sorted(self.unmatched.get(at, ()))]
+        found += ["dead-lettered"] * len(dead)
+        return found, problems
 
 
 def input_ledger(
@@ -163,60 +195,74 @@ def input_ledger(
     """Account for every input record; ``records`` holds both input topics, in offset order per partition.
 
     ``committed`` is the processor's committed offset per (topic, partition);
-    ``horizon_ms`` the join window plus grace: a record without an outcome is
-    open while ``event_ms + horizon_ms`` is not before the stream time of its
-    partition (the highest event time of the records the processor committed).
+    ``horizon_ms`` the join window plus grace. A record without an outcome is
+    *open* only while it could still be waiting: feedback whose inference has
+    not been processed, or an inference whose window is not over at the
+    partition's stream time (the highest of the processed event times and of
+    the stream times the processor's unmatched outputs report, which include
+    its idle fallback).
     """
     ledgers: dict[tuple[str, int], Ledger] = {}
-    stream: dict[int, int] = {}
-    processed = []
-    for r in records:
-        done = committed.get((r.topic, r.partition))
-        if done is not None and r.offset < done:
-            processed.append(r)
-            at = (r.topic, r.partition, r.offset)
-            if r.kind is not None and at not in outcomes.dead:
-                stream[r.partition] = max(stream.get(r.partition, 0), r.event_ms)
-    first_with: dict[tuple[str, str], InputRecord] = {}  # feedback_id / inference bytes -> first record
-    for r in processed:
-        key = ("feedback", r.feedback_id) if r.kind == "feedback" else ("inference", r.digest)
-        if r.kind is not None and key not in first_with:
+    stream: dict[int, int] = dict(outcomes.stream)
+    done = [r for r in records if r.offset < (committed.get((r.topic, r.partition)) or 0)]
+    inferences: set[tuple[int, str]] = set()  # (partition, request_id) of processed inferences not dead-lettered
+    first_with: dict[tuple[object, ...], InputRecord] = {}
+    for r in done:
+        dead = (r.topic, r.partition, r.offset) in outcomes.dead
+        if r.kind is not None and not dead:
+            stream[r.partition] = max(stream.get(r.partition, 0), r.event_ms)
+            if r.kind == "inference":
+                inferences.add((r.partition, r.request_id))
+        key = _same(r)
+        if key is not None and key not in first_with:
             first_with[key] = r
     for r in records:
         ledger = ledgers.setdefault((r.topic, r.partition), Ledger(r.topic, r.partition))
-        at = (r.topic, r.partition, r.offset)
-        found = outcomes.of(at)
+        found, problems = outcomes.of(r)
+        ledger.problems += problems
         if len(found) > 1:
             ledger.counts["conflicting"] += 1
-            ledger.problems.append(f"offset {r.offset} has {len(found)} outcomes: {', '.join(sorted(found))}")
+            ledger.problems.append(f"offset {r.offset} has {len(found)} outcomes: {', '.join(found)}")
             continue
         if found:
-            (outcome,) = found
-            ledger.counts[outcome] += 1
+            ledger.counts[found[0]] += 1
             continue
-        done = committed.get((r.topic, r.partition))
-        if done is None or r.offset >= done:
+        upto = committed.get((r.topic, r.partition))
+        if upto is None or r.offset >= upto:
             ledger.counts["pending"] += 1
             continue
         if r.kind is None:
             ledger.counts["unaccounted"] += 1
             ledger.problems.append(f"offset {r.offset} does not decode and was not dead-lettered")
             continue
-        key = ("feedback", r.feedback_id) if r.kind == "feedback" else ("inference", r.digest)
-        first = first_with.get(key)
+        first = first_with.get(_same(r))  # type: ignore[arg-type]
         if first is not None and first is not r:
             ledger.counts["duplicate"] += 1
             continue
-        if r.event_ms + horizon_ms >= stream.get(r.partition, 0):
+        waiting = r.kind == "feedback" and (r.partition, r.request_id) not in inferences
+        if (waiting or r.kind == "inference") and r.event_ms + horizon_ms >= stream.get(r.partition, 0):
             ledger.counts["open"] += 1
             continue
         ledger.counts["unaccounted"] += 1
-        ledger.problems.append(
-            f"offset {r.offset} ({r.kind} {r.feedback_id or r.request_id}) has no outcome and its window closed"
-        )
-    for ledger in ledgers.values():
+        why = "its inference was processed" if r.kind == "feedback" and not waiting else "its window closed"
+        ledger.problems.append(f"offset {r.offset} ({r.kind} {r.feedback_id or r.request_id}) has no outcome and {why}")
+    for (topic, partition), ledger in ledgers.items():
+        if committed.get((topic, partition)) is None:
+            ledger.problems.append(
+                f"the processor has committed nothing here, so {ledger.counts['pending']} record(s) are not "
+                "accounted for: is it running, under this app id? (its group's offsets may have expired)"
+            )
         ledger.problems = _merge_offsets(ledger.problems)
     return sorted(ledgers.values(), key=lambda led: (led.topic, led.partition))
+
+
+def _same(r: InputRecord) -> tuple[object, ...] | None:
+    """What makes two records the same for the processor's duplicate rules (None: undecodable)."""
+    if r.kind == "feedback":
+        return ("feedback", r.partition, r.request_id, r.feedback_id)
+    if r.kind == "inference":
+        return ("inference", r.partition, r.digest)
+    return None
 
 
 def _merge_offsets(problems: list[str], limit: int = 20) -> list[str]:

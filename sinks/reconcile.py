@@ -155,14 +155,7 @@ def reconcile(settings: Settings, storage: Storage, progress: Progress | None = 
                     result.problems.append(f"{topic}[{partition}] offset {msg.offset()}: {exc}")
                     continue
                 by_offset[msg.offset() or 0] = value.get(ID_COLUMN[role]) or None
-                if role in ("pairs", "unpaired"):
-                    outcomes.joined.update({_offset(value["inference_offset"]), _offset(value["feedback_offset"])})
-                elif role == "unmatched":
-                    outcomes.unmatched[_offset(value["source_offset"])] = str(value["reason"])
-                else:
-                    outcomes.dead[_offset(value["source_offset"])] = str(value["error_class"])
-                if role in ("unmatched", "dead_letter") and value.get("inference_offset"):
-                    outcomes.joined.add(_offset(value["inference_offset"]))  # judged, though no pair came of it
+                _add_outcome(outcomes, role, value)
             mine = _current([m for m in every if (m.topic, m.partition) == (topic, partition)], ids.get(topic, ""))
             result.outputs.append(
                 output_ledger(topic, partition, by_offset, mine, sink_committed.get((topic, partition)), stored)
@@ -179,6 +172,23 @@ def reconcile(settings: Settings, storage: Storage, progress: Progress | None = 
     horizon = int((p.window_s + p.grace_s) * 1000)
     result.inputs = input_ledger(inputs, outcomes, committed, horizon)
     return result
+
+
+def _add_outcome(outcomes: Outcomes, role: str, value: dict[str, Any]) -> None:
+    """What one output record says about the input records it came from."""
+    rid = str(value.get("request_id") or "")
+    if role in ("pairs", "unpaired"):
+        outcomes.add_joined(_offset(value["inference_offset"]), rid)
+        outcomes.add_joined(_offset(value["feedback_offset"]), rid)
+        return
+    at = _offset(value["source_offset"])
+    if role == "unmatched":
+        stream_ms = int(value["stream_time"].timestamp() * 1000)
+        outcomes.add_unmatched(at, str(value["reason"]), str(value.get("unmatched_id") or ""), rid, stream_ms)
+    else:
+        outcomes.add_dead(at, str(value["error_class"]), str(value.get("dead_letter_id") or ""))
+    if value.get("inference_offset"):
+        outcomes.add_joined(_offset(value["inference_offset"]), rid)  # judged, though no pair came of it
 
 
 def _input(codec: Codec, msg: Message, role: str, record_type: str) -> InputRecord:

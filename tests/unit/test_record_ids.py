@@ -31,8 +31,9 @@ def test_an_unmatched_id_is_the_same_on_re_emission_and_differs_per_outcome() ->
     first = unmatched_record("LATE", "late", "FeedbackEvent", record, 0, b"v", AT)
     again = unmatched_record("LATE", "later", "FeedbackEvent", record, 99, b"v", AT)
     assert first["unmatched_id"] == again["unmatched_id"]
-    assert first["unmatched_id"] != unmatched_id("NO_INFERENCE", "FeedbackEvent", rid, "f")
-    assert first["unmatched_id"] != unmatched_id("LATE", "FeedbackEvent", rid, "g")
+    assert first["unmatched_id"] != unmatched_id("NO_INFERENCE", "FeedbackEvent", AT, b"v")
+    assert first["unmatched_id"] != unmatched_id("LATE", "FeedbackEvent", {**AT, "offset": 42}, b"v")
+    assert first["unmatched_id"] != unmatched_id("LATE", "FeedbackEvent", AT, b"w")  # same offset, other record
     assert SingleObjectCodec().decode(SingleObjectCodec().encode("UnmatchedRecord", first), "UnmatchedRecord") == {
         **first,
         "inference_offset": None,
