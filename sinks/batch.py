@@ -6,23 +6,27 @@ by replay (offsets are positions in the replay's own output sequence).
 
 from __future__ import annotations
 
+import io
+import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from preflog.schemas.registry import SchemaVersion
 
 from .arrow import arrow_schema, to_table
-from .manifest import Manifest, manifest_path
+from .manifest import MANIFEST_DIR, Manifest, manifest_path
 from .naming import file_name, partition_dir
 from .parquet import encode
 
-__all__ = ["EMPTY_DIR", "Origin", "TableFormat", "batch_files"]
+__all__ = ["BATCH_KEY", "EMPTY_DIR", "Origin", "TableFormat", "batch_files", "batch_of"]
 
 EMPTY_DIR = "_empty"
+BATCH_KEY = b"preflog.batch"
 
 
 class TableFormat:
@@ -89,7 +93,10 @@ def batch_files(
     """(relative path, bytes) of the data files and manifests for records ``first..last`` of a partition.
 
     With no records (all were duplicates) the range is still recorded, as a
-    manifest without a file under ``_manifests/<table>/_empty/``.
+    manifest without a file under ``_manifests/<table>/_empty/``. The data
+    files come first, and each records its batch (range, number of parts,
+    origin) in its Parquet metadata: a writer that died between them can tell
+    a complete batch (whose missing manifests it writes again) from one to redo.
     """
     groups: dict[str, list[dict[str, Any]]] = {}
     for record in records:
@@ -100,8 +107,12 @@ def batch_files(
         manifest = fmt.manifest("", topic, partition, first, last, skipped=skipped, origin=origin)
         return [(manifest_path(f"{fmt.table}/{EMPTY_DIR}/{name}"), manifest.to_json())]
     out: list[tuple[str, bytes]] = []
+    about = json.dumps(
+        {"first": first, "last": last, "parts": len(groups), "skipped": skipped, **asdict(origin)}, sort_keys=True
+    )
+    schema = fmt.arrow.with_metadata({**(fmt.arrow.metadata or {}), BATCH_KEY: about.encode()})
     for directory, rows in sorted(groups.items()):
-        data = encode(to_table(rows, fmt.arrow))
+        data = encode(to_table(rows, schema))
         relative = f"{directory}/{name}"
         manifest = fmt.manifest(
             relative,
@@ -115,4 +126,11 @@ def batch_files(
             origin=origin,
         )
         out += [(relative, data), (manifest_path(relative), manifest.to_json())]
-    return out
+    return sorted(out, key=lambda f: f[0].startswith(f"{MANIFEST_DIR}/"))  # every data file before any manifest
+
+
+def batch_of(data: bytes) -> dict[str, Any] | None:
+    """What :func:`batch_files` recorded in a data file about its batch (None for files written before)."""
+    metadata = pq.ParquetFile(io.BytesIO(data)).schema_arrow.metadata or {}
+    about = metadata.get(BATCH_KEY)
+    return dict(json.loads(about)) if about else None

@@ -12,8 +12,9 @@ incarnation:
 2. where either side has no id, by the record at the last offset the files
    cover: it must exist and, where the manifest recorded it, be the same
    record (timestamp and value digest). A partition that ends below it, or
-   holds another record there, is another incarnation; a record that cannot
-   be read within the timeout counts as another incarnation too (never skip).
+   holds another record there, is another incarnation; when the record
+   cannot be read at all, the writer stops rather than guess
+   (:class:`IncarnationUnknownError`).
 
 A new incarnation gets the next number and is read from its beginning into
 files whose names carry that number; the old files stay as they are.
@@ -31,11 +32,19 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, Message, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from preflog.errors import PreflogError
+
 from .manifest import Manifest
 
-__all__ = ["END", "Decision", "decide", "probe", "record_identity", "topic_ids"]
+__all__ = ["END", "Decision", "IncarnationUnknownError", "decide", "probe", "record_identity", "topic_ids"]
 
 log = logging.getLogger(__name__)
+
+
+class IncarnationUnknownError(PreflogError):
+    """Whether a topic is the one the files came from could not be learned; the writer does not guess."""
+
+
 END = "<end of partition>"
 _NO_ID = {"", "AAAAAAAAAAAAAAAAAAAAAA", "00000000-0000-0000-0000-000000000000"}
 
@@ -122,8 +131,11 @@ def decide(latest: Manifest | None, topic_id: str, probe_at: Callable[[int], str
         return Decision(k + 1, -1, True, reason)
     seen = probe_at(upto)
     if seen is None:
-        reason = f"{where}: the record at offset {upto}, the last in the files, could not be read to check it"
-    elif seen == END:
+        raise IncarnationUnknownError(
+            f"{where}: the record at offset {upto}, the last in the audit log's files, could not be read to check "
+            "that the topic is the one the files came from; not resuming on a guess (is the broker answering?)"
+        )
+    if seen == END:
         reason = f"{where} ends at or before offset {upto}, the last offset in the files"
     elif latest.last_record and seen != latest.last_record:
         reason = f"{where} holds another record at offset {upto} than the one the files recorded"

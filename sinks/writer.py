@@ -24,6 +24,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow.parquet as pq
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
@@ -34,7 +35,7 @@ from preflog.schemas.registry import OUTPUT_RECORDS, default_store
 from preflog.settings import Settings
 
 from . import metrics
-from .batch import Origin, TableFormat, batch_files
+from .batch import Origin, TableFormat, batch_files, batch_of
 from .exceptions import StorageError
 from .incarnation import decide, probe, record_identity, topic_ids
 from .manifest import MANIFEST_DIR, Manifest, manifest_path
@@ -57,6 +58,7 @@ class PartitionState:
     table: str
     written_upto: int = -1
     origin: Origin = field(default_factory=Origin)
+    redo_until: int | None = None  # a batch cut short by a crash is redone up to exactly this offset
     ids: OrderedDict[str, None] = field(default_factory=OrderedDict)
     batch: list[Message] = field(default_factory=list)
     batch_bytes: int = 0
@@ -100,9 +102,18 @@ class Sink:
             start = committed.get((tp.topic, tp.partition), -1001)
             if state.written_upto < 0 and state.origin.incarnation > 0:
                 tp.offset = -2  # a new incarnation: its committed offset (if any) may be the old one's; read it all
-            elif state.written_upto >= 0 and (start < 0 or start <= state.written_upto):
-                tp.offset = state.written_upto + 1  # the files are ahead of the committed offset: resume after them
+            elif state.written_upto >= 0:
+                tp.offset = state.written_upto + 1  # the files say where to resume, whatever was committed
             elif start >= 0:
+                log.warning(
+                    "%s[%d]: group %s committed offset %d, but the audit log at %s has no file of it: resuming there; "
+                    "earlier records are not in this log (a new --group-id writes the whole topic)",
+                    tp.topic,
+                    tp.partition,
+                    self.conf.group_id,
+                    start,
+                    self.storage.url,
+                )
                 tp.offset = start
         consumer.assign(partitions)
 
@@ -118,17 +129,18 @@ class Sink:
         files: list[tuple[FileName, str]] = []
         ranges: list[tuple[FileName, str]] = []  # (name, manifest path) of every range, with or without a file
         manifests = set(self.storage.list(f"{MANIFEST_DIR}/{table}"))
+        unlisted: list[tuple[FileName, str]] = []  # data files whose manifest is missing
         for relative in sorted(set(self.storage.list(table)) | manifests):
             name = parse_file_name(relative.removesuffix(".json"))
             if name is None or name.topic != topic or name.partition != partition:
                 continue
-            if relative.endswith(".parquet"):
+            if not relative.endswith(".parquet"):
+                ranges.append((name, relative))  # a manifest: of a file (even one deleted since), or of no rows
+            elif manifest_path(relative) in manifests:
                 files.append((name, relative))
-                if manifest_path(relative) not in manifests:
-                    self._repair_manifest(table, relative, name)
-                ranges.append((name, manifest_path(relative)))
-            else:  # a manifest: of a file (even one deleted since) or of a range without rows
-                ranges.append((name, relative))
+            else:
+                unlisted.append((name, relative))
+        redo = self._finish_batches(table, unlisted, files, ranges)
         latest = None
         if ranges:
             name, path = max(ranges, key=lambda r: (r[0].incarnation, r[0].last))
@@ -144,6 +156,11 @@ class Sink:
             )
         state.written_upto = decision.resume_after
         state.origin = Origin(decision.incarnation, topic_id)
+        if redo is not None and redo.incarnation == decision.incarnation and redo.first == decision.resume_after + 1:
+            state.redo_until = redo.last
+            log.warning(
+                "%s: a batch was cut short by a crash; writing offsets %d-%d again", redo, redo.first, redo.last
+            )
         column = ID_COLUMN.get(table)
         if column and self.conf.dedupe_window:
             for _, relative in sorted(files, key=lambda f: (f[0].incarnation, f[0].last), reverse=True):
@@ -154,16 +171,52 @@ class Sink:
                     break
         return state
 
-    def _repair_manifest(self, table: str, relative: str, name: FileName) -> None:
-        """A crash between a data file and its manifest: write the manifest from the file itself."""
+    def _finish_batches(
+        self,
+        table: str,
+        unlisted: list[tuple[FileName, str]],
+        files: list[tuple[FileName, str]],
+        ranges: list[tuple[FileName, str]],
+    ) -> FileName | None:
+        """Data files without a manifest (a crash between a batch's writes): a batch whose files are all there
+        gets its missing manifests; one missing a file is to be written again (returned; at most one, the last).
+        """
+        by_range: dict[tuple[int, int, int], list[tuple[FileName, str, dict[str, Any] | None]]] = {}
+        for name, relative in unlisted:
+            about = batch_of(self.storage.read(relative))
+            by_range.setdefault((name.incarnation, name.first, name.last), []).append((name, relative, about))
+        redo = None
+        for parts in by_range.values():
+            listed = sum(
+                1
+                for n, _ in files
+                if (n.incarnation, n.first, n.last) == (parts[0][0].incarnation, parts[0][0].first, parts[0][0].last)
+            )
+            about = parts[0][2]
+            if about is not None and listed + len(parts) < int(about["parts"]):
+                redo = parts[0][0]
+                continue
+            for name, relative, about in parts:
+                self._repair_manifest(table, relative, name, about)
+                files.append((name, relative))
+                ranges.append((name, manifest_path(relative)))
+        return redo
+
+    def _repair_manifest(self, table: str, relative: str, name: FileName, about: dict[str, Any] | None) -> None:
+        """A crash between a data file and its manifest: write the manifest from the file itself (its batch
+        metadata; files written before it existed leave the origin and skipped count unknown)."""
         data = self.storage.read(relative)
         rows = pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
-        origin = Origin(name.incarnation)  # the topic id and last record are unknown: resuming probes the record
+        if about is not None:
+            origin = Origin(int(about["incarnation"]), str(about["topic_id"]), str(about["last_record"]))
+            skipped = int(about["skipped"])
+        else:
+            origin, skipped = Origin(name.incarnation), -1
         manifest = self.formats[table].manifest(
-            relative, name.topic, name.partition, name.first, name.last, rows, -1, Manifest.digest(data), origin
+            relative, name.topic, name.partition, name.first, name.last, rows, skipped, Manifest.digest(data), origin
         )
         self.storage.put(manifest_path(relative), manifest.to_json())
-        log.warning("wrote the missing manifest of %s (duplicates_skipped unknown: -1)", relative)
+        log.warning("wrote the missing manifest of %s", relative)
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -196,13 +249,22 @@ class Sink:
         state.batch.append(msg)
         state.batch_bytes += len(msg.value() or b"")
         state.last_seen = now
+        if state.redo_until is not None:  # a batch to write again: cut exactly where it was cut
+            if (msg.offset() or 0) >= state.redo_until:
+                self._flush(key)
+                state.redo_until = None
+            return
         if len(state.batch) >= self.conf.max_rows or state.batch_bytes >= self.conf.max_bytes:
             self._flush(key)
 
     def _flush_due(self, now: float) -> None:
         for key, state in list(self.parts.items()):
-            if state.batch and (
-                now - state.batch_started >= self.conf.max_age_s or now - state.last_seen >= self.conf.idle_flush_s
+            if (
+                state.batch
+                and state.redo_until is None
+                and (
+                    now - state.batch_started >= self.conf.max_age_s or now - state.last_seen >= self.conf.idle_flush_s
+                )
             ):
                 self._flush(key)
 
@@ -224,6 +286,9 @@ class Sink:
                 log.warning("%s; retrying in %.1f s (offsets stay uncommitted)", exc, backoff)
                 self._wait(backoff)
                 backoff = min(backoff * 2, 30.0)
+        if self.parts.get(key) is not state:  # revoked (and maybe assigned again) while the store was away
+            log.warning("%s[%d] changed hands during a storage retry; its new owner resumes from the files", *key)
+            return
         self.consumer.commit(offsets=[TopicPartition(topic, partition, last + 1)], asynchronous=False)
         state.written_upto = last
         state.batch, state.batch_bytes = [], 0

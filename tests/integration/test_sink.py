@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -267,3 +268,61 @@ def test_re_emitted_unmatched_records_and_dead_letters_are_stored_once(
         assert sorted(stored) == sorted(ids), table  # raw files, not the deduplicating reader
     report = verify(Storage(url))
     assert report.ok, report
+
+
+def _two_day_pairs(config: dict[str, Any], topic: str, n: int) -> set[str]:
+    """``n`` pairs on partition 0, alternating between two feedback dates: each batch is split in two files."""
+    from datetime import timedelta
+
+    base = all_samples()["PreferencePair"]
+    producer = Producer(config)
+    ids = set()
+    for i in range(n):
+        record = {**base, "pair_id": str(uuid.uuid4()), "request_id": str(uuid.uuid4())}
+        record["feedback_time"] = base["feedback_time"] + timedelta(days=i % 2)
+        producer.produce(
+            topic, key=record["request_id"].encode(), value=CODEC.encode("PreferencePair", record), partition=0
+        )
+        ids.add(record["pair_id"])
+    producer.flush()
+    return ids
+
+
+@pytest.mark.parametrize("crash", ["after-one-data-file", "before-the-manifests"])
+def test_a_batch_split_over_folders_and_cut_short_by_a_crash_is_completed(
+    kafka_config: dict[str, Any], topics: TopicSettings, start_sink: Any, tmp_path: Path, crash: str
+) -> None:
+    """A batch becomes one file per dt= folder; the writer puts every data file, then the manifests. A crash
+    between them leaves either some data files (the batch is written again, cut where it was) or all of them
+    without manifests (the manifests are written from the files' own batch metadata)."""
+    expected = _two_day_pairs(kafka_config, topics.pairs, 120)
+    root = tmp_path / "audit"
+    url = f"file://{root}"
+    first = start_sink(url, max_rows=60, idle_flush_s=30)
+    wait_rows(url, len(expected))
+    first.stop()
+    data = sorted((root / "pairs").rglob("*.parquet"))
+    assert len(data) == 4  # two batches of 60, each in two folders
+    last_batch = [p for p in data if p.name == max(p.name for p in data)]
+    before = {p: p.read_bytes() for p in last_batch}
+    for p in last_batch:  # the crash: the last batch's manifests were never written ...
+        (root / "_manifests" / p.relative_to(root)).with_suffix(".parquet.json").unlink()
+    if crash == "after-one-data-file":
+        last_batch[1].unlink()  # ... nor its second data file
+    start_sink(url, max_rows=60, idle_flush_s=30, group_id=f"after-crash-{uuid.uuid4().hex[:6]}")  # nothing committed
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not all(
+        (root / "_manifests" / p.relative_to(root)).with_suffix(".parquet.json").exists() for p in last_batch
+    ):
+        time.sleep(0.3)
+    time.sleep(2)
+    assert {p: p.read_bytes() for p in last_batch} == before  # the same files, byte for byte
+    ids = preflog.read_table(url, "pairs").column("pair_id").to_pylist()
+    assert sorted(ids) == sorted(expected)
+    report = verify(Storage(url))
+    assert report.ok, report
+    assert report.rows == len(expected) and report.files == 4
+    manifest = json.loads(
+        (root / "_manifests" / last_batch[0].relative_to(root)).with_suffix(".parquet.json").read_text()
+    )
+    assert manifest["topic_id"] and manifest["last_record"] and manifest["duplicates_skipped"] == 0

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from preflog.sinks.incarnation import END, decide
+from preflog.sinks.incarnation import END, IncarnationUnknownError, decide
 from preflog.sinks.manifest import Manifest
 from preflog.sinks.naming import FileName, file_name, parse_file_name
 
@@ -43,7 +43,6 @@ def test_another_topic_id_starts_the_next_incarnation_from_the_beginning() -> No
         ("2:cd", "1:ab", False),  # another record at that offset
         (END, "1:ab", False),  # the partition ends below it
         (END, "", False),
-        (None, "1:ab", False),  # could not tell: never skip
     ],
 )
 def test_without_topic_ids_the_record_at_the_last_offset_decides(
@@ -78,3 +77,8 @@ def test_old_manifests_read_with_defaults() -> None:
     old += b'"schema_fingerprint": "00", "written_at": ""}'
     m = Manifest.from_json(old)
     assert (m.incarnation, m.topic_id, m.last_record) == (0, "", "")
+
+
+def test_a_record_that_cannot_be_read_stops_the_writer_rather_than_guess() -> None:
+    with pytest.raises(IncarnationUnknownError, match="not resuming on a guess"):
+        decide(replace(LATEST, topic_id=""), "B", lambda offset: None)
