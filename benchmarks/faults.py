@@ -962,7 +962,8 @@ def _reconcile_summary(r: dict[str, Any]) -> str:
         ledgers = report.get("inputs", []) + report.get("outputs", [])
         bad = [f"{led.get('topic')}[{led.get('partition')}]" for led in ledgers if not led.get("ok", True)]
         problems = list(report.get("problems", [])) + [p for led in ledgers for p in led.get("problems", [])]
-        text = f"ok={report.get('ok')} (exit {r['exit_code']}); {len(problems)} problem(s)"
+        pending = sum(led.get("counts", {}).get("pending", 0) for led in ledgers)
+        text = f"ok={report.get('ok')} (exit {r['exit_code']}); {len(problems)} problem(s); {pending} pending"
         if bad:
             text += f" in {', '.join(bad)}"
         if problems:
