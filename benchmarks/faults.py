@@ -724,24 +724,13 @@ def _outcome(
 
 
 def reconcile(run: Run) -> dict[str, Any]:
-    """``preflog reconcile --json`` over the audit log, if this preflog has it."""
+    """``preflog reconcile --final --json`` over the audit log: the traffic has stopped and drained."""
     assert run.sink is not None and run.moto is not None and run.processor is not None
     env = {**run.processor.env, **run.sink.env, "PREFLOG_SINK__S3_ENDPOINT_URL": run.moto.endpoint}
-    cwd = run.code_dir
-    probe = subprocess.run(
-        [sys.executable, "-m", "preflog", "reconcile", "--help"],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    if probe.returncode != 0:
-        return {"available": False, "note": "preflog reconcile is not available in this checkout"}
     result = subprocess.run(
-        [sys.executable, "-m", "preflog", "reconcile", "--json"],
+        [sys.executable, "-m", "preflog", "reconcile", "--final", "--json"],
         env=env,
-        cwd=cwd,
+        cwd=run.code_dir,
         capture_output=True,
         text=True,
         timeout=300,

@@ -195,6 +195,7 @@ class Stack:
                 "session_timeout_s": 6.0,
                 "state_dir": state_dir,
                 "producer_max_batch_size": 1,
+                "recovery_consistency_check": False,  # the embedded broker reports high watermarks low
                 **processor,
             }
         )

@@ -23,6 +23,10 @@ def reconcile(
     ctx: typer.Context,
     url: Annotated[str | None, typer.Argument(help="Audit log root (default: the sink's, <data-dir>/audit).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the ledgers as JSON (for scripts).")] = False,
+    final: Annotated[
+        bool,
+        typer.Option("--final", help="Traffic has stopped and drained: anything still pending or open is a problem."),
+    ] = False,
 ) -> None:
     """Account for every record, given a reachable broker; exit code 1 if anything is unaccounted.
 
@@ -42,7 +46,7 @@ def reconcile(
     root = url or settings.audit_url()
     storage = Storage(root, settings.sink.storage_options())
     with console.status("reconciling") as status:
-        result = run(settings, storage, progress=lambda text: status.update(text))
+        result = run(settings, storage, progress=lambda text: status.update(text), final=final)
     if as_json:
         print(json.dumps(result.to_dict(), indent=2))
     else:

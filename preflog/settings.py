@@ -106,6 +106,12 @@ class ProcessorSettings(BaseModel):
     producer_max_batch_size: int = Field(
         16384, ge=1, description="bytes per produce batch; the embedded broker needs 1 (see docs/broker-quirks.md)"
     )
+    recovery_consistency_check: bool = Field(
+        True,
+        description="Faust refuses to start when a table's saved offset is past its changelog's high watermark; "
+        "keep it on real Kafka. The embedded broker reports high watermarks low (docs: The embedded broker), "
+        "so the embedded stack turns it off",
+    )
     max_input_bytes: int = Field(
         600_000,
         ge=1024,

@@ -85,6 +85,7 @@ def create_app(settings: Settings, partitions: int) -> faust.App:
         autodiscover=False,
         table_standby_replicas=0,
         producer_max_batch_size=p.producer_max_batch_size,
+        recovery_consistency_check=p.recovery_consistency_check,
     )
     codec = settings.make_codec()
     kafka_config = settings.kafka.client_config()

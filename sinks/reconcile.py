@@ -120,8 +120,14 @@ def _stored_ids(storage: Storage, table: str, manifests: Iterable[Manifest]) -> 
     return ids
 
 
-def reconcile(settings: Settings, storage: Storage, progress: Progress | None = None) -> Reconciliation:
-    """Account for every record of preflog's topics (see :mod:`.ledger` for the rules)."""
+def reconcile(
+    settings: Settings, storage: Storage, progress: Progress | None = None, final: bool = False
+) -> Reconciliation:
+    """Account for every record of preflog's topics (see :mod:`.ledger` for the rules).
+
+    ``final``: the traffic has stopped and the pipeline has drained, so a record still pending or open is a
+    problem too (a processor or sink that stopped making progress, not one that is behind).
+    """
     say = progress or (lambda _: None)
     config = {**settings.kafka.client_config(), "log_level": 0}
     admin = AdminClient(config)
@@ -171,6 +177,11 @@ def reconcile(settings: Settings, storage: Storage, progress: Progress | None = 
     committed = committed_offsets(admin, p.app_id)
     horizon = int((p.window_s + p.grace_s) * 1000)
     result.inputs = input_ledger(inputs, outcomes, committed, horizon)
+    if final:
+        for led in result.inputs + result.outputs:
+            for state in ("pending", "open"):
+                if led.counts[state]:
+                    led.problems.append(f"{led.counts[state]} record(s) {state} (--final: all should be decided)")
     return result
 
 

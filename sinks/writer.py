@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow.parquet as pq
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from preflog.errors import PreflogError
 from preflog.schemas.codec import Codec
 from preflog.schemas.registry import OUTPUT_RECORDS, default_store
 from preflog.settings import Settings
@@ -97,7 +98,7 @@ class Sink:
         committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(partitions, timeout=30)}
         ids = topic_ids(self.admin, {tp.topic for tp in partitions})
         for tp in partitions:
-            state = self._load(tp.topic, tp.partition, ids.get(tp.topic, ""))
+            state = self._load_retrying(tp.topic, tp.partition, ids.get(tp.topic, ""))
             self.parts[(tp.topic, tp.partition)] = state
             start = committed.get((tp.topic, tp.partition), -1001)
             if state.written_upto < 0 and state.origin.incarnation > 0:
@@ -121,6 +122,27 @@ class Sink:
         for tp in partitions:
             self.parts.pop((tp.topic, tp.partition), None)  # unflushed records are read again by the next owner
         consumer.unassign()
+
+    def _load_retrying(self, topic: str, partition: int, topic_id: str, limit_s: float = 240.0) -> PartitionState:
+        """:meth:`_load`, retried with backoff while the object store does not answer (an outage); the limit
+        stays under the consumer's max.poll.interval.ms (300 s), which this callback holds up."""
+        backoff, deadline = 0.5, time.monotonic() + limit_s
+        while True:
+            try:
+                return self._load(topic, partition, topic_id)
+            except PreflogError as exc:
+                if not isinstance(exc, StorageError) or time.monotonic() > deadline:
+                    raise
+                error: Exception = exc
+            except Exception as exc:  # s3fs/botocore raise their own types for a store that is away
+                if time.monotonic() > deadline:
+                    raise StorageError(f"reading the audit log at {self.storage.url}: {exc}") from exc
+                error = exc
+            log.warning(
+                "%s[%d]: reading the audit log failed (%s); retrying in %.1f s", topic, partition, error, backoff
+            )
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)
 
     def _load(self, topic: str, partition: int, topic_id: str) -> PartitionState:
         """Where to resume, and recent ids, from the files of this partition."""
@@ -289,7 +311,12 @@ class Sink:
         if self.parts.get(key) is not state:  # revoked (and maybe assigned again) while the store was away
             log.warning("%s[%d] changed hands during a storage retry; its new owner resumes from the files", *key)
             return
-        self.consumer.commit(offsets=[TopicPartition(topic, partition, last + 1)], asynchronous=False)
+        try:
+            self.consumer.commit(offsets=[TopicPartition(topic, partition, last + 1)], asynchronous=False)
+        except KafkaException as exc:  # e.g. a rebalance under way: the files are written, and say where to resume
+            log.warning(
+                "%s[%d]: committing offset %d failed (%s); the files decide where to resume", *key, last + 1, exc
+            )
         state.written_upto = last
         state.batch, state.batch_bytes = [], 0
         while len(state.ids) > self.conf.dedupe_window:
