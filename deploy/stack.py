@@ -257,19 +257,53 @@ class Stack:
         if self.record is not None:
             self.record.write(self.settings.data_dir)
 
-    def stop(self, urgent: Urgent | None = None) -> None:
-        """Stop the services (newest first), then the broker; remove stack.json.
+    def stop(self, urgent: Urgent | None = None, drain_s: float = 30.0) -> None:
+        """Stop the processor, let the sink write everything the processor sent, stop the sink, then the broker;
+        remove stack.json.
 
-        ``urgent()`` turning true (a second Ctrl-C) kills what is still running instead of waiting.
+        The embedded broker's log dies with it: whatever the sink has not written by then is gone, so the sink
+        is stopped only once it has committed the end of every output partition (at most ``drain_s``; it says
+        what it left behind). ``urgent()`` turning true (a second Ctrl-C) kills what is still running instead.
         """
         try:
-            for service in reversed(self.services):
+            for service in [s for s in self.services if s.name != "sink"]:
                 service.stop(urgent=urgent)
+            sink = next((s for s in self.services if s.name == "sink"), None)
+            if sink is not None:
+                if sink.process.poll() is None and not (urgent and urgent()):
+                    self._drain(sink, drain_s, urgent)
+                sink.stop(urgent=urgent)
         finally:
             if self.broker is not None:
                 self.broker.stop(timeout=0.0 if urgent and urgent() else 10.0)
             if self.record is not None:
                 remove_record(self.settings.data_dir, self.record.incarnation)
+
+    def _drain(self, sink: Service, timeout: float, urgent: Urgent | None) -> None:
+        """Wait until the sink has committed the end of every output partition (its files are written first)."""
+        from .offsets import describe
+
+        t = self.settings.topics
+        outputs = [t.pairs, t.unpaired, t.unmatched, t.dead_letter]
+        config = {**self.settings.kafka.client_config(), "log_level": 0}
+        deadline = time.monotonic() + timeout
+        behind: list[str] = []
+        while time.monotonic() < deadline and not (urgent and urgent()) and sink.process.poll() is None:
+            try:
+                group = describe(config, self.settings.sink.group_id, outputs)
+            except Exception as exc:  # the broker is ours and up; say so rather than hang
+                behind = [f"could not read the sink's offsets: {exc}"]
+                break
+            behind = [
+                f"{p.topic}[{p.partition}]: {p.lag}"
+                for p in group.partitions
+                if (p.lag or 0) > 0 or (p.committed is None and p.end > 0)
+            ]
+            if not behind:
+                return
+            time.sleep(0.5)
+        if behind:
+            log.warning("stopping the sink before it wrote everything (records behind: %s)", ", ".join(behind))
 
     def pids(self) -> dict[str, int]:
         """Every child process by name (broker first)."""

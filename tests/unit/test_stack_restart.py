@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,3 +43,21 @@ def test_any_other_exit_stops_up_at_once(tmp_path: Path) -> None:
     with pytest.raises(PreflogError, match="processor exited with code 3; see"):
         stack.wait(30)
     assert len(launches) == 1
+
+
+def test_stop_stops_the_processor_then_drains_the_sink_then_stops_it(tmp_path: Path, monkeypatch: Any) -> None:
+    """The embedded broker's log dies with it: what the processor sent last must reach the files first."""
+    order: list[str] = []
+    stack = Stack(Settings(data_dir=tmp_path))
+    for name in ("processor", "sink"):  # started in this order, as up does
+        service = Service(name, subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]), tmp_path, "")
+        monkeypatch.setattr(service, "stop", lambda urgent=None, name=name: order.append(f"stop {name}"))
+        stack.services.append(service)
+    monkeypatch.setattr(stack, "_drain", lambda sink, timeout, urgent: order.append(f"drain {sink.name}"))
+    try:
+        stack.stop()
+    finally:
+        for service in stack.services:
+            service.process.kill()
+            service.process.wait()
+    assert order == ["stop processor", "drain sink", "stop sink"]
