@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.box import SIMPLE_HEAD
 from rich.table import Table
 
 from .console import console, out, settings_of
+
+if TYPE_CHECKING:  # the command imports Kafka clients only when it runs
+    from .sinks.reconcile import Reconciliation
 
 __all__ = ["reconcile"]
 
@@ -56,10 +59,7 @@ def reconcile(
         raise typer.Exit(1)
 
 
-def _print(result: object, root: str, roles: dict[str, str]) -> None:
-    from .sinks.reconcile import Reconciliation
-
-    assert isinstance(result, Reconciliation)
+def _print(result: Reconciliation, root: str, roles: dict[str, str]) -> None:
     caption = ", ".join(f"{r}: {t}" for t, r in roles.items())
     table = Table("input", "p", *INPUT_HEADERS, title="inputs: the outcome of every record", caption=caption, **STYLE)
     for led in result.inputs:
