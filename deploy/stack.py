@@ -284,7 +284,7 @@ class Stack:
         from .offsets import describe
 
         t = self.settings.topics
-        outputs = [t.pairs, t.unpaired, t.unmatched, t.dead_letter]
+        outputs = list(t.outputs().values())
         config = {**self.settings.kafka.client_config(), "log_level": 0}
         deadline = time.monotonic() + timeout
         behind: list[str] = []

@@ -21,8 +21,8 @@ from .console import console, out, override, progress_bar, settings_of
 from .errors import PreflogError
 from .reconcile_command import reconcile
 from .replay_command import replay
-from .schemas.registry import TOPIC_RECORDS
-from .settings import Settings, load_settings
+from .schemas.tables import TOPIC_RECORDS
+from .settings import load_settings
 from .up_command import up
 
 __all__ = ["app", "main"]
@@ -407,15 +407,6 @@ def topics_list(ctx: typer.Context) -> None:
     out.print(table)
 
 
-def _groups(settings: Settings) -> dict[str, list[str]]:
-    """preflog's consumer groups and the topics each reads."""
-    t = settings.topics
-    return {
-        settings.processor.app_id: [t.inference, t.feedback, t.ticks],
-        settings.sink.group_id: [t.pairs, t.unpaired, t.unmatched, t.dead_letter],
-    }
-
-
 @offsets_app.command("show")
 def offsets_show(
     ctx: typer.Context,
@@ -427,7 +418,7 @@ def offsets_show(
     from .deploy.offsets import describe
 
     settings = settings_of(ctx)
-    groups = _groups(settings)
+    groups = settings.groups()
     for name in group or list(groups):
         info = describe(settings.kafka.client_config(), name, groups.get(name, []))
         table = Table(
@@ -478,7 +469,7 @@ def offsets_reset(
     ]
     if len(modes) != 1:
         raise typer.BadParameter("give exactly one of --to-earliest, --to-latest, --to-datetime, --to-offset")
-    topics = topic or _groups(settings).get(group, [])
+    topics = topic or settings.groups().get(group, [])
     explicit = {}
     for spec in to_offset or []:
         where, _, offset = spec.rpartition("=")

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from .console import console, out, progress_bar, settings_of
 from .errors import PreflogError
+from .schemas.tables import TABLES
 
 __all__ = ["replay", "replay_output"]
 
@@ -145,7 +146,7 @@ def replay(
         result.add_row(f"{role} events read", str(n))
     if summary.filtered_out:
         result.add_row("outside --from/--to", str(summary.filtered_out))
-    for role in ("pairs", "unpaired", "unmatched", "dead_letter"):
+    for role in TABLES:
         result.add_row(f"{role} written", str(summary.written[role]))
     for reason, n in sorted(summary.unmatched.items()):
         result.add_row(f"  unmatched {reason}", str(n))

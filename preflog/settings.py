@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
+from .schemas.tables import OUTPUTS, TABLES
 
 __all__ = [
     "CodecSettings",
@@ -82,6 +83,10 @@ class TopicSettings(BaseModel):
             "dead_letter": self.dead_letter,
             "ticks": self.ticks,
         }
+
+    def outputs(self) -> dict[str, str]:
+        """Table -> topic name, for the processor's outputs (the sink's inputs)."""
+        return {o.role: getattr(self, o.role) for o in OUTPUTS}
 
 
 class ProcessorSettings(BaseModel):
@@ -163,9 +168,15 @@ class SinkSettings(BaseModel):
 
     url: str | None = Field(None, description="file:///path or s3://bucket/prefix; default <data_dir>/audit")
     group_id: str = "preflog-sink"
-    tables: list[Literal["pairs", "unpaired", "unmatched", "dead_letter"]] = Field(
-        ["pairs", "unpaired", "unmatched", "dead_letter"], description="which output topics to store"
-    )
+    tables: list[str] = Field(default_factory=lambda: list(TABLES), description="which output topics to store")
+
+    @model_validator(mode="after")
+    def _known_tables(self) -> SinkSettings:
+        unknown = [t for t in self.tables if t not in TABLES]
+        if unknown:
+            raise ValueError(f"sink.tables: unknown table(s) {unknown}; choose from {', '.join(TABLES)}")
+        return self
+
     partition_by: list[str] = Field(default_factory=list, description="extra partition columns, e.g. model.name")
     max_rows: int = Field(50_000, ge=1, description="a file is cut at this many records")
     max_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="... or this many input bytes")
@@ -233,6 +244,14 @@ class Settings(BaseSettings):
     processor: ProcessorSettings = Field(default_factory=ProcessorSettings)
     sink: SinkSettings = Field(default_factory=SinkSettings)
     data_dir: Path = Field(Path(".preflog"), description="where the embedded stack keeps its data and logs")
+
+    def groups(self) -> dict[str, list[str]]:
+        """preflog's consumer groups and the topics each reads."""
+        t = self.topics
+        return {
+            self.processor.app_id: [t.inference, t.feedback, t.ticks],
+            self.sink.group_id: list(t.outputs().values()),
+        }
 
     def audit_url(self) -> str:
         """Where the audit log lives."""

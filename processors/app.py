@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import faust
 
-from preflog.schemas.registry import OUTPUT_RECORDS
+from preflog.schemas.tables import TABLES
 from preflog.settings import KafkaSettings, Settings
 
 from . import faust_fixes, metrics
@@ -95,10 +95,10 @@ def create_app(settings: Settings, partitions: int) -> faust.App:
 
     inputs = raw_topic(t.inference, t.feedback, t.ticks)
     ticks = raw_topic(t.ticks)
-    outputs = {role: raw_topic(getattr(t, role)) for role in OUTPUT_RECORDS}
+    outputs = {role: raw_topic(getattr(t, role)) for role in TABLES}
     table = app.Table(TABLE, default=None, partitions=partitions, key_type=str)
     state = StagedState(table)
-    output_topics = {role: getattr(t, role) for role in OUTPUT_RECORDS}
+    output_topics = {role: getattr(t, role) for role in TABLES}
     joiner = Joiner(join_config(settings), codec, state, t.inference, t.feedback, output_topics=output_topics)
     app.joiner = joiner  # type: ignore[attr-defined]
 
@@ -106,7 +106,7 @@ def create_app(settings: Settings, partitions: int) -> faust.App:
         joiner,
         state,
         lambda: table.data,
-        {role: outputs[role].send for role in OUTPUT_RECORDS},
+        {role: outputs[role].send for role in TABLES},
         table.changelog_topic.send,
         lambda: app.consumer,
         kafka_config,

@@ -19,7 +19,7 @@ from typing import Any
 
 from preflog.schemas.codec import Codec
 from preflog.schemas.exceptions import ValidationError
-from preflog.schemas.registry import OUTPUT_RECORDS
+from preflog.schemas.tables import TABLES
 
 from .records import dead_letter
 
@@ -71,11 +71,11 @@ class OutputEncoder:
         self.wall_ms = wall_ms
 
     def _encode(self, role: str, record: Record) -> bytes:
-        return self.codec.encode(OUTPUT_RECORDS[role], record, self.topics.get(role, ""))
+        return self.codec.encode(TABLES[role].record, record, self.topics.get(role, ""))
 
     def emit(self, role: str, key: bytes | None, record: Record, source: Source) -> Emit:
         """``record`` encoded, or the dead letter of ``source`` that says why it could not be."""
-        name = OUTPUT_RECORDS[role]
+        name = TABLES[role].record
         try:
             value = self._encode(role, record)
         except ENCODE_ERRORS as exc:

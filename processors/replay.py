@@ -29,7 +29,8 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from preflog.schemas.codec import Codec, SingleObjectCodec
-from preflog.schemas.registry import OUTPUT_RECORDS, default_store
+from preflog.schemas.registry import default_store
+from preflog.schemas.tables import OUTPUTS, TABLES
 from preflog.settings import Settings
 from preflog.sinks.batch import TableFormat, batch_files
 from preflog.sinks.storage import Storage
@@ -110,7 +111,7 @@ class Replay:
         self.clock_ms = 0
         t = settings.topics
         self.output_codec = SingleObjectCodec()
-        self.output_topic = {role: getattr(t, role) for role in OUTPUT_RECORDS}
+        self.output_topic = {o.role: getattr(t, o.role) for o in OUTPUTS}
         self.joiner = Joiner(
             join_config(settings),
             self.codec,
@@ -121,7 +122,7 @@ class Replay:
             output_topics=self.output_topic,
             output_codec=self.output_codec,
         )
-        self.formats = {role: TableFormat(role, default_store().latest(name)) for role, name in OUTPUT_RECORDS.items()}
+        self.formats = {o.role: TableFormat(o.role, default_store().latest(o.record)) for o in OUTPUTS}
         self.buffers: dict[tuple[str, int], list[dict[str, Any]]] = {}
         self.written_upto: dict[tuple[str, int], int] = {}
         by_partition: dict[int, list[Range]] = {}
@@ -214,7 +215,7 @@ class Replay:
             self._emit(partition, e)
 
     def _emit(self, partition: int, e: Emit) -> None:
-        name = OUTPUT_RECORDS[e.role]
+        name = TABLES[e.role].record
         record = self.output_codec.decode(e.value, name)  # as the live log has it
         if e.role == "unmatched":
             self.summary.unmatched[record["reason"]] += 1

@@ -41,7 +41,7 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
 
     partitions = check_input_topics(settings)
     t = settings.topics
-    outputs = [t.pairs, t.unpaired, t.unmatched, t.dead_letter, t.ticks]
+    outputs = [*t.outputs().values(), t.ticks]
     ensure_topics(settings.kafka.client_config(), outputs, partitions, t.replication_factor)
     if settings.processor.metrics_port:
         from prometheus_client import start_http_server

@@ -5,7 +5,8 @@ from __future__ import annotations
 from .codec import Codec, ConfluentCodec, SingleObjectCodec
 from .events import feedback_record, inference_record
 from .exceptions import DecodeError, SchemaError, ValidationError
-from .registry import RECORD_TYPES, SchemaStore, default_store
+from .registry import SchemaStore, default_store
+from .tables import RECORD_TYPES
 
 __all__ = [
     "RECORD_TYPES",

@@ -21,9 +21,6 @@ from .exceptions import SchemaError
 
 __all__ = [
     "DEFAULT_SCHEMA_DIR",
-    "OUTPUT_RECORDS",
-    "RECORD_TYPES",
-    "TOPIC_RECORDS",
     "SchemaStore",
     "SchemaVersion",
     "default_store",
@@ -32,25 +29,6 @@ __all__ = [
 
 DEFAULT_SCHEMA_DIR = Path(__file__).parent / "avro"
 NAMESPACE = "preflog.v1"
-#: the record type on each of preflog's topics, by topic role (settings.topics)
-TOPIC_RECORDS = {
-    "inference": "InferenceEvent",
-    "feedback": "FeedbackEvent",
-    "pairs": "PreferencePair",
-    "unpaired": "UnpairedSignal",
-    "unmatched": "UnmatchedRecord",
-    "dead_letter": "DeadLetter",
-}
-#: the processor's outputs, which the sink stores as tables of the same names
-OUTPUT_RECORDS = {role: TOPIC_RECORDS[role] for role in ("pairs", "unpaired", "unmatched", "dead_letter")}
-RECORD_TYPES = (
-    "InferenceEvent",
-    "FeedbackEvent",
-    "PreferencePair",
-    "UnpairedSignal",
-    "UnmatchedRecord",
-    "DeadLetter",
-)
 
 
 @dataclass(frozen=True)

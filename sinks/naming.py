@@ -17,15 +17,10 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-__all__ = ["TIME_COLUMN", "FileName", "file_name", "parse_file_name", "partition_dir"]
+from preflog.schemas.tables import TABLES
 
-#: the column whose UTC date names the dt= folder, per table
-TIME_COLUMN = {
-    "pairs": "feedback_time",
-    "unpaired": "feedback_time",
-    "unmatched": "event_time",
-    "dead_letter": "failed_at",
-}
+__all__ = ["FileName", "file_name", "parse_file_name", "partition_dir"]
+
 NAME = re.compile(
     r"^(?P<topic>[^+/]+)\+(?P<partition>\d+)(?:\+i(?P<incarnation>\d{4,}))?\+(?P<first>\d{19})-(?P<last>\d{19})\.parquet$"
 )
@@ -59,7 +54,7 @@ def parse_file_name(name: str) -> FileName | None:
 
 def partition_dir(table: str, record: dict[str, Any], partition_by: list[str]) -> str:
     """``{table}/dt=.../[col=value/...]`` for one record."""
-    when: datetime = record[TIME_COLUMN[table]]
+    when: datetime = record[TABLES[table].time_column]
     parts = [table, f"dt={when.date().isoformat()}"]
     for column in partition_by:
         value: Any = record

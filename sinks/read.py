@@ -15,9 +15,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from preflog.schemas.tables import TABLES
+
 from .naming import parse_file_name
 from .storage import Storage
-from .writer import ID_COLUMN
 
 __all__ = ["dedupe", "read_pairs", "read_table"]
 
@@ -53,16 +54,16 @@ def read_table(
         schema=_schema(table) if not files else None,
     )
     result = dataset.to_table(filter=filter, columns=list(columns) if columns else None)
-    return dedupe(result, ID_COLUMN.get(table)) if table in ID_COLUMN else result
+    return dedupe(result, TABLES[table].id_column)
 
 
 def _schema(table: str) -> pa.Schema:
     """The Arrow schema of an empty table (no file to read it from)."""
-    from preflog.schemas.registry import OUTPUT_RECORDS, default_store
+    from preflog.schemas.registry import default_store
 
     from .batch import TableFormat
 
-    return TableFormat(table, default_store().latest(OUTPUT_RECORDS[table])).arrow.append(pa.field("dt", pa.string()))
+    return TableFormat(table, default_store().latest(TABLES[table].record)).arrow.append(pa.field("dt", pa.string()))
 
 
 def dedupe(table: pa.Table, column: str | None) -> pa.Table:

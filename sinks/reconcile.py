@@ -20,7 +20,7 @@ from confluent_kafka.admin import AdminClient
 
 from preflog.errors import PreflogError
 from preflog.schemas.codec import Codec
-from preflog.schemas.registry import OUTPUT_RECORDS
+from preflog.schemas.tables import OUTPUTS, TABLES
 from preflog.settings import Settings
 
 from .incarnation import topic_ids
@@ -28,7 +28,6 @@ from .ledger import InputRecord, Ledger, Outcomes, input_ledger, output_ledger
 from .manifest import MANIFEST_DIR, Manifest
 from .parquet import read_ids
 from .storage import Storage
-from .writer import ID_COLUMN
 
 __all__ = ["Reconciliation", "committed_offsets", "read_all", "reconcile"]
 
@@ -109,7 +108,7 @@ def _current(manifests: list[Manifest], topic_id: str) -> list[Manifest]:
 
 
 def _stored_ids(storage: Storage, table: str, manifests: Iterable[Manifest]) -> set[str]:
-    column = ID_COLUMN[table]
+    column = TABLES[table].id_column
     ids: set[str] = set()
     for path in sorted({m.file for m in manifests if m.file}):
         try:
@@ -135,7 +134,7 @@ def reconcile(
     t = settings.topics
     result = Reconciliation()
     metadata = admin.list_topics(timeout=10).topics
-    roles = {"inference": t.inference, "feedback": t.feedback} | {r: getattr(t, r) for r in OUTPUT_RECORDS}
+    roles = {"inference": t.inference, "feedback": t.feedback} | {o.role: getattr(t, o.role) for o in OUTPUTS}
     absent = [name for name in roles.values() if name not in metadata]
     if absent:
         raise PreflogError(f"topic(s) {', '.join(absent)} do not exist on {settings.kafka.bootstrap_servers}")
@@ -145,7 +144,7 @@ def reconcile(
     ids = topic_ids(admin, roles.values())
     outcomes = Outcomes()
     sink_committed = committed_offsets(admin, settings.sink.group_id)
-    for role, record_type in OUTPUT_RECORDS.items():
+    for role, record_type in ((o.role, o.record) for o in OUTPUTS):
         topic = roles[role]
         say(f"checking {topic} against the audit log")
         every = [
@@ -160,7 +159,7 @@ def reconcile(
                 except PreflogError as exc:
                     result.problems.append(f"{topic}[{partition}] offset {msg.offset()}: {exc}")
                     continue
-                by_offset[msg.offset() or 0] = value.get(ID_COLUMN[role]) or None
+                by_offset[msg.offset() or 0] = value.get(TABLES[role].id_column) or None
                 _add_outcome(outcomes, role, value)
             mine = _current([m for m in every if (m.topic, m.partition) == (topic, partition)], ids.get(topic, ""))
             result.outputs.append(

@@ -12,13 +12,12 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from preflog.schemas.registry import OUTPUT_RECORDS
+from preflog.schemas.tables import TABLES
 
 from .manifest import MANIFEST_DIR, Manifest
 from .naming import parse_file_name
 from .parquet import read_ids
 from .storage import Storage
-from .writer import ID_COLUMN
 
 __all__ = ["Report", "verify"]
 
@@ -53,7 +52,7 @@ def verify(storage: Storage, on_file: Callable[[str], None] | None = None) -> Re
     """Check the whole audit log under ``storage``."""
     report = Report()
     ranges: dict[tuple[str, str, int, int], set[tuple[int, int]]] = defaultdict(set)
-    for table in OUTPUT_RECORDS:
+    for table in TABLES:
         data_files = {p for p in storage.list(table) if p.endswith(".parquet")}
         manifests = [p for p in storage.list(f"{MANIFEST_DIR}/{table}") if p.endswith(".json")]
         described = set()
@@ -75,7 +74,7 @@ def verify(storage: Storage, on_file: Callable[[str], None] | None = None) -> Re
                 report.checksum_mismatches.append(manifest.file)
                 continue
             report.rows += manifest.rows
-            ids.update(read_ids(data, ID_COLUMN[table]))
+            ids.update(read_ids(data, TABLES[table].id_column))
         for path in sorted(data_files - described):
             report.without_manifest.append(path)
             name = parse_file_name(path)

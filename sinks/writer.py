@@ -32,7 +32,8 @@ from confluent_kafka.admin import AdminClient
 
 from preflog.errors import PreflogError
 from preflog.schemas.codec import Codec
-from preflog.schemas.registry import OUTPUT_RECORDS, default_store
+from preflog.schemas.registry import default_store
+from preflog.schemas.tables import TABLES
 from preflog.settings import Settings
 
 from . import metrics
@@ -44,12 +45,11 @@ from .naming import FileName, parse_file_name
 from .parquet import read_ids
 from .storage import Storage
 
-__all__ = ["ID_COLUMN", "Sink"]
+__all__ = ["Sink"]
 
 log = logging.getLogger(__name__)
 #: the deterministic id of each table's records: the writer stores each id once (empty ids, in records written
 #: before a table had one, are never deduplicated)
-ID_COLUMN = {"pairs": "pair_id", "unpaired": "signal_id", "unmatched": "unmatched_id", "dead_letter": "dead_letter_id"}
 
 
 @dataclass
@@ -78,7 +78,7 @@ class Sink:
         topics = settings.topics.all()
         self.table_of: dict[str, str] = {topics[table]: table for table in self.conf.tables}
         self.formats: dict[str, TableFormat] = {
-            t: TableFormat(t, default_store().latest(OUTPUT_RECORDS[t])) for t in self.conf.tables
+            t: TableFormat(t, default_store().latest(TABLES[t].record)) for t in self.conf.tables
         }
         self.parts: dict[tuple[str, int], PartitionState] = {}
         self.admin = AdminClient({**settings.kafka.client_config(), "log_level": 0})
@@ -183,7 +183,7 @@ class Sink:
             log.warning(
                 "%s: a batch was cut short by a crash; writing offsets %d-%d again", redo, redo.first, redo.last
             )
-        column = ID_COLUMN.get(table)
+        column = TABLES[table].id_column
         if column and self.conf.dedupe_window:
             for _, relative in sorted(files, key=lambda f: (f[0].incarnation, f[0].last), reverse=True):
                 for value in reversed(read_ids(self.storage.read(relative), column)):
@@ -336,7 +336,7 @@ class Sink:
     ) -> list[tuple[str, bytes]]:
         """The data files and manifests for one batch (ids already in the log skipped)."""
         fmt = self.formats[state.table]
-        column = ID_COLUMN.get(state.table)
+        column = TABLES[state.table].id_column
         records = []
         for msg in state.batch:
             record = self.codec.decode(msg.value() or b"", fmt.schema.name, topic)

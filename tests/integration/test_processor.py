@@ -18,7 +18,7 @@ from preflog.producers.generator import TrafficProfile, generate
 from preflog.producers.traffic import send_traffic
 from preflog.schemas.codec import SingleObjectCodec
 from preflog.schemas.events import feedback_record
-from preflog.schemas.registry import OUTPUT_RECORDS
+from preflog.schemas.tables import TABLES
 from preflog.settings import TopicSettings
 
 from ..conftest import T0, feedback, inference
@@ -44,10 +44,10 @@ def outputs(
     def done(msgs: list[Any]) -> bool:
         if ids is None:
             return len(msgs) >= expect
-        return ids <= {CODEC.decode(m.value(), OUTPUT_RECORDS[role], topic)["pair_id"] for m in msgs}
+        return ids <= {CODEC.decode(m.value(), TABLES[role].record, topic)["pair_id"] for m in msgs}
 
     msgs = read_topic(config, topic, topics.partitions, expect, timeout=timeout, settle=settle, done=done)
-    return [CODEC.decode(m.value() or b"", OUTPUT_RECORDS[role], topic) for m in msgs]
+    return [CODEC.decode(m.value() or b"", TABLES[role].record, topic) for m in msgs]
 
 
 def at(minutes: float) -> Any:

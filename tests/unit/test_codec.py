@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from preflog.schemas.codec import ConfluentCodec, SingleObjectCodec
 from preflog.schemas.exceptions import DecodeError
-from preflog.schemas.registry import DEFAULT_SCHEMA_DIR, RECORD_TYPES, SchemaStore, default_store
+from preflog.schemas.registry import DEFAULT_SCHEMA_DIR, SchemaStore, default_store
+from preflog.schemas.tables import RECORD_TYPES
 
 from ..samples import all_samples
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from preflog.schemas.registry import DEFAULT_SCHEMA_DIR, RECORD_TYPES, SchemaStore, default_store
+from preflog.schemas.registry import DEFAULT_SCHEMA_DIR, SchemaStore, default_store
+from preflog.schemas.tables import RECORD_TYPES
 
 
 def _named_types(node: Any, found: dict[str, Any], namespace: str) -> None:
