@@ -49,22 +49,6 @@ def faust_credentials(kafka: KafkaSettings) -> Any:
     return None
 
 
-def join_config(settings: Settings) -> JoinConfig:
-    p = settings.processor
-    return JoinConfig(
-        window_ms=int(p.window_s * 1000),
-        grace_ms=int(p.grace_s * 1000),
-        late_retention_ms=int(p.late_retention_s * 1000),
-        idle_timeout_ms=int(p.idle_timeout_s * 1000),
-        score_margin=p.score_margin,
-        score_mode=p.score_mode,
-        max_input_bytes=p.max_input_bytes,
-        max_output_bytes=p.max_output_bytes,
-        max_event_time_skew_ms=int(p.max_event_time_skew_s * 1000),
-        max_entry_bytes=p.max_state_entry_bytes,
-    )
-
-
 def create_app(settings: Settings, partitions: int) -> faust.App:
     """The processor app for topics with ``partitions`` partitions each."""
     faust_fixes.install()
@@ -99,7 +83,9 @@ def create_app(settings: Settings, partitions: int) -> faust.App:
     table = app.Table(TABLE, default=None, partitions=partitions, key_type=str)
     state = StagedState(table)
     output_topics = {role: getattr(t, role) for role in TABLES}
-    joiner = Joiner(join_config(settings), codec, state, t.inference, t.feedback, output_topics=output_topics)
+    joiner = Joiner(
+        JoinConfig.from_settings(settings), codec, state, t.inference, t.feedback, output_topics=output_topics
+    )
     app.joiner = joiner  # type: ignore[attr-defined]
 
     worker = BatchJoin(

@@ -37,7 +37,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preflog.schemas.codec import Codec
 from preflog.schemas.events import feedback_record, inference_record, reference_problems
@@ -47,6 +47,9 @@ from .exceptions import StateError
 from .outputs import Emit, OutputEncoder, Source
 from .pairs import ScoreMode, expand
 from .records import pair_record, signal_record, unmatched_record
+
+if TYPE_CHECKING:
+    from preflog.settings import Settings
 
 __all__ = ["Emit", "JoinConfig", "Joiner"]
 
@@ -69,6 +72,23 @@ class JoinConfig:
     max_output_bytes: int = 900_000
     max_event_time_skew_ms: int = 3_600_000
     max_entry_bytes: int = 950_000
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> JoinConfig:
+        """The join settings of ``settings.processor``, in milliseconds."""
+        p = settings.processor
+        return cls(
+            window_ms=int(p.window_s * 1000),
+            grace_ms=int(p.grace_s * 1000),
+            late_retention_ms=int(p.late_retention_s * 1000),
+            idle_timeout_ms=int(p.idle_timeout_s * 1000),
+            score_margin=p.score_margin,
+            score_mode=p.score_mode,
+            max_input_bytes=p.max_input_bytes,
+            max_output_bytes=p.max_output_bytes,
+            max_event_time_skew_ms=int(p.max_event_time_skew_s * 1000),
+            max_entry_bytes=p.max_state_entry_bytes,
+        )
 
 
 #: what one waiting feedback, one remembered feedback_id and an entry itself add to a stored entry (JSON), at most

@@ -35,8 +35,7 @@ from preflog.settings import Settings
 from preflog.sinks.batch import TableFormat, batch_files
 from preflog.sinks.storage import Storage
 
-from .app import join_config
-from .join import Emit, Joiner
+from .join import Emit, JoinConfig, Joiner
 from .ranges import Range, RangeError
 
 __all__ = ["Replay", "Summary"]
@@ -113,7 +112,7 @@ class Replay:
         self.output_codec = SingleObjectCodec()
         self.output_topic = {o.role: getattr(t, o.role) for o in OUTPUTS}
         self.joiner = Joiner(
-            join_config(settings),
+            JoinConfig.from_settings(settings),
             self.codec,
             {},
             t.inference,
