@@ -14,8 +14,6 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import fsspec
-
 from .exceptions import ImmutableFileError, StorageError
 
 __all__ = ["Storage"]
@@ -26,6 +24,8 @@ class Storage:
 
     def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
         self.url = url.rstrip("/")
+        import fsspec  # here, not at import: preflog.read_pairs stays light until it reads
+
         self.fs, self.root = fsspec.core.url_to_fs(self.url, **(storage_options or {}))
         self.local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
 
