@@ -1,32 +1,25 @@
-"""The one settings model of a preflog process.
+"""The sections of the settings model: Kafka, topics, codec, producer, processor and sink.
 
-Read once at start-up from ``PREFLOG_*`` environment variables (nested with
-``__``, e.g. ``PREFLOG_KAFKA__BOOTSTRAP_SERVERS``), then overridden by CLI
-flags. Credentials are ``SecretStr``: they never appear in logs or reprs.
+Each is a pydantic model nested in :class:`preflog.settings.Settings`, so every
+field is an environment variable (``PREFLOG_<SECTION>__<FIELD>``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .errors import ConfigError
-from .schemas.tables import OUTPUTS, TABLES
+from ..schemas.tables import OUTPUTS, TABLES
 
 __all__ = [
     "CodecSettings",
     "KafkaSettings",
     "ProcessorSettings",
     "ProducerSettings",
-    "Settings",
     "SinkSettings",
     "TopicSettings",
-    "load_settings",
-    "settings_env",
 ]
 
 
@@ -230,100 +223,3 @@ class ProducerSettings(BaseModel):
     linger_ms: int = Field(5, ge=0)
     queue_max_messages: int = Field(100_000, ge=1)
     delivery_timeout_ms: int = Field(120_000, ge=1000)
-
-
-class Settings(BaseSettings):
-    """Everything one preflog process reads at start-up."""
-
-    model_config = SettingsConfigDict(env_prefix="PREFLOG_", env_nested_delimiter="__", extra="ignore")
-
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    topics: TopicSettings = Field(default_factory=TopicSettings)
-    codec: CodecSettings = Field(default_factory=CodecSettings)
-    producer: ProducerSettings = Field(default_factory=ProducerSettings)
-    processor: ProcessorSettings = Field(default_factory=ProcessorSettings)
-    sink: SinkSettings = Field(default_factory=SinkSettings)
-    data_dir: Path = Field(Path(".preflog"), description="where the embedded stack keeps its data and logs")
-
-    def groups(self) -> dict[str, list[str]]:
-        """preflog's consumer groups and the topics each reads."""
-        t = self.topics
-        return {
-            self.processor.app_id: [t.inference, t.feedback, t.ticks],
-            self.sink.group_id: list(t.outputs().values()),
-        }
-
-    def audit_url(self) -> str:
-        """Where the audit log lives."""
-        return self.sink.url or f"file://{(self.data_dir / 'audit').resolve()}"
-
-    def make_codec(self) -> Any:
-        """The codec these settings select."""
-        from .schemas.codec import ConfluentCodec, SingleObjectCodec
-
-        if self.codec.framing == "confluent":
-            return ConfluentCodec(self.codec.registry_config())
-        return SingleObjectCodec()
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """``settings`` as PREFLOG_* environment variables, to start a child process with the same settings."""
-    import json
-
-    env: dict[str, str] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, BaseModel):
-            for name in type(value).model_fields:
-                walk(f"{prefix}__{name.upper()}" if prefix else name.upper(), getattr(value, name))
-        elif isinstance(value, SecretStr):
-            env[f"PREFLOG_{prefix}"] = value.get_secret_value()
-        elif isinstance(value, (dict, list)):
-            env[f"PREFLOG_{prefix}"] = json.dumps(value)
-        elif value is not None:
-            env[f"PREFLOG_{prefix}"] = str(value)
-
-    walk("", settings)
-    return env
-
-
-def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict):
-            out[key] = _merge(out.get(key) or {}, value)
-        elif value is not None:
-            out[key] = value
-    return out
-
-
-def load_settings(
-    overrides: dict[str, Any] | None = None, discover: Callable[[Path], str | None] | None = None
-) -> Settings:
-    """Settings from the environment, with ``overrides`` (CLI flags; None = not given) on top.
-
-    When neither gives ``kafka.bootstrap_servers``, ``discover(data_dir)`` may supply it (the
-    command line passes a lookup of the ``preflog up`` stack running from the data directory).
-    """
-    from pydantic import ValidationError
-    from pydantic_settings import SettingsError
-
-    try:
-        env = Settings()
-        given = (overrides or {}).get("kafka") or {}
-        if (
-            discover is not None
-            and "bootstrap_servers" not in env.kafka.model_fields_set
-            and not given.get("bootstrap_servers")
-        ):
-            found = discover(Path((overrides or {}).get("data_dir") or env.data_dir))
-            if found:
-                overrides = {**(overrides or {}), "kafka": {**given, "bootstrap_servers": found}}
-        if not overrides:
-            return env
-        return Settings.model_validate(_merge(env.model_dump(), overrides))
-    except ValidationError as exc:
-        lines = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError("invalid settings:\n  " + "\n  ".join(lines)) from None
-    except SettingsError as exc:
-        raise ConfigError(f"invalid settings in the environment: {exc} (lists and maps are JSON)") from None
