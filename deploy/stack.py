@@ -27,16 +27,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-
-from confluent_kafka import Consumer, TopicPartition
 
 from preflog.errors import PreflogError
 from preflog.settings import Settings, settings_env
@@ -45,7 +41,7 @@ from .broker import EmbeddedBroker
 from .runfile import StackRecord, find_running, record_incarnation, remove_record
 from .topics import ensure_topics
 
-__all__ = ["RESTART_CODE", "RESTART_LIMIT", "FlowMonitor", "Service", "Stack", "StackRunningError"]
+__all__ = ["RESTART_CODE", "RESTART_LIMIT", "Service", "Stack", "StackRunningError"]
 
 log = logging.getLogger(__name__)
 #: a service's exit code for "restart me": the processor abandoned a batch (processors.batch.EXIT_BATCH_ABANDONED)
@@ -57,37 +53,6 @@ Urgent = Callable[[], bool]
 
 class StackRunningError(PreflogError):
     """Another ``preflog up`` already runs from this data directory."""
-
-
-class FlowMonitor:
-    """Counts records per topic by reading every partition (no consumer group, so no rebalance wait)."""
-
-    def __init__(self, kafka_config: dict[str, Any], topics: dict[str, str], partitions: int) -> None:
-        self.counts: Counter[str] = Counter()
-        self._consumer = Consumer(
-            {**kafka_config, "group.id": "preflog-up-monitor", "enable.auto.commit": False, "log_level": 0}
-        )
-        self._consumer.assign(
-            [TopicPartition(t, p, -2) for t in topics.values() for p in range(partitions)]  # -2: OFFSET_BEGINNING
-        )
-        self._role = {t: r for r, t in topics.items()}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="preflog-monitor", daemon=True)
-
-    def start(self) -> FlowMonitor:
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for msg in self._consumer.consume(500, 0.2):
-                if msg.error() is None:
-                    self.counts[self._role.get(msg.topic() or "", msg.topic() or "")] += 1
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._consumer.close()
 
 
 @dataclass

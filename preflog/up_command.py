@@ -131,9 +131,10 @@ def up(
     With --demo the join window is 20 s (+5 s grace, 5 s idle) so unmatched records show up quickly.
     Example: preflog up --demo --duration 30
     """
+    from .deploy.flow import FlowMonitor
     from .deploy.progress import FlowProgress, count_audit_files
     from .deploy.signals import Stopping, StopSignals
-    from .deploy.stack import FlowMonitor, Stack
+    from .deploy.stack import Stack
 
     with StopSignals() as signals:
         stack = Stack(settings_of(ctx))
