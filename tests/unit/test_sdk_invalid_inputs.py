@@ -1,7 +1,9 @@
 """Every invalid input to log_inference/log_feedback is a ValidationError naming the field, and nothing is sent.
 
 A caller's mistake must never surface as TypeError, AttributeError, KeyError,
-OverflowError or a raw KafkaException from deep inside the SDK.
+OverflowError or a raw KafkaException from deep inside the SDK. The size
+limits, the edge values that must still pass and a fuzz of every field are in
+``test_sdk_limits.py``.
 """
 
 from __future__ import annotations
@@ -9,24 +11,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-from preflog.producers import PreflogProducer, RecordTooLargeError
-from preflog.schemas.codec import SingleObjectCodec
-from preflog.schemas.events import feedback_record, inference_record
+from preflog.producers import PreflogProducer
 from preflog.schemas.exceptions import ValidationError
-from preflog.settings import Settings
 
 from ..conftest import feedback, inference
-
-RID = "0b0f6c1e-52a4-4cbb-8f0f-3f4b8f6f9d11"
-NAN, INF = float("nan"), float("inf")
-REWARD_MODEL = {"type": "REWARD_MODEL", "name": "rm", "version": "1"}
+from .sdk_helpers import INF, NAN, REWARD_MODEL, RID, offline_producer, scores, sent
 
 
 @dataclass(frozen=True)
@@ -47,15 +41,6 @@ class NoTruth:
         return NoTruth()
 
     __hash__ = None  # type: ignore[assignment]
-
-
-def scores(*values: Any) -> dict[str, Any]:
-    return {
-        "kind": "SCORES",
-        "pairwise": None,
-        "scores": [{"index": i, "score": v} for i, v in enumerate(values)],
-        "source": REWARD_MODEL,
-    }
 
 
 CASES = [
@@ -224,35 +209,6 @@ CASES = [
 ]
 
 
-class Spy:
-    """Stands between PreflogProducer and its Kafka client and keeps every record handed to produce()."""
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-        self.produced: list[bytes] = []
-
-    def produce(self, topic: str, value: bytes, **kwargs: Any) -> None:
-        self.produced.append(value)
-        self.client.produce(topic, value=value, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.client, name)
-
-
-def offline_producer(**config: Any) -> PreflogProducer:
-    """A producer whose broker does not exist (records only queue locally), with a Spy on its client."""
-    codec = config.pop("codec", None) or SingleObjectCodec()
-    producer = PreflogProducer({"bootstrap.servers": "127.0.0.1:1", "log_level": 0, **config}, codec)
-    producer._producer = Spy(producer._producer)  # type: ignore[assignment]
-    return producer
-
-
-def sent(producer: PreflogProducer) -> list[bytes]:
-    spy = producer._producer
-    assert isinstance(spy, Spy)
-    return spy.produced
-
-
 @pytest.fixture
 def offline() -> Iterator[PreflogProducer]:
     producer = offline_producer()
@@ -299,106 +255,3 @@ def test_every_problem_is_listed_at_once(offline: PreflogProducer) -> None:
         offline.log_inference(bad)
     fields = sorted(p.split(":")[0] for p in info.value.problems)
     assert fields == ["context.email", "prompt", "request_id", "sampling.seed", "sampling.temperature"]
-
-
-def test_a_record_over_the_message_size_limit_is_refused_before_sending(offline: PreflogProducer) -> None:
-    huge = "x" * 1_100_000
-    with pytest.raises(RecordTooLargeError) as info:
-        offline.log_inference(inference(candidates=["a", huge]))
-    error = info.value
-    assert isinstance(error, ValidationError)
-    assert error.limit == 1_000_000 and error.size > 1_100_000
-    assert "message.max.bytes" in str(error) and "candidates[1].text" in str(error)
-    assert offline.produced == 0 and sent(offline) == []
-
-
-def test_the_size_limit_follows_the_producer_config() -> None:
-    producer = offline_producer(**{"message.max.bytes": 2000})
-    try:
-        producer.log_inference(inference())  # about 400 bytes
-        with pytest.raises(
-            RecordTooLargeError, match=r"over the limit of 2000 bytes \(the Kafka client.s message.max.bytes"
-        ):
-            producer.log_inference(inference(prompt="p" * 3000))
-        assert producer.produced == 1 and len(sent(producer)) == 1
-    finally:
-        producer._closed.set()
-
-
-def test_the_size_limit_includes_the_codec_limit() -> None:
-    """The processor's decoder would refuse a body over its limit: the producer refuses it first."""
-    producer = offline_producer(codec=SingleObjectCodec(max_record_bytes=1000))
-    try:
-        with pytest.raises(RecordTooLargeError, match="max_record_bytes"):
-            producer.log_inference(inference(prompt="p" * 3000))
-        assert sent(producer) == []
-    finally:
-        producer._closed.set()
-
-
-def test_valid_edge_values_still_pass(offline: PreflogProducer) -> None:
-    """The checks refuse what is wrong, not what is unusual."""
-    offline.log_inference(inference(event_time=0))  # the epoch itself
-    offline.log_inference(inference(event_time=datetime(2200, 12, 31, 23, 59, tzinfo=timezone.utc)))
-    offline.log_inference(inference(request_id=uuid.uuid4(), sampling={"temperature": 0, "seed": -(2**63)}))
-    offline.log_inference(inference(candidates=["x"] * 256, prompt="¿Qué? 🦊", metadata={"n": 3, "ok": True}))
-    offline.log_feedback(feedback(RID, event_time=datetime.now(timezone(timedelta(hours=5)))))
-    offline.log_feedback(feedback(RID, **scores(1e308, -1e307)))
-    assert offline.produced == 6 and len(sent(offline)) == 6
-
-
-JSONISH = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats()
-    | st.text(max_size=8)  # hypothesis's text includes lone surrogates
-    | st.binary(max_size=8)
-    | st.datetimes(timezones=st.none() | st.just(timezone.utc)),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
-    max_leaves=6,
-)
-INFERENCE_FIELDS = sorted(set(inference()) | {"prompt_tokens", "unknown"})
-FEEDBACK_FIELDS = sorted(set(feedback(RID)) | {"ranking", "scores", "rating", "implicit", "explicit", "metadata"})
-
-
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    st.sampled_from(["inference", "feedback"]),
-    st.data(),
-)
-def test_any_value_in_any_field_is_sent_or_a_validation_error(event_type: str, data: st.DataObject) -> None:
-    """Whatever a caller passes, the SDK raises ValidationError or sends a record the processor decodes and accepts."""
-    producer = offline_producer()
-    try:
-        fields = INFERENCE_FIELDS if event_type == "inference" else FEEDBACK_FIELDS
-        event = inference() if event_type == "inference" else feedback(RID)
-        for name in data.draw(st.lists(st.sampled_from(fields), min_size=1, max_size=3, unique=True)):
-            event[name] = data.draw(JSONISH)
-        log = producer.log_inference if event_type == "inference" else producer.log_feedback
-        try:
-            log(event)
-        except ValidationError:
-            assert sent(producer) == []
-            return
-        (value,) = sent(producer)
-        record_type = "InferenceEvent" if event_type == "inference" else "FeedbackEvent"
-        decoded = producer.codec.decode(value, record_type, "t")
-        check = inference_record if event_type == "inference" else feedback_record
-        check(decoded, check_schema=False)  # what the processor does with it
-    finally:
-        producer._closed.set()
-
-
-def test_from_settings_refuses_what_the_join_would_dead_letter_as_too_large() -> None:
-    kafka = {"bootstrap_servers": "127.0.0.1:1", "extra": {"log_level": "0"}}
-    settings = Settings(kafka=kafka, processor={"max_input_bytes": 2048})
-    producer = PreflogProducer.from_settings(settings)
-    producer._producer = Spy(producer._producer)  # type: ignore[assignment]
-    try:
-        producer.log_inference(inference())
-        with pytest.raises(RecordTooLargeError, match=r"over the limit of 2048 bytes \(max_value_bytes, the processor"):
-            producer.log_inference(inference(prompt="p" * 3000))
-        assert len(sent(producer)) == 1
-    finally:
-        producer._closed.set()
