@@ -114,6 +114,7 @@ class Sink:
         return PartitionWriter.resume(self.storage, topic, partition, fmt, self.codec, self.conf, topic_id, probe_at)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Drops the revoked partitions' writers; what they held unwritten is read again by the next owner."""
         for tp in partitions:
             self.parts.pop((tp.topic, tp.partition), None)  # unflushed records are read again by the next owner
         consumer.unassign()
@@ -134,6 +135,7 @@ class Sink:
             self.consumer.close()
 
     def _take(self, msg: Message) -> None:
+        """Hands one record to its partition's writer, and writes the batch when the writer cuts it."""
         error = msg.error()
         if error is not None:
             if error.code() != KafkaError._PARTITION_EOF:
@@ -145,6 +147,7 @@ class Sink:
             self._flush(key)
 
     def _flush_due(self, now: float) -> None:
+        """Writes every batch that is old enough or whose partition has been idle long enough."""
         for key, writer in list(self.parts.items()):
             if writer.due(now):
                 self._flush(key)
