@@ -144,23 +144,27 @@ def event_time(data: Mapping[str, Any], problems: list[str]) -> datetime | None:
 
 def object_field(value: Any, field: str, problems: list[str]) -> dict[str, Any]:
     """An optional object field as a dict (empty when not given or not an object, which is reported)."""
+    found = _mapping(value, field, "an object", problems)
+    return {} if found is None else dict(found)
+
+
+def _mapping(value: Any, field: str, expected: str, problems: list[str]) -> Mapping[Any, Any] | None:
+    """``value`` when it is a mapping; None when it is None or, reported as not ``expected``, anything else."""
     if value is None:
-        return {}
+        return None
     if not isinstance(value, Mapping):
-        problems.append(f"{field}: expected an object, got {type(value).__name__} {show(value)}")
-        return {}
-    return dict(value)
+        problems.append(f"{field}: expected {expected}, got {type(value).__name__} {show(value)}")
+        return None
+    return value
 
 
 def string_map(value: Any, field: str, problems: list[str]) -> dict[str, str]:
     """A map of text values; numbers and booleans become text, anything else is reported."""
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        problems.append(f"{field}: expected an object of text values, got {type(value).__name__} {show(value)}")
+    found = _mapping(value, field, "an object of text values", problems)
+    if found is None:
         return {}
     out = {}
-    for k, v in value.items():
+    for k, v in found.items():
         key = k if isinstance(k, str) else show(k)
         if isinstance(v, str):
             out[key] = v
