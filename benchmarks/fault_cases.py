@@ -1,9 +1,11 @@
-"""The fault suite's hostile inputs that need a builder of their own (framing, keys, times, duplicates, size).
+"""The builders of the fault suite's hostile inputs: generic ones (a bad field, a raw value) and special cases.
 
 Each function here is a ``Builder`` (or makes one, or makes a raw value for
-``fault_inputs._raw``): given a random generator and an event time, it
-returns the records to send, each with its expected outcome. The table that
-names them is ``fault_inputs.BUILDERS``.
+:func:`raw_record`): given a random generator and an event time, it
+returns the records to send, each with its expected outcome.
+:func:`bad_feedback` and :func:`bad_inference` set fields of an otherwise
+valid record; the others build framing, key, time, duplicate and size cases.
+The table that names them all is ``fault_inputs.BUILDERS``.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import struct
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from fault_records import (
+    DL,
     BadInput,
     Builder,
     Expect,
@@ -30,6 +34,8 @@ from fault_records import (
 from preflog.schemas.codec import SOE_MAGIC
 
 __all__ = [
+    "bad_feedback",
+    "bad_inference",
     "beyond_datetime",
     "conflicting_inference",
     "confluent_framing",
@@ -39,6 +45,7 @@ __all__ = [
     "other_type",
     "oversized",
     "past_time",
+    "raw_record",
     "trailing_bytes",
     "truncated",
     "unknown_fingerprint",
@@ -46,7 +53,49 @@ __all__ = [
 ]
 
 
+def bad_feedback(retype: dict[str, Any] | None = None, expect: Expect = DL, **fields: Any) -> Builder:
+    """A feedback for a lonely inference, with ``fields`` set (and ``retype`` to write what the schema cannot)."""
+
+    def build(rng: random.Random, when: datetime) -> list[BadInput]:
+        rid, inf = lonely_inference(rng, when)
+        fb = feedback_body(rng, rid, when + timedelta(seconds=1), **fields)
+        value = encode("FeedbackEvent", fb, retype)
+        return [inf, BadInput("", "feedback", rid.encode(), value, expect, fb["feedback_id"], rid)]
+
+    return build
+
+
+def bad_inference(retype: dict[str, Any] | None = None, expect: Expect = DL, **fields: Any) -> Builder:
+    """An inference with ``fields`` set, and a valid feedback for it (which must then not pair)."""
+
+    def build(rng: random.Random, when: datetime) -> list[BadInput]:
+        rid, inf = keyed_inference(rng, when, **fields)
+        fb = feedback_body(rng, rid, when + timedelta(seconds=1))
+        bad = BadInput("", "inference", rid.encode(), encode("InferenceEvent", inf, retype), expect, None, rid)
+        orphan = BadInput(
+            "", "feedback", rid.encode(), encode("FeedbackEvent", fb), Expect("unmatched", "NO_INFERENCE"), None, rid
+        )
+        orphan.feedback_id, orphan.companion = fb["feedback_id"], True
+        return [bad, orphan]
+
+    return build
+
+
+def raw_record(
+    role: str, value: Callable[[random.Random, datetime], bytes | None], expect: Expect | None = None
+) -> Builder:
+    """One raw ``role`` record whose value ``value`` makes; expected a DecodeError dead letter unless ``expect``."""
+
+    def build(rng: random.Random, when: datetime) -> list[BadInput]:
+        rid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        return [BadInput("", role, rid.encode(), value(rng, when), expect or dead_letter("DecodeError"), None, rid)]
+
+    return build
+
+
 def truncated(role: str) -> Callable[[random.Random, datetime], bytes]:
+    """A raw value: a valid ``role`` record cut in half (the body ends inside a field)."""
+
     def value(rng: random.Random, when: datetime) -> bytes:
         if role == "inference":
             data = encode("InferenceEvent", inference_body(rng, when))
@@ -58,11 +107,13 @@ def truncated(role: str) -> Callable[[random.Random, datetime], bytes]:
 
 
 def unknown_fingerprint(rng: random.Random, when: datetime) -> bytes:
+    """A raw value: single-object framing with a fingerprint no schema version has."""
     data = encode("FeedbackEvent", feedback_body(rng, str(uuid.uuid4()), when))
     return SOE_MAGIC + rng.randbytes(8) + data[10:]
 
 
 def confluent_framing(rng: random.Random, when: datetime) -> bytes:
+    """A raw value: a feedback body in Confluent framing (magic 0, schema id 1)."""
     data = encode("FeedbackEvent", feedback_body(rng, str(uuid.uuid4()), when))
     return b"\x00" + struct.pack(">I", 1) + data[10:]
 
@@ -82,6 +133,7 @@ def other_type(role: str) -> Builder:
 
 
 def trailing_bytes(rng: random.Random, when: datetime) -> list[BadInput]:
+    """A feedback followed by junk bytes after its Avro body: a DecodeError."""
     rid, inf = lonely_inference(rng, when)
     fb = feedback_body(rng, rid, when + timedelta(seconds=1))
     value = encode("FeedbackEvent", fb) + b"\x00\x00junk"
@@ -89,6 +141,8 @@ def trailing_bytes(rng: random.Random, when: datetime) -> list[BadInput]:
 
 
 def wrong_key(kind: str) -> Builder:
+    """A feedback keyed by another request_id (``kind`` "other") or with no key ("missing")."""
+
     def build(rng: random.Random, when: datetime) -> list[BadInput]:
         rid, inf = lonely_inference(rng, when)
         fb = feedback_body(rng, rid, when + timedelta(seconds=1))
@@ -100,6 +154,7 @@ def wrong_key(kind: str) -> Builder:
 
 
 def inference_key_mismatch(rng: random.Random, when: datetime) -> list[BadInput]:
+    """An inference keyed by another request_id: a KeyMismatch dead letter."""
     _, inf = keyed_inference(rng, when)
     return [
         BadInput("", "inference", str(uuid.uuid4()).encode(), encode("InferenceEvent", inf), dead_letter("KeyMismatch"))
@@ -136,6 +191,7 @@ def conflicting_inference(rng: random.Random, when: datetime) -> list[BadInput]:
 
 
 def identical_duplicate(rng: random.Random, when: datetime) -> list[BadInput]:
+    """The same inference sent twice, byte for byte: the copy is ignored."""
     rid, inf = lonely_inference(rng, when)
     return [inf, BadInput("", "inference", rid.encode(), inf.value, Expect("none"), None, rid)]
 

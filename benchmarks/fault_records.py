@@ -91,6 +91,7 @@ def _writer_schema(record_type: str, retype: dict[str, Any]) -> Any:
 
 
 def _field(record: dict[str, Any], name: str) -> dict[str, Any]:
+    """The field ``name`` of a record schema."""
     return next(f for f in record["fields"] if f["name"] == name)
 
 
@@ -114,6 +115,7 @@ def encode(record_type: str, record: dict[str, Any], retype: dict[str, Any] | No
 
 
 def inference_body(rng: random.Random, when: datetime, **overrides: Any) -> dict[str, Any]:
+    """A valid InferenceEvent record, three candidates, request_id from ``rng``; ``overrides`` replace fields."""
     rid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
     record: dict[str, Any] = {
         "request_id": rid,
@@ -136,6 +138,7 @@ def inference_body(rng: random.Random, when: datetime, **overrides: Any) -> dict
 
 
 def feedback_body(rng: random.Random, rid: str, when: datetime | int, **overrides: Any) -> dict[str, Any]:
+    """A valid PAIRWISE FeedbackEvent record (1 over 0) for ``rid``; ``overrides`` replace fields."""
     record: dict[str, Any] = {
         "feedback_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
         "request_id": rid,
@@ -160,15 +163,18 @@ Builder = Callable[[random.Random, datetime], list[BadInput]]
 
 
 def dead_letter(error_class: str | None = None) -> Expect:
+    """A dead letter of ``error_class`` (None: any class, with a reason)."""
     return Expect("dead_letter", error_class)
 
 
 def keyed_inference(rng: random.Random, when: datetime, **overrides: Any) -> tuple[str, dict[str, Any]]:
+    """An inference record and its request_id."""
     record = inference_body(rng, when, **overrides)
     return record["request_id"], record
 
 
 def companion(rid: str, record: dict[str, Any], expect: Expect) -> BadInput:
+    """A valid inference sent beside a bad record, with its own expected outcome."""
     return BadInput("", "inference", rid.encode(), encode("InferenceEvent", record), expect, None, rid, True)
 
 

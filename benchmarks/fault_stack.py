@@ -1,7 +1,9 @@
-"""The pieces the fault suite starts, kills and restarts: moto's S3, Tansu on S3, preflog services.
+"""The pieces the fault suite starts, kills and restarts: Tansu on S3 and the preflog services.
 
-Every child runs in its own session and is killed by process group; nothing
-outlives :meth:`Stack.close`. Everything listens on 127.0.0.1 only.
+Every child runs in its own session and is killed by process group; the run
+closes each piece when it ends. Everything listens on 127.0.0.1 only. The
+object store is moto's server (``tests/integration/s3_helpers.py``); the
+services' environment comes from ``tests/service_env.py``.
 """
 
 from __future__ import annotations
@@ -12,68 +14,21 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
-import uuid
 from pathlib import Path
-from typing import Any
 
 from preflog.deploy.broker import broker_binary, free_port
+from tests.integration.s3_helpers import CREDENTIALS, MotoServer
 
-__all__ = ["CREDENTIALS", "Moto", "Service", "Tansu"]
-
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+__all__ = ["CODE_DIRS", "Service", "Tansu", "code_version", "snapshot_code"]
 
 
 def _kill_group(proc: subprocess.Popen[bytes] | None) -> None:
+    """kill -9 of ``proc``'s process group (nothing when it never started), then reaps it."""
     if proc is None:
         return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)  # the whole group, even if the leader already exited
     proc.wait()
-
-
-class Moto:
-    """``moto_server`` on a free loopback port."""
-
-    def __init__(self, log: Path) -> None:
-        self.port = free_port()
-        with log.open("ab") as out:
-            self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=1)
-                return
-            except OSError:
-                time.sleep(0.2)
-        self.close()
-        raise RuntimeError("moto server did not start")
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def client(self) -> Any:
-        import boto3
-
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            region_name="us-east-1",
-        )
-
-    def create_bucket(self, name: str) -> None:
-        self.client().create_bucket(Bucket=name)
-
-    def close(self) -> None:
-        _kill_group(self.proc)
 
 
 class Tansu:
@@ -82,13 +37,14 @@ class Tansu:
     ``storage`` is ``s3://BUCKET/`` (the log in moto's S3: survives a restart) or ``memory://tansu/``.
     """
 
-    def __init__(self, moto: Moto, storage: str, advertised: int, log: Path) -> None:
+    def __init__(self, moto: MotoServer, storage: str, advertised: int, log: Path) -> None:
         self.moto, self.storage, self.advertised, self.log = moto, storage, advertised, log
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
 
     def start(self, timeout: float = 30.0) -> None:
+        """Starts the broker, retrying until it listens (a killed one may hold its port for a while)."""
         env = {
             **os.environ,
             **CREDENTIALS,
@@ -119,6 +75,7 @@ class Tansu:
             time.sleep(0.5)
 
     def _wait_listening(self, timeout: float) -> bool:
+        """Whether the broker accepts connections within ``timeout`` seconds (False if it exited)."""
         import socket
 
         deadline = time.monotonic() + timeout
@@ -142,6 +99,7 @@ class Tansu:
         self.start()
 
     def close(self) -> None:
+        """kill -9, for good."""
         _kill_group(self.proc)
 
 
@@ -157,9 +115,11 @@ class Service:
 
     @property
     def log(self) -> Path:
+        """The service's log file (every start appends to it)."""
         return self.logdir / f"{self.name}.log"
 
     def start(self) -> None:
+        """Starts the service again, marking the start in its log."""
         self.starts += 1
         with self.log.open("ab") as out:
             out.write(f"\n===== start {self.starts} at {time.strftime('%H:%M:%S')} =====\n".encode())
@@ -182,6 +142,7 @@ class Service:
         return marker in text.rsplit(f"===== start {self.starts} at", 1)[-1]
 
     def wait_ready(self, marker: str, timeout: float) -> bool:
+        """Whether the current start logs ``marker`` within ``timeout`` seconds (False if it exits first)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.ready(marker):
@@ -192,6 +153,7 @@ class Service:
         return False
 
     def alive(self) -> bool:
+        """Whether the current start is still running."""
         return self.proc is not None and self.proc.poll() is None
 
     def kill(self) -> None:
@@ -200,6 +162,7 @@ class Service:
         _kill_group(self.proc)
 
     def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM, and kill -9 of the group after ``timeout`` seconds or once it has exited."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -236,35 +199,3 @@ def code_version(repo: Path) -> str:
     except OSError:
         return "unknown"
     return f"{head.strip()} +{len(dirty.splitlines())} uncommitted file(s) in the code folders"
-
-
-def base_env(bootstrap: str, topics: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFLOG_")}
-    env["PREFLOG_KAFKA__BOOTSTRAP_SERVERS"] = bootstrap
-    env.update({f"PREFLOG_TOPICS__{role.upper()}": name for role, name in topics.items()})
-    return env
-
-
-def processor_env(bootstrap: str, topics: dict[str, str], state_dir: Path, **settings: Any) -> dict[str, str]:
-    env = base_env(bootstrap, topics)
-    values = {
-        "app_id": f"preflog-faults-{uuid.uuid4().hex[:8]}",
-        "session_timeout_s": 6,
-        "metrics_port": 0,
-        "producer_max_batch_size": 1,
-        "recovery_consistency_check": False,  # the embedded broker reports high watermarks low
-        "state_dir": str(state_dir),
-        **settings,
-    }
-    env.update({f"PREFLOG_PROCESSOR__{k.upper()}": str(v) for k, v in values.items()})
-    return env
-
-
-def sink_env(bootstrap: str, topics: dict[str, str], s3_endpoint: str, **settings: Any) -> dict[str, str]:
-    env = base_env(bootstrap, topics)
-    env.update(CREDENTIALS)
-    env["PREFLOG_PROCESSOR__SESSION_TIMEOUT_S"] = "6"
-    values = {"group_id": f"preflog-sink-faults-{uuid.uuid4().hex[:8]}", "metrics_port": 0, **settings}
-    values["s3_endpoint_url"] = s3_endpoint
-    env.update({f"PREFLOG_SINK__{k.upper()}": str(v) for k, v in values.items()})
-    return env

@@ -1,30 +1,53 @@
-"""A real S3 API for tests (moto's server) and a TCP proxy that can cut the connection (a storage outage)."""
+"""A real S3 API for tests and the fault suite (moto's server), and a TCP proxy that can cut it (a storage outage).
+
+``benchmarks/fault_stack.py`` starts its object store with :class:`MotoServer`
+too; :data:`Proxy` is :class:`tests.tcp_proxy.TcpProxy`, whose ``cut()``
+refuses and resets connections until ``restore()``.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import socket
+import os
+import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
+from pathlib import Path
+from typing import Any
 
 from preflog.deploy.broker import free_port
+from tests.tcp_proxy import TcpProxy
+
+__all__ = ["CREDENTIALS", "MotoServer", "Proxy"]
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
+#: forwards a loopback port to the server; ``cut()`` drops and refuses connections until ``restore()``
+Proxy = TcpProxy
+
 
 class MotoServer:
-    """``moto_server`` on a free loopback port."""
+    """``moto_server`` on a free loopback port, in a session of its own.
 
-    def __init__(self) -> None:
+    Args:
+        log: Where the server's output goes (appended); None discards it.
+
+    Raises:
+        RuntimeError: the server did not answer within 30 seconds (it is killed).
+    """
+
+    def __init__(self, log: Path | None = None) -> None:
         self.port = free_port()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        with contextlib.ExitStack() as stack:
+            out = stack.enter_context(log.open("ab")) if log is not None else subprocess.DEVNULL
+            self.proc: subprocess.Popen[bytes] = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -32,75 +55,37 @@ class MotoServer:
                 return
             except OSError:
                 time.sleep(0.2)
+        self.close()
         raise RuntimeError("moto server did not start")
 
     @property
     def endpoint(self) -> str:
+        """The server's URL, for ``endpoint_url`` and ``PREFLOG_SINK__S3_ENDPOINT_URL``."""
         return f"http://127.0.0.1:{self.port}"
 
-    def create_bucket(self, name: str) -> None:
+    def client(self) -> Any:
+        """A boto3 S3 client of this server, with the test credentials."""
         import boto3
 
-        boto3.client(
+        return boto3.client(
             "s3",
             endpoint_url=self.endpoint,
-            **{k.lower(): v for k, v in CREDENTIALS.items() if k != "AWS_DEFAULT_REGION"},
-            region_name="us-east-1",
-        ).create_bucket(Bucket=name)
+            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            region_name=CREDENTIALS["AWS_DEFAULT_REGION"],
+        )
+
+    def create_bucket(self, name: str) -> None:
+        """Creates the bucket ``name``."""
+        self.client().create_bucket(Bucket=name)
 
     def stop(self) -> None:
+        """Stops the server (SIGTERM) and waits for it, up to 10 seconds."""
         self.proc.terminate()
         self.proc.wait(10)
 
-
-class Proxy:
-    """Forwards 127.0.0.1:port to a target port; ``cut()`` drops and refuses connections until ``restore()``."""
-
-    def __init__(self, target_port: int) -> None:
-        self.port, self.target = free_port(), target_port
-        self._up = threading.Event()
-        self._conns: list[socket.socket] = []
-        self._server: socket.socket | None = None
-        self.restore()
-
-    def restore(self) -> None:
-        server = socket.socket()
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(("127.0.0.1", self.port))
-        server.listen(64)
-        self._server = server
-        self._up.set()
-        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
-
-    def cut(self) -> None:
-        self._up.clear()
-        if self._server is not None:
-            self._server.close()
-        for conn in self._conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-            conn.close()
-        self._conns.clear()
-
-    def _accept(self, server: socket.socket) -> None:
-        while self._up.is_set():
-            try:
-                client, _ = server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target))
-            self._conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
+    def close(self) -> None:
+        """kill -9 of the server's process group, for when nothing more is read from it."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
