@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from preflog.deploy.broker import EmbeddedBroker, free_port
-from preflog.deploy.topics import ensure_topics
+from preflog.kafka.topics import ensure_topics
 from preflog.producers import PreflogProducer
 from preflog.producers.generator import TrafficProfile, generate
 from preflog.producers.traffic import send_traffic

@@ -21,7 +21,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, TopicPartition
 
 from preflog.deploy.broker import EmbeddedBroker
-from preflog.deploy.topics import ensure_topics
+from preflog.kafka.topics import ensure_topics
 from preflog.processors.ranges import plan
 from preflog.processors.replay import Replay
 from preflog.producers import PreflogProducer

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from confluent_kafka import Producer
 
 from preflog.deploy.broker import EmbeddedBroker
-from preflog.deploy.topics import ensure_topics
+from preflog.kafka.topics import ensure_topics
 from preflog.processors.join import JoinConfig, Joiner
 from preflog.producers.generator import TrafficProfile, generate
 from preflog.schemas.codec import SingleObjectCodec

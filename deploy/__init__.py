@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from preflog.kafka.topics import ensure_topics, partition_counts
+
 from .broker import BrokerError, EmbeddedBroker, free_port
 from .probe import BrokerUnreachable, check_broker
 from .runfile import StackRecord, find_running
-from .topics import ensure_topics, partition_counts
 
 __all__ = [
     "BrokerError",

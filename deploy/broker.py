@@ -30,6 +30,7 @@ from types import TracebackType
 from confluent_kafka.admin import AdminClient
 
 from preflog.errors import PreflogError
+from preflog.kafka.config import admin_config
 
 from .lifeline import parent_death_preexec
 
@@ -165,7 +166,7 @@ class EmbeddedBroker:
             )
 
     def _wait_ready(self, timeout: float) -> None:
-        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "log_level": 0})
+        admin = AdminClient(admin_config({"bootstrap.servers": self.bootstrap_servers}, quiet=True))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:

@@ -64,7 +64,9 @@ def check_broker(kafka_config: Mapping[str, Any], timeout: float = 2.5, where: s
             raise BrokerUnreachable(f"no Kafka broker at {bootstrap}{origin}: {refused}; {HOW_TO}")
     from confluent_kafka.admin import AdminClient
 
-    config = {**kafka_config, "log_level": 0, "log.connection.close": "false"} if quiet else dict(kafka_config)
+    from preflog.kafka.config import admin_config
+
+    config = admin_config(kafka_config, quiet=quiet, extra={"log.connection.close": "false"} if quiet else None)
     try:
         AdminClient(config).list_topics(timeout=max(0.5, deadline - time.monotonic()))
     except Exception as exc:

@@ -35,11 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from preflog.errors import PreflogError
+from preflog.kafka.topics import ensure_topics
 from preflog.settings import Settings, settings_env
 
 from .broker import EmbeddedBroker
 from .runfile import StackRecord, find_running, record_incarnation, remove_record
-from .topics import ensure_topics
 
 __all__ = ["RESTART_CODE", "RESTART_LIMIT", "Service", "Stack", "StackRunningError"]
 
@@ -246,7 +246,7 @@ class Stack:
 
     def _drain(self, sink: Service, timeout: float, urgent: Urgent | None) -> None:
         """Wait until the sink has committed the end of every output partition (its files are written first)."""
-        from .offsets import describe
+        from preflog.kafka.offsets import describe
 
         t = self.settings.topics
         outputs = list(t.outputs().values())

@@ -9,20 +9,25 @@ no records in it and nothing is joined twice.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Message
+
+from preflog.kafka.reader import RangeReader, ReadError, Span
 
 from .exceptions import ProcessorError
 
 __all__ = ["Gap", "InputRecord", "Record", "in_join_order", "missing_range", "read_after", "read_range"]
 
+GAP_READER = "preflog-gap-reader"
+
 
 @dataclass(frozen=True)
 class Record:
+    """One record read directly: offset, key, value and timestamp (ms)."""
+
     offset: int
     key: bytes | None
     value: bytes | None
@@ -97,33 +102,26 @@ def missing_range(previous: int | None, committed: int | None, offset: int) -> t
     return None
 
 
+def _record(msg: Message) -> Record:
+    return Record(msg.offset() or 0, msg.key(), msg.value(), msg.timestamp()[1])
+
+
 def read_range(
     config: dict[str, Any], topic: str, partition: int, first: int, end: int, timeout: float = 30.0
 ) -> list[Record]:
-    """Records with offsets ``first <= offset < end`` (``end`` must exist: it is where reading stops)."""
-    consumer = Consumer(
-        {**config, "group.id": "preflog-gap-reader", "enable.auto.commit": False, "enable.partition.eof": True}
-    )
-    out: list[Record] = []
+    """Records with offsets ``first <= offset < end`` (``end`` must exist: it is where reading stops).
+
+    Offsets in the range that hold no record (transaction markers) are simply not there.
+
+    Raises:
+        ProcessorError: A client error, or the range not read within ``timeout`` s.
+    """
+    span = Span(topic, partition, first, end=end)
     try:
-        consumer.assign([TopicPartition(topic, partition, first)])
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for msg in consumer.consume(500, 0.2):
-                error = msg.error()
-                offset = msg.offset() or 0
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF and offset >= end:
-                        return out
-                    if error.code() != KafkaError._PARTITION_EOF:
-                        raise ProcessorError(f"re-reading {topic}[{partition}] {first}-{end - 1}: {error}")
-                    continue
-                if offset >= end:
-                    return out
-                out.append(Record(offset, msg.key(), msg.value(), msg.timestamp()[1]))
-        raise ProcessorError(f"re-reading {topic}[{partition}] {first}-{end - 1}: not done within {timeout:.0f} s")
-    finally:
-        consumer.close()
+        with RangeReader(config, GAP_READER, [span], timeout=timeout) as reader:
+            return [_record(m) for m in reader.records()]
+    except ReadError as exc:
+        raise ProcessorError(f"re-reading {topic}[{partition}] {first}-{end - 1}: {exc}") from exc
 
 
 def read_after(
@@ -134,39 +132,18 @@ def read_after(
     Where a partition ends is what the fetch response reports (end-of-partition),
     never ListOffsets, which the embedded broker answers low
     (tests/integration/test_broker_quirks.py).
+
+    Raises:
+        ProcessorError: A client error, or a partition without an end within ``timeout`` s.
     """
-    consumer = Consumer(
-        {
-            **config,
-            "group.id": "preflog-gap-reader",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
-            "fetch.wait.max.ms": 10,  # the end is what the first fetch reports: no waiting for new records
-        }
-    )
+    spans = [Span(t, p, offset, limit=limit) for (t, p), offset in starts.items()]
+    # the end is what the first fetch reports: no waiting for new records
+    extra = {"auto.offset.reset": "earliest", "fetch.wait.max.ms": 10}
     out: dict[tuple[str, int], list[Record]] = {where: [] for where in starts}
-    open_ = set(starts)
     try:
-        consumer.assign([TopicPartition(t, p, offset) for (t, p), offset in starts.items()])
-        deadline = time.monotonic() + timeout
-        while open_:
-            if time.monotonic() > deadline:
-                raise ProcessorError(f"reading on from {sorted(open_)}: no end of partition within {timeout:.0f} s")
-            for msg in consumer.consume(500, 0.02):
-                where = (msg.topic() or "", msg.partition() or 0)
-                if where not in open_:
-                    continue
-                error = msg.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        open_.discard(where)
-                        continue
-                    raise ProcessorError(f"reading on from {where[0]}[{where[1]}] {starts[where]}: {error}")
-                out[where].append(Record(msg.offset() or 0, msg.key(), msg.value(), msg.timestamp()[1]))
-                if len(out[where]) >= limit:
-                    open_.discard(where)
-                    consumer.pause([TopicPartition(*where)])
-        return out
-    finally:
-        consumer.close()
+        with RangeReader(config, GAP_READER, spans, timeout=timeout, poll_s=0.02, extra=extra) as reader:
+            for msg in reader.records():
+                out[(msg.topic() or "", msg.partition() or 0)].append(_record(msg))
+    except ReadError as exc:
+        raise ProcessorError(f"reading on from {sorted(starts.items())}: {exc}") from exc
+    return out

@@ -11,57 +11,36 @@ so a broker whose lookup is coarse costs reading time, never correctness.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
-from preflog.deploy.offsets import log_ends
 from preflog.errors import PreflogError
+from preflog.kafka.config import consumer_config
+from preflog.kafka.offsets import OffsetSpec, OffsetSpecError, log_ends, pick_offset
+from preflog.kafka.offsets import parse_offset_spec as parse_spec
 
-__all__ = ["OffsetSpec", "Range", "RangeError", "parse_offset_spec", "plan"]
+__all__ = ["ROLES", "OffsetSpec", "Range", "RangeError", "parse_offset_spec", "plan"]
+
+#: the names a replay's offsets may carry: the roles of its two input topics
+ROLES = ("inference", "feedback")
 
 
 class RangeError(PreflogError):
     """A replay range that cannot be resolved (unknown topic, bad offset spec, unreachable partition)."""
 
 
-SPEC = re.compile(r"^(?:(?P<role>inference|feedback):)?(?:(?P<partition>\d+)=)?(?P<offset>\d+)$")
-
-
-@dataclass(frozen=True)
-class OffsetSpec:
-    """An offset for ``role`` (None: both topics) and ``partition`` (None: every partition)."""
-
-    role: str | None
-    partition: int | None
-    offset: int
-
-    def matches(self, role: str, partition: int) -> bool:
-        return self.role in (None, role) and self.partition in (None, partition)
-
-    @property
-    def specificity(self) -> int:
-        return (self.role is not None) + 2 * (self.partition is not None)
-
-
 def parse_offset_spec(text: str) -> OffsetSpec:
-    """``[inference:|feedback:][PARTITION=]OFFSET``, e.g. ``1200``, ``2=1200``, ``feedback:2=1200``."""
-    m = SPEC.match(text.strip())
-    if m is None:
-        raise RangeError(
-            f"bad offset {text!r}: write [inference:|feedback:][PARTITION=]OFFSET, "
-            "e.g. 1200 (every partition of both topics), 2=1200, or feedback:2=1200"
-        )
-    partition = m["partition"]
-    return OffsetSpec(m["role"], int(partition) if partition is not None else None, int(m["offset"]))
+    """A replay offset: ``[inference:|feedback:][PARTITION=]OFFSET`` (see :mod:`preflog.kafka.offsets`).
 
-
-def _pick(specs: Iterable[OffsetSpec], role: str, partition: int) -> int | None:
-    matching = sorted((s for s in specs if s.matches(role, partition)), key=lambda s: s.specificity)
-    return matching[-1].offset if matching else None
+    Raises:
+        RangeError: Not of that form; the message shows the form.
+    """
+    try:
+        return parse_spec(text, ROLES)
+    except OffsetSpecError as exc:
+        raise RangeError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -82,6 +61,7 @@ class Range:
         return max(self.end - self.start, 0)
 
     def wants(self, timestamp_ms: int) -> bool:
+        """Whether a record with this timestamp is inside the ``from_ms``/``to_ms`` filter."""
         return (self.from_ms is None or timestamp_ms >= self.from_ms) and (
             self.to_ms is None or timestamp_ms < self.to_ms
         )
@@ -96,8 +76,21 @@ def plan(
     from_ms: int | None = None,
     to_ms: int | None = None,
 ) -> list[Range]:
-    """Ranges for ``topics`` (role -> topic name) that a replay reads, one per topic-partition."""
-    consumer = Consumer({**config, "group.id": "preflog-plan", "enable.auto.commit": False})
+    """Ranges for ``topics`` (role -> topic name) that a replay reads, one per topic-partition.
+
+    Args:
+        config: The cluster's client configuration.
+        topics: Role (inference, feedback) -> topic name.
+        partitions: Only these partitions (None: all).
+        starts: First offsets (default: the first record at or after ``from_ms``, else the log start).
+        ends: Offsets to stop before (default, and at most: the end a fetch reports).
+        from_ms: Only records with a timestamp at or after this.
+        to_ms: Only records with a timestamp before this.
+
+    Raises:
+        RangeError: A topic or partition does not exist.
+    """
+    consumer = Consumer(consumer_config(config, "preflog-plan"))
     try:
         metadata = consumer.list_topics(timeout=30)
         tps: list[tuple[str, str, int]] = []
@@ -123,11 +116,11 @@ def plan(
         for role, topic, p in tps:
             low = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[0]
             end = log_end[(topic, p)]
-            start = _pick(starts or [], role, p)
+            start = pick_offset(starts or [], role, p)
             if start is None:
                 by_time = starts_by_time.get((topic, p), low)
                 start = end if by_time < 0 else by_time  # -1: no record at or after from_ms
-            stop = _pick(ends or [], role, p)
+            stop = pick_offset(ends or [], role, p)
             stop = end if stop is None else min(stop, end)
             ranges.append(Range(role, topic, p, max(start, low), max(stop, low), from_ms, to_ms))
         return ranges

@@ -26,8 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Message
 
+from preflog.errors import PreflogError
+from preflog.kafka.reader import RangeReader, ReadError, Span
 from preflog.schemas.codec import Codec, SingleObjectCodec
 from preflog.schemas.registry import default_store
 from preflog.schemas.tables import OUTPUTS, TABLES
@@ -38,10 +40,65 @@ from preflog.sinks.storage import Storage
 from .join import Emit, JoinConfig, Joiner
 from .ranges import Range, RangeError
 
-__all__ = ["Replay", "Summary"]
+__all__ = ["Replay", "ReplayOutputError", "Summary", "ensure_unused", "replay_group", "replay_output"]
 
 log = logging.getLogger(__name__)
 ROLE_ORDER = {"inference": 0, "feedback": 1}
+
+
+class ReplayOutputError(PreflogError):
+    """The replay's output location is unsafe (the live log) or already used."""
+
+
+def _location(url: str) -> str:
+    """``url`` as protocol://absolute-path, so that a path and its file:// URL compare equal."""
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(url)
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return f"{protocol}://{path.rstrip('/')}"
+
+
+def replay_output(audit_url: str, name: str, output: str | None) -> str:
+    """Where a replay writes: ``output``, or ``<audit log>/_replays/<name>`` (ignored by readers of the live log).
+
+    Args:
+        audit_url: The live audit log's root.
+        name: The replay's name.
+        output: The root the user asked for (None: the default).
+
+    Returns:
+        The output root as protocol://absolute-path.
+
+    Raises:
+        ReplayOutputError: The target is, holds or lies inside the live log's tables; a replay never writes there.
+    """
+    live = _location(audit_url)
+    target = _location(output or f"{audit_url.rstrip('/')}/_replays/{name}")
+    inside = target.removeprefix(live + "/") if target.startswith(live + "/") else None
+    if target == live or live.startswith(target + "/") or (inside is not None and not inside.startswith("_")):
+        raise ReplayOutputError(
+            f"{target} is (or holds) the live audit log {live}; a replay never writes there. "
+            "Leave out --output (default <audit log>/_replays/<name>) or choose a separate prefix"
+        )
+    return target
+
+
+def ensure_unused(storage: Storage, target: str) -> None:
+    """Refuse an output that already holds files: a replay writes into an empty prefix only.
+
+    Raises:
+        ReplayOutputError: ``storage`` (at ``target``) holds a file; the message names the fix.
+    """
+    if next(storage.list(), None) is not None:
+        raise ReplayOutputError(
+            f"{target} already holds files (an earlier or interrupted replay); choose another --name or --output"
+        )
+
+
+def replay_group(settings: Settings, name: str) -> str:
+    """The consumer group a replay named ``name`` records its range in (``preflog offsets show --group``)."""
+    return f"{settings.processor.app_id}-replay-{name}"
 
 
 @dataclass
@@ -110,7 +167,7 @@ class Replay:
         self.clock_ms = 0
         t = settings.topics
         self.output_codec = SingleObjectCodec()
-        self.output_topic = {o.role: getattr(t, o.role) for o in OUTPUTS}
+        self.output_topic = t.outputs()
         self.joiner = Joiner(
             JoinConfig.from_settings(settings),
             self.codec,
@@ -130,78 +187,52 @@ class Replay:
         self.merges = {p: _Merge(rs) for p, rs in by_partition.items()}
 
     def run(self) -> Summary:
+        """Read every range, join, write the outputs and record the ranges' ends in the group.
+
+        Raises:
+            RangeError: A client error, or no record for ``stall_timeout_s`` while ranges are unread.
+        """
         started = time.monotonic()
-        consumer = Consumer(
-            {
-                **self.settings.kafka.client_config(),
-                "group.id": self.group_id,
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-            }
-        )
-        try:
-            consumer.assign([TopicPartition(r.topic, r.partition, r.start) for r in self.ranges.values() if r.planned])
-            self._consume(consumer)
+        spans = [Span(r.topic, r.partition, r.start, end=r.end) for r in self.ranges.values() if r.planned]
+        config = self.settings.kafka.client_config()
+        with RangeReader(
+            config, self.group_id, spans, timeout=None, idle=self.stall_timeout_s, batch=1000, poll_s=0.5
+        ) as reader:
+            try:
+                self._consume(reader)
+            except ReadError as exc:
+                raise RangeError(str(exc)) from exc
             for key in sorted(self.buffers):
                 self._write(key)
             self._finish()
-            self._commit(consumer)
-        finally:
-            consumer.close()
+            self._commit(reader)
         self.summary.seconds = time.monotonic() - started
         return self.summary
 
-    def _consume(self, consumer: Consumer) -> None:
-        last_progress = time.monotonic()
-        while not all(m.finished for m in self.merges.values()):
-            msgs = consumer.consume(1000, 0.5)
+    def _consume(self, reader: RangeReader) -> None:
+        for batch in reader.batches():
             read: Counter[int] = Counter()
-            for msg in msgs:
-                if self._take(consumer, msg):
-                    read[msg.partition() or 0] += 1
+            for msg in batch:
+                r = self.ranges[(msg.topic() or "", msg.partition() or 0)]
+                if r.wants(msg.timestamp()[1]):
+                    self.merges[r.partition].push(r.role, msg)
+                else:
+                    self.summary.filtered_out += 1
+                self.summary.events_read[r.role] += 1
+                read[r.partition] += 1
             for partition, n in read.items():
                 self.on_progress(partition, n)
-            for partition, merge in sorted(self.merges.items()):
-                for msg in merge.ready():
-                    self._process(partition, msg)
-            if msgs:
-                last_progress = time.monotonic()
-            elif time.monotonic() - last_progress > self.stall_timeout_s:
-                waiting = [f"{r.topic}[{r.partition}]" for r in self.ranges.values() if not self._done(r)]
-                raise RangeError(f"no records for {self.stall_timeout_s:.0f} s while {', '.join(waiting)} are unread")
+            self._merge(reader)
+        self._merge(reader)  # the last ends may come without records
 
-    def _done(self, r: Range) -> bool:
-        return self.merges[r.partition].done[r.role]
-
-    def _take(self, consumer: Consumer, msg: Message) -> bool:
-        """Queue one record of a range; False for anything else (end-of-partition, records past the end)."""
-        key = (msg.topic() or "", msg.partition() or 0)
-        r = self.ranges.get(key)
-        if r is None or self._done(r):
-            return False
-        error = msg.error()
-        offset = msg.offset() or 0
-        if error is not None:
-            if error.code() == KafkaError._PARTITION_EOF and offset >= r.end:
-                self._close(consumer, r)
-            elif error.code() != KafkaError._PARTITION_EOF:
-                raise RangeError(f"reading {key[0]}[{key[1]}]: {error}")
-            return False
-        if offset >= r.end:
-            self._close(consumer, r)
-            return False
-        if r.wants(msg.timestamp()[1]):
-            self.merges[r.partition].push(r.role, msg)
-        else:
-            self.summary.filtered_out += 1
-        self.summary.events_read[r.role] += 1
-        if offset >= r.end - 1:
-            self._close(consumer, r)
-        return True
-
-    def _close(self, consumer: Consumer, r: Range) -> None:
-        self.merges[r.partition].done[r.role] = True
-        consumer.pause([TopicPartition(r.topic, r.partition)])
+    def _merge(self, reader: RangeReader) -> None:
+        """Join the records whose place in the merged order is settled."""
+        for r in self.ranges.values():
+            if reader.done(r.topic, r.partition):
+                self.merges[r.partition].done[r.role] = True
+        for partition, merge in sorted(self.merges.items()):
+            for msg in merge.ready():
+                self._process(partition, msg)
 
     def _process(self, partition: int, msg: Message) -> None:
         self.clock_ms = msg.timestamp()[1]
@@ -236,15 +267,8 @@ class Replay:
         self.summary.written[role] += len(records)
         if self.storage is None:
             return
-        files = batch_files(
-            self.formats[role],
-            records,
-            self.output_topic[role],
-            partition,
-            first,
-            last,
-            self.settings.sink.partition_by,
-        )
+        topic, partition_by = self.output_topic[role], self.settings.sink.partition_by
+        files = batch_files(self.formats[role], records, topic, partition, first, last, partition_by)
         for relative, data in files:
             self.storage.put(relative, data)
         self.summary.files += sum(1 for relative, _ in files if relative.endswith(".parquet"))
@@ -259,13 +283,11 @@ class Replay:
             else:
                 self.summary.waiting_feedback += len(entry["fb"])
 
-    def _commit(self, consumer: Consumer) -> None:
+    def _commit(self, reader: RangeReader) -> None:
         """Record the range's end in the replay's own group (shown by ``preflog offsets show``)."""
         if self.storage is None:
             return
-        offsets = [TopicPartition(r.topic, r.partition, r.end) for r in self.ranges.values() if r.planned]
-        if offsets:
-            try:
-                consumer.commit(offsets=offsets, asynchronous=False)
-            except Exception as exc:  # the replay itself is complete; only its bookkeeping failed
-                log.warning("could not commit the replay's offsets to group %s: %s", self.group_id, exc)
+        try:
+            reader.commit({(r.topic, r.partition): r.end for r in self.ranges.values() if r.planned})
+        except Exception as exc:  # the replay itself is complete; only its bookkeeping failed
+            log.warning("could not commit the replay's offsets to group %s: %s", self.group_id, exc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from preflog.deploy.topics import ensure_topics, partition_counts
+from preflog.kafka.topics import ensure_topics, partition_counts
 from preflog.settings import Settings
 
 from .exceptions import TopicMismatchError

@@ -33,6 +33,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicCollection, Topi
 from confluent_kafka.admin import AdminClient
 
 from preflog.errors import PreflogError
+from preflog.kafka.config import consumer_config
 
 from .manifest import Manifest
 
@@ -70,15 +71,7 @@ def topic_ids(admin: AdminClient, topics: Iterable[str], timeout: float = 10.0) 
 def probe(config: dict[str, Any], topic: str, partition: int, offset: int, timeout: float = 10.0) -> str | None:
     """The identity of the record at ``offset``; :data:`END` if the partition ends at or before it; None if
     neither could be learned within ``timeout``."""
-    consumer = Consumer(
-        {
-            **config,
-            "group.id": "preflog-sink-probe",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "auto.offset.reset": "error",
-        }
-    )
+    consumer = Consumer(consumer_config(config, "preflog-sink-probe", offset_reset="error", eof=True))
     try:
         consumer.assign([TopicPartition(topic, partition, offset)])
         deadline = time.monotonic() + timeout

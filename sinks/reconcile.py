@@ -10,15 +10,17 @@ commits nothing.
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, Message, TopicPartition
+from confluent_kafka import Message
 from confluent_kafka.admin import AdminClient
 
 from preflog.errors import PreflogError
+from preflog.kafka.config import admin_config
+from preflog.kafka.offsets import committed_offsets
+from preflog.kafka.reader import OFFSET_BEGINNING, RangeReader, ReadError, Span
 from preflog.schemas.codec import Codec
 from preflog.schemas.tables import OUTPUTS, TABLES
 from preflog.settings import Settings
@@ -29,7 +31,7 @@ from .manifest import MANIFEST_DIR, Manifest
 from .parquet import read_ids
 from .storage import Storage
 
-__all__ = ["Reconciliation", "committed_offsets", "read_all", "reconcile"]
+__all__ = ["Reconciliation", "read_all", "reconcile"]
 
 Progress = Callable[[str], None]
 
@@ -58,39 +60,27 @@ class Reconciliation:
 def read_all(
     config: dict[str, Any], tps: list[tuple[str, int]], timeout: float = 120.0
 ) -> dict[tuple[str, int], list[Message]]:
-    """Every record of each partition, from its first to its end as the fetch path reports it."""
+    """Every record of each partition, from its first to its end as the fetch path reports it.
+
+    A partition that gets records after its end-of-partition is read on to its next end,
+    so the reading stops once every partition has ended with nothing after it.
+
+    Raises:
+        PreflogError: Not read to the end within ``timeout`` s, or a fatal client error.
+    """
     out: dict[tuple[str, int], list[Message]] = {tp: [] for tp in tps}
     if not tps:
         return out
-    consumer = Consumer(
-        {**config, "group.id": "preflog-reconcile", "enable.auto.commit": False, "enable.partition.eof": True}
-    )
-    done: set[tuple[str, int]] = set()
+    spans = [Span(t, p, OFFSET_BEGINNING) for t, p in tps]
     try:
-        consumer.assign([TopicPartition(t, p, -2) for t, p in tps])  # -2: the beginning
-        deadline = time.monotonic() + timeout
-        while len(done) < len(tps):
-            if time.monotonic() > deadline:
-                raise PreflogError(f"reading to the end of {sorted(set(tps) - done)} took over {timeout:.0f} s")
-            for msg in consumer.consume(1000, 0.2):
-                where = (msg.topic() or "", msg.partition() or 0)
-                error = msg.error()
-                if error is None:
-                    out[where].append(msg)
-                    done.discard(where)  # more came after an end-of-partition
-                elif error.code() == KafkaError._PARTITION_EOF:
-                    done.add(where)
-                elif error.fatal():
-                    raise PreflogError(f"reading {where[0]}[{where[1]}]: {error}")
-    finally:
-        consumer.close()
+        with RangeReader(
+            config, "preflog-reconcile", spans, timeout=timeout, strict=False, settle=True, batch=1000
+        ) as r:
+            for msg in r.records():
+                out[(msg.topic() or "", msg.partition() or 0)].append(msg)
+    except ReadError as exc:
+        raise PreflogError(f"reading every partition to its end: {exc}") from exc
     return out
-
-
-def committed_offsets(admin: AdminClient, group: str) -> dict[tuple[str, int], int]:
-    request = [ConsumerGroupTopicPartitions(group)]
-    found = admin.list_consumer_group_offsets(request)[group].result(timeout=30)
-    return {(tp.topic, tp.partition): tp.offset for tp in found.topic_partitions if tp.offset >= 0}
 
 
 def _offset(at: dict[str, Any]) -> tuple[str, int, int]:
@@ -128,7 +118,7 @@ def reconcile(
     problem too (a processor or sink that stopped making progress, not one that is behind).
     """
     say = progress or (lambda _: None)
-    config = {**settings.kafka.client_config(), "log_level": 0}
+    config = admin_config(settings.kafka.client_config(), quiet=True)
     admin = AdminClient(config)
     codec: Codec = settings.make_codec()
     t = settings.topics

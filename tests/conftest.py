@@ -74,7 +74,7 @@ def kafka_config(broker: EmbeddedBroker) -> dict[str, Any]:
 @pytest.fixture
 def topics(kafka_config: dict[str, Any]) -> TopicSettings:
     """Fresh, created topics for one test, so tests sharing the broker never see each other's records."""
-    from preflog.deploy.topics import ensure_topics
+    from preflog.kafka.topics import ensure_topics
 
     suffix = uuid.uuid4().hex[:8]
     t = TopicSettings(**{role: f"{name}.{suffix}" for role, name in TopicSettings().all().items()}, partitions=3)

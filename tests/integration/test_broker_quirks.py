@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from preflog.deploy.topics import ensure_topics
+from preflog.kafka.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-from preflog.deploy.topics import ensure_topics
+from preflog.kafka.topics import ensure_topics
 from preflog.processors.gaps import read_range
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from preflog.cli import app
 from preflog.deploy.broker import EmbeddedBroker
-from preflog.deploy.offsets import LiveGroupError, describe
+from preflog.kafka.offsets import LiveGroupError, describe
 from preflog.settings import TopicSettings
 
 from .test_cli import _env

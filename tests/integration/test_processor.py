@@ -299,7 +299,7 @@ def test_worker_refuses_topics_that_are_not_co_partitioned(
     import subprocess
     import sys
 
-    from preflog.deploy.topics import ensure_topics
+    from preflog.kafka.topics import ensure_topics
 
     from .conftest import processor_env
 

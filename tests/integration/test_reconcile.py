@@ -12,12 +12,13 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from preflog.kafka.offsets import committed_offsets
 from preflog.producers import PreflogProducer
 from preflog.producers.generator import TrafficProfile, generate
 from preflog.producers.traffic import send_traffic
 from preflog.schemas.codec import SingleObjectCodec
 from preflog.settings import KafkaSettings, ProcessorSettings, Settings, SinkSettings, TopicSettings
-from preflog.sinks.reconcile import Reconciliation, committed_offsets, reconcile
+from preflog.sinks.reconcile import Reconciliation, reconcile
 from preflog.sinks.storage import Storage
 
 from ..samples import all_samples

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from preflog.connect import StackDiscovery, needs_broker
+from preflog.cli.connect import StackDiscovery, needs_broker
 from preflog.deploy.runfile import StackRecord, find_running, read_record, remove_record
 from preflog.settings import load_settings
 

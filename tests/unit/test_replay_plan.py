@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from preflog.kafka.offsets import OffsetSpec, OffsetSpecError
+from preflog.kafka.offsets import parse_offset_spec as parse_any_offset_spec
+from preflog.kafka.offsets import pick_offset as _pick
 from preflog.processors.join import JoinConfig, Joiner
-from preflog.processors.ranges import OffsetSpec, Range, RangeError, _pick, parse_offset_spec
-from preflog.processors.replay import _Merge
-from preflog.replay_command import ReplayOutputError, replay_output
+from preflog.processors.ranges import Range, RangeError, parse_offset_spec
+from preflog.processors.replay import ReplayOutputError, _Merge, ensure_unused, replay_output
 from preflog.schemas.codec import SingleObjectCodec
+from preflog.sinks.storage import Storage
 
 
 @pytest.mark.parametrize(
@@ -127,3 +131,39 @@ def test_dead_letters_take_their_time_from_the_joiners_clock() -> None:
     [dead] = joiner.process("fb", 0, 3, b"k", b"not avro")
     assert dead.role == "dead_letter"
     assert dead.record["failed_at"] == datetime.fromtimestamp(1_700_000_000, tz=timezone.utc)
+
+
+def test_a_replay_writes_only_into_an_empty_prefix(tmp_path: Path) -> None:
+    target = f"file://{tmp_path}/replay"
+    storage = Storage(target)
+    ensure_unused(storage, target)  # nothing there yet
+    storage.put("pairs/dt=2026-11-01/x.parquet", b"data")
+    with pytest.raises(ReplayOutputError, match=r"already holds files.*choose another --name or --output"):
+        ensure_unused(storage, target)
+
+
+@pytest.mark.parametrize(
+    ("text", "spec"),
+    [
+        ("preflog.pairs.v1.ab12:0=3", OffsetSpec("preflog.pairs.v1.ab12", 0, 3)),
+        ("my_topic-2:7", OffsetSpec("my_topic-2", None, 7)),
+        ("0=3", OffsetSpec(None, 0, 3)),
+        ("12", OffsetSpec(None, None, 12)),
+    ],
+)
+def test_offsets_reset_names_topics_in_the_same_syntax(text: str, spec: OffsetSpec) -> None:
+    assert parse_any_offset_spec(text) == spec
+
+
+@pytest.mark.parametrize("text", ["t:0=x", "t:", "a b:1", "t:0=1=2"])
+def test_a_bad_topic_offset_names_the_form(text: str) -> None:
+    with pytest.raises(OffsetSpecError, match=r"\[TOPIC:\]\[PARTITION=\]OFFSET"):
+        parse_any_offset_spec(text)
+
+
+def test_an_offset_for_a_topic_applies_to_that_topic_only() -> None:
+    specs = [parse_any_offset_spec(s) for s in ("t.a:0=3", "5")]
+    assert _pick(specs, "t.a", 0) == 3
+    assert _pick(specs, "t.a", 1) == 5
+    assert _pick(specs, "t.b", 0) == 5
+    assert _pick(specs[:1], "t.b", 0) is None

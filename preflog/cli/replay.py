@@ -8,41 +8,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ..schemas.tables import TABLES
 from .console import console, out, progress_bar, settings_of
-from .errors import PreflogError
-from .schemas.tables import TABLES
 
-__all__ = ["replay", "replay_output"]
-
-
-class ReplayOutputError(PreflogError):
-    """The replay's output location is unsafe (the live log) or already used."""
-
-
-def _location(url: str) -> str:
-    """``url`` as protocol://absolute-path, so that a path and its file:// URL compare equal."""
-    import fsspec
-
-    fs, path = fsspec.core.url_to_fs(url)
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return f"{protocol}://{path.rstrip('/')}"
-
-
-def replay_output(audit_url: str, name: str, output: str | None) -> str:
-    """Where a replay writes: ``output``, or ``<audit log>/_replays/<name>`` (ignored by readers of the live log)."""
-    live = _location(audit_url)
-    target = _location(output or f"{audit_url.rstrip('/')}/_replays/{name}")
-    inside = target.removeprefix(live + "/") if target.startswith(live + "/") else None
-    if target == live or live.startswith(target + "/") or (inside is not None and not inside.startswith("_")):
-        raise ReplayOutputError(
-            f"{target} is (or holds) the live audit log {live}; a replay never writes there. "
-            "Leave out --output (default <audit log>/_replays/<name>) or choose a separate prefix"
-        )
-    return target
+__all__ = ["replay"]
 
 
 def _time(value: str | None, flag: str) -> int | None:
-    from .schemas.events import to_datetime
+    """``value`` (ISO 8601) in epoch milliseconds; None stays None."""
+    from ..schemas.events import to_datetime
 
     if value is None:
         return None
@@ -98,15 +72,15 @@ def replay(
 
       preflog replay --partition 3 --start-offset 3=120000 --end-offset feedback:3=200000
     """
-    from .processors.ranges import parse_offset_spec, plan
-    from .processors.replay import Replay
-    from .sinks.storage import Storage
+    from ..processors.ranges import parse_offset_spec, plan
+    from ..processors.replay import Replay, ensure_unused, replay_group, replay_output
+    from ..sinks.storage import Storage
 
     settings = settings_of(ctx)
     t = settings.topics
     name = name or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     target = replay_output(settings.audit_url(), name, output)
-    group = f"{settings.processor.app_id}-replay-{name}"
+    group = replay_group(settings, name)
     ranges = plan(
         settings.kafka.client_config(),
         {"inference": t.inference, "feedback": t.feedback},
@@ -131,10 +105,7 @@ def replay(
         out.print("dry run: nothing was read or written")
         return
     storage = Storage(target, settings.sink.storage_options())
-    if next(storage.list(), None) is not None:
-        raise ReplayOutputError(
-            f"{target} already holds files (an earlier or interrupted replay); choose another --name or --output"
-        )
+    ensure_unused(storage, target)
     by_partition: dict[int, int] = {}
     for r in ranges:
         by_partition[r.partition] = by_partition.get(r.partition, 0) + r.planned

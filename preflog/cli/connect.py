@@ -17,7 +17,7 @@ from typing import Any
 
 import typer.core
 
-from .deploy.runfile import StackRecord, find_running
+from ..deploy.runfile import StackRecord, find_running
 
 __all__ = ["BROKER_COMMANDS", "CommandGroup", "StackDiscovery", "command_args", "may_use_broker", "needs_broker"]
 

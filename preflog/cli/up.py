@@ -16,8 +16,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from ..settings import Settings
 from .console import out, settings_of
-from .settings import Settings
 
 __all__ = ["up"]
 
@@ -66,7 +66,7 @@ class ProgressView:
 
 
 def _stack_table(settings: Settings, stack: object) -> Table:
-    from .deploy.stack import Stack
+    from ..deploy.stack import Stack
 
     assert isinstance(stack, Stack) and stack.broker is not None and stack.record is not None
     table = Table("what", "where", title="preflog up")
@@ -93,7 +93,7 @@ def _report(settings: Settings, counts: Mapping[str, int] | None, sent: Mapping[
         return
     if sent:
         _say("demo sent " + ", ".join(f"{n} {k}" for k, n in sorted(sent.items())))
-    from .deploy.progress import count_audit_files
+    from ..deploy.progress import count_audit_files
 
     audit = settings.audit_url()
     files = count_audit_files(audit, settings.sink.storage_options())
@@ -131,10 +131,10 @@ def up(
     With --demo the join window is 20 s (+5 s grace, 5 s idle) so unmatched records show up quickly.
     Example: preflog up --demo --duration 30
     """
-    from .deploy.flow import FlowMonitor
-    from .deploy.progress import FlowProgress, count_audit_files
-    from .deploy.signals import Stopping, StopSignals
-    from .deploy.stack import Stack
+    from ..deploy.flow import FlowMonitor
+    from ..deploy.progress import FlowProgress, count_audit_files
+    from ..deploy.signals import Stopping, StopSignals
+    from ..deploy.stack import Stack
 
     with StopSignals() as signals:
         stack = Stack(settings_of(ctx))
@@ -196,10 +196,10 @@ def _start_demo(
     """
     import secrets
 
-    from .producers.client import PreflogProducer
-    from .producers.generator import TrafficProfile
-    from .producers.generator import generate as make_events
-    from .producers.traffic import send_traffic
+    from ..producers.client import PreflogProducer
+    from ..producers.generator import TrafficProfile
+    from ..producers.generator import generate as make_events
+    from ..producers.traffic import send_traffic
 
     producer = PreflogProducer.from_settings(settings)
     seed = secrets.randbelow(2**31) if seed is None else seed

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from .settings import Settings, load_settings
+from ..settings import Settings, load_settings
 
 __all__ = ["console", "force_progress", "out", "override", "progress_bar", "settings_of"]
 
@@ -18,6 +18,7 @@ out = Console()
 
 
 def settings_of(ctx: typer.Context) -> Settings:
+    """The settings the global callback read for this invocation."""
     settings = ctx.obj
     assert isinstance(settings, Settings)
     return settings
@@ -30,6 +31,7 @@ def override(settings: Settings, section: str, flags: dict[str, Any]) -> Setting
 
 
 def progress_bar() -> Progress:
+    """A progress bar on stderr; shown on a terminal, or anywhere with PREFLOG_PROGRESS=1."""
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -42,4 +44,5 @@ def progress_bar() -> Progress:
 
 
 def force_progress() -> bool:
+    """Whether PREFLOG_PROGRESS=1 asks for progress bars off a terminal too."""
     return os.environ.get("PREFLOG_PROGRESS") == "1"

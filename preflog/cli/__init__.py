@@ -1,0 +1,27 @@
+"""The ``preflog`` command line. Every subcommand has ``--help``.
+
+One module per command group, presentation only (flags, tables, exit codes);
+what the commands do lives in the packages below (``kafka``, ``processors``,
+``sinks``, ``deploy``). ``preflog`` (the console script) and ``python -m
+preflog`` both call :func:`main`.
+"""
+
+from __future__ import annotations
+
+from .audit import export, reconcile, verify
+from .offsets import offsets_app
+from .produce import generate, produce
+from .replay import replay
+from .root import app, main
+from .run import process, sink
+from .tail import tail
+from .topics import topics_app
+from .up import up
+
+__all__ = ["app", "main"]
+
+# The order of `preflog --help`: commands first, then the groups.
+for command in (produce, generate, process, sink, verify, export, tail, replay, reconcile, up):
+    app.command()(command)
+app.add_typer(topics_app, name="topics")
+app.add_typer(offsets_app, name="offsets")

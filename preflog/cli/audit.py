@@ -1,0 +1,158 @@
+"""``preflog verify``, ``preflog export`` and ``preflog reconcile``: reading and checking the audit log."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.box import SIMPLE_HEAD
+from rich.table import Table
+
+from .console import console, out, progress_bar, settings_of
+
+if TYPE_CHECKING:  # the commands import Kafka clients only when they run
+    from ..sinks.reconcile import Reconciliation
+
+__all__ = ["export", "reconcile", "verify"]
+
+INPUT_COLUMNS = ("joined", "unmatched", "dead-lettered", "duplicate", "open", "pending", "unaccounted")
+STYLE: dict[str, Any] = {"box": SIMPLE_HEAD, "show_edge": False}  # fits 80 columns
+INPUT_HEADERS = ("joined", "unmatched", "dead", "dup", "open", "pending", "unaccounted")
+OUTPUT_COLUMNS = ("records", "in_files", "pending", "missing")
+
+
+def verify(
+    ctx: typer.Context,
+    url: Annotated[str | None, typer.Argument(help="Audit log root (default: the sink's, <data-dir>/audit).")] = None,
+) -> None:
+    """Check the audit log: missing or altered files, offset gaps, files without manifest, duplicate ids.
+
+    Exit code 0 when everything checks out, 1 when anything is wrong.
+    """
+    from ..sinks.storage import Storage
+    from ..sinks.verify import verify as run_verify
+
+    settings = settings_of(ctx)
+    root = url or settings.audit_url()
+    storage = Storage(root, settings.sink.storage_options())
+    with progress_bar() as progress:
+        task = progress.add_task("verifying", total=None)
+        report = run_verify(storage, on_file=lambda _: progress.advance(task))
+    table = Table(title=f"preflog verify {root}", show_header=False)
+    table.add_row("files checked", str(report.files))
+    table.add_row("rows", str(report.rows))
+    problems = [
+        ("missing file (manifest without data)", report.missing_files),
+        ("checksum mismatch (altered file)", report.checksum_mismatches),
+        ("data file without manifest", report.without_manifest),
+        ("offset gap", report.gaps),
+        ("overlapping ranges", report.overlaps),
+        ("duplicate ids", [f"{t}: {n}" for t, n in report.duplicate_ids.items()]),
+    ]
+    for label, items in problems:
+        table.add_row(label, str(len(items)))
+    out.print(table)
+    for label, items in problems:
+        for item in items[:50]:
+            out.print(f"  {label}: {item}", soft_wrap=True, markup=False, highlight=False)
+    for note in report.notes:
+        out.print(f"  note: {note}", soft_wrap=True, markup=False, highlight=False)
+    out.print("OK" if report.ok else "PROBLEMS FOUND")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def export(
+    ctx: typer.Context,
+    output: Annotated[str, typer.Argument(help="Where to write JSON lines: a path or a URL (s3://...).")],
+    fmt: Annotated[str, typer.Option("--format", help="trl, trl-conversational, openai or kto.")] = "trl",
+    url: Annotated[str | None, typer.Option(help="Audit log root (default: the sink's).")] = None,
+    start: Annotated[str | None, typer.Option(help="First date, YYYY-MM-DD (inclusive).")] = None,
+    end: Annotated[str | None, typer.Option(help="Last date, YYYY-MM-DD (inclusive).")] = None,
+    model: Annotated[list[str] | None, typer.Option(help="Only these model names (repeatable).")] = None,
+    source: Annotated[list[str] | None, typer.Option(help="Only these source types, e.g. HUMAN_ANNOTATOR.")] = None,
+) -> None:
+    """Export pairs (or, with --format kto, unpaired signals) to a training format as JSON lines.
+
+    Example: preflog export train.jsonl --format trl --start 2026-11-01 --source HUMAN_ANNOTATOR
+    """
+    from ..sinks.export import FORMATS, export_rows, write_jsonl
+    from ..sinks.read import read_pairs
+
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"{fmt!r}; choose one of {', '.join(FORMATS)}", param_hint="--format")
+    settings = settings_of(ctx)
+    root = url or settings.audit_url()
+    options = settings.sink.storage_options()
+    rows = read_pairs(root, start, end, model, source, table=FORMATS[fmt][0], storage_options=options)
+    with progress_bar() as progress:
+        task = progress.add_task(f"exporting {fmt}", total=rows.num_rows)
+        n = write_jsonl(
+            export_rows(rows, fmt),
+            output,
+            on_row=lambda: progress.advance(task),
+            storage_options=options if "://" in output else None,
+        )
+    out.print(f"wrote {n} {fmt} rows to {output}")
+
+
+def reconcile(
+    ctx: typer.Context,
+    url: Annotated[str | None, typer.Argument(help="Audit log root (default: the sink's, <data-dir>/audit).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the ledgers as JSON (for scripts).")] = False,
+    final: Annotated[
+        bool,
+        typer.Option("--final", help="Traffic has stopped and drained: anything still pending or open is a problem."),
+    ] = False,
+) -> None:
+    """Account for every record, given a reachable broker; exit code 1 if anything is unaccounted.
+
+    [b]Outputs[/]: each offset of pairs, unpaired, unmatched and dead letters is in one audit-log file
+    (or a manifest's count of skipped duplicates).
+    [b]Inputs[/]: each inference and feedback record has one outcome: joined, unmatched (with its reason),
+    dead-lettered, a duplicate of a record with an outcome, or open in its window.
+    What the processor or the sink has not committed yet is pending, not a problem.
+    It reads every topic from the start and commits nothing.
+
+    Example: preflog reconcile --json > ledger.json
+    """
+    from ..sinks.reconcile import reconcile as run
+    from ..sinks.storage import Storage
+
+    settings = settings_of(ctx)
+    root = url or settings.audit_url()
+    storage = Storage(root, settings.sink.storage_options())
+    with console.status("reconciling") as status:
+        result = run(settings, storage, progress=lambda text: status.update(text), final=final)
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        t = settings.topics
+        _print(result, root, {t.inference: "inference", t.feedback: "feedback"})
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def _print(result: Reconciliation, root: str, roles: dict[str, str]) -> None:
+    caption = ", ".join(f"{r}: {t}" for t, r in roles.items())
+    table = Table("input", "p", *INPUT_HEADERS, title="inputs: the outcome of every record", caption=caption, **STYLE)
+    for led in result.inputs:
+        row = [str(sum(n for k, n in led.counts.items() if k.split(" ")[0] == column)) for column in INPUT_COLUMNS]
+        table.add_row(roles.get(led.topic, led.topic), str(led.partition), *row, style=None if led.ok else "red")
+    out.print(table)
+    table = Table("output topic", "p", *OUTPUT_COLUMNS, title=f"outputs: every offset in {root}", **STYLE)
+    for led in result.outputs:
+        table.add_row(
+            led.topic,
+            str(led.partition),
+            *(str(led.counts[c]) for c in OUTPUT_COLUMNS),
+            style=None if led.ok else "red",
+        )
+    out.print(table)
+    for problem in result.problems:
+        out.print(f"  problem: {problem}", soft_wrap=True, markup=False, highlight=False)
+    for led in result.inputs + result.outputs:
+        for problem in led.problems:
+            out.print(f"  {led.topic}[{led.partition}]: {problem}", soft_wrap=True, markup=False, highlight=False)
+    out.print("OK: every record is accounted for" if result.ok else "UNACCOUNTED RECORDS FOUND")

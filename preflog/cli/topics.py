@@ -1,0 +1,37 @@
+"""``preflog topics create`` and ``preflog topics list``."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from .console import out, settings_of
+
+__all__ = ["topics_app"]
+
+topics_app = typer.Typer(help="Create and inspect preflog's Kafka topics.", no_args_is_help=True)
+
+
+@topics_app.command("create")
+def topics_create(ctx: typer.Context) -> None:
+    """Create every preflog topic that does not exist yet, with --partitions partitions."""
+    from ..kafka.topics import ensure_topics
+
+    s = settings_of(ctx)
+    created = ensure_topics(
+        s.kafka.client_config(), s.topics.all().values(), s.topics.partitions, s.topics.replication_factor
+    )
+    out.print(f"created {len(created)} topic(s): {', '.join(created) or 'none, all exist'}")
+
+
+@topics_app.command("list")
+def topics_list(ctx: typer.Context) -> None:
+    """Show preflog's topics and their partition counts."""
+    from ..kafka.topics import partition_counts
+
+    s = settings_of(ctx)
+    counts = partition_counts(s.kafka.client_config(), s.topics.all().values())
+    table = Table("role", "topic", "partitions")
+    for role, topic in s.topics.all().items():
+        table.add_row(role, topic, str(counts.get(topic, "missing")))
+    out.print(table)
