@@ -8,6 +8,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
+from preflog.kafka.config import consumer_config
+
 
 def read_topic(
     config: dict[str, Any],
@@ -24,7 +26,7 @@ def read_topic(
     seconds more to catch extras; gives up after ``timeout`` and returns what it has.
     """
     finished = done or (lambda got: len(got) >= expect)
-    consumer = Consumer({**config, "group.id": "test-reader", "enable.auto.commit": False, "log_level": 0})
+    consumer = Consumer(consumer_config(config, "test-reader", quiet=True))
     consumer.assign([TopicPartition(topic, p, -2) for p in range(partitions)])
     out: list[Message] = []
     deadline = time.monotonic() + timeout
