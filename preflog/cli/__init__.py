@@ -21,7 +21,7 @@ from .up import up
 __all__ = ["app", "main"]
 
 # The order of `preflog --help`: commands first, then the groups.
-for command in (produce, generate, process, sink, verify, export, tail, replay, reconcile, up):
-    app.command()(command)
+for _command in (produce, generate, process, sink, verify, export, tail, replay, reconcile, up):
+    app.command()(_command)
 app.add_typer(topics_app, name="topics")
 app.add_typer(offsets_app, name="offsets")

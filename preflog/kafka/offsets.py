@@ -165,6 +165,7 @@ class PartitionOffsets:
 
     @property
     def lag(self) -> int | None:
+        """End minus committed offset (None: nothing committed)."""
         return None if self.committed is None else max(self.end - self.committed, 0)
 
 
@@ -179,6 +180,7 @@ class GroupOffsets:
 
     @property
     def live(self) -> bool:
+        """Whether the group has members or is not idle (its offsets must not be reset)."""
         return self.members > 0 or self.state not in {s.name for s in IDLE_STATES}
 
 

@@ -58,6 +58,7 @@ class Span:
 
     @property
     def where(self) -> Where:
+        """(topic, partition)."""
         return (self.topic, self.partition)
 
     @property
@@ -141,6 +142,7 @@ class RangeReader:
 
     @property
     def consumer(self) -> Consumer:
+        """The assigned consumer (only inside the ``with`` block)."""
         if self._consumer is None:
             raise RuntimeError("RangeReader is used outside its `with` block")
         return self._consumer
