@@ -2,13 +2,16 @@
 
 Faust's ``Stream.join`` is not implemented, so the join is one agent over the
 inference topic, the feedback topic and an internal ticks topic, with its
-state in a changelog-backed Table. All three topics have the same partition
-count, so partition N of each lands on the same worker and table writes go
-to changelog partition N.
+state in a changelog-backed Table (raw bytes: :mod:`preflog.processors.entry`).
+All three topics have the same partition count, so partition N of each lands
+on the same worker and table writes go to changelog partition N. Per batch the
+agent reads and joins (:mod:`preflog.processors.batch`) and commits a
+checkpoint (:mod:`preflog.processors.checkpoint`); Faust then acks the batch.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Any, cast
@@ -18,10 +21,12 @@ import faust
 from preflog.schemas.tables import TABLES
 from preflog.settings import KafkaSettings, Settings
 
-from . import faust_fixes, metrics
+from . import faust_compat, metrics
 from .batch import BatchJoin
+from .checkpoint import Checkpoint
 from .join import JoinConfig, Joiner
 from .staged import StagedState
+from .table_state import TableEntries, TableStreamTimes
 
 __all__ = ["create_app", "faust_credentials"]
 
@@ -49,11 +54,9 @@ def faust_credentials(kafka: KafkaSettings) -> Any:
     return None
 
 
-def create_app(settings: Settings, partitions: int) -> faust.App:
-    """The processor app for topics with ``partitions`` partitions each."""
-    faust_fixes.install()
+def _faust_app(settings: Settings, partitions: int) -> faust.App:
     p, t = settings.processor, settings.topics
-    app = faust.App(
+    return faust.App(
         p.app_id,
         broker=[f"kafka://{host}" for host in settings.kafka.bootstrap_servers.split(",")],
         broker_credentials=faust_credentials(settings.kafka),
@@ -71,42 +74,65 @@ def create_app(settings: Settings, partitions: int) -> faust.App:
         producer_max_batch_size=p.producer_max_batch_size,
         recovery_consistency_check=p.recovery_consistency_check,
     )
-    codec = settings.make_codec()
-    kafka_config = settings.kafka.client_config()
 
-    def raw_topic(*names: str) -> faust.TopicT:
-        return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
-    inputs = raw_topic(t.inference, t.feedback, t.ticks)
-    ticks = raw_topic(t.ticks)
-    outputs = {role: raw_topic(getattr(t, role)) for role in TABLES}
-    table = app.Table(TABLE, default=None, partitions=partitions, key_type=str)
-    state = StagedState(table)
-    output_topics = {role: getattr(t, role) for role in TABLES}
+def _raw_topic(app: faust.App, *names: str) -> faust.TopicT:
+    return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+
+def create_app(settings: Settings, partitions: int) -> faust.App:
+    """The processor app for topics with ``partitions`` partitions each.
+
+    Args:
+        settings: the worker's settings.
+        partitions: the partition count of the input topics.
+
+    Returns:
+        The Faust app, with its agent, idle-tick timer and rebalance hook.
+
+    Raises:
+        FaustVersionError: the installed faust-streaming is not the tested version.
+    """
+    faust_compat.check_version()
+    faust_compat.install()
+    p, t = settings.processor, settings.topics
+    app = _faust_app(settings, partitions)
+    table = app.Table(TABLE, default=None, partitions=partitions, key_type=bytes, value_type=bytes)
+    staged: StagedState[bytes, bytes] = StagedState(table)
     joiner = Joiner(
-        JoinConfig.from_settings(settings), codec, state, t.inference, t.feedback, output_topics=output_topics
+        JoinConfig.from_settings(settings),
+        settings.make_codec(),
+        TableEntries(staged),
+        t.inference,
+        t.feedback,
+        output_topics={role: getattr(t, role) for role in TABLES},
+        stream_times=TableStreamTimes(staged),
     )
-    app.joiner = joiner  # type: ignore[attr-defined]
-
+    outputs = {role: _raw_topic(app, getattr(t, role)).send for role in TABLES}
+    checkpoint = functools.partial(
+        Checkpoint,
+        outputs,
+        table.changelog_topic.send,
+        staged,
+        lambda: faust_compat.table_store(table),
+        lambda: app.consumer,
+    )
     worker = BatchJoin(
         joiner,
-        state,
-        lambda: table.data,
-        {role: outputs[role].send for role in TABLES},
-        table.changelog_topic.send,
+        checkpoint,
         lambda: app.consumer,
-        kafka_config,
+        settings.kafka.client_config(),
         (t.inference, t.feedback),
         t.ticks,
         gap_check_s=p.gap_check_s,
         read_limit=p.batch_max,
         stopping=lambda: bool(app.should_stop),
     )
+    ticks = _raw_topic(app, t.ticks)
 
-    @app.agent(inputs)
+    @app.agent(_raw_topic(app, t.inference, t.feedback, t.ticks))
     async def join(stream: faust.StreamT) -> None:
-        """Per batch: join, deliver, write state (processors/batch.py); Faust then acks the batch, so an offset is
-        committed only after its outputs and state are in Kafka. A batch that fails ends the process unacked."""
+        """Per batch: read, join, commit its checkpoint; Faust then acks it. A failed batch ends the process."""
         async for events in cast(Any, stream).take_events(p.batch_max, within=p.batch_wait_s):
             await worker.run(events)
 
@@ -115,7 +141,7 @@ def create_app(settings: Settings, partitions: int) -> faust.App:
         for tp in app.consumer.assignment():
             if tp.topic == t.inference:
                 await ticks.send(key=b"tick", value=b"", partition=tp.partition)
-        metrics.STATE_KEYS.set(sum(len(h) for h in joiner._due.values()))
+        metrics.STATE_KEYS.set(joiner.index_size())
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(sender: Any, assigned: Any = None, **kwargs: Any) -> None:

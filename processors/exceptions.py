@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from preflog.errors import ConfigError, PreflogError
 
-__all__ = ["ProcessorError", "StateError", "TopicMismatchError"]
+__all__ = ["FaustVersionError", "ProcessorError", "StateError", "TopicMismatchError"]
 
 
 class TopicMismatchError(ConfigError):
     """The input topics are missing or not co-partitioned."""
+
+
+class FaustVersionError(ConfigError):
+    """The installed faust-streaming is not a version whose internals the worker is tested with."""
 
 
 class ProcessorError(PreflogError):

@@ -30,6 +30,6 @@ JOIN_LATENCY = Histogram(
 STATE_KEYS = Gauge("preflog_processor_state_keys", "Entries in the join index on this worker (waiting or remembered)")
 REFETCHED = Counter(
     "preflog_processor_refetched",
-    "Input records the consumer skipped and the worker read again directly, by topic (see processors/faust_fixes.py)",
+    "Input records the consumer skipped and the worker read again directly, by topic (see processors/faust_compat.py)",
     ["topic"],
 )

@@ -1,36 +1,48 @@
-"""A write-behind view of a table: writes are held until the outputs they caused are delivered.
+"""A write-behind view of a table: a batch's writes wait, per partition, until its outputs are delivered.
 
 If the worker dies after its state is saved but before the pairs it emitted
 reach Kafka, a restart would treat the re-read feedback as a duplicate and
 the pairs would be lost. Holding the writes until delivery makes the order
-"outputs, then state, then offsets" for each batch of records. Each write
-remembers the partition of the record that caused it (``partition``), so the
-batch's changes go to the right changelog partition.
+"outputs, then state, then offsets" for each batch
+(:class:`preflog.processors.checkpoint.Checkpoint`). Every write names its
+partition (:meth:`StagedState.set`, :meth:`StagedState.delete`), so each
+partition's changes go to its own changelog partition, as Quix Streams gives
+each partition a transaction of its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, Generic, TypeVar
 
 from .exceptions import StateError
 
 __all__ = ["StagedState"]
 
-_DELETED = object()
+K = TypeVar("K")
+V = TypeVar("V")
+_DELETED: Any = object()
 
 
-class StagedState(MutableMapping[str, Any]):
-    """Reads see pending writes; :meth:`drain` hands them over, by partition."""
+class StagedState(Mapping[K, V], Generic[K, V]):
+    """Reads see pending writes; :meth:`drain` hands them over, by partition.
 
-    def __init__(self, base: MutableMapping[str, Any]) -> None:
+    Args:
+        base: the stored data (a Faust Table, or a dict in tests); never written here.
+    """
+
+    def __init__(self, base: Mapping[K, V]) -> None:
         self.base = base
-        self.pending: dict[str, Any] = {}
-        self.partition = 0  # the partition whose record is being joined: where its writes belong
-        self.partitions: dict[str, int] = {}
+        self.pending: dict[int, dict[K, V]] = {}  # partition -> key -> value (or _DELETED)
 
-    def __getitem__(self, key: str) -> Any:
-        value = self.pending.get(key, None)
+    def _pending(self, key: K) -> Any:
+        for changes in self.pending.values():
+            if key in changes:
+                return changes[key]
+        return None
+
+    def __getitem__(self, key: K) -> V:
+        value = self._pending(key)
         if value is _DELETED:
             raise KeyError(key)
         if value is not None:
@@ -42,38 +54,37 @@ class StagedState(MutableMapping[str, Any]):
         except Exception as exc:  # the store failed: not something a record can cause
             raise StateError(f"reading {key!r} from the join state: {type(exc).__name__}: {exc}") from exc
 
-    def get(self, key: str, default: Any = None) -> Any:
+    def set(self, partition: int, key: K, value: V) -> None:
+        """Stage ``key = value`` in ``partition`` (the partition of the record that caused it)."""
+        self._forget(key)
+        self.pending.setdefault(partition, {})[key] = value
+
+    def delete(self, partition: int, key: K) -> None:
+        """Stage the deletion of ``key`` in ``partition``."""
+        self._forget(key)
+        self.pending.setdefault(partition, {})[key] = _DELETED
+
+    def _forget(self, key: K) -> None:
+        for changes in self.pending.values():
+            changes.pop(key, None)
+
+    def _staged(self) -> dict[K, Any]:
+        return {k: v for changes in self.pending.values() for k, v in changes.items()}
+
+    def __iter__(self) -> Iterator[K]:
+        staged = self._staged()
+        yield from (k for k, v in staged.items() if v is not _DELETED)
         try:
-            return self[key]
-        except KeyError:
-            return default
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.pending[key] = value
-        self.partitions[key] = self.partition
-
-    def __delitem__(self, key: str) -> None:
-        self.pending[key] = _DELETED
-        self.partitions[key] = self.partition
-
-    def __iter__(self) -> Iterator[str]:
-        seen = set()
-        for key, value in self.pending.items():
-            seen.add(key)
-            if value is not _DELETED:
-                yield key
-        try:
-            yield from (k for k in self.base if k not in seen)
+            yield from (k for k in self.base if k not in staged)
         except Exception as exc:
             raise StateError(f"scanning the join state: {type(exc).__name__}: {exc}") from exc
 
-    def items(self) -> Iterator[tuple[str, Any]]:  # type: ignore[override]
+    def items(self) -> Iterator[tuple[K, V]]:  # type: ignore[override]
         """Current entries; reads the underlying mapping in one pass (a table scan, not key lookups)."""
-        for key, value in self.pending.items():
-            if value is not _DELETED:
-                yield key, value
+        staged = self._staged()
+        yield from ((k, v) for k, v in staged.items() if v is not _DELETED)
         try:
-            yield from ((k, v) for k, v in self.base.items() if k not in self.pending)
+            yield from ((k, v) for k, v in self.base.items() if k not in staged)
         except Exception as exc:
             raise StateError(f"scanning the join state: {type(exc).__name__}: {exc}") from exc
 
@@ -83,13 +94,13 @@ class StagedState(MutableMapping[str, Any]):
     def discard(self) -> None:
         """Forget the pending changes (their batch was abandoned: they must never be written)."""
         self.pending.clear()
-        self.partitions.clear()
 
-    def drain(self) -> dict[int, list[tuple[str, Any | None]]]:
+    def drain(self) -> dict[int, list[tuple[K, V | None]]]:
         """The pending changes by partition (value None = deleted), removed from this view."""
-        changes: dict[int, list[tuple[str, Any | None]]] = {}
-        for key, value in self.pending.items():
-            changes.setdefault(self.partitions[key], []).append((key, None if value is _DELETED else value))
+        changes = {
+            partition: [(k, None if v is _DELETED else v) for k, v in staged.items()]
+            for partition, staged in self.pending.items()
+            if staged
+        }
         self.pending.clear()
-        self.partitions.clear()
         return changes

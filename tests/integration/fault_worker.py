@@ -11,10 +11,11 @@ once the file exists, the next batch fails at that step of the batch protocol:
 ``PREFLOG_TEST_DROP=<topic>:<first offset>``: records of ``topic`` from that
 offset on (every partition) never reach the agent while the fetch position
 moves past them, as faust-streaming 0.15 + aiokafka 0.14 did after a restart
-(see processors/faust_fixes.py).
+(see processors/faust_compat.py).
 
-The faults patch Faust's and aiokafka's classes, not preflog's, so the same
-launcher runs against any version of the worker.
+The faults patch Faust's and aiokafka's classes (and, for ``gaps``, step 3 of
+preflog's checkpoint), so the launcher runs against any version of the worker
+that has that step.
 """
 
 from __future__ import annotations
@@ -55,17 +56,17 @@ def _inject_failure(step: str) -> None:
     faust.topics.Topic.send = failing_send  # type: ignore[method-assign]
 
     if step == "gaps":
-        from preflog.processors import batch
+        from preflog.processors.checkpoint import Checkpoint
 
-        mark = batch.BatchJoin.mark_gaps
+        mark = Checkpoint.mark_done
 
-        async def failing_mark(self: Any, gaps: list[Any]) -> None:
+        async def failing_mark(self: Any) -> None:
             if _armed() and not fired[0] and calls["output"] > 0:  # a batch that delivered and wrote its state
                 fired[0] = True
                 raise RuntimeError("injected failure: gaps (after the outputs and state of the batch)")
-            await mark(self, gaps)
+            await mark(self)
 
-        batch.BatchJoin.mark_gaps = failing_mark  # type: ignore[method-assign]
+        Checkpoint.mark_done = failing_mark  # type: ignore[method-assign]
 
 
 def _inject_drop(spec: str) -> None:

@@ -1,4 +1,4 @@
-"""The batch protocol's bookkeeping: what the metrics count once a batch is delivered."""
+"""The checkpoint's bookkeeping: what the metrics count once a batch is delivered."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from preflog.processors import metrics
-from preflog.processors.batch import BatchJoin
+from preflog.processors.checkpoint import Checkpoint
 from preflog.processors.outputs import Emit
 from preflog.processors.staged import StagedState
 
@@ -25,14 +25,64 @@ def test_delivered_outputs_are_counted_by_dead_letter_class_and_unmatched_reason
         return future
 
     nothing: Any = None
-    worker = BatchJoin(nothing, StagedState({}), dict, {r: send for r in ("dead_letter", "unmatched")}, send,
-                       lambda: nothing, {}, ("inf", "fb"), "ticks", 3.0, 100)  # fmt: skip
+    checkpoint = Checkpoint({r: send for r in ("dead_letter", "unmatched")}, send, StagedState({}), dict,
+                            lambda: nothing)  # fmt: skip
     classes = ["OutputTooLarge", "OutputNotEncodable", "InputTooLarge", "EventTimeSkew", "JoinError"]
     before = {c: _value(metrics.DEAD_LETTERS, c) for c in classes}
     no_pairs = _value(metrics.UNMATCHED, "NO_PAIRS")
     emits = [Emit("dead_letter", b"k", {"error_class": c}, c.encode()) for c in classes]
     emits.append(Emit("unmatched", b"k", {"reason": "NO_PAIRS"}, b"u"))
-    asyncio.run(worker.deliver(emits))
+    checkpoint.emits += emits
+    asyncio.run(checkpoint.deliver())
     assert sent == [(b"k", e.value) for e in emits]  # the bytes encoded in the join, as they are
     assert {c: _value(metrics.DEAD_LETTERS, c) - before[c] for c in classes} == dict.fromkeys(classes, 1.0)
     assert _value(metrics.UNMATCHED, "NO_PAIRS") - no_pairs == 1.0
+
+
+def test_a_checkpoint_commits_outputs_then_state_then_re_read_ranges() -> None:
+    """Each step starts after the previous one is acknowledged; state goes to the partition that staged it."""
+    from faust.types import TP
+
+    from preflog.processors.gaps import Gap
+
+    log: list[tuple[Any, ...]] = []
+
+    def sender(kind: str) -> Any:
+        async def send(**kwargs: Any) -> Any:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+            def ack() -> None:
+                log.append(("acked", kind))
+                future.set_result(None)
+
+            asyncio.get_running_loop().call_soon(ack)
+            log.append((kind, kwargs.get("key"), kwargs.get("value"), kwargs.get("partition")))
+            return future
+
+        return send
+
+    class Consumer:
+        async def _add_gap(self, tp: Any, first: int, last: int) -> None:
+            log.append(("gap", tp, first, last))
+
+    store = {b"old": b"x"}
+    staged: StagedState[bytes, bytes] = StagedState(store)
+    staged.set(1, b"a", b"1")
+    staged.delete(0, b"old")
+    consumer = Consumer()
+    checkpoint = Checkpoint({"pairs": sender("output")}, sender("changelog"), staged, lambda: store, lambda: consumer)
+    checkpoint.emits.append(Emit("pairs", b"k", {"join_latency_ms": 5}, b"p"))
+    checkpoint.gaps.append(Gap("fb", 1, 5, 8))
+    event = type("Event", (), {})
+    checkpoint.events.update({0: event(), 1: event()})
+    asyncio.run(checkpoint.commit())
+    assert log == [
+        ("output", b"k", b"p", None),
+        ("acked", "output"),
+        ("changelog", b"a", b"1", 1),
+        ("changelog", b"old", None, 0),  # a tombstone
+        ("acked", "changelog"),
+        ("acked", "changelog"),
+        ("gap", TP("fb", 1), 5, 8),
+    ]
+    assert store == {b"a": b"1"} and staged.drain() == {}

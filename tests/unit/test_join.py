@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -12,8 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from preflog.processors.entry import encode_entry, legacy_stream_time_key
 from preflog.processors.join import Emit, JoinConfig, Joiner
 from preflog.processors.pairs import pair_id
+from preflog.processors.staged import StagedState
+from preflog.processors.table_state import TableEntries, TableStreamTimes
 from preflog.schemas.codec import SingleObjectCodec
 from preflog.schemas.events import feedback_record, inference_record
 
@@ -24,15 +28,36 @@ MIN = 60_000
 
 
 class Harness:
-    """A Joiner over a dict, with a fake wall clock."""
+    """A Joiner over the worker's state views of a bytes table (a dict here), with a fake wall clock.
+
+    Each record is a batch: its staged changes reach the table after it, as a checkpoint writes them.
+    """
 
     def __init__(self, **config: Any) -> None:
         self.codec = SingleObjectCodec()
-        self.state: dict[str, Any] = {}
+        self.table: dict[bytes, bytes] = {}
+        self.staged: StagedState[bytes, bytes] = StagedState(self.table)
+        self.state = TableEntries(self.staged)
         self.wall = 1_000_000
         self.config = JoinConfig(**{"window_ms": 60 * MIN, "grace_ms": 5 * MIN, **config})
-        self.joiner = Joiner(self.config, self.codec, self.state, INF, FB, wall_ms=lambda: self.wall)
+        self.joiner = Joiner(
+            self.config,
+            self.codec,
+            self.state,
+            INF,
+            FB,
+            wall_ms=lambda: self.wall,
+            stream_times=TableStreamTimes(self.staged),
+        )
         self.offsets: Counter[str] = Counter()
+
+    def commit(self) -> None:
+        for changes in self.staged.drain().values():
+            for key, value in changes:
+                if value is None:
+                    self.table.pop(key, None)
+                else:
+                    self.table[key] = value
 
     def send(
         self,
@@ -52,7 +77,9 @@ class Harness:
         self, topic: str, key: bytes | None, value: bytes, partition: int = 0, timestamp_ms: int | None = None
     ) -> list[Emit]:
         self.offsets[topic] += 1
-        return self.joiner.process(topic, partition, self.offsets[topic] - 1, key, value, timestamp_ms)
+        out = self.joiner.process(topic, partition, self.offsets[topic] - 1, key, value, timestamp_ms)
+        self.commit()
+        return out
 
 
 def roles(emits: list[Emit]) -> list[str]:
@@ -229,7 +256,7 @@ def test_idle_partition_expires_on_the_wall_clock() -> None:
     h.wall += 2000
     (out,) = h.joiner.tick(0)
     assert out.record["reason"] == "NO_FEEDBACK"
-    assert h.state["~stream-time/0"]["st"] == int(T0.timestamp() * 1000) + 6000
+    assert h.joiner.stream_times[0] == int(T0.timestamp() * 1000) + 6000
 
 
 def test_state_restored_from_a_copy_continues() -> None:
@@ -322,26 +349,26 @@ def test_an_input_over_max_input_bytes_is_dead_lettered_truncated_and_never_stor
 
 
 def test_feedback_waiting_for_one_request_is_bounded() -> None:
-    """Counted as stored (base64 and per-record overhead): 3,000 small feedbacks once made a 1.1 MB entry."""
+    """Counted as stored (exactly, in the table's encoding): 3,000 small feedbacks once made a 1.1 MB entry."""
     h = Harness(max_entry_bytes=6000)
     rid = str(uuid.uuid4())
-    kept = [h.send(FB, feedback(rid, event_time=at(1), rationale="r" * 900)) for _ in range(3)]
-    (out,) = h.send(FB, feedback(rid, event_time=at(1), rationale="r" * 900))
+    kept = [h.send(FB, feedback(rid, event_time=at(1), rationale="r" * 1500)) for _ in range(3)]
+    (out,) = h.send(FB, feedback(rid, event_time=at(1), rationale="r" * 1500))
     assert kept == [[], [], []]
     assert out.role == "dead_letter" and out.record["error_class"] == "InputTooLarge"
     assert "3 feedback record(s) already wait" in out.record["reason"]
     assert "max_state_entry_bytes=6000" in out.record["reason"]
-    assert len(h.state[rid]["fb"]) == 3 and len(json.dumps(h.state[rid])) < 6000
+    assert len(h.state[rid]["fb"]) == 3 and len(encode_entry(h.state[rid])) < 6000
 
 
 def test_a_full_entry_still_joins_but_stops_remembering_feedback_ids() -> None:
     """Thousands of judgements of one inference must not grow its changelog record past what a producer sends."""
     h = Harness(max_entry_bytes=2000)
-    inf = inference()
+    inf = inference(prompt="p" * 1000)  # an entry of about 1.3 kB: room for about 17 feedback ids
     h.send(INF, inf)
     out = [h.send(FB, feedback(inf["request_id"], event_time=at(1))) for _ in range(40)]
     assert [roles(o) for o in out] == [["pairs"]] * 40
-    assert len(json.dumps(h.state[inf["request_id"]])) < 2000 and 0 < len(h.state[inf["request_id"]]["seen"]) < 40
+    assert len(encode_entry(h.state[inf["request_id"]])) < 2000 and 0 < len(h.state[inf["request_id"]]["seen"]) < 40
 
 
 def test_an_event_time_far_ahead_of_its_record_timestamp_is_dead_lettered_and_does_not_move_stream_time() -> None:
@@ -448,7 +475,10 @@ def test_a_stored_record_whose_expiry_fails_is_dead_lettered() -> None:
     h = Harness()
     inf = inference()
     h.send(INF, inf)
-    h.state[inf["request_id"]]["inf"]["v"] = "bm90IGF2cm8="  # "not avro": stored by some other version
+    entry = h.state[inf["request_id"]]
+    assert entry.inference is not None
+    entry.inference = replace(entry.inference, value=b"not avro")  # stored by some other version
+    h.state[inf["request_id"]] = entry
     (out,) = h.send(INF, inference(event_time=at(70)))
     assert out.role == "dead_letter" and out.record["error_class"] == "JoinError"
     assert out.record["value"] == b"not avro" and inf["request_id"] not in h.state
@@ -456,14 +486,13 @@ def test_a_stored_record_whose_expiry_fails_is_dead_lettered() -> None:
 
 def test_a_failing_state_store_stops_the_worker() -> None:
     from preflog.processors.exceptions import StateError
-    from preflog.processors.staged import StagedState
 
-    class Broken(dict[str, Any]):
-        def __getitem__(self, key: str) -> Any:
+    class Broken(dict[bytes, bytes]):
+        def __getitem__(self, key: bytes) -> Any:
             raise OSError("disk gone")
 
     h = Harness()
-    h.joiner.state = StagedState(Broken())
+    h.joiner.state = TableEntries(StagedState(Broken()))
     with pytest.raises(StateError, match="disk gone"):
         h.send(INF, inference())
 
@@ -472,12 +501,13 @@ def test_a_stream_time_saved_far_in_the_future_before_the_skew_check_is_dropped(
     """A partition poisoned by an earlier version (stream time 9999 saved) would expire every request on arrival."""
     h = Harness()
     h.wall = ms(100)
-    h.state["~stream-time/0"] = {"st": int(datetime(9999, 1, 1, tzinfo=timezone.utc).timestamp() * 1000), "p": 0}
+    far = int(datetime(9999, 1, 1, tzinfo=timezone.utc).timestamp() * 1000)
+    h.table[legacy_stream_time_key(0)] = json.dumps({"st": far, "p": 0}).encode()  # as the previous version wrote it
     inf = inference()
     assert h.send(INF, inf, timestamp_ms=ms(0)) == []
     assert roles(h.send(FB, feedback(inf["request_id"], event_time=at(2)), timestamp_ms=ms(2))) == ["pairs"]
     h.joiner.tick(0)
-    assert h.state["~stream-time/0"]["st"] == ms(2)
+    assert h.joiner.stream_times[0] == ms(2)
 
 
 def test_a_dead_letter_quoting_a_huge_key_stays_under_the_output_limit() -> None:

@@ -1,4 +1,4 @@
-"""Guards against skipped input records: uncommitted partitions start at the beginning; gaps are found."""
+"""Faust's internals behind processors/faust_compat.py, one test each; and the guards against skipped records."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
-from preflog.processors import faust_fixes
+from preflog.processors import faust_compat
+from preflog.processors.exceptions import FaustVersionError
 from preflog.processors.gaps import Gap, InputRecord, Record, in_join_order, missing_range
 
 
@@ -37,8 +38,8 @@ class FakeThread:
 
 
 def test_uncommitted_partitions_are_sought_to_the_beginning() -> None:
-    faust_fixes.install()
-    faust_fixes.install()  # idempotent: one wrapper, not two
+    faust_compat.install()
+    faust_compat.install()  # idempotent: one wrapper, not two
     consumer = FakeAIOKafkaConsumer({"committed": 120, "never": None, "zero": 0})
     seek = AIOKafkaConsumerThread.seek_to_committed
     result = asyncio.run(seek(FakeThread(consumer)))  # type: ignore[arg-type]
@@ -112,7 +113,6 @@ class FakeEvent:
 def test_a_quiet_partition_is_read_on_past_its_last_joined_offset(monkeypatch: pytest.MonkeyPatch) -> None:
     """The tail of a topic that Faust skipped has no later record to reveal it: a tick does."""
     from preflog.processors import batch
-    from preflog.processors.staged import StagedState
 
     reads: list[dict[tuple[str, int], int]] = []
 
@@ -124,9 +124,7 @@ def test_a_quiet_partition_is_read_on_past_its_last_joined_offset(monkeypatch: p
     monkeypatch.setattr(batch, "read_after", read_after)
     consumer = type("C", (), {"_committed_offset": {}})()
     nothing: Any = None
-    worker = batch.BatchJoin(
-        nothing, StagedState({}), dict, {}, nothing, lambda: consumer, {}, ("inf", "fb"), "ticks", 3.0, 100
-    )
+    worker = batch.BatchJoin(nothing, nothing, lambda: consumer, {}, ("inf", "fb"), "ticks", 3.0, 100)
     worker.last_offset[("fb", 0)] = 41
     worker.last_offset[("inf", 0)] = 7
     tick = InputRecord("ticks", 0, 0, b"tick", b"", FakeEvent("ticks", 0, 0))
@@ -146,7 +144,6 @@ def test_a_quiet_partition_check_the_broker_does_not_answer_is_retried_later(mon
     """Seen in the full fault suite: during a broker outage the check timed out and the worker exited."""
     from preflog.processors import batch
     from preflog.processors.exceptions import ProcessorError
-    from preflog.processors.staged import StagedState
 
     calls: list[float] = []
 
@@ -157,11 +154,91 @@ def test_a_quiet_partition_check_the_broker_does_not_answer_is_retried_later(mon
     monkeypatch.setattr(batch, "read_after", read_after)
     consumer = type("C", (), {"_committed_offset": {}})()
     nothing: Any = None
-    worker = batch.BatchJoin(
-        nothing, StagedState({}), dict, {}, nothing, lambda: consumer, {}, ("inf", "fb"), "ticks", 3.0, 100
-    )
+    worker = batch.BatchJoin(nothing, nothing, lambda: consumer, {}, ("inf", "fb"), "ticks", 3.0, 100)
     worker.last_offset[("fb", 0)] = 41
     worker.last_seen.update({("fb", 0): 0.0, ("inf", 0): 9.0})
     tick = InputRecord("ticks", 0, 0, b"tick", b"", FakeEvent("ticks", 0, 0))
     assert asyncio.run(worker.read_quiet_partitions([tick], now=10.0)) == ([tick], [])
     assert calls == [batch.PROBE_TIMEOUT_S] and worker.last_offset[("fb", 0)] == 41
+
+
+# -- one test per Faust internal the worker relies on (processors/faust_compat.py) --------------------
+
+
+def test_the_installed_faust_is_the_tested_version_and_another_is_refused() -> None:
+    assert faust_compat.check_version().startswith(faust_compat.TESTED_FAUST + ".")
+    with pytest.raises(FaustVersionError, match=r'install "faust-streaming>=0.15,<0.16"'):
+        faust_compat.check_version("0.16.0")
+
+
+def test_current_event_is_the_context_variable_the_rocksdb_store_reads() -> None:
+    import faust.streams
+
+    event = FakeEvent("inf", 3, 7)
+    faust_compat.set_current_event(event)
+    assert faust.streams.current_event() is event
+    try:
+        import faust.stores.rocksdb
+    except ImportError:  # rocksdict not installed: the memory store needs no current event
+        return
+    assert faust.stores.rocksdb.current_event is faust.streams.current_event
+
+
+def test_committed_offsets_are_a_mapping_of_the_consumer_by_tp() -> None:
+    from faust.transport.consumer import Consumer
+    from faust.types import TP
+
+    assert "_committed_offset" in Consumer.__annotations__
+    consumer = type("C", (), {"_committed_offset": {TP("inf", 2): 41}})()
+    assert faust_compat.committed_offset(consumer, "inf", 2) == 41
+    assert faust_compat.committed_offset(consumer, "inf", 3) is None
+
+
+def test_add_gap_takes_a_tp_and_an_inclusive_range() -> None:
+    import inspect
+
+    from faust.transport.consumer import Consumer
+    from faust.types import TP
+
+    assert inspect.iscoroutinefunction(Consumer._add_gap)
+    assert list(inspect.signature(Consumer._add_gap).parameters) == ["self", "tp", "offset_from", "offset_to"]
+    calls: list[Any] = []
+
+    class Fake:
+        async def _add_gap(self, tp: Any, first: int, last: int) -> None:
+            calls.append((tp, first, last))
+
+    asyncio.run(faust_compat.add_gap(Fake(), "fb", 1, 5, 8))
+    assert calls == [(TP("fb", 1), 5, 8)]
+
+
+def test_a_bytes_table_has_raw_serializers_and_its_store_is_a_mapping() -> None:
+    """Also what the previous version's str-keyed table wrote: its keys were JSON strings, as entry_key makes."""
+    import faust
+    from faust.serializers import codecs
+
+    from preflog.processors.entry import entry_key
+
+    app = faust.App("preflog-compat-test", store="memory://", autodiscover=False)
+    table: Any = app.Table("t", default=None, partitions=2, key_type=bytes, value_type=bytes)
+    assert (table.key_serializer, table.value_serializer) == ("raw", "raw")
+    store = faust_compat.table_store(table)
+    store[b"k"] = b"v"
+    assert store[b"k"] == b"v" and store.pop(b"k", None) == b"v"
+    old: Any = app.Table("old", default=None, partitions=2, key_type=str)
+    assert (old.key_serializer, old.value_serializer) == ("json", "json")
+    rid = "0b6f2d1c-49f4-4a57-9b5e-8c0f4a1d2e3f"
+    assert codecs.dumps("json", rid) == entry_key(rid)
+    assert codecs.dumps("raw", None) is None  # a tombstone stays a tombstone
+
+
+def test_the_patched_seek_and_what_it_calls_still_exist() -> None:
+    import inspect
+
+    from aiokafka import AIOKafkaConsumer
+
+    assert list(inspect.signature(AIOKafkaConsumerThread.seek_to_committed).parameters) == ["self"]
+    assert list(inspect.signature(AIOKafkaConsumerThread._ensure_consumer).parameters) == ["self"]
+    assert callable(AIOKafkaConsumerThread._ensure_consumer) and callable(AIOKafkaConsumerThread.call_thread)
+    assert inspect.iscoroutinefunction(AIOKafkaConsumer.seek_to_beginning)
+    assert "partitions" in inspect.signature(AIOKafkaConsumer.seek_to_beginning).parameters

@@ -1,0 +1,142 @@
+"""Every private Faust (and aiokafka) internal the worker touches, behind one wall.
+
+The worker relies on these, tested against faust-streaming 0.15 with
+aiokafka 0.14 (:data:`TESTED_FAUST`; :func:`check_version` refuses another
+version at start-up, and ``tests/unit/test_faust_compat.py`` has one test per
+internal, so an upgrade fails in CI rather than in production):
+
+* ``faust.streams._current_event``: the RocksDB store files a key under the
+  partition of the current event, so the worker sets it to an event of the
+  partition it reads or writes (:func:`set_current_event`).
+* ``Consumer._committed_offset``: where a partition's first record should be
+  (:func:`committed_offset`).
+* ``Consumer._add_gap``: offsets the worker read itself, so Faust may commit
+  past them (:func:`add_gap`).
+* ``Collection.data``: the table's store, written directly (:func:`table_store`).
+* ``AIOKafkaConsumerThread.seek_to_committed``, ``._ensure_consumer`` and
+  ``.call_thread``: patched by :func:`install` (below).
+
+Why the patch. In the kill -9 restart test (tests/integration/test_processor.py)
+the restarted worker skipped a block of 10 to 75 records on every input
+partition, right where table recovery ends and Faust seeks the stream
+partitions to their committed offsets. Faust resumes fetching while it
+restores tables, and records fetched in that window were dropped on their
+way to the agent while the fetch position moved past them. Three defences:
+
+* :func:`install` makes that seek also cover partitions without a committed
+  offset (aiokafka's ``seek_to_committed`` skips offsets that are missing or
+  0): they go to the beginning, which is what ``auto.offset.reset=earliest``
+  means. Without it a skip there could not be noticed.
+* The agent checks that the offsets of each input partition are contiguous and
+  re-reads any skipped range directly (:mod:`preflog.processors.gaps`),
+  joining those records before the one that revealed the gap; the metric
+  ``preflog_processor_refetched_total`` counts them.
+* A skipped range at the tail of a partition has no later record to reveal
+  it. So when an input partition has delivered nothing for ``gap_check_s``,
+  the agent (on its next idle tick) reads on from the partition's last joined
+  offset, or its committed offset, to the end the fetch response reports, and
+  joins what it finds (:meth:`preflog.processors.batch.BatchJoin.read_quiet_partitions`).
+
+The join ignores what it has already seen, so reading records again is safe.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import MutableMapping
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from .exceptions import FaustVersionError
+
+__all__ = [
+    "TESTED_FAUST",
+    "add_gap",
+    "check_version",
+    "committed_offset",
+    "install",
+    "set_current_event",
+    "table_store",
+]
+
+#: the faust-streaming releases (major.minor) these internals are tested with
+TESTED_FAUST = "0.15"
+
+
+def check_version(installed: str | None = None) -> str:
+    """The installed faust-streaming version, if it is one the worker is tested with.
+
+    Args:
+        installed: the version to check (default: the installed one).
+
+    Returns:
+        The version.
+
+    Raises:
+        FaustVersionError: it is another version; the message names the fix.
+    """
+    if installed is None:
+        try:
+            installed = version("faust-streaming")
+        except PackageNotFoundError:
+            installed = "not installed"
+    if installed.split(".")[:2] != TESTED_FAUST.split("."):
+        raise FaustVersionError(
+            f"faust-streaming {installed} is installed, but the preflog worker relies on Faust internals tested "
+            f"only with faust-streaming {TESTED_FAUST}.x (processors/faust_compat.py): install "
+            f'"faust-streaming>={TESTED_FAUST},<0.{int(TESTED_FAUST.split(".")[1]) + 1}", or, to support '
+            f"{installed}, run tests/unit/test_faust_compat.py and the processor integration tests against it "
+            "and update TESTED_FAUST"
+        )
+    return installed
+
+
+def set_current_event(event: Any) -> None:
+    """Make ``event`` Faust's current event (the RocksDB store reads and writes its partition's database)."""
+    from faust.streams import _current_event
+
+    _current_event.set(weakref.ref(event))
+
+
+def committed_offset(consumer: Any, topic: str, partition: int) -> int | None:
+    """The offset Faust's consumer last committed (or found committed) for a partition, None if unknown."""
+    from faust.types import TP
+
+    offset: int | None = consumer._committed_offset.get(TP(topic, partition))
+    return offset
+
+
+async def add_gap(consumer: Any, topic: str, partition: int, first: int, last: int) -> None:
+    """Tell Faust's consumer that offsets ``first..last`` are done, so it may commit past them."""
+    from faust.types import TP
+
+    await consumer._add_gap(TP(topic, partition), first, last)
+
+
+def table_store(table: Any) -> MutableMapping[Any, Any]:
+    """The store under a Faust Table, written without the table's own changelog buffer."""
+    store: MutableMapping[Any, Any] = table.data
+    return store
+
+
+async def _seek_to_beginning(consumer: Any, partitions: list[Any]) -> None:
+    await consumer.seek_to_beginning(*partitions)
+
+
+def install() -> None:
+    """Patch Faust's aiokafka consumer thread so uncommitted partitions start at the beginning (idempotent)."""
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    original = AIOKafkaConsumerThread.seek_to_committed
+    if getattr(original, "preflog_fix", False):
+        return
+
+    async def seek_to_committed(self: Any) -> Any:
+        committed = await original(self)
+        uncommitted = [tp for tp, offset in committed.items() if not offset]
+        if uncommitted:
+            await self.call_thread(_seek_to_beginning, self._ensure_consumer(), uncommitted)
+        return committed
+
+    seek_to_committed.preflog_fix = True  # type: ignore[attr-defined]
+    AIOKafkaConsumerThread.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
