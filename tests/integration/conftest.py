@@ -15,6 +15,7 @@ import pytest
 
 from preflog.deploy.broker import EmbeddedBroker, free_port
 from preflog.settings import TopicSettings
+from tests import service_env
 
 
 class Worker:
@@ -58,25 +59,15 @@ class Worker:
 StartProcessor = Callable[..., Worker]
 
 
+#: the processor settings of the integration tests, over tests.service_env.PROCESSOR_DEFAULTS
+TEST_PROCESSOR = {"window_s": 600, "grace_s": 60, "idle_timeout_s": 600, "tick_interval_s": 0.5, "store": "memory://"}
+
+
 def processor_env(broker: EmbeddedBroker, topics: TopicSettings, state_dir: Path, **processor: Any) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFLOG_")}
-    env["PREFLOG_KAFKA__BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
-    env.update({f"PREFLOG_TOPICS__{role.upper()}": name for role, name in topics.all().items()})
-    settings = {
-        "window_s": 600,
-        "grace_s": 60,
-        "idle_timeout_s": 600,
-        "tick_interval_s": 0.5,
-        "store": "memory://",
-        "session_timeout_s": 6,
-        "metrics_port": 0,
-        "producer_max_batch_size": 1,
-        "recovery_consistency_check": False,  # the embedded broker reports high watermarks low
-        "state_dir": str(state_dir),
-        **processor,
-    }
-    env.update({f"PREFLOG_PROCESSOR__{k.upper()}": str(v) for k, v in settings.items()})
-    return env
+    """The environment of a test worker: :data:`TEST_PROCESSOR` with ``processor`` on top."""
+    return service_env.processor_env(
+        broker.bootstrap_servers, topics.all(), state_dir, **{**TEST_PROCESSOR, **processor}
+    )
 
 
 @pytest.fixture
@@ -110,12 +101,8 @@ def start_sink(broker: EmbeddedBroker, topics: TopicSettings, tmp_path: Path) ->
     group = f"preflog-sink-test-{uuid.uuid4().hex[:8]}"
 
     def start(url: str, **sink: Any) -> Worker:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFLOG_")}
-        env["PREFLOG_KAFKA__BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
-        env.update({f"PREFLOG_TOPICS__{role.upper()}": name for role, name in topics.all().items()})
-        env["PREFLOG_PROCESSOR__SESSION_TIMEOUT_S"] = "6"
-        settings = {"url": url, "group_id": group, "idle_flush_s": 1, "metrics_port": 0, **sink}
-        env.update({f"PREFLOG_SINK__{k.upper()}": str(v) for k, v in settings.items()})
+        settings = {"url": url, "group_id": group, "idle_flush_s": 1, **sink}
+        env = service_env.sink_env(broker.bootstrap_servers, topics.all(), **settings)
         process = Worker(env, tmp_path / f"sink-{len(sinks)}.log", ("sink",)).start()
         sinks.append(process)
         return process
