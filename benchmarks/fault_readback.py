@@ -20,6 +20,8 @@ from fault_plan import log
 from fault_schedule import watchdog
 from fault_traffic import CODEC
 
+from preflog.kafka.config import consumer_config
+
 if TYPE_CHECKING:
     from fault_checks import Expected
     from fault_run import Run
@@ -65,7 +67,7 @@ def read_log(run: Run, cache: dict[str, list[dict[str, Any]]]) -> dict[str, list
 
 def topic_pairs(run: Run) -> set[str]:
     """pair_ids on the pairs topic (to tell a processor loss from a sink loss)."""
-    consumer = Consumer({**run.kafka_config, "group.id": f"faults-{uuid.uuid4().hex[:6]}", "log_level": 0})
+    consumer = Consumer(consumer_config(run.kafka_config, f"faults-{uuid.uuid4().hex[:6]}", quiet=True))
     consumer.assign([TopicPartition(run.topics.pairs, p, -2) for p in range(run.plan.partitions)])
     ids: set[str] = set()
     idle = time.monotonic()

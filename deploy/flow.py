@@ -8,6 +8,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
+from preflog.kafka.config import consumer_config
+
 __all__ = ["FlowMonitor"]
 
 
@@ -16,9 +18,7 @@ class FlowMonitor:
 
     def __init__(self, kafka_config: dict[str, Any], topics: dict[str, str], partitions: int) -> None:
         self.counts: Counter[str] = Counter()
-        self._consumer = Consumer(
-            {**kafka_config, "group.id": "preflog-up-monitor", "enable.auto.commit": False, "log_level": 0}
-        )
+        self._consumer = Consumer(consumer_config(kafka_config, "preflog-up-monitor", quiet=True))
         self._consumer.assign(
             [TopicPartition(t, p, -2) for t in topics.values() for p in range(partitions)]  # -2: OFFSET_BEGINNING
         )

@@ -33,6 +33,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from preflog.kafka.config import producer_config
 from preflog.schemas.codec import Codec
 from preflog.schemas.events import feedback_record, inference_record
 from preflog.schemas.exceptions import ValidationError
@@ -80,12 +81,7 @@ class PreflogProducer:
         ``message.max.bytes``; :meth:`from_settings` sets it to ``processor.max_input_bytes``, past
         which the join would dead-letter the event (InputTooLarge).
         """
-        config = {
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 5,
-            **kafka_config,
-        }
+        config = producer_config(kafka_config)
         self._producer = Producer(config)
         self.message_max_bytes = int(config.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES))
         self.max_value_bytes = max_value_bytes

@@ -29,6 +29,7 @@ from functools import partial
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from preflog.kafka.config import admin_config, consumer_config
 from preflog.schemas.codec import Codec
 from preflog.schemas.registry import default_store
 from preflog.schemas.tables import TABLES
@@ -64,15 +65,15 @@ class Sink:
             t: TableFormat(t, default_store().latest(TABLES[t].record)) for t in self.conf.tables
         }
         self.parts: dict[tuple[str, int], PartitionWriter] = {}
-        self.admin = AdminClient({**settings.kafka.client_config(), "log_level": 0})
+        base = settings.kafka.client_config()
+        self.admin = AdminClient(admin_config(base, quiet=True))
         self.consumer = Consumer(
-            {
-                **settings.kafka.client_config(),
-                "group.id": self.conf.group_id,
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "session.timeout.ms": int(settings.processor.session_timeout_s * 1000),
-            }
+            consumer_config(
+                base,
+                self.conf.group_id,
+                offset_reset="earliest",
+                session_timeout_s=settings.processor.session_timeout_s,
+            )
         )
 
     # -- assignment -----------------------------------------------------------------------
