@@ -143,6 +143,7 @@ def legacy_stream_time_key(partition: int) -> bytes:
 
 
 def encode_stream_time(ms: int) -> bytes:
+    """The table value of a stream time (ms): the version byte and an int64."""
     return _STREAM_TIME.pack(VERSION, ms)
 
 
