@@ -98,18 +98,6 @@ class Entry:
     judged: int = 0  # feedback that had an outcome against the inference
     done: bool = False  # expired: kept for late_retention so late feedback is LATE
 
-    def get(self, name: str, default: Any = None) -> Any:
-        """The previous version's dict view (``done``, ``inf``, ``n``, ``fb``, ``seen``), read-only.
-
-        Only for :meth:`preflog.processors.replay.Replay._finish`, which still
-        reads entries that way; remove once it reads the fields.
-        """
-        legacy = {"done": self.done, "inf": self.inference, "n": self.judged, "fb": self.feedback, "seen": self.seen}
-        return legacy.get(name, default)
-
-    def __getitem__(self, name: str) -> Any:
-        return self.get(name)
-
 
 def entry_key(request_id: str) -> bytes:
     """The table key of ``request_id``'s entry (the JSON string, as the previous version's key serializer wrote)."""

@@ -1,7 +1,7 @@
 """Read one offset range of one partition directly, outside Faust's consumer.
 
 The worker uses it when records of an input partition never reached its agent
-(see :mod:`preflog.processors.faust_fixes`): it reads them itself and joins
+(see :mod:`preflog.processors.faust_compat`): it reads them itself and joins
 them before the record that revealed the gap. With transactional producers an
 offset gap can be genuine (commit markers hold offsets); the read then finds
 no records in it and nothing is joined twice. The reading itself is

@@ -274,14 +274,14 @@ class Replay:
         self.summary.files += sum(1 for relative, _ in files if relative.endswith(".parquet"))
 
     def _finish(self) -> None:
-        for rid, entry in self.joiner.state.items():
-            if rid.startswith("~") or entry.get("done"):
+        for entry in self.joiner.state.values():
+            if entry.done:
                 continue
-            if entry.get("inf"):
+            if entry.inference is not None:
                 self.summary.open_inferences += 1
-                self.summary.open_without_feedback += entry["n"] == 0
+                self.summary.open_without_feedback += entry.judged == 0
             else:
-                self.summary.waiting_feedback += len(entry["fb"])
+                self.summary.waiting_feedback += len(entry.feedback)
 
     def _commit(self, reader: RangeReader) -> None:
         """Record the range's end in the replay's own group (shown by ``preflog offsets show``)."""

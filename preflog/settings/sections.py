@@ -114,8 +114,8 @@ class ProcessorSettings(BaseModel):
         600_000,
         ge=1024,
         description="an input record value larger than this is dead-lettered (InputTooLarge) and never stored; "
-        "with max_state_entry_bytes it bounds the join state and its changelog records (stored in base64, "
-        "so 4/3 of it must fit in max_state_entry_bytes)",
+        "with max_state_entry_bytes it bounds the join state and its changelog records (the raw bytes are "
+        "stored, so it must fit in max_state_entry_bytes with 4 kB to spare)",
     )
     max_output_bytes: int = Field(
         900_000,
@@ -133,25 +133,25 @@ class ProcessorSettings(BaseModel):
         3.0,
         gt=0,
         description="an input partition quiet this long is checked (by fetching) for records past the last one "
-        "joined, which are then read directly and joined (see processors/faust_fixes.py)",
+        "joined, which are then read directly and joined (see processors/faust_compat.py)",
     )
     max_state_entry_bytes: int = Field(
         950_000,
         ge=4096,
-        description="the most one request_id's join-state entry (one changelog record: JSON, values in base64) may "
+        description="the most one request_id's join-state entry (one changelog record: the records' raw bytes) may "
         "take; feedback that would take a waiting entry over it is dead-lettered (InputTooLarge), and beyond it "
         "feedback ids are no longer remembered (a redelivered judgement then repeats its pair_ids, which the sink "
         "deduplicates). Keep it under the producer's max_request_size (Faust: 1,000,000) and at least "
-        "4/3 of max_input_bytes + 4 kB",
+        "max_input_bytes + 4 kB",
     )
 
     @model_validator(mode="after")
     def _entry_holds_an_input(self) -> ProcessorSettings:
-        if self.max_state_entry_bytes < self.max_input_bytes * 4 // 3 + 4096:
+        if self.max_state_entry_bytes < self.max_input_bytes + 4096:
             raise ValueError(
                 f"max_state_entry_bytes={self.max_state_entry_bytes} cannot hold one input of max_input_bytes="
-                f"{self.max_input_bytes} (stored in base64): raise it to at least "
-                f"{self.max_input_bytes * 4 // 3 + 4096} or lower max_input_bytes"
+                f"{self.max_input_bytes} and its entry's fields: raise it to at least "
+                f"{self.max_input_bytes + 4096} or lower max_input_bytes"
             )
         return self
 

@@ -242,7 +242,7 @@ def test_inference_that_got_feedback_expires_silently_and_markers_are_cleaned() 
     h.send(INF, inf)
     h.send(FB, feedback(inf["request_id"], event_time=at(1)))
     assert h.send(INF, inference(event_time=at(66))) == []
-    assert h.state[inf["request_id"]]["done"] is True
+    assert h.state[inf["request_id"]].done is True
     h.send(FB, feedback(str(uuid.uuid4()), event_time=at(80)))
     assert inf["request_id"] not in h.state
 
@@ -314,7 +314,7 @@ def test_an_output_over_max_output_bytes_becomes_a_dead_letter_keeping_its_input
     assert h.codec.decode(out.record["value"], "FeedbackEvent")["request_id"] == inf["request_id"]
     assert out.record["source_offset"] == {"topic": FB, "partition": 0, "offset": 0}
     assert len(out.value) <= 100_000 and h.codec.decode(out.value, "DeadLetter")["error_class"] == "OutputTooLarge"
-    assert h.state[inf["request_id"]]["n"] == 1  # the feedback had its outcome: no NO_FEEDBACK later
+    assert h.state[inf["request_id"]].judged == 1  # the feedback had its outcome: no NO_FEEDBACK later
 
 
 def test_an_output_that_cannot_be_encoded_becomes_a_dead_letter(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -358,7 +358,7 @@ def test_feedback_waiting_for_one_request_is_bounded() -> None:
     assert out.role == "dead_letter" and out.record["error_class"] == "InputTooLarge"
     assert "3 feedback record(s) already wait" in out.record["reason"]
     assert "max_state_entry_bytes=6000" in out.record["reason"]
-    assert len(h.state[rid]["fb"]) == 3 and len(encode_entry(h.state[rid])) < 6000
+    assert len(h.state[rid].feedback) == 3 and len(encode_entry(h.state[rid])) < 6000
 
 
 def test_a_full_entry_still_joins_but_stops_remembering_feedback_ids() -> None:
@@ -368,7 +368,7 @@ def test_a_full_entry_still_joins_but_stops_remembering_feedback_ids() -> None:
     h.send(INF, inf)
     out = [h.send(FB, feedback(inf["request_id"], event_time=at(1))) for _ in range(40)]
     assert [roles(o) for o in out] == [["pairs"]] * 40
-    assert len(encode_entry(h.state[inf["request_id"]])) < 2000 and 0 < len(h.state[inf["request_id"]]["seen"]) < 40
+    assert len(encode_entry(h.state[inf["request_id"]])) < 2000 and 0 < len(h.state[inf["request_id"]].seen) < 40
 
 
 def test_an_event_time_far_ahead_of_its_record_timestamp_is_dead_lettered_and_does_not_move_stream_time() -> None:
@@ -393,7 +393,7 @@ def test_a_far_future_feedback_for_a_known_inference_gets_an_outcome() -> None:
     far = datetime(9999, 1, 1, tzinfo=timezone.utc)
     (out,) = h.send(FB, feedback(inf["request_id"], event_time=far), timestamp_ms=ms(1))
     assert out.role == "dead_letter" and out.record["error_class"] == "EventTimeSkew"
-    assert h.state[inf["request_id"]]["inf"]  # the inference is still waiting in its window
+    assert h.state[inf["request_id"]].inference  # the inference is still waiting in its window
 
 
 def test_the_worker_clock_bounds_a_lying_record_timestamp() -> None:
