@@ -197,8 +197,10 @@ def identical_duplicate(rng: random.Random, when: datetime) -> list[BadInput]:
 
 
 def oversized(rng: random.Random, when: datetime) -> list[BadInput]:
-    """A 1.2 MB prompt and a feedback for it: either a pair, or the inference dead-lettered as too large and
-    the feedback unmatched NO_INFERENCE."""
+    """A 1.2 MB prompt and a feedback for it.
+
+    Either a pair, or the inference dead-lettered as too large and the feedback unmatched NO_INFERENCE.
+    """
     rid, inf = keyed_inference(rng, when, prompt="x" * 1_200_000)
     fb = feedback_body(rng, rid, when + timedelta(seconds=1))
     refused = Expect("dead_letter", None, (Expect("none"),))

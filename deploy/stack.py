@@ -223,8 +223,7 @@ class Stack:
             self.record.write(self.settings.data_dir)
 
     def stop(self, urgent: Urgent | None = None, drain_s: float = 30.0) -> None:
-        """Stop the processor, let the sink write everything the processor sent, stop the sink, then the broker;
-        remove stack.json.
+        """Stop the processor, let the sink write what it sent, stop the sink, then the broker; remove stack.json.
 
         The embedded broker's log dies with it: whatever the sink has not written by then is gone, so the sink
         is stopped only once it has committed the end of every output partition (at most ``drain_s``; it says

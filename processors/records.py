@@ -82,17 +82,21 @@ def signal_record(inference: Record, feedback: Record, inference_at: Record, fee
 
 
 def unmatched_id(reason: str, record_type: str, at: Record, value: bytes) -> str:
-    """Deterministic id of one unmatched record: a re-emission after a crash gets the same one. It names where
-    the record was read and digests its bytes, so a request_id used again (after late_retention, or in a
-    recreated topic) is another record with another id."""
+    """Deterministic id of one unmatched record: a re-emission after a crash gets the same one.
+
+    It names where the record was read and digests its bytes, so a request_id used again (after
+    late_retention, or in a recreated topic) is another record with another id.
+    """
     where = f"{at['topic']}:{at['partition']}:{at['offset']}"
     digest = hashlib.sha256(value).hexdigest()
     return str(uuid.uuid5(NAMESPACE, f"unmatched:{reason}:{record_type}:{where}:{digest}"))
 
 
 def dead_letter_id(at: Record, error_class: str, value: bytes | None) -> str:
-    """Deterministic id of one dead letter, from where its record was read and its whole value (offsets
-    repeat in a recreated topic; the value tells those records apart)."""
+    """Deterministic id of one dead letter, from where its record was read and its whole value.
+
+    Offsets repeat in a recreated topic; the value tells those records apart.
+    """
     digest = hashlib.sha256(value or b"").hexdigest() if value is not None else "null"
     where = f"{at['topic']}:{at['partition']}:{at['offset']}"
     return str(uuid.uuid5(NAMESPACE, f"dead-letter:{where}:{error_class}:{digest}"))
@@ -134,8 +138,11 @@ def dead_letter(
     failed_at: datetime | None = None,
     inference_at: Record | None = None,
 ) -> Record:
-    """A DeadLetter keeping the original key and value (``failed_at`` defaults to now; ``inference_at``: the
-    inference the record was joined with, if it failed after the join)."""
+    """A DeadLetter keeping the original key and value.
+
+    ``failed_at`` defaults to now; ``inference_at`` is the inference the record was joined with, if it failed
+    after the join.
+    """
     return {
         "reason": reason,
         "error_class": error_class,

@@ -1,4 +1,4 @@
-"""Does a Python value fit an Avro schema? Every mismatch, as ``field.path: problem``.
+r"""Does a Python value fit an Avro schema? Every mismatch, as ``field.path: problem``.
 
 fastavro's own ``validate`` answers with the record type's name
 (``preflog.v1.Candidate.text is <7> ...``), accepts what its writer then

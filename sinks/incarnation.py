@@ -69,8 +69,12 @@ def topic_ids(admin: AdminClient, topics: Iterable[str], timeout: float = 10.0) 
 
 
 def probe(config: dict[str, Any], topic: str, partition: int, offset: int, timeout: float = 10.0) -> str | None:
-    """The identity of the record at ``offset``; :data:`END` if the partition ends at or before it; None if
-    neither could be learned within ``timeout``."""
+    """The identity of the record at ``offset``.
+
+    Returns:
+        The identity; :data:`END` if the partition ends at or before ``offset``; None if neither could be
+        learned within ``timeout``.
+    """
     consumer = Consumer(consumer_config(config, "preflog-sink-probe", offset_reset="error", eof=True))
     try:
         consumer.assign([TopicPartition(topic, partition, offset)])

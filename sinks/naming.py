@@ -38,8 +38,10 @@ class FileName:
 
 
 def file_name(topic: str, partition: int, first: int, last: int, incarnation: int = 0) -> str:
-    """``{topic}+{partition}+{first:019d}-{last:019d}.parquet``, with ``+i{incarnation:04d}`` after the
-    partition for a topic's second and later incarnations."""
+    """``{topic}+{partition}+{first:019d}-{last:019d}.parquet``.
+
+    A topic's second and later incarnations get ``+i{incarnation:04d}`` after the partition.
+    """
     tag = f"+i{incarnation:04d}" if incarnation else ""
     return f"{topic}+{partition}{tag}+{first:019d}-{last:019d}.parquet"
 

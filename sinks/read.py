@@ -67,8 +67,11 @@ def _schema(table: str) -> pa.Schema:
 
 
 def dedupe(table: pa.Table, column: str | None) -> pa.Table:
-    """Keep the first row of each (non-empty) id, in row order (the log holds each id once; this guards copies
-    made outside it). Rows keep their order, so a read or an export of the same log is the same, byte for byte."""
+    """Keep the first row of each (non-empty) id, in row order.
+
+    The log holds each id once; this guards copies made outside it. Rows keep their order, so a read or an
+    export of the same log is the same, byte for byte.
+    """
     if column is None or column not in table.column_names or table.num_rows == 0:
         return table
     ids = table.column(column)

@@ -186,8 +186,10 @@ def _recreate(config: dict[str, Any], topic: str, partitions: int) -> None:
 def test_a_recreated_topic_is_written_as_a_new_incarnation_with_nothing_skipped(
     kafka_config: dict[str, Any], topics: TopicSettings, start_sink: Any, tmp_path: Path
 ) -> None:
-    """Offsets start from 0 again in a recreated topic (or a broker that started empty): the writer must not
-    resume after the old files' offsets, which would skip every new record below them."""
+    """Offsets start from 0 again in a recreated topic (or a broker that started empty).
+
+    The writer must not resume after the old files' offsets, which would skip every new record below them.
+    """
     url = f"file://{tmp_path / 'audit'}"
     first = produce_pairs(kafka_config, topics.pairs, 400)
     sink = start_sink(url, max_rows=60)
@@ -226,8 +228,10 @@ def test_probe_tells_a_record_from_the_end_of_a_partition(kafka_config: dict[str
 def test_re_emitted_unmatched_records_and_dead_letters_are_stored_once(
     kafka_config: dict[str, Any], topics: TopicSettings, start_sink: Any, tmp_path: Path
 ) -> None:
-    """The processor is at-least-once: after its crash the same dead letter or unmatched record can reach its
-    topic twice. Their ids are deterministic and the writer keeps one of each."""
+    """The processor is at-least-once: a dead letter or unmatched record can reach its topic twice.
+
+    Their ids are deterministic and the writer keeps one of each.
+    """
     from preflog.processors.records import dead_letter, unmatched_record
 
     samples = all_samples()
@@ -292,9 +296,11 @@ def _two_day_pairs(config: dict[str, Any], topic: str, n: int) -> set[str]:
 def test_a_batch_split_over_folders_and_cut_short_by_a_crash_is_completed(
     kafka_config: dict[str, Any], topics: TopicSettings, start_sink: Any, tmp_path: Path, crash: str
 ) -> None:
-    """A batch becomes one file per dt= folder; the writer puts every data file, then the manifests. A crash
-    between them leaves either some data files (the batch is written again, cut where it was) or all of them
-    without manifests (the manifests are written from the files' own batch metadata)."""
+    """A batch becomes one file per dt= folder; the writer puts every data file, then the manifests.
+
+    A crash between them leaves either some data files (the batch is written again, cut where it was) or all of them
+    without manifests (the manifests are written from the files' own batch metadata).
+    """
     expected = _two_day_pairs(kafka_config, topics.pairs, 120)
     root = tmp_path / "audit"
     url = f"file://{root}"

@@ -65,8 +65,11 @@ def test_missing_range(previous: int | None, committed: int | None, offset: int,
 
 
 def test_skipped_records_are_re_read_and_joined_before_the_record_that_revealed_them() -> None:
-    """A batch of inference[0] 3, 4, 9 and feedback[1] 7: 5-8 of inference[0] were skipped; feedback[1] starts at its
-    committed offset 7. The re-read records come in order, before offset 9, and only that range is a gap."""
+    """A batch of inference[0] 3, 4, 9 and feedback[1] 7: 5-8 of inference[0] were skipped.
+
+    Feedback[1] starts at its committed offset 7. The re-read records come in order, before offset 9, and only
+    that range is a gap.
+    """
     calls: list[tuple[str, int, int, int]] = []
 
     async def refetch(topic: str, partition: int, first: int, end: int) -> list[Record]:

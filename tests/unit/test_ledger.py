@@ -128,8 +128,10 @@ def test_inputs_feedback_whose_inference_was_processed_is_never_open() -> None:
 
 
 def test_inputs_the_processors_idle_stream_time_closes_windows() -> None:
-    """Traffic stopped: the processor's stream time (reported by its unmatched records) moved on; a lost
-    inference must not stay open forever."""
+    """Traffic stopped, the processor's stream time moved on: a lost inference must not stay open forever.
+
+    The stream time is the one its unmatched records report.
+    """
     inference = InputRecord("inf", 0, 0, "inference", "r", "", 0, "x")
     out = Outcomes()
     out.add_unmatched(("inf", 0, 9), "NO_FEEDBACK", "u", "q", 5 * HOUR)

@@ -1,5 +1,7 @@
-"""``import preflog`` and ``preflog.read_pairs`` load pyarrow only: a notebook or a training job reading the
-audit log never pays for Kafka, Avro, pydantic or Prometheus."""
+"""``import preflog`` and ``preflog.read_pairs`` load pyarrow only.
+
+A notebook or a training job reading the audit log never pays for Kafka, Avro, pydantic or Prometheus.
+"""
 
 from __future__ import annotations
 

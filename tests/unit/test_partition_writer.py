@@ -54,8 +54,10 @@ def pair_id(i: int) -> str:
 
 
 def records(first: int, ids: list[int], days: list[int] | None = None) -> list[Any]:
-    """Pairs with ids ``ids`` at offsets from ``first``, on the sample's day plus ``days`` (typed Any: they stand in
-    for Messages)."""
+    """Pairs with ids ``ids`` at offsets from ``first``, on the sample's day plus ``days``.
+
+    Typed Any: they stand in for Messages.
+    """
     out = []
     for n, i in enumerate(ids):
         when = PAIR["feedback_time"] + timedelta(days=(days or [0] * len(ids))[n])

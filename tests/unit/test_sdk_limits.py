@@ -1,5 +1,7 @@
-"""What the SDK lets through: records over a size limit are refused before sending, unusual but valid values
-pass, and any value in any field is either sent (and accepted by the processor's decoder) or a ValidationError.
+"""What the SDK lets through.
+
+Records over a size limit are refused before sending, unusual but valid values pass, and any value in any
+field is either sent (and accepted by the processor's decoder) or a ValidationError.
 """
 
 from __future__ import annotations
