@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 from preflog.deploy.broker import EmbeddedBroker, free_port
+from preflog.producers import PreflogProducer
+from preflog.schemas.codec import SingleObjectCodec
 from preflog.settings import TopicSettings
 from tests import service_env
 
@@ -110,3 +112,10 @@ def start_sink(broker: EmbeddedBroker, topics: TopicSettings, tmp_path: Path) ->
     yield start
     for s in sinks:
         s.stop()
+
+
+@pytest.fixture
+def log(kafka_config: dict[str, Any], topics: TopicSettings) -> Iterator[PreflogProducer]:
+    """A producer SDK client on the test topics (single-object framing)."""
+    with PreflogProducer(kafka_config, SingleObjectCodec(), topics) as producer:
+        yield producer

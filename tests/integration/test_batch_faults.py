@@ -24,7 +24,7 @@ from preflog.settings import TopicSettings
 
 from ..kafka_helpers import read_topic
 from .conftest import Worker, processor_env
-from .test_processor import CODEC, clean_traffic, expected_pairs, outputs
+from .processor_helpers import CODEC, clean_traffic, expected_pairs, outputs
 
 pytestmark = pytest.mark.integration
 FAULT_WORKER = Path(__file__).with_name("fault_worker.py")
@@ -43,12 +43,6 @@ class FaultWorker(Worker):
                 start_new_session=True,
             )
         return self
-
-
-@pytest.fixture
-def log(kafka_config: dict[str, Any], topics: TopicSettings) -> Any:
-    with PreflogProducer(kafka_config, CODEC, topics) as producer:
-        yield producer
 
 
 @pytest.fixture

@@ -2,62 +2,23 @@
 
 from __future__ import annotations
 
-import time
-import urllib.request
 import uuid
-from collections import Counter
-from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from preflog.deploy.broker import free_port
-from preflog.processors.pairs import expand, pair_id
+from preflog.processors.pairs import pair_id
 from preflog.producers import PreflogProducer
-from preflog.producers.generator import TrafficProfile, generate
-from preflog.producers.traffic import send_traffic
 from preflog.schemas.codec import SingleObjectCodec
 from preflog.schemas.events import feedback_record
-from preflog.schemas.tables import TABLES
 from preflog.settings import TopicSettings
 
-from ..conftest import T0, feedback, inference
-from ..kafka_helpers import read_topic
+from ..conftest import feedback, inference
 from .conftest import StartProcessor
+from .processor_helpers import at, outputs
 
 pytestmark = pytest.mark.integration
 CODEC = SingleObjectCodec()
-
-
-def outputs(
-    config: dict[str, Any],
-    topics: TopicSettings,
-    role: str,
-    expect: int,
-    timeout: float = 45,
-    settle: float = 2,
-    ids: set[str] | None = None,
-) -> list[dict[str, Any]]:
-    """Decoded output records; with ``ids``, waits until every one of those pair_ids has arrived."""
-    topic = getattr(topics, role)
-
-    def done(msgs: list[Any]) -> bool:
-        if ids is None:
-            return len(msgs) >= expect
-        return ids <= {CODEC.decode(m.value(), TABLES[role].record, topic)["pair_id"] for m in msgs}
-
-    msgs = read_topic(config, topic, topics.partitions, expect, timeout=timeout, settle=settle, done=done)
-    return [CODEC.decode(m.value() or b"", TABLES[role].record, topic) for m in msgs]
-
-
-def at(minutes: float) -> Any:
-    return T0 + timedelta(minutes=minutes)
-
-
-@pytest.fixture
-def log(kafka_config: dict[str, Any], topics: TopicSettings) -> Any:
-    with PreflogProducer(kafka_config, CODEC, topics) as producer:
-        yield producer
 
 
 def test_either_arrival_order_joins(
@@ -217,141 +178,3 @@ def test_expiry_happens_when_traffic_stops(
     start_processor(window_s=2, grace_s=1, idle_timeout_s=2)
     (unmatched,) = outputs(kafka_config, topics, "unmatched", expect=1, timeout=60)
     assert unmatched["reason"] == "NO_FEEDBACK" and unmatched["request_id"] == lonely["request_id"]
-
-
-def expected_pairs(events: list[Any]) -> set[str]:
-    """What one correct worker produces for generated traffic (all within the window; invalid events make none)."""
-    inferences = {e.key for e in events if e.event_type == "inference" and e.invalid_reason is None}
-    ids = set()
-    for e in events:
-        if e.event_type == "feedback" and e.invalid_reason is None and e.key in inferences and e.record:
-            ids |= {pair_id(e.record["feedback_id"], p.chosen, p.rejected) for p in expand(e.record)}
-    return ids
-
-
-def clean_traffic(requests: int) -> list[Any]:
-    return generate(TrafficProfile(requests=requests, invalid=0.0, rate=50), start=T0)
-
-
-@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
-def test_kill_9_mid_stream_and_restart_loses_no_pair(
-    log: PreflogProducer,
-    kafka_config: dict[str, Any],
-    topics: TopicSettings,
-    start_processor: StartProcessor,
-    store: str,
-) -> None:
-    events = clean_traffic(1500)
-    expected = expected_pairs(events)
-    send_traffic(events, log, pace=False)
-    worker = start_processor(store=store)
-    partial = read_topic(kafka_config, topics.pairs, topics.partitions, expect=len(expected) // 4, settle=0)
-    assert len(partial) > 0
-    worker.kill()  # mid-stream, before or after its first offset commit depending on timing
-    port = free_port()
-    start_processor(store=store, reuse_state_of=0, metrics_port=port)  # a restart in place: same state directory
-    pairs = outputs(kafka_config, topics, "pairs", expect=0, timeout=60, settle=5, ids=expected)
-    got = {p["pair_id"] for p in pairs}
-    if got != expected:  # say what happened to the missing ones
-        unmatched = outputs(kafka_config, topics, "unmatched", expect=10_000, timeout=5, settle=0)
-        dead = outputs(kafka_config, topics, "dead_letter", expect=10_000, timeout=5, settle=0)
-        print(
-            "missing", len(expected - got), "extra", len(got - expected), "of", len(expected), "partial", len(partial)
-        )
-        print("unmatched", Counter(u["reason"] for u in unmatched), "dead", Counter(d["error_class"] for d in dead))
-    assert got == expected  # every pair, none invented; redelivered copies share their pair_id
-    assert len(pairs) >= len(expected)
-    print("re-read directly after a consumer skip:", _metric(port, "preflog_processor_refetched_total"))
-
-
-def _metric(port: int, name: str) -> float:
-    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    return sum(
-        float(line.split()[-1])
-        for line in body.splitlines()
-        if line.startswith(name + "{") or line.startswith(name + " ")
-    )
-
-
-def test_two_workers_split_partitions_and_produce_the_same_pairs(
-    log: PreflogProducer,
-    kafka_config: dict[str, Any],
-    topics: TopicSettings,
-    start_processor: StartProcessor,
-) -> None:
-    ports = [free_port(), free_port()]
-    start_processor(metrics_port=ports[0])
-    start_processor(metrics_port=ports[1])
-    time.sleep(10)  # both join the group before traffic starts
-    events = clean_traffic(600)
-    expected = expected_pairs(events)
-    send_traffic(events, log, pace=False)
-    pairs = outputs(kafka_config, topics, "pairs", expect=0, timeout=120, settle=5, ids=expected)
-    assert {p["pair_id"] for p in pairs} == expected
-    read = [_metric(port, "preflog_processor_events_in_total") for port in ports]
-    assert all(n > 0 for n in read), read  # both workers did part of the work
-    assert sum(read) >= len(events)
-
-
-def test_worker_refuses_topics_that_are_not_co_partitioned(
-    kafka_config: dict[str, Any], broker: Any, tmp_path: Any
-) -> None:
-    import subprocess
-    import sys
-
-    from preflog.kafka.topics import ensure_topics
-
-    from .conftest import processor_env
-
-    suffix = uuid.uuid4().hex[:8]
-    t = TopicSettings(inference=f"inf-{suffix}", feedback=f"fb-{suffix}")
-    ensure_topics(kafka_config, [t.inference], 4)
-    ensure_topics(kafka_config, [t.feedback], 2)
-    env = processor_env(broker, t, tmp_path)
-    result = subprocess.run(
-        [sys.executable, "-m", "preflog", "process"], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 2
-    message = " ".join(result.stderr.split())
-    assert f"topic fb-{suffix} has 2 partitions but inf-{suffix} has 4" in message
-    assert "co-partitioned on request_id" in message
-
-
-def test_malformed_records_beside_valid_traffic_each_get_an_outcome_and_crash_nothing(
-    log: PreflogProducer, kafka_config: dict[str, Any], topics: TopicSettings, start_processor: StartProcessor
-) -> None:
-    """The held-out corpus' failures, sent raw before valid traffic on the same partitions (issue 9, A.4)."""
-    from datetime import datetime, timezone
-
-    from confluent_kafka import Producer
-
-    from preflog.schemas.events import inference_record
-
-    big = inference(prompt="p" * 1_200_000)  # a pair of it is over 1 MiB; its state record would be too
-    far = datetime(2150, 1, 1, tzinfo=timezone.utc)  # (the SDK and the join's validation refuse years past 2200)
-    future = inference(event_time=far)  # once moved its partition's stream time there for good
-    known = inference()
-    ties = [{"index": 0, "rank": 1}, {"index": 1, "rank": 1}, {"index": 2, "rank": 1}]
-    raw = Producer({**kafka_config, "message.max.bytes": 5_000_000})
-    raw.produce(topics.inference, key=big["request_id"], value=CODEC.encode("InferenceEvent", inference_record(big)))
-    raw.flush()
-    log.log_inference(future)
-    log.log_inference(known)
-    log.log_feedback(feedback(big["request_id"], event_time=at(1)))
-    log.log_feedback(feedback(known["request_id"], event_time=far))  # far-future feedback for a known inference
-    log.log_feedback(feedback(known["request_id"], event_time=at(2), kind="RANKING", pairwise=None, ranking=ties))
-    log.flush()
-    events = clean_traffic(150)
-    expected = expected_pairs(events)
-    send_traffic(events, log, pace=False)
-    worker = start_processor()
-    pairs = outputs(kafka_config, topics, "pairs", expect=0, timeout=60, settle=2, ids=expected)
-    assert {p["pair_id"] for p in pairs} == expected
-    dead = outputs(kafka_config, topics, "dead_letter", expect=3, timeout=20)
-    by_class = Counter(d["error_class"] for d in dead)
-    assert by_class == {"InputTooLarge": 1, "EventTimeSkew": 2}, by_class
-    too_large = next(d for d in dead if d["error_class"] == "InputTooLarge")
-    assert too_large["source_offset"]["topic"] == topics.inference and "truncated" in too_large["reason"]
-    unmatched = outputs(kafka_config, topics, "unmatched", expect=1, timeout=20)
-    assert [u["reason"] for u in unmatched if u["request_id"] == known["request_id"]] == ["NO_PAIRS"]
-    assert worker.proc is not None and worker.proc.poll() is None  # still running

@@ -24,8 +24,8 @@ from preflog.sinks.verify import verify
 
 from ..conftest import T0
 from .conftest import StartProcessor
+from .processor_helpers import CODEC, expected_pairs
 from .test_cli import _env
-from .test_processor import CODEC, expected_pairs
 from .test_sink import wait_rows
 
 pytestmark = pytest.mark.integration
