@@ -236,6 +236,15 @@ UNREACHABLE_COMMANDS = [
 ]
 
 
+def _timed_preflog(args: list[str], env: dict[str, str], cwd: Path) -> tuple[subprocess.CompletedProcess[str], float]:
+    """``python -m preflog ARGS`` and how long it took."""
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "preflog", *args], env=env, capture_output=True, text=True, timeout=60, cwd=cwd
+    )
+    return result, time.monotonic() - started
+
+
 @pytest.mark.parametrize("command", UNREACHABLE_COMMANDS, ids=lambda c: " ".join(c[:2]))
 def test_a_command_without_a_broker_fails_fast_with_one_line(command: list[str], tmp_path: Path) -> None:
     from preflog.deploy.broker import free_port
@@ -246,16 +255,7 @@ def test_a_command_without_a_broker_fails_fast_with_one_line(command: list[str],
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFLOG_")}
     env["PREFLOG_DATA_DIR"] = str(tmp_path / "data")
     args = [a.format(events=events) for a in command]
-    started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-m", "preflog", "-b", address, *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-    )
-    elapsed = time.monotonic() - started
+    result, elapsed = _timed_preflog(["-b", address, *args], env, tmp_path)
     output = (result.stdout + result.stderr).strip()
     assert result.returncode == 2, output
     assert len(output.splitlines()) == 1, output
@@ -272,16 +272,7 @@ def test_a_port_that_does_not_speak_kafka_fails_fast_with_one_line(tmp_path: Pat
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         address = f"127.0.0.1:{silent.getsockname()[1]}"
-        started = time.monotonic()
-        result = subprocess.run(
-            [sys.executable, "-m", "preflog", "-b", address, "topics", "list"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=tmp_path,
-        )
-    elapsed = time.monotonic() - started
+        result, elapsed = _timed_preflog(["-b", address, "topics", "list"], env, tmp_path)
     output = (result.stdout + result.stderr).strip()
     assert result.returncode == 2 and len(output.splitlines()) == 1, output
     assert f"{address} did not answer" in output
