@@ -21,6 +21,7 @@ from .entry import Entry
 from .exceptions import StateError
 from .outputs import Emit, OutputEncoder, Source
 from .records import unmatched_record
+from .table_state import TableEntries
 
 if TYPE_CHECKING:
     from .join import JoinConfig
@@ -131,8 +132,25 @@ class Expiry:
             self._due[partition] = heap
         return self._due[partition]
 
+    def _put(self, partition: int, rid: str, entry: Entry) -> None:
+        """Store ``rid``'s entry, in the worker filed under ``partition`` (:meth:`TableEntries.put`).
+
+        ``partition`` is the input partition of the record or tick that caused the write.
+        """
+        if isinstance(self.state, TableEntries):
+            self.state.put(partition, rid, entry)
+        else:
+            self.state[rid] = entry
+
+    def _drop(self, partition: int, rid: str) -> None:
+        """Delete ``rid``'s entry, filed under ``partition`` as :meth:`_put` files a write."""
+        if isinstance(self.state, TableEntries):
+            self.state.drop(partition, rid)
+        else:
+            self.state.pop(rid, None)
+
     def _schedule(self, partition: int, rid: str, entry: Entry) -> None:
-        self.state[rid] = entry
+        self._put(partition, rid, entry)
         heapq.heappush(self._index(partition), (entry.expires_ms, rid))
 
     def _expire(self, partition: int, stream_ms: int) -> list[Emit]:
@@ -149,22 +167,22 @@ class Expiry:
                 except StateError:
                     raise
                 except Exception as exc:
-                    out += self._expiry_failed(rid, entry, exc)
+                    out += self._expiry_failed(partition, rid, entry, exc)
         return out
 
-    def _expiry_failed(self, rid: str, entry: Entry, exc: Exception) -> list[Emit]:
+    def _expiry_failed(self, partition: int, rid: str, entry: Entry, exc: Exception) -> list[Emit]:
         """The stored records of an entry whose expiry failed, dead-lettered; the entry is dropped."""
         log.exception("expiring request_id %s failed; its stored records are dead-lettered", rid)
         reason = f"the join failed expiring this stored record: {type(exc).__name__}: {exc}"
         stored = [entry.inference] if entry.inference else entry.feedback
-        self.state.pop(rid, None)
+        self._drop(partition, rid)
         key = rid.encode()
         return [self._dead(reason, "JoinError", "join", key, s.value, s.at) for s in stored]
 
     def _expire_entry(self, partition: int, rid: str, entry: Entry, st: int) -> list[Emit]:
         out: list[Emit] = []
         if entry.done:
-            del self.state[rid]
+            self._drop(partition, rid)
             return out
         c = self.config
         if entry.inference:
@@ -181,7 +199,7 @@ class Expiry:
             record = fb.decode(self.codec, "FeedbackEvent")
             detail = f"no inference with this request_id arrived within {c.window_ms + c.grace_ms} ms of the feedback"
             out.append(self._unmatched("NO_INFERENCE", detail, "FeedbackEvent", record, st, fb.value, fb.at))
-        del self.state[rid]
+        self._drop(partition, rid)
         return out
 
     # -- outcomes --------------------------------------------------------------------------------

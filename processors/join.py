@@ -207,7 +207,7 @@ class Joiner(Expiry):
         for fb in pending:
             out += self._join(entry, record, fb.decode(self.codec, "FeedbackEvent"), fb.value, fb.at)
         if entry.expires_ms < self.stream_time[partition]:  # the inference itself arrived after its window closed
-            self.state[rid] = entry
+            self._put(partition, rid, entry)
             return out + self._expire_entry(partition, rid, entry, self.stream_time[partition])
         self._schedule(partition, rid, entry)
         return out
@@ -222,7 +222,7 @@ class Joiner(Expiry):
         st = self.stream_time[partition]
         if entry.done:
             self._remember(entry, rid, fid)
-            self.state[rid] = entry
+            self._put(partition, rid, entry)
             detail = "feedback arrived after its inference expired from the join window"
             return [self._unmatched("LATE", detail, "FeedbackEvent", record, st, value, at)]
         if not entry.inference:
@@ -242,7 +242,7 @@ class Joiner(Expiry):
             return []
         inference = entry.inference.decode(self.codec, "InferenceEvent")
         out = self._join(entry, inference, record, value, at)
-        self.state[rid] = entry
+        self._put(partition, rid, entry)
         return out
 
     def _remember(self, entry: Entry, rid: str, fid: str) -> None:

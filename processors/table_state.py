@@ -42,12 +42,24 @@ class TableEntries(MutableMapping[str, Entry]):
     def __getitem__(self, request_id: str) -> Entry:
         return decode_entry(self.staged[entry_key(request_id)])
 
+    def put(self, partition: int, request_id: str, entry: Entry) -> None:
+        """Store ``request_id``'s entry, filed under ``partition``.
+
+        That is the input partition of the record (or tick) that caused the write, whose changelog partition it
+        goes to. The entry's own ``partition`` can differ when producers partition the two input topics
+        differently; the batch holds an event of ``partition``, never necessarily one of the entry's.
+        """
+        self.staged.set(partition, entry_key(request_id), encode_entry(entry))
+
+    def drop(self, partition: int, request_id: str) -> None:
+        """Delete ``request_id``'s entry, filed under ``partition`` as :meth:`put` files a write."""
+        self.staged.delete(partition, entry_key(request_id))
+
     def __setitem__(self, request_id: str, entry: Entry) -> None:
-        self.staged.set(entry.partition, entry_key(request_id), encode_entry(entry))
+        self.put(entry.partition, request_id, entry)
 
     def __delitem__(self, request_id: str) -> None:
-        entry = self[request_id]  # raises KeyError; the entry says which partition the deletion goes to
-        self.staged.delete(entry.partition, entry_key(request_id))
+        self.drop(self[request_id].partition, request_id)  # raises KeyError for an unknown request_id
 
     def __iter__(self) -> Iterator[str]:
         return (rid for rid in map(request_id_of, self.staged) if rid is not None)

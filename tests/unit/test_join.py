@@ -215,3 +215,19 @@ def test_any_arrival_order_gives_the_same_pairs(order: list[int], duplicate: boo
 
 
 # -- nothing a record contains can crash the join (issue 9, A.4) ---------------------------------
+
+
+def test_state_writes_are_filed_under_the_partition_of_the_record_that_caused_them() -> None:
+    """The feedback's write goes to its own partition, the one its batch holds an event of.
+
+    A request_id's records on two partitions (producers partitioning the topics differently) share one entry in a
+    memory store, whose partition is the inference's.
+    """
+    h = Harness()
+    inf = inference()
+    h.send(INF, inf, partition=0)
+    fb = feedback(inf["request_id"])
+    value = h.codec.encode("FeedbackEvent", feedback_record(fb))
+    out = h.joiner.process(FB, 1, 0, inf["request_id"].encode(), value)
+    assert roles(out) == ["pairs"]
+    assert sorted(h.staged.drain()) == [1]
