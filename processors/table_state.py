@@ -24,6 +24,7 @@ from .entry import (
     stream_time_key,
     stream_time_partition,
 )
+from .exceptions import StateError
 from .staged import StagedState
 
 __all__ = ["TableEntries", "TableStreamTimes"]
@@ -93,7 +94,12 @@ class TableStreamTimes(MutableMapping[int, int]):
         value = self.staged.get(stream_time_key(partition))
         if value is None:
             value = self.staged[legacy_stream_time_key(partition)]
-        return decode_stream_time(value)
+        try:
+            return decode_stream_time(value)
+        except Exception as exc:  # no record causes this: a damaged store stops the worker, as a failing one does
+            raise StateError(
+                f"partition {partition}: unreadable stream time in the join state: {value[:32]!r}"
+            ) from exc
 
     def __setitem__(self, partition: int, ms: int) -> None:
         if partition not in self._migrated:

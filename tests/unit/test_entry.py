@@ -163,3 +163,16 @@ def test_an_upgraded_worker_joins_against_state_in_the_old_format_and_rewrites_i
     written, clock = changes[entry_key(rid)], changes[stream_time_key(0)]
     assert written is not None and written[:1] == b"\x01" and decode_entry(written).judged == 1
     assert changes[b'"~stream-time/0"'] is None and clock is not None and decode_stream_time(clock) >= t0
+
+
+def test_an_unreadable_stream_time_stops_the_worker_instead_of_dead_lettering_every_record() -> None:
+    from preflog.processors.entry import stream_time_key
+    from preflog.processors.exceptions import StateError
+
+    from ..conftest import inference
+    from .join_harness import INF, Harness
+
+    h = Harness()
+    h.table[stream_time_key(0)] = b"\x01\x00"  # truncated
+    with pytest.raises(StateError, match="unreadable stream time"):
+        h.send(INF, inference(), partition=0)
