@@ -47,6 +47,7 @@ __all__ = [
     "encode_stream_time",
     "entry_key",
     "entry_size",
+    "is_stream_time",
     "legacy_stream_time_key",
     "request_id_of",
     "stored_size",
@@ -123,6 +124,11 @@ def stream_time_partition(key: bytes) -> int | None:
         return None
     partition: int = _U32.unpack(key[len(_STREAM_TIME_PREFIX) :])[0]
     return partition
+
+
+def is_stream_time(key: bytes) -> bool:
+    """Whether ``key`` holds a stream time (this version's or the previous one's), not an entry."""
+    return key.startswith(_STREAM_TIME_PREFIX) or key.startswith(b'"~stream-time/')
 
 
 def legacy_stream_time_key(partition: int) -> bytes:

@@ -86,3 +86,33 @@ def test_a_checkpoint_commits_outputs_then_state_then_re_read_ranges() -> None:
         ("gap", TP("fb", 1), 5, 8),
     ]
     assert store == {b"a": b"1"} and staged.drain() == {}
+
+
+def test_stream_times_are_written_after_every_entry_of_the_batch() -> None:
+    """A kill -9 in the middle of step 2 must never leave a stream time saved ahead of the entries it expires."""
+    from preflog.processors.entry import stream_time_key
+
+    order: list[bytes] = []
+
+    class Store(dict[bytes, bytes]):
+        def __setitem__(self, key: bytes, value: bytes) -> None:
+            order.append(key)
+            super().__setitem__(key, value)
+
+    async def send(**kwargs: Any) -> Any:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
+
+    store = Store()
+    staged: StagedState[bytes, bytes] = StagedState(store)
+    staged.set(0, stream_time_key(0), b"t0")
+    staged.set(0, b'"a"', b"1")
+    staged.set(1, stream_time_key(1), b"t1")
+    staged.set(1, b'"b"', b"2")
+    nothing: Any = None
+    checkpoint = Checkpoint({}, send, staged, lambda: store, lambda: nothing)
+    event = type("Event", (), {})
+    checkpoint.events.update({0: event(), 1: event()})
+    asyncio.run(checkpoint.write_state())
+    assert order == [b'"a"', b'"b"', stream_time_key(0), stream_time_key(1)]
