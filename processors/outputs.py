@@ -91,7 +91,18 @@ class OutputEncoder:
         return Emit(role, key, record, value)
 
     def dead(self, reason: str, error_class: str, stage: str, source: Source) -> Emit:
-        """A dead letter of ``source``; its key and value are cut to a prefix if it would be over the limit."""
+        """A dead letter of ``source``; its key and value are cut to a prefix if it would be over the limit.
+
+        A record without a key gets its dead letter's id as the Kafka key: re-emitted after a restart, the
+        dead letter lands on the same partition, where the sink stores its id once (a null key would let the
+        producer pick any partition, and the sink dedupes within a partition).
+        """
+        emit = self._dead(reason, error_class, stage, source)
+        if emit.key is None:
+            return Emit(emit.role, emit.record["dead_letter_id"].encode(), emit.record, emit.value)
+        return emit
+
+    def _dead(self, reason: str, error_class: str, stage: str, source: Source) -> Emit:
         failed_at = datetime.fromtimestamp(self.wall_ms() / 1000, tz=timezone.utc)
         reason = _short(reason)
         record = dead_letter(

@@ -231,3 +231,13 @@ def test_state_writes_are_filed_under_the_partition_of_the_record_that_caused_th
     out = h.joiner.process(FB, 1, 0, inf["request_id"].encode(), value)
     assert roles(out) == ["pairs"]
     assert sorted(h.staged.drain()) == [1]
+
+
+def test_a_dead_letter_of_a_keyless_record_is_keyed_by_its_id_so_a_re_emission_lands_on_the_same_partition() -> None:
+    h = Harness()
+    inf = inference()
+    value = h.codec.encode("InferenceEvent", inference_record(inf))
+    first = h.joiner.process(INF, 0, 7, None, value)
+    again = h.joiner.process(INF, 0, 7, None, value)  # the same record, joined again after a restart
+    assert roles(first) == roles(again) == ["dead_letter"]
+    assert first[0].key == again[0].key == first[0].record["dead_letter_id"].encode()
