@@ -259,7 +259,11 @@ def reconcile(run: Run) -> dict[str, Any]:
 
 
 def ok(results: dict[str, Any]) -> bool:
-    """The goal: nothing lost, nothing duplicated, every bad input and every expected outcome accounted for."""
+    """The goal: nothing lost, nothing duplicated, every bad input and every expected outcome accounted for.
+
+    ``preflog reconcile --final`` must agree: a record with two outcomes (say joined, and also unmatched
+    NO_FEEDBACK) is a wrong audit log even when every expected outcome is there.
+    """
     p, b = results["pairs"], results["bad_inputs"]
     return (
         p["lost"] == 0
@@ -272,4 +276,5 @@ def ok(results: dict[str, Any]) -> bool:
         and all(v["missing"] == 0 and v["duplicated"] == 0 for v in results["unmatched"].values())
         and results["dead_letters"]["duplicated_by_offset"] == 0
         and not results["never_delivered"]
+        and results["reconcile"].get("exit_code") == 0  # every record has exactly one outcome, none pending
     )

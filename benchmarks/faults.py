@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import tempfile
 import threading
@@ -120,6 +121,11 @@ def run_plan(plan: Plan, workdir: Path | None = None) -> dict[str, Any]:
     return results
 
 
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    """Raise SystemExit, so the broker, moto and the services this run started are stopped before it ends."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command line: run the short (or ``--full``) plan, print the table, exit 1 unless it passed.
 
@@ -138,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, help="where logs go (default: a new temp folder)")
     parser.add_argument("--list-bad-inputs", action="store_true", help="print each kind of bad input and its outcome")
     args = parser.parse_args(argv)
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # stopped from outside: clean up (run_plan's finally) like Ctrl-C
+        signal.signal(sig, _exit_on_signal)
     if args.list_bad_inputs:
         for b in bad_inputs(0, datetime.now(timezone.utc)):
             role = f"{b.role} (valid companion)" if b.companion else b.role

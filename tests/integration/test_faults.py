@@ -45,3 +45,4 @@ def test_short_fault_suite_loses_nothing_and_accounts_for_every_bad_input(tmp_pa
     assert all(u["missing"] == 0 and u["duplicated"] == 0 for u in results["unmatched"].values()), report
     # exactly one dead letter per bad record, also after a processor restart re-emits it
     assert results["dead_letters"]["duplicated_by_offset"] == 0, report
+    assert results["reconcile"]["exit_code"] == 0, report  # every record has one outcome, nothing pending
