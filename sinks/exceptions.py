@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from preflog.errors import PreflogError
 
-__all__ = ["ImmutableFileError", "StorageError"]
+__all__ = ["ImmutableFileError", "MissingLogError", "StorageError"]
 
 
 class StorageError(PreflogError):
@@ -13,3 +13,7 @@ class StorageError(PreflogError):
 
 class ImmutableFileError(PreflogError):
     """A file already exists with different content; the audit log never overwrites."""
+
+
+class MissingLogError(PreflogError):
+    """There is no audit log where one was asked for (a mistyped URL, or a sink that never wrote)."""

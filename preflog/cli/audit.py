@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.box import SIMPLE_HEAD
 from rich.table import Table
 
+from ..sinks.exceptions import MissingLogError
 from .console import console, out, progress_bar, settings_of
 
 if TYPE_CHECKING:  # the commands import Kafka clients only when they run
@@ -36,6 +38,8 @@ def verify(
     settings = settings_of(ctx)
     root = url or settings.audit_url()
     storage = Storage(root, settings.sink.storage_options())
+    if next(storage.list(""), None) is None:  # a mistyped root must not read as a clean log
+        raise MissingLogError(f"no audit log at {root}: no files under it (is the URL right?)")
     with progress_bar() as progress:
         task = progress.add_task("verifying", total=None)
         report = run_verify(storage, on_file=lambda _: progress.advance(task))
@@ -82,10 +86,19 @@ def export(
 
     if fmt not in FORMATS:
         raise typer.BadParameter(f"{fmt!r}; choose one of {', '.join(FORMATS)}", param_hint="--format")
+    for name, day in (("--start", start), ("--end", end)):
+        if day is not None:
+            try:
+                date.fromisoformat(day)
+            except ValueError:
+                raise typer.BadParameter(f"{day!r} is not a date; use YYYY-MM-DD", param_hint=name) from None
     settings = settings_of(ctx)
     root = url or settings.audit_url()
     options = settings.sink.storage_options()
-    rows = read_pairs(root, start, end, model, source, table=FORMATS[fmt][0], storage_options=options)
+    try:
+        rows = read_pairs(root, start, end, model, source, table=FORMATS[fmt][0], storage_options=options)
+    except FileNotFoundError as exc:
+        raise MissingLogError(str(exc)) from None
     with progress_bar() as progress:
         task = progress.add_task(f"exporting {fmt}", total=rows.num_rows)
         n = write_jsonl(

@@ -203,3 +203,21 @@ def test_verify_and_export_commands(tmp_path: Path) -> None:
     (tmp_path / "audit" / relative).write_bytes(b"PAR1 tampered")
     result = runner.invoke(app, ["verify", url])
     assert result.exit_code == 1 and "checksum mismatch (altered file): pairs/dt=2026-11-01" in result.output
+
+
+def test_verify_and_export_of_a_missing_log_fail_with_one_line_instead_of_ok_or_a_traceback(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from preflog.cli import app
+
+    missing = f"file://{tmp_path / 'typo'}"
+    runner = CliRunner()
+    verified = runner.invoke(app, ["verify", missing])
+    assert verified.exit_code != 0 and "OK" not in verified.output
+    assert "no audit log at" in str(verified.exception)
+    exported = runner.invoke(app, ["export", str(tmp_path / "x.jsonl"), "--url", missing])
+    assert exported.exit_code != 0 and "no pairs table" in str(exported.exception)
+    bad_date = runner.invoke(app, ["export", str(tmp_path / "x.jsonl"), "--url", missing, "--start", "11/01/2026"])
+    assert bad_date.exit_code == 2 and "YYYY-MM-DD" in bad_date.output
+    _write(Storage(f"file://{tmp_path / 'log'}"), 0, 9)
+    assert runner.invoke(app, ["verify", f"file://{tmp_path / 'log'}"]).exit_code == 0
