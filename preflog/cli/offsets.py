@@ -71,7 +71,7 @@ def offsets_reset(
 
     Example: preflog offsets reset --group preflog-sink --to-datetime 2026-11-01T00:00:00Z --yes
     """
-    from ..kafka.offsets import OffsetSpecError, parse_offset_spec, plan_reset, reset
+    from ..kafka.offsets import OffsetSpecError, ensure_idle, parse_offset_spec, plan_reset, reset
     from ..schemas.events import to_datetime as parse_time
 
     settings = settings_of(ctx)
@@ -90,6 +90,7 @@ def offsets_reset(
         raise typer.BadParameter(str(exc), param_hint="--to-offset") from None
     when = parse_time(to_datetime) if to_datetime else None
     topics = topic or settings.groups().get(group, [])
+    ensure_idle(settings.kafka.client_config(), group)  # before the plan and the question, not after
     plan = plan_reset(settings.kafka.client_config(), topics, modes[0], when, specs)
     table = Table("topic", "partition", "new offset", title=f"reset group {group} ({modes[0]})")
     for (t, p), off in sorted(plan.items()):

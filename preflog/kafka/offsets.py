@@ -38,6 +38,7 @@ __all__ = [
     "ResetMode",
     "committed_offsets",
     "describe",
+    "ensure_idle",
     "log_ends",
     "parse_offset_spec",
     "pick_offset",
@@ -255,18 +256,32 @@ def plan_reset(
     return target_offsets(config, [(t, p) for t in names for p in range(counts.get(t, 0))], to, when, specs)
 
 
+def ensure_idle(config: Mapping[str, Any], group: str) -> AdminClient:
+    """Check that ``group`` has no live members, before its offsets are planned or moved.
+
+    Returns:
+        The admin client it asked (for the reset that follows).
+
+    Raises:
+        LiveGroupError: The group is active; the message names the fix.
+    """
+    admin = AdminClient(admin_config(config))
+    info = admin.describe_consumer_groups([group])[group].result(timeout=30)
+    if info.members or info.state not in IDLE_STATES:
+        members = f"{len(info.members)} member(s)" if info.members else "members the broker does not list"
+        raise LiveGroupError(
+            f"group {group} is active ({info.state.name.lower()}, {members}); stop its processes (preflog process "
+            "/ preflog sink; under preflog up, stop up, which also empties its in-memory broker) first, then reset"
+        )
+    return admin
+
+
 def reset(config: Mapping[str, Any], group: str, offsets: Mapping[Where, int]) -> None:
     """Commit ``offsets`` for ``group``.
 
     Raises:
         LiveGroupError: The group has live members (they would overwrite the offsets); the message names the fix.
     """
-    admin = AdminClient(admin_config(config))
-    info = admin.describe_consumer_groups([group])[group].result(timeout=30)
-    if info.members or info.state not in IDLE_STATES:
-        raise LiveGroupError(
-            f"group {group} is {info.state.name.lower()} with {len(info.members)} member(s); stop its processes "
-            "(preflog process / preflog sink) first, then reset"
-        )
+    admin = ensure_idle(config, group)
     request = ConsumerGroupTopicPartitions(group, [TopicPartition(t, p, o) for (t, p), o in sorted(offsets.items())])
     admin.alter_consumer_group_offsets([request])[group].result(timeout=30)

@@ -53,6 +53,8 @@ def test_show_and_reset_offsets(broker: EmbeddedBroker, topics: TopicSettings, k
     live = runner.invoke(app, ["offsets", "reset", "--group", group, "--to-earliest", "--yes"], env=env)
     assert isinstance(live.exception, LiveGroupError), live.output
     assert "stop its processes" in str(live.exception)
+    asked = runner.invoke(app, ["offsets", "reset", "--group", group, "--to-earliest"], env=env, input="y\n")
+    assert isinstance(asked.exception, LiveGroupError) and "Reset" not in asked.output  # refused before asking
     assert sum(committed(kafka_config, group).values()) == 60  # untouched
 
     consumer.close()
