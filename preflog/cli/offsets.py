@@ -19,6 +19,12 @@ offsets_app = typer.Typer(
 )
 
 
+def _status(live: bool, state: str, members: int) -> str:
+    """A group's state in words: active or idle, and its members when the broker lists them."""
+    listed = f"{members} member(s)" if members else "no members listed by the broker"
+    return f"{'active' if live else 'idle'} ({state.lower()}, {listed})"
+
+
 @offsets_app.command("show")
 def offsets_show(
     ctx: typer.Context,
@@ -39,7 +45,7 @@ def offsets_show(
             "committed",
             "end",
             "lag",
-            title=f"group {name}: {info.state.lower()}, {info.members} member(s)",
+            title=f"group {name}: {_status(info.live, info.state, info.members)}",
         )
         for row in info.partitions:
             committed = "-" if row.committed is None else str(row.committed)

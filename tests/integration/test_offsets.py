@@ -67,6 +67,7 @@ def test_show_and_reset_offsets(broker: EmbeddedBroker, topics: TopicSettings, k
     shown = runner.invoke(app, ["offsets", "show", "--group", group], env=env)
     assert shown.exit_code == 0, shown.output
     assert topics.pairs in shown.output and "end of partition" in shown.output
+    assert f"group {group}: idle" in shown.output  # its consumer closed
 
     declined = runner.invoke(app, ["offsets", "reset", "--group", group, "--to-earliest"], env=env, input="n\n")
     assert declined.exit_code == 1
