@@ -43,6 +43,13 @@ class Reconciliation:
     outputs: list[Ledger] = field(default_factory=list)
     inputs: list[Ledger] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    undecided: int = 0  #: of the problems, those that only say a record is still pending or open (--final)
+
+    @property
+    def only_undecided(self) -> bool:
+        """Whether every problem is a record not decided yet (nothing missing, nothing contradictory)."""
+        found = len(self.problems) + sum(len(led.problems) for led in self.outputs + self.inputs)
+        return found > 0 and found == self.undecided
 
     @property
     def ok(self) -> bool:
@@ -171,6 +178,7 @@ def reconcile(
             for state in ("pending", "open"):
                 if led.counts[state]:
                     led.problems.append(f"{led.counts[state]} record(s) {state} (--final: all should be decided)")
+                    result.undecided += 1
     return result
 
 

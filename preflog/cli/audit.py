@@ -142,12 +142,13 @@ def reconcile(
         print(json.dumps(result.to_dict(), indent=2))
     else:
         t = settings.topics
-        _print(result, root, {t.inference: "inference", t.feedback: "feedback"})
+        horizon_s = settings.processor.window_s + settings.processor.grace_s
+        _print(result, root, {t.inference: "inference", t.feedback: "feedback"}, horizon_s)
     if not result.ok:
         raise typer.Exit(1)
 
 
-def _print(result: Reconciliation, root: str, roles: dict[str, str]) -> None:
+def _print(result: Reconciliation, root: str, roles: dict[str, str], horizon_s: float) -> None:
     caption = ", ".join(f"{r}: {t}" for t, r in roles.items())
     table = Table("input", "p", *INPUT_HEADERS, title="inputs: the outcome of every record", caption=caption, **STYLE)
     for led in result.inputs:
@@ -168,4 +169,13 @@ def _print(result: Reconciliation, root: str, roles: dict[str, str]) -> None:
     for led in result.inputs + result.outputs:
         for problem in led.problems:
             out.print(f"  {led.topic}[{led.partition}]: {problem}", soft_wrap=True, markup=False, highlight=False)
-    out.print("OK: every record is accounted for" if result.ok else "UNACCOUNTED RECORDS FOUND")
+    if result.ok:
+        out.print("OK: every record is accounted for")
+    elif result.only_undecided:
+        out.print(
+            f"NOT DECIDED YET: nothing is missing, but some records are still pending or open; a record is decided "
+            f"once stream time passes its event time + window + grace ({horizon_s:g} s): run again later",
+            soft_wrap=True,
+        )
+    else:
+        out.print("UNACCOUNTED RECORDS FOUND")

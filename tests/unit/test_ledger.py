@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from preflog.sinks.ledger import InputRecord, Outcomes, input_ledger, output_ledger, spans
 from preflog.sinks.manifest import Manifest
 
@@ -186,3 +188,23 @@ def test_inputs_nothing_committed_is_pending_and_said() -> None:
     (led,) = input_ledger([rec(0), rec(1)], Outcomes(), {}, horizon_ms=1)
     assert led.counts["pending"] == 2
     assert led.problems and "committed nothing here, so 2 record(s)" in led.problems[0]
+
+
+def test_a_final_reconcile_with_only_undecided_records_says_so_instead_of_unaccounted(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from preflog.cli.audit import _print
+    from preflog.sinks.ledger import Ledger
+    from preflog.sinks.reconcile import Reconciliation
+
+    open_only = Reconciliation(inputs=[Ledger("fb", 0, problems=["1 record(s) open (--final: ...)"])], undecided=1)
+    assert not open_only.ok and open_only.only_undecided
+    _print(open_only, "file:///log", {"fb": "feedback"}, 25.0)
+    said = capsys.readouterr().out
+    assert "NOT DECIDED YET" in said and "25 s" in said and "UNACCOUNTED" not in said
+    missing = Reconciliation(
+        inputs=[Ledger("fb", 0, problems=["1 record(s) open (--final: ...)", "offset 3 has no outcome"])], undecided=1
+    )
+    assert not missing.only_undecided
+    _print(missing, "file:///log", {"fb": "feedback"}, 25.0)
+    assert "UNACCOUNTED RECORDS FOUND" in capsys.readouterr().out
