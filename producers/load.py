@@ -27,6 +27,7 @@ class ProduceReport:
     sent: int = 0
     delivered: int = 0
     skipped: int = 0  # already sent by an earlier run (progress file)
+    valid: int = 0  # lines that passed validation (with dry_run, nothing is sent)
     interrupted: bool = False
     rejected: list[tuple[int, list[str]]] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
@@ -86,6 +87,7 @@ def produce_lines(
         try:
             if dry_run:
                 (feedback_record if line.event_type == "feedback" else inference_record)(line.data)
+                report.valid += 1
                 continue
             log = producer.log_feedback if line.event_type == "feedback" else producer.log_inference
             future: object = log(line.data)

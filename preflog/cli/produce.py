@@ -68,7 +68,7 @@ def produce(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     table = Table(title="preflog produce", show_header=False)
-    table.add_row("valid" if dry_run else "sent", str(report.sent if not dry_run else "all but rejected"))
+    table.add_row("valid" if dry_run else "sent", str(report.valid if dry_run else report.sent))
     if not dry_run:
         table.add_row("delivered", str(report.delivered))
         table.add_row("delivery failures", str(len(report.failed) + undelivered))

@@ -63,9 +63,12 @@ def test_dry_run_sends_nothing(
     broker: EmbeddedBroker, topics: TopicSettings, kafka_config: dict[str, Any], tmp_path: Path
 ) -> None:
     path = tmp_path / "events.jsonl"
-    path.write_text(json.dumps(inference(), default=json_default) + "\n")
+    path.write_text(
+        json.dumps(inference(), default=json_default) + "\n" + json.dumps(inference(), default=json_default) + "\n"
+    )
     result = CliRunner().invoke(app, ["produce", "--dry-run", str(path)], env=_env(broker, topics))
     assert result.exit_code == 0, result.output
+    assert re.search(r"valid\s*│\s*2\b", result.output), result.output  # a count, not "all but rejected"
     assert read_topic(kafka_config, topics.inference, topics.partitions, expect=1, timeout=3) == []
 
 
