@@ -108,6 +108,26 @@ def export(
             storage_options=options if "://" in output else None,
         )
     out.print(f"wrote {n} {fmt} rows to {output}")
+    if n == 0 and (start or end or model or source):
+        out.print(_what_is_there(root, FORMATS[fmt][0], options), soft_wrap=True, markup=False, highlight=False)
+
+
+def _what_is_there(root: str, table: str, options: dict[str, Any]) -> str:
+    """What the filters could have matched: the table's dates, model names and source types."""
+    import pyarrow.compute as pc
+
+    from ..sinks.read import read_table
+
+    rows = read_table(root, table, columns=["dt", "model", "source"], storage_options=options)
+    if rows.num_rows == 0:
+        return f"the {table} table is empty"
+    dates = pc.min_max(rows.column("dt"))
+    models = sorted(pc.unique(pc.struct_field(rows.column("model"), "name")).to_pylist())
+    sources = sorted(pc.unique(pc.struct_field(rows.column("source"), "type")).to_pylist())
+    return (
+        f"no row matched the filters; the {table} table has dates {dates['min']} to {dates['max']}, "
+        f"models {', '.join(models)}, sources {', '.join(sources)}"
+    )
 
 
 def reconcile(

@@ -221,3 +221,17 @@ def test_verify_and_export_of_a_missing_log_fail_with_one_line_instead_of_ok_or_
     assert bad_date.exit_code == 2 and "YYYY-MM-DD" in bad_date.output
     _write(Storage(f"file://{tmp_path / 'log'}"), 0, 9)
     assert runner.invoke(app, ["verify", f"file://{tmp_path / 'log'}"]).exit_code == 0
+
+
+def test_an_export_that_matches_nothing_says_what_the_log_holds(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from preflog.cli import app
+
+    root = f"file://{tmp_path / 'log'}"
+    _write(Storage(root), 0, 9)
+    model = pq.read_table(next((tmp_path / "log").rglob("*.parquet"))).column("model").to_pylist()[0]["name"]
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "x.jsonl"), "--url", root, "--model", "nosuchmodel"])
+    assert result.exit_code == 0, result.output
+    assert "wrote 0 trl rows" in result.output and "no row matched the filters" in result.output
+    assert f"models {model}" in result.output and "2026-11-01" in result.output
