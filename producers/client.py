@@ -128,10 +128,24 @@ class PreflogProducer:
         _check_event_time("InferenceEvent", record)
         value = self._encode("InferenceEvent", record, self.topics.inference)
         future = self.send(self.topics.inference, record["request_id"], value)
+        self.remember_inference(record)
+        return future
+
+    def remember_inference(self, record: Mapping[str, Any]) -> None:
+        """Remember an inference's candidate count without sending it, to check the feedback that follows.
+
+        For an inference sent earlier (a resumed backfill) or only validated (a dry run).
+
+        Args:
+            record: the inference as :func:`~preflog.schemas.events.inference_record` returns it.
+        """
         self._candidates[record["request_id"]] = len(record["candidates"])
         if len(self._candidates) > self._remember:
             self._candidates.popitem(last=False)
-        return future
+
+    def candidate_count(self, request_id: str) -> int | None:
+        """The candidate count of an inference this producer sent or remembered, or None."""
+        return self._candidates.get(request_id)
 
     def log_feedback(self, event: Mapping[str, Any] | None = None, **fields: Any) -> Future[Delivered]:
         """Validate and send a FeedbackEvent (raises as :meth:`log_inference` does).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import Counter
@@ -73,6 +74,8 @@ def produce_lines(
         eid = event_id(line.event_type, line.data) if line.data is not None else None
         if progress is not None and eid in progress.done:
             report.skipped += 1
+            if line.event_type == "inference":  # sent by an earlier run: its feedback is still checked against it
+                _remember(producer, line.data)
             continue
         if rate > 0:
             ahead = started + report.sent / rate - time.monotonic()
@@ -86,7 +89,12 @@ def produce_lines(
             continue
         try:
             if dry_run:
-                (feedback_record if line.event_type == "feedback" else inference_record)(line.data)
+                if line.event_type == "feedback":
+                    rid = line.data.get("request_id")
+                    count = producer.candidate_count(rid) if isinstance(rid, str) else None
+                    feedback_record(line.data, candidate_count=count)
+                else:
+                    producer.remember_inference(inference_record(line.data))
                 report.valid += 1
                 continue
             log = producer.log_feedback if line.event_type == "feedback" else producer.log_inference
@@ -111,3 +119,9 @@ def _record(progress: Progress, eid: str) -> Callable[[Any], None]:
             progress.confirmed(eid)
 
     return done
+
+
+def _remember(producer: PreflogProducer, data: Any) -> None:
+    """Remember a skipped inference's candidates; one that no longer validates is simply not remembered."""
+    with contextlib.suppress(ValidationError):
+        producer.remember_inference(inference_record(data))

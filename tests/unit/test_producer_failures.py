@@ -109,3 +109,31 @@ def test_a_kafka_exception_from_produce_is_never_raw(code: int, error: type[Exce
         assert producer.produced == 0
     finally:
         producer._closed.set()
+
+
+@pytest.mark.parametrize("resumed", [False, True])
+def test_feedback_naming_a_missing_candidate_is_refused_when_resumed_and_in_a_dry_run(
+    tmp_path: Any, resumed: bool
+) -> None:
+    """A backfill resumed past its inference, or a dry run, still checks the feedback's candidate indices."""
+    from preflog.producers.files import Line
+    from preflog.producers.load import produce_lines
+    from preflog.producers.progress import Progress, event_id
+
+    from ..conftest import feedback
+    from .sdk_helpers import offline_producer
+
+    inf = inference()
+    fb = feedback(inf["request_id"], kind="PAIRWISE", pairwise={"chosen": 3, "rejected": 0})
+    lines = [Line(1, "inference", inf), Line(2, "feedback", fb)]
+    progress = Progress(tmp_path / "events.progress")
+    if resumed:
+        progress.done.add(str(event_id("inference", inf)))  # an earlier run sent the inference
+    producer = offline_producer()
+    try:
+        report = produce_lines(producer, lines, dry_run=not resumed, progress=progress)
+    finally:
+        producer.close(timeout=0.1)
+        progress.close()
+    assert [n for n, _ in report.rejected] == [2], report.rejected
+    assert "candidate 3 does not exist" in report.rejected[0][1][0]
