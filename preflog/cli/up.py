@@ -179,8 +179,8 @@ def up(
             try:
                 if sender is not None:
                     sender.join(5.0 if not signals.urgent() else 0.5)
-                if monitor is not None:
-                    monitor.stop()
+                if monitor is not None:  # the counts it prints include what was written before the stop
+                    monitor.stop(catch_up_s=0.5 if signals.urgent() else 5.0)
             finally:
                 stack.stop(urgent=signals.urgent)  # whatever failed above, the children stop
     _report(settings, monitor.counts if monitor is not None else None, sent, earlier)
