@@ -182,7 +182,12 @@ class GroupOffsets:
     @property
     def live(self) -> bool:
         """Whether the group has members or is not idle (its offsets must not be reset)."""
-        return self.members > 0 or self.state not in {s.name for s in IDLE_STATES}
+        return _live(self.members, self.state)
+
+
+def _live(members: int, state: str) -> bool:
+    """Whether a group with ``members`` in ``state`` (a ConsumerGroupState name) is live: its offsets stay put."""
+    return members > 0 or state not in {s.name for s in IDLE_STATES}
 
 
 def describe(config: Mapping[str, Any], group: str, topics: Iterable[str]) -> GroupOffsets:
@@ -267,7 +272,7 @@ def ensure_idle(config: Mapping[str, Any], group: str) -> AdminClient:
     """
     admin = AdminClient(admin_config(config))
     info = admin.describe_consumer_groups([group])[group].result(timeout=30)
-    if info.members or info.state not in IDLE_STATES:
+    if _live(len(info.members), info.state.name):
         members = f"{len(info.members)} member(s)" if info.members else "members the broker does not list"
         raise LiveGroupError(
             f"group {group} is active ({info.state.name.lower()}, {members}); stop its processes (preflog process "
