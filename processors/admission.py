@@ -6,20 +6,40 @@ which error class and stage); nothing of it is stored.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from preflog.schemas.codec import Codec
-from preflog.schemas.events import feedback_record, inference_record
+from preflog.schemas.events import MODEL_SOURCES, SOURCE_TYPES, feedback_record, inference_record
 from preflog.schemas.exceptions import DecodeError, ValidationError
+from preflog.schemas.fast_reader import Marks
+from preflog.schemas.fields import EPOCH
+from preflog.schemas.references import FEEDBACK_KINDS, MAX_CANDIDATES, PAYLOAD_FIELD, reference_problems
 
 if TYPE_CHECKING:
     from .join import JoinConfig
 
-__all__ = ["Rejection", "admit", "ms"]
+__all__ = ["Admitted", "Rejection", "admit", "ms"]
 
 Record = dict[str, Any]
+#: a UUID as ``str(uuid.UUID(text))`` writes it: such text is its own canonical form
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z").match
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A record that passed: ``record`` validated; ``decoded`` is it as decoded, with ``marks``, when unchanged.
+
+    ``decoded`` is set when validation left the decoded record as it was (the usual case): then ``record`` is
+    that same object, and ``marks`` (if the codec's fast path decoded it) say where each field is in the value.
+    """
+
+    record: Record
+    decoded: Record | None = None
+    marks: Marks | None = None
 
 
 @dataclass(frozen=True)
@@ -36,6 +56,61 @@ def ms(dt: Any) -> int:
     return int(dt.timestamp() * 1000)
 
 
+def _clean_inference(r: Record) -> bool:
+    """Whether :func:`inference_record` would return the decoded ``r`` unchanged, without a problem.
+
+    False is not a verdict: the full validation then decides.
+    """
+    candidates, sampling = r["candidates"], r["sampling"]
+    temperature, top_p = sampling.get("temperature"), sampling.get("top_p")
+    return bool(
+        _CANONICAL_UUID(r["request_id"])
+        and r["event_time"] >= EPOCH
+        and isinstance(r["prompt"], str)
+        and r["prompt"]
+        and 2 <= len(candidates) <= MAX_CANDIDATES
+        and all(c["index"] == i for i, c in enumerate(candidates))
+        and r["model"]["name"]
+        and (temperature is None or (math.isfinite(temperature) and temperature >= 0))
+        and (top_p is None or 0 < top_p <= 1)
+    )
+
+
+def _clean_feedback(r: Record) -> bool:
+    """Whether :func:`feedback_record` would return the decoded ``r`` unchanged, without a problem."""
+    kind, source = r["kind"], r["source"]
+    if kind not in FEEDBACK_KINDS or source["type"] not in SOURCE_TYPES:
+        return False
+    if source["type"] in MODEL_SOURCES and not (source["name"] and source["version"]):
+        return False
+    if any((r[field] is None) == (other == kind) for other, field in PAYLOAD_FIELD.items()):
+        return False  # the kind's payload missing, or another kind's set
+    return bool(
+        _CANONICAL_UUID(r["feedback_id"])
+        and _CANONICAL_UUID(r["request_id"])
+        and r["event_time"] >= EPOCH
+        and not reference_problems(r, None)
+    )
+
+
+def _validated(codec: Codec, record_type: str, value: bytes, topic: str) -> Admitted:
+    """Decoded and validated; raises DecodeError or ValidationError."""
+    decode_marked = getattr(codec, "decode_marked", None)
+    if decode_marked is not None:
+        decoded, marks = decode_marked(value, record_type, topic)
+    else:
+        decoded, marks = codec.decode(value, record_type, topic), None
+    inference = record_type == "InferenceEvent"
+    try:
+        clean = _clean_inference(decoded) if inference else _clean_feedback(decoded)
+    except Exception:  # a record of another shape (a custom codec): the full validation says what is wrong
+        clean = False
+    if clean:
+        return Admitted(decoded, decoded, marks)
+    validate = inference_record if inference else feedback_record
+    return Admitted(validate(decoded, check_schema=False))
+
+
 def admit(
     codec: Codec,
     config: JoinConfig,
@@ -45,7 +120,7 @@ def admit(
     value: bytes | None,
     timestamp_ms: int | None,
     wall_ms: Callable[[], int],
-) -> Record | Rejection:
+) -> Admitted | Rejection:
     """The decoded, validated record, or why it is rejected (checks in this order).
 
     Args:
@@ -59,7 +134,7 @@ def admit(
         wall_ms: the worker's clock, which bounds a timestamp from the future.
 
     Returns:
-        The record, or a :class:`Rejection`.
+        The record (:class:`Admitted`), or a :class:`Rejection`.
     """
     size = len(value or b"")
     if size > config.max_input_bytes:
@@ -69,15 +144,12 @@ def admit(
         )
         return Rejection(reason, "InputTooLarge", "validate")
     try:
-        decoded = codec.decode(value or b"", record_type, topic)
-        if record_type == "InferenceEvent":
-            record = inference_record(decoded, check_schema=False)
-        else:
-            record = feedback_record(decoded, check_schema=False)
+        admitted = _validated(codec, record_type, value or b"", topic)
     except DecodeError as exc:
         return Rejection(str(exc), "DecodeError", "decode")
     except ValidationError as exc:
         return Rejection(str(exc), "ValidationError", "validate")
+    record = admitted.record
     rid = record["request_id"]
     if key is None or key.decode(errors="replace") != rid:
         reason = f"key {key!r} does not match request_id {rid}; producers must key records by request_id"
@@ -93,4 +165,4 @@ def admit(
                 "(PREFLOG_PROCESSOR__MAX_EVENT_TIME_SKEW_S)"
             )
             return Rejection(reason, "EventTimeSkew", "validate")
-    return record
+    return admitted

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from preflog.schemas.codec import Codec
 
-from .entry import Entry
+from .entry import Entry, Stored
 from .exceptions import StateError
 from .outputs import Emit, OutputEncoder, Source
 from .records import unmatched_record
@@ -188,11 +188,12 @@ class Expiry:
         if entry.inference:
             inf = entry.inference
             if entry.judged == 0:
-                record = inf.decode(self.codec, "InferenceEvent")
+                record = self._decoded_inference(rid, inf)
                 detail = f"no valid feedback within {c.window_ms} ms (+{c.grace_ms} ms grace) of the inference"
                 out.append(self._unmatched("NO_FEEDBACK", detail, "InferenceEvent", record, st, inf.value, inf.at))
             expires_ms = entry.expires_ms + c.late_retention_ms
             marker = Entry(partition, expires_ms, seen=entry.seen, digest=entry.digest, done=True)
+            self._forget_decoded(rid)
             self._schedule(partition, rid, marker)
             return out
         for fb in entry.feedback:
@@ -201,6 +202,13 @@ class Expiry:
             out.append(self._unmatched("NO_INFERENCE", detail, "FeedbackEvent", record, st, fb.value, fb.at))
         self._drop(partition, rid)
         return out
+
+    def _decoded_inference(self, rid: str, stored: Stored) -> Record:
+        """The inference ``stored`` holds, decoded (the Joiner remembers decoded inferences)."""
+        return stored.decode(self.codec, "InferenceEvent")
+
+    def _forget_decoded(self, rid: str) -> None:
+        """``rid``'s inference expired: a decoded copy need not be kept (the Joiner keeps them)."""
 
     # -- outcomes --------------------------------------------------------------------------------
 

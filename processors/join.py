@@ -41,13 +41,14 @@ from typing import TYPE_CHECKING, Any
 from preflog.schemas.codec import Codec
 from preflog.schemas.events import reference_problems
 
-from .admission import Rejection, admit
+from .admission import Admitted, Rejection, admit
 from .admission import ms as _ms
+from .decoded import DecodedInferences
 from .entry import Entry, Stored, entry_size, stored_size
 from .exceptions import StateError
 from .expiry import Expiry
 from .outputs import Emit, OutputEncoder, Source
-from .pairs import ScoreMode, expand
+from .pairs import ScoreMode, expand, no_pairs_detail
 from .records import pair_record, signal_record
 
 if TYPE_CHECKING:
@@ -125,6 +126,7 @@ class Joiner(Expiry):
         self.feedback_topic = feedback_topic
         self.duplicates = 0
         self._full: set[str] = set()  # request_ids whose entry stopped remembering feedback ids (warned once)
+        self.decoded = DecodedInferences(codec)
 
     def process(
         self,
@@ -173,21 +175,23 @@ class Joiner(Expiry):
         out: list[Emit],
     ) -> list[Emit]:
         record_type = "InferenceEvent" if topic == self.inference_topic else "FeedbackEvent"
-        record = admit(self.codec, self.config, topic, record_type, key, value, timestamp_ms, self.wall_ms)
-        if isinstance(record, Rejection):
-            return [self._dead(record.reason, record.error_class, record.stage, key, value, at)]
+        admitted = admit(self.codec, self.config, topic, record_type, key, value, timestamp_ms, self.wall_ms)
+        if isinstance(admitted, Rejection):
+            return [self._dead(admitted.reason, admitted.error_class, admitted.stage, key, value, at)]
+        record = admitted.record
         rid, event_ms = record["request_id"], _ms(record["event_time"])
         if timestamp_ms is not None and timestamp_ms > 0:  # passed the skew check: a saved stream time may not
             self._unpoison(partition, event_ms)
         out += self._advance(partition, event_ms)  # kept if the join then fails on this record
         stored = Stored(value or b"", topic, partition, at["offset"])
         if record_type == "InferenceEvent":
-            out += self._on_inference(partition, rid, stored, record)
+            out += self._on_inference(partition, rid, stored, admitted)
         else:
             out += self._on_feedback(partition, rid, stored, record)
         return out
 
-    def _on_inference(self, partition: int, rid: str, stored: Stored, record: Record) -> list[Emit]:
+    def _on_inference(self, partition: int, rid: str, stored: Stored, admitted: Admitted) -> list[Emit]:
+        record = admitted.record
         entry = self.state.get(rid)
         value, at = stored.value, stored.at
         digest = hashlib.sha256(value).digest()
@@ -203,6 +207,8 @@ class Joiner(Expiry):
         pending = entry.feedback if entry else []
         inference = Stored(value, stored.topic, partition, stored.offset, event_ms=event_ms)
         entry = Entry(partition, event_ms + c.window_ms + c.grace_ms, inference, digest=digest)
+        if admitted.decoded is not None:  # what decoding these bytes gives, as a feedback would decode them
+            self.decoded.keep(rid, value, admitted.decoded, admitted.marks)
         out: list[Emit] = []
         for fb in pending:
             out += self._join(entry, record, fb.decode(self.codec, "FeedbackEvent"), fb.value, fb.at)
@@ -240,7 +246,7 @@ class Joiner(Expiry):
             entry.expires_ms = max(entry.expires_ms, _ms(record["event_time"]) + c.window_ms + c.grace_ms)
             self._schedule(partition, rid, entry)
             return []
-        inference = entry.inference.decode(self.codec, "InferenceEvent")
+        inference, _ = self.decoded.get(rid, entry.inference)
         out = self._join(entry, inference, record, value, at)
         self._put(partition, rid, entry)
         return out
@@ -285,16 +291,12 @@ class Joiner(Expiry):
         prefs = expand(feedback, c.score_margin, c.score_mode)
         if not prefs:
             st = self.stream_time[at["partition"]]
-            detail = _no_pairs(feedback, c)
+            detail = no_pairs_detail(feedback, c.score_margin, c.score_mode)
             return [self._unmatched("NO_PAIRS", detail, "FeedbackEvent", feedback, st, value, at, inf_at)]
         return [self.encoder.emit("pairs", rid, pair_record(inference, feedback, p, inf_at, at), source) for p in prefs]
 
+    def _decoded_inference(self, rid: str, stored: Stored) -> Record:
+        return self.decoded.get(rid, stored)[0]
 
-def _no_pairs(feedback: Record, c: JoinConfig) -> str:
-    """Why a PAIRWISE, RANKING or SCORES feedback decided no pair."""
-    if feedback["kind"] == "RANKING":
-        return "every candidate in the ranking has the same rank: a ranking of ties decides no pair"
-    return (
-        f"no two scores differ by more than score_margin={c.score_margin} (score_mode={c.score_mode}): "
-        "the scores decide no pair"
-    )
+    def _forget_decoded(self, rid: str) -> None:
+        self.decoded.forget(rid)

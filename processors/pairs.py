@@ -13,12 +13,13 @@ judgement gives the same ids on every run and replay.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["Preference", "ScoreMode", "expand", "pair_id", "signal_id"]
+__all__ = ["Preference", "ScoreMode", "expand", "no_pairs_detail", "pair_id", "signal_id", "uuid5_text"]
 
 NAMESPACE = uuid.UUID("6d1c2a52-8a6e-4c1b-9b0f-5f1d0f4b7a10")
 ScoreMode = Literal["all", "best-vs-worst"]
@@ -35,14 +36,26 @@ class Preference:
     margin: float | None = None
 
 
+_NAMESPACE_BYTES = NAMESPACE.bytes
+
+
+def uuid5_text(name: str) -> str:
+    """``str(uuid.uuid5(NAMESPACE, name))``, without building a UUID object (the same text, byte for byte)."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    x = digest.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+
+
 def pair_id(feedback_id: str, chosen: int, rejected: int) -> str:
-    """Deterministic id of one pair."""
-    return str(uuid.uuid5(NAMESPACE, f"pair:{feedback_id}:{chosen}:{rejected}"))
+    """Deterministic id of one pair: the UUIDv5 of ``pair:<feedback_id>:<chosen>:<rejected>``."""
+    return uuid5_text(f"pair:{feedback_id}:{chosen}:{rejected}")
 
 
 def signal_id(feedback_id: str, index: int) -> str:
-    """Deterministic id of one unpaired signal."""
-    return str(uuid.uuid5(NAMESPACE, f"signal:{feedback_id}:{index}"))
+    """Deterministic id of one unpaired signal: the UUIDv5 of ``signal:<feedback_id>:<index>``."""
+    return uuid5_text(f"signal:{feedback_id}:{index}")
 
 
 def expand(feedback: Mapping[str, Any], score_margin: float = 0.0, score_mode: ScoreMode = "all") -> list[Preference]:
@@ -70,3 +83,13 @@ def expand(feedback: Mapping[str, Any], score_margin: float = 0.0, score_mode: S
             if hi - lo > score_margin
         ]
     return []
+
+
+def no_pairs_detail(feedback: Mapping[str, Any], score_margin: float, score_mode: ScoreMode) -> str:
+    """Why a PAIRWISE, RANKING or SCORES feedback decided no pair."""
+    if feedback["kind"] == "RANKING":
+        return "every candidate in the ranking has the same rank: a ranking of ties decides no pair"
+    return (
+        f"no two scores differ by more than score_margin={score_margin} (score_mode={score_mode}): "
+        "the scores decide no pair"
+    )

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from .pairs import NAMESPACE, Preference, pair_id, signal_id
+from .pairs import Preference, pair_id, signal_id, uuid5_text
 
 __all__ = ["dead_letter", "dead_letter_id", "pair_record", "signal_record", "unmatched_id", "unmatched_record"]
 
@@ -89,7 +88,7 @@ def unmatched_id(reason: str, record_type: str, at: Record, value: bytes) -> str
     """
     where = f"{at['topic']}:{at['partition']}:{at['offset']}"
     digest = hashlib.sha256(value).hexdigest()
-    return str(uuid.uuid5(NAMESPACE, f"unmatched:{reason}:{record_type}:{where}:{digest}"))
+    return uuid5_text(f"unmatched:{reason}:{record_type}:{where}:{digest}")
 
 
 def dead_letter_id(at: Record, error_class: str, value: bytes | None) -> str:
@@ -99,7 +98,7 @@ def dead_letter_id(at: Record, error_class: str, value: bytes | None) -> str:
     """
     digest = hashlib.sha256(value or b"").hexdigest() if value is not None else "null"
     where = f"{at['topic']}:{at['partition']}:{at['offset']}"
-    return str(uuid.uuid5(NAMESPACE, f"dead-letter:{where}:{error_class}:{digest}"))
+    return uuid5_text(f"dead-letter:{where}:{error_class}:{digest}")
 
 
 def unmatched_record(

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import fastavro
 
 from .exceptions import DecodeError, ValidationError
+from .fast_reader import Marks, Reader, compile_reader
 from .registry import SchemaStore, SchemaVersion, default_store, strip_uuid
 from .shape import shape_problems
 from .strict import BodyError, Checker, cached_checker
@@ -103,13 +104,36 @@ class _StrictBodies:
         self.max_string_bytes = max_string_bytes
         self.max_items = max_items
         self._checkers: dict[tuple[Any, bool], tuple[Any, Checker]] = {}
+        self._fast: dict[int, tuple[Any, Reader | None]] = {}
 
-    def _read_body(self, body: bytes, key: Any, writer: Any, reader: SchemaVersion, what: str) -> dict[str, Any]:
+    def _fast_reader(self, writer: Any, reader: SchemaVersion) -> Reader | None:
+        """The fast reader when the writer schema is the reader's (:mod:`.fast_reader`), else None."""
+        found = self._fast.get(id(writer))
+        if found is None or found[0] is not writer:
+            fast = None
+            if writer is reader.reader:
+                try:
+                    fast = compile_reader(writer)
+                except (ValueError, RecursionError):
+                    fast = None
+            found = self._fast[id(writer)] = (writer, fast)
+        return found[1]
+
+    def _read_marked(
+        self, body: bytes, key: Any, writer: Any, reader: SchemaVersion, what: str
+    ) -> tuple[dict[str, Any], Marks | None]:
+        """The record, and where its fields are in ``body`` when the fast path decoded it (else None)."""
         name = reader.name
         if len(body) > self.max_record_bytes:
             raise DecodeError(
                 f"{what}: {len(body)}-byte {name} body is larger than the limit of {self.max_record_bytes} bytes"
             )
+        fast = self._fast_reader(writer, reader)
+        if fast is not None:
+            try:
+                return fast(body, self.max_string_bytes, self.max_items)
+            except Exception:  # Fallback, or a body cut short: the checked path decides, with its messages
+                pass
         self._check(body, key, writer, name, what, thorough=False)
         try:
             record = fastavro.schemaless_reader(io.BytesIO(body), writer, reader.reader)
@@ -118,7 +142,7 @@ class _StrictBodies:
             raise DecodeError(f"{what}: Avro body does not decode as {name}: {type(exc).__name__}: {exc}") from exc
         if not isinstance(record, dict):
             raise DecodeError(f"{what}: decoded to {type(record).__name__}, expected a {name} record")
-        return record
+        return record, None
 
     def _check(self, body: bytes, key: Any, writer: Any, name: str, what: str, thorough: bool) -> None:
         found = self._checkers.get((key, thorough))
@@ -164,7 +188,15 @@ class SingleObjectCodec(_StrictBodies):
         schema = self.store.latest(record_type)
         return SOE_MAGIC + schema.fingerprint + _write_body(schema, record)
 
+    def header(self, record_type: str, topic: str = "") -> bytes:
+        """The bytes before the Avro body that :meth:`encode` writes for ``record_type``."""
+        return SOE_MAGIC + self.store.latest(record_type).fingerprint
+
     def decode(self, data: bytes, record_type: str, topic: str = "") -> dict[str, Any]:
+        return self.decode_marked(data, record_type, topic)[0]
+
+    def decode_marked(self, data: bytes, record_type: str, topic: str = "") -> tuple[dict[str, Any], Marks | None]:
+        """As :meth:`decode`, with where the fields are in the body (after ``header_size`` bytes), if known."""
         where = f"record on {topic}" if topic else "record"
         if len(data) < 10 or data[:2] != SOE_MAGIC:
             raise DecodeError(
@@ -180,7 +212,7 @@ class SingleObjectCodec(_StrictBodies):
             )
         if writer.name != record_type:
             raise DecodeError(f"{where}: is a {writer.name} (v{writer.version}), expected a {record_type}")
-        return self._read_body(data[10:], writer.fingerprint, writer.reader, self.store.latest(record_type), where)
+        return self._read_marked(data[10:], writer.fingerprint, writer.reader, self.store.latest(record_type), where)
 
 
 class ConfluentCodec(_StrictBodies):
@@ -242,7 +274,15 @@ class ConfluentCodec(_StrictBodies):
         body = _write_body(schema, record)
         return CONFLUENT_MAGIC + struct.pack(">I", self._schema_id(record_type, topic)) + body
 
+    def header(self, record_type: str, topic: str) -> bytes:
+        """The bytes before the Avro body that :meth:`encode` writes for ``record_type`` on ``topic``."""
+        return CONFLUENT_MAGIC + struct.pack(">I", self._schema_id(record_type, topic))
+
     def decode(self, data: bytes, record_type: str, topic: str) -> dict[str, Any]:
+        return self.decode_marked(data, record_type, topic)[0]
+
+    def decode_marked(self, data: bytes, record_type: str, topic: str) -> tuple[dict[str, Any], Marks | None]:
+        """As :meth:`decode`, with where the fields are in the body (after ``header_size`` bytes), if known."""
         where = f"record on {topic}"
         if len(data) < 5 or data[:1] != CONFLUENT_MAGIC:
             raise DecodeError(
@@ -254,4 +294,4 @@ class ConfluentCodec(_StrictBodies):
         name, writer = self._writer(schema_id, where)
         if name != record_type:
             raise DecodeError(f"{where}: schema id {schema_id} is a {name or 'non-record'}, expected a {record_type}")
-        return self._read_body(data[5:], schema_id, writer, self.store.latest(record_type), where)
+        return self._read_marked(data[5:], schema_id, writer, self.store.latest(record_type), where)

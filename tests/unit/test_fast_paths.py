@@ -1,0 +1,111 @@
+"""The join's fast paths give what the checked paths give: decoding, validation and ids."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from typing import Any
+
+import fastavro
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from preflog.processors.admission import _validated
+from preflog.processors.pairs import NAMESPACE, uuid5_text
+from preflog.producers.generator import TrafficProfile, generate
+from preflog.schemas.codec import SingleObjectCodec
+from preflog.schemas.events import feedback_record, inference_record
+from preflog.schemas.exceptions import DecodeError, ValidationError
+
+FAST = SingleObjectCodec()
+CHECKED = SingleObjectCodec()
+CHECKED._fast_reader = lambda writer, reader: None  # type: ignore[method-assign]
+
+
+def _values() -> list[tuple[str, bytes]]:
+    out = []
+    for e in generate(TrafficProfile(requests=150, invalid=0.0, seed=3)):
+        if e.record is not None:
+            name = "InferenceEvent" if e.event_type == "inference" else "FeedbackEvent"
+            record = inference_record(e.record) if name == "InferenceEvent" else feedback_record(e.record)
+            out.append((name, FAST.encode(name, record)))
+    return out
+
+
+VALUES = _values()
+
+
+def _outcome(codec: SingleObjectCodec, value: bytes, name: str) -> Any:
+    try:
+        return repr(codec.decode(value, name))
+    except DecodeError as exc:
+        return f"DecodeError: {exc}"
+
+
+def test_the_fast_reader_decodes_what_fastavro_decodes_and_marks_each_field() -> None:
+    for name, value in VALUES:
+        record, marks = FAST.decode_marked(value, name)
+        schema = FAST.store.latest(name).reader
+        assert repr(record) == repr(fastavro.schemaless_reader(io.BytesIO(value[10:]), schema, None))
+        assert marks is not None and marks[0][-1] == len(value) - 10
+        assert len(marks[0]) == len(record) + 1
+
+
+def test_a_non_canonical_encoding_takes_the_checked_path_with_the_same_record() -> None:
+    name, value = next((n, v) for n, v in VALUES if n == "FeedbackEvent")
+    body = value[10:]
+    # the first field's length (36, one byte 0x48) written as a two-byte varint: valid Avro, not minimal
+    forged = value[:10] + b"\xc8\x00" + body[1:]
+    record, marks = FAST.decode_marked(forged, name)
+    assert marks is None
+    assert record == FAST.decode(value, name)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_any_corruption_decodes_or_fails_exactly_as_the_checked_path(data: st.DataObject) -> None:
+    name, value = data.draw(st.sampled_from(VALUES))
+    body = bytearray(value)
+    for _ in range(data.draw(st.integers(1, 4))):
+        at = data.draw(st.integers(10, len(body) - 1))
+        body[at] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(10, len(body)))
+    corrupt = bytes(body[:cut])
+    assert _outcome(FAST, corrupt, name) == _outcome(CHECKED, corrupt, name)
+
+
+def test_validation_of_a_clean_record_is_the_full_validation() -> None:
+    for name, value in VALUES:
+        admitted = _validated(FAST, name, value, "t")
+        full = (inference_record if name == "InferenceEvent" else feedback_record)(
+            FAST.decode(value, name), check_schema=False
+        )
+        assert admitted.decoded is admitted.record
+        assert repr(admitted.record) == repr(full)
+
+
+def test_a_record_the_fast_check_does_not_pass_gets_the_full_validation() -> None:
+    name, value = next((n, v) for n, v in VALUES if n == "InferenceEvent")
+    record = FAST.decode(value, name)
+    upper = FAST.encode(
+        name, {**record, "request_id": record["request_id"].upper(), "prompt": "", "prompt_messages": None}
+    )
+    try:
+        _validated(FAST, name, upper, "t")
+    except ValidationError as exc:
+        assert "prompt" in str(exc)
+    else:
+        raise AssertionError("an empty prompt passed")
+    canonical = FAST.encode(name, {**record, "request_id": record["request_id"].upper()})
+    admitted = _validated(FAST, name, canonical, "t")
+    assert admitted.decoded is None and admitted.record["request_id"] == record["request_id"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_ids_are_uuid5_byte_for_byte(name: str) -> None:
+    try:
+        expected = str(uuid.uuid5(NAMESPACE, name))
+    except UnicodeEncodeError:
+        return
+    assert uuid5_text(name) == expected
