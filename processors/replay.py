@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from confluent_kafka import Message
 
@@ -39,11 +38,11 @@ from preflog.sinks.storage import Storage
 
 from .join import Emit, JoinConfig, Joiner
 from .ranges import Range, RangeError
+from .replay_merge import Merge
 
 __all__ = ["Replay", "ReplayOutputError", "Summary", "ensure_unused", "replay_group", "replay_output"]
 
 log = logging.getLogger(__name__)
-ROLE_ORDER = {"inference": 0, "feedback": 1}
 
 
 class ReplayOutputError(PreflogError):
@@ -118,31 +117,6 @@ class Summary:
     seconds: float = 0.0
 
 
-class _Merge:
-    """The two input partitions of one partition number, merged in a fixed order."""
-
-    def __init__(self, ranges: list[Range]) -> None:
-        self.queues: dict[str, deque[tuple[tuple[int, int, int], Message]]] = {r.role: deque() for r in ranges}
-        self.done: dict[str, bool] = {r.role: r.planned == 0 for r in ranges}
-
-    def push(self, role: str, msg: Message) -> None:
-        self.queues[role].append(((msg.timestamp()[1], ROLE_ORDER[role], msg.offset() or 0), msg))
-
-    def ready(self) -> list[Message]:
-        """Records whose place in the order is settled: every open input has a record queued, or is done."""
-        out: list[Message] = []
-        while True:
-            heads = {role: q[0][0] for role, q in self.queues.items() if q}
-            if not heads or any(not q and not self.done[role] for role, q in self.queues.items()):
-                return out
-            role = min(heads, key=lambda r: heads[r])
-            out.append(self.queues[role].popleft()[1])
-
-    @property
-    def finished(self) -> bool:
-        return all(self.done.values()) and not any(self.queues.values())
-
-
 class Replay:
     """Reads ``ranges`` and writes the join's outputs under ``storage`` (nothing when ``storage`` is None)."""
 
@@ -179,12 +153,12 @@ class Replay:
             output_codec=self.output_codec,
         )
         self.formats = {o.role: TableFormat(o.role, default_store().latest(o.record)) for o in OUTPUTS}
-        self.buffers: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        self.buffers: dict[tuple[str, int], list[bytes]] = {}  # (table, partition) -> encoded outputs
         self.written_upto: dict[tuple[str, int], int] = {}
         by_partition: dict[int, list[Range]] = {}
         for r in ranges:
             by_partition.setdefault(r.partition, []).append(r)
-        self.merges = {p: _Merge(rs) for p, rs in by_partition.items()}
+        self.merges = {p: Merge(rs) for p, rs in by_partition.items()}
 
     def run(self) -> Summary:
         """Read every range, join, write the outputs and record the ranges' ends in the group.
@@ -210,17 +184,22 @@ class Replay:
         return self.summary
 
     def _consume(self, reader: RangeReader) -> None:
+        ranges, merges, summary = self.ranges, self.merges, self.summary
         for batch in reader.batches():
-            read: Counter[int] = Counter()
+            read: Counter[tuple[str, int]] = Counter()
             for msg in batch:
-                r = self.ranges[(msg.topic() or "", msg.partition() or 0)]
+                where = (msg.topic() or "", msg.partition() or 0)
+                r = ranges[where]
                 if r.wants(msg.timestamp()[1]):
-                    self.merges[r.partition].push(r.role, msg)
+                    merges[r.partition].push(r.role, msg)
                 else:
-                    self.summary.filtered_out += 1
-                self.summary.events_read[r.role] += 1
-                read[r.partition] += 1
-            for partition, n in read.items():
+                    summary.filtered_out += 1
+                read[where] += 1
+            progress: Counter[int] = Counter()
+            for where, n in read.items():
+                summary.events_read[ranges[where].role] += n
+                progress[where[1]] += n
+            for partition, n in progress.items():
                 self.on_progress(partition, n)
             self._merge(reader)
         self._merge(reader)  # the last ends may come without records
@@ -245,28 +224,32 @@ class Replay:
             self._emit(partition, e)
 
     def _emit(self, partition: int, e: Emit) -> None:
-        name = TABLES[e.role].record
-        record = self.output_codec.decode(e.value, name)  # as the live log has it
-        if e.role == "unmatched":
-            self.summary.unmatched[record["reason"]] += 1
+        if e.role == "unmatched":  # the summary's reasons and classes as the live log has them (rare outputs)
+            self.summary.unmatched[self.output_codec.decode(e.value, TABLES[e.role].record)["reason"]] += 1
         elif e.role == "dead_letter":
-            self.summary.dead_letters[record["error_class"]] += 1
+            self.summary.dead_letters[self.output_codec.decode(e.value, TABLES[e.role].record)["error_class"]] += 1
         key = (e.role, partition)
-        self.buffers.setdefault(key, []).append(record)
-        if len(self.buffers[key]) >= self.settings.sink.max_rows:
+        values = self.buffers.get(key)
+        if values is None:
+            values = self.buffers[key] = []
+        values.append(e.value)
+        if len(values) >= self.settings.sink.max_rows:
             self._write(key)
 
     def _write(self, key: tuple[str, int]) -> None:
-        records = self.buffers.pop(key, [])
-        if not records:
+        """Cut the buffered outputs of ``key`` into files; a replay without storage only counts them."""
+        values = self.buffers.pop(key, [])
+        if not values:
             return
         role, partition = key
         first = self.written_upto.get(key, -1) + 1
-        last = first + len(records) - 1
+        last = first + len(values) - 1
         self.written_upto[key] = last
-        self.summary.written[role] += len(records)
+        self.summary.written[role] += len(values)
         if self.storage is None:
             return
+        name, decode = TABLES[role].record, self.output_codec.decode
+        records = [decode(value, name) for value in values]  # as the live log has them
         topic, partition_by = self.output_topic[role], self.settings.sink.partition_by
         files = batch_files(self.formats[role], records, topic, partition, first, last, partition_by)
         for relative, data in files:

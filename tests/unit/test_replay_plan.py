@@ -16,7 +16,8 @@ from preflog.kafka.offsets import parse_offset_spec as parse_any_offset_spec
 from preflog.kafka.offsets import pick_offset as _pick
 from preflog.processors.join import JoinConfig, Joiner
 from preflog.processors.ranges import Range, RangeError, parse_offset_spec
-from preflog.processors.replay import ReplayOutputError, _Merge, ensure_unused, replay_output
+from preflog.processors.replay import ReplayOutputError, ensure_unused, replay_output
+from preflog.processors.replay_merge import Merge
 from preflog.schemas.codec import SingleObjectCodec
 from preflog.sinks.storage import Storage
 
@@ -82,7 +83,7 @@ def test_merge_order_does_not_depend_on_how_records_arrive(
     inf = [FakeMessage("inference", t, i) for i, t in enumerate(inf_ts)]
     fb = [FakeMessage("feedback", t, i) for i, t in enumerate(fb_ts)]
     ranges = [Range("inference", "i", 0, 0, len(inf)), Range("feedback", "f", 0, 0, len(fb))]
-    merge = _Merge(ranges)
+    merge = Merge(ranges)
     out: list[Any] = []
     queues = {"inference": list(inf), "feedback": list(fb)}
     steps = iter(zip(arrival + [True] * 200, polls + [True] * 200, strict=True))
@@ -102,7 +103,7 @@ def test_merge_order_does_not_depend_on_how_records_arrive(
 
 
 def test_merge_waits_for_an_input_that_is_not_done() -> None:
-    merge = _Merge([Range("inference", "i", 0, 0, 2), Range("feedback", "f", 0, 0, 2)])
+    merge = Merge([Range("inference", "i", 0, 0, 2), Range("feedback", "f", 0, 0, 2)])
     merge.push("feedback", cast(Any, FakeMessage("feedback", 5, 0)))
     assert merge.ready() == []  # an inference at timestamp <= 5 could still come
     merge.push("inference", cast(Any, FakeMessage("inference", 9, 0)))
