@@ -108,11 +108,12 @@ def create_app(settings: Settings, partitions: int) -> faust.App:
         output_topics={role: getattr(t, role) for role in TABLES},
         stream_times=TableStreamTimes(staged),
     )
-    outputs = {role: _raw_topic(app, getattr(t, role)).send for role in TABLES}
+    faust_compat.recover_to_fetched_end(app, settings.kafka.client_config())
     checkpoint = functools.partial(
         Checkpoint,
-        outputs,
-        table.changelog_topic.send,
+        faust_compat.producer_send(app),
+        {role: getattr(t, role) for role in TABLES},
+        table.changelog_topic.get_topic_name(),
         staged,
         lambda: faust_compat.table_store(table),
         lambda: app.consumer,

@@ -93,15 +93,17 @@ class Checkpoint:
     """What one batch produced, and the one way to make it durable (see the module docstring).
 
     Args:
-        outputs: role -> send of its output topic (returns a future of the acknowledgement).
-        changelog: send of the table's changelog topic.
+        send: ``send(topic, key, value, partition)`` of the producer; awaiting it returns the ack's future.
+        topics: role -> its output topic.
+        changelog: the table's changelog topic.
         state: the staged state changes of this batch, by partition.
         store: the table's store, where the state is written.
         consumer: Faust's consumer (for marking re-read ranges done).
     """
 
-    outputs: Mapping[str, Send]
-    changelog: Send
+    send: Send
+    topics: Mapping[str, str]
+    changelog: str
     state: StagedState[bytes, bytes]
     store: Callable[[], MutableMapping[Any, Any]]
     consumer: Callable[[], Any]
@@ -117,10 +119,15 @@ class Checkpoint:
         # 4. returning to take_events, which acks the batch; Faust's commit loop commits it
 
     async def deliver(self) -> None:
-        """Step 1: send the (already encoded) outputs and wait until Kafka has acknowledged every one."""
+        """Step 1: send the (already encoded) outputs and wait until Kafka has acknowledged every one.
+
+        Every send is queued before any acknowledgement is awaited, so the
+        producer fills its batches (``producer_max_batch_size``).
+        """
         if not self.emits:
             return
-        sent = [await self.outputs[e.role](key=e.key, value=e.value) for e in self.emits]
+        send, topics = self.send, self.topics
+        sent = [await send(topics[e.role], e.key, e.value) for e in self.emits]
         await asyncio.gather(*sent)
         _count(self.emits)
 
@@ -131,7 +138,9 @@ class Checkpoint:
         flushing that buffer before a commit after 0.1 s without progress, so a kill -9
         right after a commit could lose state the committed offset depends on. The
         RocksDB store files a key under the partition of the current event, so each
-        partition's changes are applied with one of its own events current.
+        partition's changes are applied with one of its own events current. Once
+        acknowledged, each partition's last changelog offset is saved in the store
+        (RocksDB keeps it), so a restart recovers only the changelog after it.
         """
         drained = self.state.drain()
         entries = [
@@ -140,15 +149,26 @@ class Checkpoint:
         clocks = [(p, key, value) for p, changes in drained.items() for key, value in changes if is_stream_time(key)]
         sent = []
         store = self.store()
+        send, topic = self.send, self.changelog
+        current = None
         for partition, key, value in entries + clocks:  # stream times last: see the module docstring
-            faust_compat.set_current_event(self.events[partition])
+            if partition != current:
+                faust_compat.set_current_event(self.events[partition])
+                current = partition
             if value is None:
                 store.pop(key, None)
             else:
                 store[key] = value
             # a deletion goes out as a tombstone (value None: the table's raw serializer passes it through)
-            sent.append(await self.changelog(key=key, value=value, partition=partition, force=True))
-        await asyncio.gather(*sent)
+            sent.append(await send(topic, key, value, partition))
+        acks = await asyncio.gather(*sent)
+        last: dict[int, int] = {}
+        for ack in acks:
+            offset = getattr(ack, "offset", None)
+            if offset is not None:
+                last[ack.partition] = max(offset, last.get(ack.partition, -1))
+        for partition, offset in last.items():
+            faust_compat.set_persisted_offset(store, topic, partition, offset)
 
     async def mark_done(self) -> None:
         """Step 3: the ranges read directly are done; Faust may commit past them."""

@@ -15,6 +15,20 @@ internal, so an upgrade fails in CI rather than in production):
 * ``Collection.data``: the table's store, written directly (:func:`table_store`).
 * ``AIOKafkaConsumerThread.seek_to_committed``, ``._ensure_consumer`` and
   ``.call_thread``: patched by :func:`install` (below).
+* ``Recovery._build_highwaters``: patched by :func:`recover_to_fetched_end`,
+  so a table's changelog recovery reads to the end the fetch path reports.
+* ``App.producer`` (its ``send``): outputs and changelog records go straight
+  to the producer (:func:`producer_send`), without Faust's per-message
+  ``Topic.send`` wrapping.
+
+Why the recovery patch. Faust restores a table by reading its changelog up to
+the high watermark that ListOffsets reports. The embedded broker reports the
+base offset of the last batch + 1 (tests/integration/test_broker_quirks.py),
+so with multi-record produce batches a restarted worker stopped short and
+lost the last batch's state. The patch takes the larger of ListOffsets' end
+and the end a fetch reports (:func:`preflog.kafka.offsets.log_ends`). On
+real Kafka the two agree and nothing changes; on the embedded broker the
+worker can batch its produce requests.
 
 Why the patch. In the kill -9 restart test (tests/integration/test_processor.py)
 the restarted worker skipped a block of 10 to 75 records on every input
@@ -42,8 +56,9 @@ The join ignores what it has already seen, so reading records again is safe.
 
 from __future__ import annotations
 
+import asyncio
 import weakref
-from collections.abc import MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -55,7 +70,10 @@ __all__ = [
     "check_version",
     "committed_offset",
     "install",
+    "producer_send",
+    "recover_to_fetched_end",
     "set_current_event",
+    "set_persisted_offset",
     "table_store",
 ]
 
@@ -140,3 +158,59 @@ def install() -> None:
 
     seek_to_committed.preflog_fix = True  # type: ignore[attr-defined]
     AIOKafkaConsumerThread.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
+
+
+def set_persisted_offset(store: Any, topic: str, partition: int, offset: int) -> None:
+    """Tell the store that it holds every changelog record of ``topic[partition]`` up to ``offset``.
+
+    A RocksDB store keeps the offset, so a restart recovers only the records
+    after it (what Faust does after its own changelog sends); the memory store
+    ignores it.
+    """
+    from faust.types import TP
+
+    store.set_persisted_offset(TP(topic, partition), offset)
+
+
+def producer_send(app: Any) -> Callable[..., Awaitable[Any]]:
+    """``send(topic, key, value, partition)`` of the app's producer; awaiting it returns the ack's future."""
+
+    async def send(topic: str, key: bytes | None, value: bytes | None, partition: int | None = None) -> Any:
+        return await app.producer.send(topic, key, value, partition, None, None)
+
+    return send
+
+
+#: app -> Kafka client config, for the apps whose table recovery reads to the fetch-reported end
+_FETCH_ENDS: weakref.WeakKeyDictionary[Any, Mapping[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def recover_to_fetched_end(app: Any, kafka_config: Mapping[str, Any]) -> None:
+    """Make ``app``'s table recovery read each changelog partition to the end a fetch reports (idempotent).
+
+    Args:
+        app: the Faust app.
+        kafka_config: client config for the reader that finds the ends.
+    """
+    from faust.tables.recovery import Recovery
+
+    _FETCH_ENDS[app] = dict(kafka_config)
+    original = Recovery._build_highwaters
+    if getattr(original, "preflog_fix", False):
+        return
+
+    async def _build_highwaters(self: Any, consumer: Any, tps: Any, destination: Any, title: str) -> None:
+        await original(self, consumer, tps, destination, title)
+        config = _FETCH_ENDS.get(self.app)
+        if config is None or not tps:
+            return
+        from preflog.kafka.offsets import log_ends
+
+        ends = await asyncio.to_thread(log_ends, config, [(tp.topic, tp.partition) for tp in tps])
+        for tp in tps:
+            last = ends[(tp.topic, tp.partition)] - 1  # Faust counts the last offset, not the end
+            if last > destination.get(tp, -1):
+                destination[tp] = last
+
+    _build_highwaters.preflog_fix = True  # type: ignore[attr-defined]
+    Recovery._build_highwaters = _build_highwaters  # type: ignore[method-assign]

@@ -2,9 +2,9 @@
 
 Settings reach the service as ``PREFLOG_<SECTION>__<FIELD>`` variables, on
 top of this process's environment without its own ``PREFLOG_`` variables.
-The defaults suit the embedded broker: short sessions, no metrics port, one
-record per producer batch, and no Faust recovery consistency check (the
-embedded broker reports high watermarks low). Used by the fault suite
+The defaults suit the embedded broker: short sessions, no metrics port, and
+no Faust recovery consistency check (the embedded broker reports high
+watermarks low). Produce batches are the default size, as in production. Used by the fault suite
 (``benchmarks/fault_run.py``).
 """
 
@@ -22,7 +22,6 @@ __all__ = ["PROCESSOR_DEFAULTS", "base_env", "processor_env", "sink_env"]
 PROCESSOR_DEFAULTS: dict[str, Any] = {
     "session_timeout_s": 6,
     "metrics_port": 0,
-    "producer_max_batch_size": 1,
     "recovery_consistency_check": False,  # the embedded broker reports high watermarks low
 }
 

@@ -102,7 +102,7 @@ class ProcessorSettings(BaseModel):
     )
     batch_wait_s: float = Field(0.01, gt=0, description="how long a batch waits to fill before it is joined")
     producer_max_batch_size: int = Field(
-        16384, ge=1, description="bytes per produce batch; the embedded broker needs 1 (see docs/broker-quirks.md)"
+        16384, ge=1, description="bytes per produce batch of the worker's outputs and changelog"
     )
     recovery_consistency_check: bool = Field(
         True,

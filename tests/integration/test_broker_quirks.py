@@ -30,9 +30,10 @@ def test_high_watermark_is_base_offset_of_the_last_batch_plus_one(
 ) -> None:
     """300 records in 3 flushes of 100. Real Kafka reports 300 either way; Tansu only with one record per batch.
 
-    Faust's changelog recovery reads up to the high watermark, so on Tansu it stops
-    early and a restarted worker loses state. Workaround: the embedded stack and the
-    tests run the processor with processor.producer_max_batch_size=1.
+    Faust's changelog recovery reads up to the high watermark, so on Tansu it stopped
+    early and a restarted worker lost state (test_batched_recovery.py). Workaround:
+    the worker's recovery reads to the end the fetch reports
+    (processors/faust_compat.recover_to_fetched_end).
     """
     topic = f"quirk-hw-{batch_bytes}"
     ensure_topics(kafka_config, [topic], 1)

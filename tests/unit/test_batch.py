@@ -18,15 +18,15 @@ def _value(counter: Any, label: str) -> float:
 def test_delivered_outputs_are_counted_by_dead_letter_class_and_unmatched_reason() -> None:
     sent: list[tuple[bytes | None, bytes]] = []
 
-    async def send(key: bytes | None, value: bytes) -> Any:
+    async def send(topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> Any:
         sent.append((key, value))
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         future.set_result(None)
         return future
 
     nothing: Any = None
-    checkpoint = Checkpoint({r: send for r in ("dead_letter", "unmatched")}, send, StagedState({}), dict,
-                            lambda: nothing)  # fmt: skip
+    topics = {r: r for r in ("dead_letter", "unmatched")}
+    checkpoint = Checkpoint(send, topics, "changelog", StagedState({}), dict, lambda: nothing)
     classes = ["OutputTooLarge", "OutputNotEncodable", "InputTooLarge", "EventTimeSkew", "JoinError"]
     before = {c: _value(metrics.DEAD_LETTERS, c) for c in classes}
     no_pairs = _value(metrics.UNMATCHED, "NO_PAIRS")
@@ -47,30 +47,39 @@ def test_a_checkpoint_commits_outputs_then_state_then_re_read_ranges() -> None:
 
     log: list[tuple[Any, ...]] = []
 
-    def sender(kind: str) -> Any:
-        async def send(**kwargs: Any) -> Any:
-            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    class Ack:
+        def __init__(self, partition: int, offset: int) -> None:
+            self.partition, self.offset = partition, offset
 
-            def ack() -> None:
-                log.append(("acked", kind))
-                future.set_result(None)
+    offsets = {"changelog": 40}
 
-            asyncio.get_running_loop().call_soon(ack)
-            log.append((kind, kwargs.get("key"), kwargs.get("value"), kwargs.get("partition")))
-            return future
+    async def send(topic: str, key: bytes | None, value: bytes | None, partition: int | None = None) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        offset = offsets.get(topic, 0)
+        offsets[topic] = offset + 1
 
-        return send
+        def ack() -> None:
+            log.append(("acked", topic))
+            future.set_result(Ack(partition or 0, offset))
+
+        asyncio.get_running_loop().call_soon(ack)
+        log.append((topic, key, value, partition))
+        return future
 
     class Consumer:
         async def _add_gap(self, tp: Any, first: int, last: int) -> None:
             log.append(("gap", tp, first, last))
 
-    store = {b"old": b"x"}
+    class Store(dict[bytes, bytes]):
+        def set_persisted_offset(self, tp: Any, offset: int) -> None:
+            log.append(("persisted", tp, offset))
+
+    store = Store({b"old": b"x"})
     staged: StagedState[bytes, bytes] = StagedState(store)
     staged.set(1, b"a", b"1")
     staged.delete(0, b"old")
     consumer = Consumer()
-    checkpoint = Checkpoint({"pairs": sender("output")}, sender("changelog"), staged, lambda: store, lambda: consumer)
+    checkpoint = Checkpoint(send, {"pairs": "output"}, "changelog", staged, lambda: store, lambda: consumer)
     checkpoint.emits.append(Emit("pairs", b"k", {"join_latency_ms": 5}, b"p"))
     checkpoint.gaps.append(Gap("fb", 1, 5, 8))
     event = type("Event", (), {})
@@ -83,6 +92,8 @@ def test_a_checkpoint_commits_outputs_then_state_then_re_read_ranges() -> None:
         ("changelog", b"old", None, 0),  # a tombstone
         ("acked", "changelog"),
         ("acked", "changelog"),
+        ("persisted", TP("changelog", 1), 40),  # each partition's last changelog offset, once acknowledged
+        ("persisted", TP("changelog", 0), 41),
         ("gap", TP("fb", 1), 5, 8),
     ]
     assert store == {b"a": b"1"} and staged.drain() == {}
@@ -99,7 +110,7 @@ def test_stream_times_are_written_after_every_entry_of_the_batch() -> None:
             order.append(key)
             super().__setitem__(key, value)
 
-    async def send(**kwargs: Any) -> Any:
+    async def send(*args: Any) -> Any:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         future.set_result(None)
         return future
@@ -111,7 +122,7 @@ def test_stream_times_are_written_after_every_entry_of_the_batch() -> None:
     staged.set(1, stream_time_key(1), b"t1")
     staged.set(1, b'"b"', b"2")
     nothing: Any = None
-    checkpoint = Checkpoint({}, send, staged, lambda: store, lambda: nothing)
+    checkpoint = Checkpoint(send, {}, "changelog", staged, lambda: store, lambda: nothing)
     event = type("Event", (), {})
     checkpoint.events.update({0: event(), 1: event()})
     asyncio.run(checkpoint.write_state())

@@ -1,0 +1,86 @@
+"""The Faust internals of the worker's produce path and table recovery (processors/faust_compat.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from faust.tables.recovery import Recovery
+from faust.transport.drivers.aiokafka import Producer
+from faust.types import TP
+
+from preflog.processors import faust_compat
+
+
+class App:
+    """Stands in for a Faust app (weakly referenced, as one)."""
+
+
+def _recovery(app: Any) -> Any:
+    return SimpleNamespace(app=app, log=logging.getLogger("test"), _highwater_logtable=lambda *a, **k: "")
+
+
+class Consumer:
+    """ListOffsets as the embedded broker answers it: the base offset of the last batch + 1."""
+
+    async def highwaters(self, *tps: TP) -> dict[TP, int | None]:
+        return {TP("cl", 0): 201, TP("cl", 1): None, TP("cl", 2): 50}
+
+
+def test_recovery_reads_each_changelog_to_the_end_the_fetch_reports(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[Any] = []
+
+    def log_ends(config: dict[str, Any], tps: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        asked.append((config, sorted(tps)))
+        return {("cl", 0): 300, ("cl", 1): 0, ("cl", 2): 40}  # 2: lower than ListOffsets, never taken
+
+    monkeypatch.setattr("preflog.kafka.offsets.log_ends", log_ends)
+    app, other = App(), App()
+    faust_compat.recover_to_fetched_end(app, {"bootstrap.servers": "b:1"})
+    faust_compat.recover_to_fetched_end(app, {"bootstrap.servers": "b:1"})  # idempotent: patched once
+    tps = {TP("cl", 0), TP("cl", 1), TP("cl", 2)}
+    found: Any = {}
+    consumer: Any = Consumer()
+    asyncio.run(Recovery._build_highwaters(_recovery(app), consumer, tps, found, "active"))
+    assert found == {TP("cl", 0): 299, TP("cl", 1): -1, TP("cl", 2): 49}  # last offsets, as Faust counts them
+    assert asked == [({"bootstrap.servers": "b:1"}, [("cl", 0), ("cl", 1), ("cl", 2)])]
+    untouched: Any = {}
+    asyncio.run(Recovery._build_highwaters(_recovery(other), consumer, tps, untouched, "active"))
+    assert untouched == {TP("cl", 0): 200, TP("cl", 1): -1, TP("cl", 2): 49}  # another app: Faust's own figures
+    assert len(asked) == 1
+
+
+def test_producer_send_calls_the_faust_producer_with_its_positional_signature() -> None:
+    assert list(inspect.signature(Producer.send).parameters)[:7] == [
+        "self",
+        "topic",
+        "key",
+        "value",
+        "partition",
+        "timestamp",
+        "headers",
+    ]
+    calls: list[tuple[Any, ...]] = []
+
+    async def send(*args: Any) -> str:
+        calls.append(args)
+        return "future"
+
+    app = SimpleNamespace(producer=SimpleNamespace(send=send))
+    send_now: Any = faust_compat.producer_send(app)
+    assert asyncio.run(send_now("t", b"k", b"v", 3)) == "future"
+    assert calls == [("t", b"k", b"v", 3, None, None)]
+
+
+def test_a_store_takes_its_persisted_offset_by_tp() -> None:
+    seen: list[tuple[TP, int]] = []
+    store = SimpleNamespace(set_persisted_offset=lambda tp, offset: seen.append((tp, offset)))
+    faust_compat.set_persisted_offset(store, "cl", 2, 41)
+    assert seen == [(TP("cl", 2), 41)]
+    from faust.stores.rocksdb import Store
+
+    assert list(inspect.signature(Store.set_persisted_offset).parameters) == ["self", "tp", "offset"]
