@@ -1,6 +1,6 @@
 """Replay throughput (events/s) beside a bare consumer that only reads the same records, in the same run.
 
-    python benchmarks/replay_throughput.py [--requests 10000]
+    python benchmarks/replay_throughput.py [--requests 10000] [--json PATH]
 
 Starts the embedded broker, loads generated traffic (default noise: duplicates,
 orphans, invalid records), then times:
@@ -8,6 +8,9 @@ orphans, invalid records), then times:
 * bare: a confluent-kafka consumer reading every input record once;
 * replay, dry of output (``storage=None``): read, merge, join, encode;
 * replay to files: the same plus Parquet and manifests on the local disk.
+
+With ``--json PATH`` it also writes the figures as rows of group ``replay``
+(``benchmarks/report_rows.py``), each replay row as a ratio to the bare consumer.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
+from report_rows import Row, write_rows
 
 from preflog.deploy.broker import EmbeddedBroker
 from preflog.kafka.topics import ensure_topics
@@ -29,6 +33,8 @@ from preflog.producers.generator import TrafficProfile, generate
 from preflog.producers.traffic import send_traffic
 from preflog.settings import Settings, load_settings
 from preflog.sinks.storage import Storage
+
+GROUP, BARE, TARGET = "replay", "bare consumer", ">= 0.5x"
 
 
 def bare_read(settings: Settings, ranges: list, total: int) -> float:
@@ -45,6 +51,7 @@ def bare_read(settings: Settings, ranges: list, total: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--json", metavar="PATH", help="also write the rows here (benchmarks/run_all.py)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker(Path(tmp) / "broker") as broker:
         settings = load_settings({"kafka": {"bootstrap_servers": broker.bootstrap_servers}, "data_dir": tmp})
@@ -61,6 +68,17 @@ def main() -> None:
         print(f"{sum(sent.values())} events sent, {total} in the plan ({t.partitions} partitions)")
         bare = bare_read(settings, ranges, total)
         print(f"bare consumer read:        {total / bare:>9,.0f} events/s ({bare:.2f} s)")
+        rows = [
+            Row(
+                group=GROUP,
+                what=BARE,
+                figure=round(total / bare),
+                unit="events/s",
+                baseline=None,
+                ratio=None,
+                target=None,
+            )
+        ]
         for label, storage in (
             ("replay, no output:", None),
             ("replay to Parquet files:", Storage(f"file://{tmp}/replay")),
@@ -73,6 +91,20 @@ def main() -> None:
                 f"{label:<26} {total / elapsed:>9,.0f} events/s ({elapsed:.2f} s, {ratio:.2f}x bare); "
                 f"{summary.written['pairs']} pairs, {summary.files} files"
             )
+            what = label.rstrip(":")
+            rows.append(
+                Row(
+                    group=GROUP,
+                    what=what,
+                    figure=round(total / elapsed),
+                    unit="events/s",
+                    baseline=BARE,
+                    ratio=round(ratio, 3),
+                    target=TARGET,
+                )
+            )
+    if args.json:
+        write_rows(args.json, rows)
 
 
 if __name__ == "__main__":
