@@ -35,8 +35,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping, MutableMapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from preflog.schemas.codec import Codec
 from preflog.schemas.events import reference_problems
@@ -47,50 +46,16 @@ from .decoded import DecodedInferences
 from .entry import Entry, Stored, entry_size, stored_size
 from .exceptions import StateError
 from .expiry import Expiry
+from .join_config import JoinConfig
 from .outputs import Emit, OutputEncoder, Source
-from .pairs import ScoreMode, expand, no_pairs_detail
+from .pairs import Preference, expand, no_pairs_detail
 from .records import pair_record, signal_record
-
-if TYPE_CHECKING:
-    from preflog.settings import Settings
+from .splice import PairSplicer
 
 __all__ = ["Emit", "JoinConfig", "Joiner"]
 
 log = logging.getLogger(__name__)
 Record = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class JoinConfig:
-    """Window and pairing settings (milliseconds)."""
-
-    window_ms: int = 3_600_000
-    grace_ms: int = 300_000
-    late_retention_ms: int = 86_400_000
-    idle_timeout_ms: int = 30_000
-    score_margin: float = 0.0
-    score_mode: ScoreMode = "all"
-    max_input_bytes: int = 600_000
-    max_output_bytes: int = 900_000
-    max_event_time_skew_ms: int = 3_600_000
-    max_entry_bytes: int = 950_000
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> JoinConfig:
-        """The join settings of ``settings.processor``, in milliseconds."""
-        p = settings.processor
-        return cls(
-            window_ms=int(p.window_s * 1000),
-            grace_ms=int(p.grace_s * 1000),
-            late_retention_ms=int(p.late_retention_s * 1000),
-            idle_timeout_ms=int(p.idle_timeout_s * 1000),
-            score_margin=p.score_margin,
-            score_mode=p.score_mode,
-            max_input_bytes=p.max_input_bytes,
-            max_output_bytes=p.max_output_bytes,
-            max_event_time_skew_ms=int(p.max_event_time_skew_s * 1000),
-            max_entry_bytes=p.max_state_entry_bytes,
-        )
 
 
 class Joiner(Expiry):
@@ -127,6 +92,7 @@ class Joiner(Expiry):
         self.duplicates = 0
         self._full: set[str] = set()  # request_ids whose entry stopped remembering feedback ids (warned once)
         self.decoded = DecodedInferences(codec)
+        self.splicer = PairSplicer(codec, output_codec or codec, (output_topics or {}).get("pairs", ""))
 
     def process(
         self,
@@ -187,7 +153,7 @@ class Joiner(Expiry):
         if record_type == "InferenceEvent":
             out += self._on_inference(partition, rid, stored, admitted)
         else:
-            out += self._on_feedback(partition, rid, stored, record)
+            out += self._on_feedback(partition, rid, stored, admitted)
         return out
 
     def _on_inference(self, partition: int, rid: str, stored: Stored, admitted: Admitted) -> list[Emit]:
@@ -218,7 +184,8 @@ class Joiner(Expiry):
         self._schedule(partition, rid, entry)
         return out
 
-    def _on_feedback(self, partition: int, rid: str, stored: Stored, record: Record) -> list[Emit]:
+    def _on_feedback(self, partition: int, rid: str, stored: Stored, admitted: Admitted) -> list[Emit]:
+        record = admitted.record
         entry = self.state.get(rid) or Entry(partition)
         value, at = stored.value, stored.at
         fid = record["feedback_id"]
@@ -246,8 +213,11 @@ class Joiner(Expiry):
             entry.expires_ms = max(entry.expires_ms, _ms(record["event_time"]) + c.window_ms + c.grace_ms)
             self._schedule(partition, rid, entry)
             return []
-        inference, _ = self.decoded.get(rid, entry.inference)
-        out = self._join(entry, inference, record, value, at)
+        inference, marks = self.decoded.get(rid, entry.inference)
+        views = None  # the inputs' bytes and marks, to splice pairs from (when both decoded on the fast path)
+        if marks is not None and admitted.marks is not None and admitted.decoded is not None:
+            views = ((entry.inference.value, marks), (value, admitted.marks))
+        out = self._join(entry, inference, record, value, at, views)
         self._put(partition, rid, entry)
         return out
 
@@ -269,7 +239,9 @@ class Joiner(Expiry):
             return
         entry.seen.append(fid)
 
-    def _join(self, entry: Entry, inference: Record, feedback: Record, value: bytes, at: Record) -> list[Emit]:
+    def _join(
+        self, entry: Entry, inference: Record, feedback: Record, value: bytes, at: Record, views: Any = None
+    ) -> list[Emit]:
         self._remember(entry, inference["request_id"], feedback["feedback_id"])
         rid = inference["request_id"].encode()
         assert entry.inference is not None  # only an entry with its inference joins
@@ -293,7 +265,16 @@ class Joiner(Expiry):
             st = self.stream_time[at["partition"]]
             detail = no_pairs_detail(feedback, c.score_margin, c.score_mode)
             return [self._unmatched("NO_PAIRS", detail, "FeedbackEvent", feedback, st, value, at, inf_at)]
-        return [self.encoder.emit("pairs", rid, pair_record(inference, feedback, p, inf_at, at), source) for p in prefs]
+        return [self._pair(rid, pair_record(inference, feedback, p, inf_at, at), p, source, views) for p in prefs]
+
+    def _pair(self, rid: bytes, record: Record, pref: Preference, source: Source, views: Any) -> Emit:
+        value = None
+        if views is not None and self.splicer.usable:
+            try:
+                value = self.splicer.pair(record, pref, *views)
+            except Exception:  # not spliceable after all (a candidate out of place): encoded from the record
+                value = None
+        return self.encoder.emit("pairs", rid, record, source, value)
 
     def _decoded_inference(self, rid: str, stored: Stored) -> Record:
         return self.decoded.get(rid, stored)[0]

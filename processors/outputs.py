@@ -73,11 +73,11 @@ class OutputEncoder:
     def _encode(self, role: str, record: Record) -> bytes:
         return self.codec.encode(TABLES[role].record, record, self.topics.get(role, ""))
 
-    def emit(self, role: str, key: bytes | None, record: Record, source: Source) -> Emit:
-        """``record`` encoded, or the dead letter of ``source`` that says why it could not be."""
+    def emit(self, role: str, key: bytes | None, record: Record, source: Source, value: bytes | None = None) -> Emit:
+        """``record`` encoded (``value``: its encoding, if known), or the dead letter of ``source`` saying why not."""
         name = TABLES[role].record
         try:
-            value = self._encode(role, record)
+            value = self._encode(role, record) if value is None else value
         except ENCODE_ERRORS as exc:
             reason = f"the {name} made from this record cannot be encoded: {type(exc).__name__}: {exc}"
             return self.dead(reason, "OutputNotEncodable", "encode", source)

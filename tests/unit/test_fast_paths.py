@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from preflog.processors.admission import _validated
+from preflog.processors.join import JoinConfig, Joiner
 from preflog.processors.pairs import NAMESPACE, uuid5_text
 from preflog.producers.generator import TrafficProfile, generate
 from preflog.schemas.codec import SingleObjectCodec
@@ -109,3 +110,26 @@ def test_ids_are_uuid5_byte_for_byte(name: str) -> None:
     except UnicodeEncodeError:
         return
     assert uuid5_text(name) == expected
+
+
+def test_spliced_pairs_are_the_pair_records_encoded_byte_for_byte() -> None:
+    joiner = Joiner(JoinConfig(), FAST, {}, "i", "f", wall_ms=lambda: 10**13, output_topics={"pairs": "p"})
+    spliced = 0
+    real = joiner.splicer.pair
+
+    def pair(*args: Any) -> bytes:
+        nonlocal spliced
+        spliced += 1
+        return real(*args)
+
+    joiner.splicer.pair = pair  # type: ignore[method-assign,assignment]
+    offsets = {"i": 0, "f": 0}
+    pairs = []
+    for name, value in VALUES:
+        topic = "i" if name == "InferenceEvent" else "f"
+        key = FAST.decode(value, name)["request_id"].encode()
+        offsets[topic] += 1
+        pairs += [e for e in joiner.process(topic, 0, offsets[topic], key, value) if e.role == "pairs"]
+    assert spliced > len(pairs) / 2
+    for e in pairs:
+        assert e.value == FAST.encode("PreferencePair", e.record, "p")
