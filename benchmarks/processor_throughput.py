@@ -1,10 +1,14 @@
 """Processor throughput (events/s) beside a bare Faust agent that only counts, in the same run.
 
-    python benchmarks/processor_throughput.py [--requests 10000]
+    python benchmarks/processor_throughput.py [--requests 10000] [--json rows.json]
 
 Starts the embedded broker, loads generated traffic (no invalid records), then
 runs each consumer over the same input and reports events/s measured from its
-first to its last input event (start-up and group join excluded).
+first to its last input event (start-up and group join excluded). The
+baseline is a bare Faust agent that takes the same batches and only counts.
+The processor runs with the embedded stack's settings (RocksDB, default
+produce batching), with the memory store, and with the single-record produce
+batches the embedded stack used before its recovery read to the fetched end.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ import time
 import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
+
+from report_rows import Row, write_rows
 
 from preflog.deploy.broker import EmbeddedBroker, free_port
 from preflog.kafka.topics import ensure_topics
@@ -74,6 +81,7 @@ def run_processor(settings_overrides: dict, work: Path, expected: int) -> tuple[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--json", help="also write the figures here (benchmarks/run_all.py reads them)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="preflog-bench-"))
     with EmbeddedBroker(work / "broker") as broker:
@@ -110,26 +118,30 @@ def main() -> None:
 
         overrides = {"kafka": {"bootstrap_servers": broker.bootstrap_servers}, "data_dir": str(work)}
         results = {}
-        for label, processor in [
-            ("preflog processor, memory store", {"store": "memory://", "producer_max_batch_size": 1}),
+        configs: list[tuple[str, dict[str, Any]]] = [
+            ("processor, RocksDB (stack settings)", {"store": "rocksdb://", "app_id": "preflog-bench-rocksdb"}),
+            ("processor, memory store", {"store": "memory://", "app_id": "preflog-bench-memory"}),
             (
-                "preflog processor, rocksdb store",
-                {"store": "rocksdb://", "producer_max_batch_size": 1, "app_id": "preflog-bench-rocksdb"},
+                "processor, RocksDB, 1-record batches",
+                {"store": "rocksdb://", "producer_max_batch_size": 1, "app_id": "preflog-bench-single"},
             ),
-            # the real-Kafka default batching; on the embedded broker its recovery is unsafe (test_broker_quirks)
-            (
-                "preflog processor, memory, 16 kB batches",
-                {"store": "memory://", "producer_max_batch_size": 16384, "app_id": "preflog-bench-batched"},
-            ),
-        ]:
-            first, last = run_processor(
-                {**overrides, "processor": {"session_timeout_s": 6, **processor}}, work / label.split()[-2], n
-            )
+        ]
+        for label, processor in configs:
+            settings = {"session_timeout_s": 6, "recovery_consistency_check": False, **processor}
+            first, last = run_processor({**overrides, "processor": settings}, work / processor["app_id"], n)
             results[label] = n / (last - first) if last else float("nan")
 
-    print(f"{'bare Faust agent (count only)':40s} {bare:10.0f} events/s")
+    base = "bare Faust agent (take_events, count only)"
+    print(f"{base:42s} {bare:10.0f} events/s")
+    rows = [Row(group="processor", what=base, figure=round(bare), unit="events/s", baseline=None, ratio=None,
+                target=None)]  # fmt: skip
     for label, rate in results.items():
-        print(f"{label:40s} {rate:10.0f} events/s   ({rate / bare:.2f} x bare)")
+        print(f"{label:42s} {rate:10.0f} events/s   ({rate / bare:.2f} x bare)")
+        target = ">= 0.6x" if "1-record" not in label else None
+        rows.append(Row(group="processor", what=label, figure=round(rate), unit="events/s", baseline=base,
+                        ratio=round(rate / bare, 3), target=target))  # fmt: skip
+    if args.json:
+        write_rows(args.json, rows)
 
 
 if __name__ == "__main__":
