@@ -5,7 +5,9 @@
 Starts the embedded broker, ``preflog process`` and ``preflog sink`` with the
 stack's settings. Without ``--max-rate`` it first measures the max rate: a
 burst of generated traffic sent unpaced, events/s from the first to the last
-input event the processor reads. Then it sends generated traffic paced in real
+input event the processor reads (with ``--max-rate``, a small burst all the
+same); the paced traffic starts once the sink has written that burst, so
+neither service is still joining its group. Then it sends generated traffic paced in real
 time (``producers/traffic.py``) at half that rate for ``--duration`` seconds,
 noting when each feedback is sent, and measures for every pair of that traffic:
 
@@ -162,7 +164,10 @@ def main() -> None:
             sink.wait_port()
             pairs.start()
             parquet.start()
-            rate = args.max_rate or max_rate(bootstrap, settings, processor, args.calibrate_requests)
+            # the burst also warms up: the processor has joined its group before the paced traffic
+            burst = max_rate(bootstrap, settings, processor, 50 if args.max_rate else args.calibrate_requests)
+            rate = args.max_rate or burst
+            wait_for(lambda: sink.metric("preflog_sink_rows_written_total") > 0, 120, "the sink's first file", 0.2)
             print(f"max rate: {rate:.0f} events/s{' (given)' if args.max_rate else ' (unpaced burst)'}")
             events = paced_events(rate / 2, args.duration)
 

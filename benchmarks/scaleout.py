@@ -95,8 +95,11 @@ def run(work: Path, count: int, messages: list[Message], expected: int) -> tuple
             n = len(messages)
             sender = threading.Thread(target=fast_produce, args=(bootstrap, messages), daemon=True)
             sender.start()
-            first = wait_for(lambda: total(workers, EVENTS_IN) > base, 120, "the first input event")
-            last = wait_for(lambda: total(workers, EVENTS_IN) >= base + n, 900, "the last input event")
+            first = wait_for(lambda: total(workers, EVENTS_IN) > base, 120, "the first input event", every=0.1)
+            cpu = sum(w.cpu_s() for w in workers)
+            last = wait_for(lambda: total(workers, EVENTS_IN) >= base + n, 900, "the last input event", every=0.1)
+            cpu = sum(w.cpu_s() for w in workers) - cpu
+            print(f"  {count} worker(s) used {cpu / (last - first):.2f} cores between the first and last event")
             sender.join()
             with contextlib.suppress(TimeoutError):  # the last batch's outputs (fewer is reported, not raised)
                 wait_for(lambda: total(workers, PAIRS_OUT) >= pairs_before + expected, 30, "the pairs", every=0.2)
