@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -45,7 +47,18 @@ def metric(port: int, name: str) -> float:
     return sum(float(line.split()[-1]) for line in body.splitlines() if line.startswith(name))
 
 
-def run_processor(settings_overrides: dict, work: Path, expected: int) -> tuple[float, float]:
+def profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling process ``pid`` until it is interrupted (a raw, collapsed-stack profile in ``out``)."""
+    return subprocess.Popen(
+        ["py-spy", "record", "--pid", str(pid), "--rate", "250", "--format", "raw", "-o", str(out), "--nonblocking"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def run_processor(
+    settings_overrides: dict, work: Path, expected: int, profile: Path | None = None
+) -> tuple[float, float]:
     port = free_port()
     settings = load_settings(
         {
@@ -62,17 +75,22 @@ def run_processor(settings_overrides: dict, work: Path, expected: int) -> tuple[
         [sys.executable, "-m", "preflog", "process"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     first = last = 0.0
+    spy = None
     try:
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             n = metric(port, "preflog_processor_events_in_total")
             if n > 0 and not first:
                 first = time.time()
+                spy = profiler(proc.pid, profile) if profile else None
             if n >= expected:
                 last = time.time()
                 break
-            time.sleep(0.05)
+            time.sleep(0.25)  # a scrape costs the worker CPU (py-spy: ~10% of its samples at 0.05 s)
     finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
+            spy.wait(30)
         proc.terminate()
         proc.wait(30)
     return first, last
@@ -81,6 +99,15 @@ def run_processor(settings_overrides: dict, work: Path, expected: int) -> tuple[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="a processor setting for every run (repeatable), e.g. --set batch_wait_s=0.1",
+    )
+    parser.add_argument("--only", help="run only the processor rows whose label contains this")
+    parser.add_argument("--profile", metavar="DIR", help="py-spy profiles of each processor run (raw) go here")
     parser.add_argument("--json", help="also write the figures here (benchmarks/run_all.py reads them)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="preflog-bench-"))
@@ -126,9 +153,16 @@ def main() -> None:
                 {"store": "rocksdb://", "producer_max_batch_size": 1, "app_id": "preflog-bench-single"},
             ),
         ]
+        extra = dict(item.split("=", 1) for item in args.set)
         for label, processor in configs:
-            settings = {"session_timeout_s": 6, "recovery_consistency_check": False, **processor}
-            first, last = run_processor({**overrides, "processor": settings}, work / processor["app_id"], n)
+            if args.only and args.only not in label:
+                continue
+            settings = {"session_timeout_s": 6, "recovery_consistency_check": False, **extra, **processor}
+            profile = None
+            if args.profile and shutil.which("py-spy"):
+                profile = Path(args.profile) / f"{processor['app_id']}.txt"
+                profile.parent.mkdir(parents=True, exist_ok=True)
+            first, last = run_processor({**overrides, "processor": settings}, work / processor["app_id"], n, profile)
             results[label] = n / (last - first) if last else float("nan")
 
     base = "bare Faust agent (take_events, count only)"

@@ -9,10 +9,21 @@ Per batch (:meth:`BatchJoin.run`):
    is already encoded (a record that cannot make one becomes a dead letter);
 3. commit the batch's :class:`~preflog.processors.checkpoint.Checkpoint`:
    outputs, then state, then the re-read ranges, each acknowledged before the
-   next; Faust then acks the batch.
+   next; then the batch's messages are acknowledged, and Faust may commit
+   their offsets.
+
+Step 3 runs as a task while the next batch goes through steps 1 and 2 (its
+join is CPU work, the checkpoint mostly waits for the broker). At most one
+checkpoint is in flight, and each starts only after the one before it is
+committed, so batches are committed in order. The messages of a batch are
+held (:func:`~preflog.processors.faust_compat.hold`) past the ack Faust's
+``take_events`` gives them when the agent asks for the next batch, and
+released when their checkpoint is committed: no offset is committed before
+everything its records caused is in Kafka. The next batch reads the state
+the one in flight staged (:meth:`~preflog.processors.staged.StagedState.seal`).
 
 If anything fails, the checkpoint is abandoned: the process exits before
-Faust acks any offset of the batch (why: :mod:`preflog.processors.checkpoint`).
+any offset of the batch is acknowledged (why: :mod:`preflog.processors.checkpoint`).
 """
 
 from __future__ import annotations
@@ -74,6 +85,7 @@ class BatchJoin:
         self.last_offset: dict[tuple[str, int], int] = {}
         self.last_seen: dict[tuple[str, int], float] = {}  # monotonic time the agent last got a record there
         self.last_check: dict[tuple[str, int], float] = {}
+        self.in_flight: asyncio.Future[None] | None = None  # the checkpoint being committed
 
     def on_assigned(self) -> None:
         """After a rebalance: positions are found again from the committed offsets."""
@@ -83,18 +95,38 @@ class BatchJoin:
         self.last_check.clear()
 
     async def run(self, events: list[Any]) -> None:
-        """Do one batch completely, or exit the process without acknowledging any of it.
+        """Read and join one batch, then commit it in the background, or exit without acknowledging any of it.
+
+        Returns once the batch is joined and the checkpoint before it is
+        committed; the batch's own checkpoint is then in flight.
 
         Args:
             events: the batch, as Faust's ``take_events`` yields it.
         """
         checkpoint = self.checkpoint()
+        previous = self.in_flight
         try:
             ordered = await self.read(events, checkpoint)  # 1
             self.join(ordered, checkpoint)  # 2
-            await checkpoint.commit()  # 3
+            checkpoint.seal()
         except BaseException as exc:  # every failure ends the same way: nothing acked
             checkpoint.abandon(exc, stopping=isinstance(exc, asyncio.CancelledError) and self.stopping())
+        faust_compat.hold(events)  # acknowledged when their checkpoint is committed, not when take_events says
+        if previous is not None:
+            await previous  # at most one checkpoint in flight, committed in order
+        self.in_flight = asyncio.ensure_future(self._commit(checkpoint, events))  # 3
+
+    async def _commit(self, checkpoint: Checkpoint, events: list[Any]) -> None:
+        try:
+            await checkpoint.commit()
+        except BaseException as exc:
+            checkpoint.abandon(exc, stopping=isinstance(exc, asyncio.CancelledError) and self.stopping())
+        faust_compat.release(events)
+
+    async def drain(self) -> None:
+        """Wait until the checkpoint in flight is committed."""
+        if self.in_flight is not None:
+            await self.in_flight
 
     async def read(self, events: list[Any], checkpoint: Checkpoint) -> list[InputRecord]:
         """The batch's records in join order, with the records Faust skipped read directly and put in place."""

@@ -110,6 +110,8 @@ class Checkpoint:
     emits: list[Emit] = field(default_factory=list)
     gaps: list[Gap] = field(default_factory=list)
     events: dict[int, Any] = field(default_factory=dict)  # partition -> an event of it in this batch
+    changes: dict[int, list[tuple[bytes, bytes | None]]] = field(default_factory=dict)  # sealed, by partition
+    layer: dict[bytes, Any] | None = None  # the sealed changes' layer in ``state``, until in the store
 
     async def commit(self) -> None:
         """Deliver, write state, mark re-read ranges; each step after the previous one is acknowledged."""
@@ -131,6 +133,11 @@ class Checkpoint:
         await asyncio.gather(*sent)
         _count(self.emits)
 
+    def seal(self) -> None:
+        """Take the batch's staged changes; later batches still see them until they are in the store."""
+        if self.layer is None:
+            self.changes, self.layer = self.state.seal()
+
     async def write_state(self) -> None:
         """Step 2: apply the staged changes to the store and wait until their changelog records are acknowledged.
 
@@ -138,20 +145,21 @@ class Checkpoint:
         flushing that buffer before a commit after 0.1 s without progress, so a kill -9
         right after a commit could lose state the committed offset depends on. The
         RocksDB store files a key under the partition of the current event, so each
-        partition's changes are applied with one of its own events current. Once
-        acknowledged, each partition's last changelog offset is saved in the store
-        (RocksDB keeps it), so a restart recovers only the changelog after it.
+        partition's changes are applied with one of its own events current. Every
+        change is in the store before the first send, so the batch being joined
+        meanwhile reads them there. Once acknowledged, each partition's last
+        changelog offset is saved in the store (RocksDB keeps it), so a restart
+        recovers only the changelog after it.
         """
-        drained = self.state.drain()
-        entries = [
-            (p, key, value) for p, changes in drained.items() for key, value in changes if not is_stream_time(key)
-        ]
-        clocks = [(p, key, value) for p, changes in drained.items() for key, value in changes if is_stream_time(key)]
-        sent = []
+        self.seal()
+        assert self.layer is not None
+        changes = self.changes
+        entries = [(p, key, value) for p, kvs in changes.items() for key, value in kvs if not is_stream_time(key)]
+        clocks = [(p, key, value) for p, kvs in changes.items() for key, value in kvs if is_stream_time(key)]
+        ordered = entries + clocks  # stream times last: see the module docstring
         store = self.store()
-        send, topic = self.send, self.changelog
         current = None
-        for partition, key, value in entries + clocks:  # stream times last: see the module docstring
+        for partition, key, value in ordered:
             if partition != current:
                 faust_compat.set_current_event(self.events[partition])
                 current = partition
@@ -159,8 +167,10 @@ class Checkpoint:
                 store.pop(key, None)
             else:
                 store[key] = value
-            # a deletion goes out as a tombstone (value None: the table's raw serializer passes it through)
-            sent.append(await send(topic, key, value, partition))
+        self.state.release(self.layer)
+        send, topic = self.send, self.changelog
+        # a deletion goes out as a tombstone (value None: the table's raw serializer passes it through)
+        sent = [await send(topic, key, value, partition) for partition, key, value in ordered]
         acks = await asyncio.gather(*sent)
         last: dict[int, int] = {}
         for ack in acks:

@@ -17,6 +17,10 @@ internal, so an upgrade fails in CI rather than in production):
   ``.call_thread``: patched by :func:`install` (below).
 * ``Recovery._build_highwaters``: patched by :func:`recover_to_fetched_end`,
   so a table's changelog recovery reads to the end the fetch path reports.
+* ``Message.incref`` and ``Event.ack``: a batch's messages are held
+  (:func:`hold`) past the ack ``take_events`` gives them when the agent asks
+  for the next batch, and acknowledged (:func:`release`) once their
+  checkpoint is committed, so the next batch is joined meanwhile.
 * ``App.producer`` (its ``send``): outputs and changelog records go straight
   to the producer (:func:`producer_send`), without Faust's per-message
   ``Topic.send`` wrapping.
@@ -58,7 +62,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -69,9 +73,11 @@ __all__ = [
     "add_gap",
     "check_version",
     "committed_offset",
+    "hold",
     "install",
     "producer_send",
     "recover_to_fetched_end",
+    "release",
     "set_current_event",
     "set_persisted_offset",
     "table_store",
@@ -214,3 +220,15 @@ def recover_to_fetched_end(app: Any, kafka_config: Mapping[str, Any]) -> None:
 
     _build_highwaters.preflog_fix = True  # type: ignore[attr-defined]
     Recovery._build_highwaters = _build_highwaters  # type: ignore[method-assign]
+
+
+def hold(events: Iterable[Any]) -> None:
+    """One more reference to each event's message: the ack ``take_events`` gives it then leaves it unacknowledged."""
+    for event in events:
+        event.message.incref()
+
+
+def release(events: Iterable[Any]) -> None:
+    """Drop the reference :func:`hold` took: each message is acknowledged, and Faust may commit past it."""
+    for event in events:
+        event.ack()

@@ -8,6 +8,11 @@ the pairs would be lost. Holding the writes until delivery makes the order
 partition (:meth:`StagedState.set`, :meth:`StagedState.delete`), so each
 partition's changes go to its own changelog partition, as Quix Streams gives
 each partition a transaction of its own.
+
+While one batch's checkpoint is in flight the next batch is joined
+(:class:`preflog.processors.batch.BatchJoin`): :meth:`StagedState.seal` takes
+a batch's changes out of the open set but keeps them visible, newest first,
+until :meth:`StagedState.release` says they are in the store.
 """
 
 from __future__ import annotations
@@ -34,11 +39,15 @@ class StagedState(Mapping[K, V], Generic[K, V]):
     def __init__(self, base: Mapping[K, V]) -> None:
         self.base = base
         self.pending: dict[int, dict[K, V]] = {}  # partition -> key -> value (or _DELETED)
+        self.sealed: list[dict[K, Any]] = []  # changes of batches in flight, oldest first, until in the store
 
     def _pending(self, key: K) -> Any:
         for changes in self.pending.values():
             if key in changes:
                 return changes[key]
+        for layer in reversed(self.sealed):
+            if key in layer:
+                return layer[key]
         return None
 
     def __getitem__(self, key: K) -> V:
@@ -69,7 +78,12 @@ class StagedState(Mapping[K, V], Generic[K, V]):
             changes.pop(key, None)
 
     def _staged(self) -> dict[K, Any]:
-        return {k: v for changes in self.pending.values() for k, v in changes.items()}
+        staged: dict[K, Any] = {}
+        for layer in self.sealed:
+            staged.update(layer)
+        for changes in self.pending.values():
+            staged.update(changes)
+        return staged
 
     def __iter__(self) -> Iterator[K]:
         staged = self._staged()
@@ -92,15 +106,32 @@ class StagedState(Mapping[K, V], Generic[K, V]):
         return sum(1 for _ in self)
 
     def discard(self) -> None:
-        """Forget the pending changes (their batch was abandoned: they must never be written)."""
+        """Forget the pending and sealed changes (their batch was abandoned: they must never be written)."""
         self.pending.clear()
+        self.sealed.clear()
 
     def drain(self) -> dict[int, list[tuple[K, V | None]]]:
         """The pending changes by partition (value None = deleted), removed from this view."""
+        changes, layer = self.seal()
+        self.release(layer)
+        return changes
+
+    def seal(self) -> tuple[dict[int, list[tuple[K, V | None]]], dict[K, Any]]:
+        """The pending changes by partition (value None = deleted); they stay visible until :meth:`release`.
+
+        Returns:
+            The changes, and the layer to pass to :meth:`release` once they are in the store.
+        """
         changes = {
             partition: [(k, None if v is _DELETED else v) for k, v in staged.items()]
             for partition, staged in self.pending.items()
             if staged
         }
-        self.pending.clear()
-        return changes
+        layer = {k: v for staged in self.pending.values() for k, v in staged.items()}
+        self.pending = {}
+        self.sealed.append(layer)
+        return changes, layer
+
+    def release(self, layer: dict[K, Any]) -> None:
+        """A sealed layer's changes are in the store: reads go there now."""
+        self.sealed = [other for other in self.sealed if other is not layer]
