@@ -1,11 +1,12 @@
-"""Decoded inferences kept beside the join state, so a feedback does not decode its inference's bytes again.
+"""Decoded input records kept beside the join state, so the join does not decode the same bytes again.
 
-The join state keeps an inference as its wire bytes (:mod:`preflog.processors.entry`);
-:class:`DecodedInferences` remembers, per request_id, those bytes with the
-record the codec decoded from them (and where its fields are, for the outputs'
-encoding). A lookup gives the remembered record only for the same bytes, else
-it decodes them as the join always did: a restarted worker, or one past the
-bound, only decodes again. The oldest are forgotten first.
+The join state keeps inputs as their wire bytes (:mod:`preflog.processors.entry`).
+:class:`DecodedRecords` remembers, per key (an inference's request_id, a
+waiting feedback's feedback_id), those bytes with the record the codec
+decoded from them (and where its fields are, for the outputs' encoding). A
+lookup gives the remembered record only for the same bytes, else it decodes
+them as the join always did: a restarted worker, or one past the bound, only
+decodes again. The oldest are forgotten first.
 """
 
 from __future__ import annotations
@@ -17,44 +18,63 @@ from preflog.schemas.fast_reader import Marks
 
 from .entry import Stored
 
-__all__ = ["DecodedInferences"]
+__all__ = ["DecodedInferences", "DecodedRecords"]
 
 Record = dict[str, Any]
 
 
-class DecodedInferences:
-    """request_id -> (value, decoded record, marks), at most ``limit`` of them.
+class DecodedRecords:
+    """key -> (value, decoded record, marks) of one record type, at most ``limit`` of them.
 
     Args:
-        codec: decodes an inference that is not remembered.
-        limit: how many decoded inferences to keep.
+        codec: decodes a record that is not remembered.
+        record_type: InferenceEvent or FeedbackEvent.
+        limit: how many decoded records to keep.
     """
 
-    def __init__(self, codec: Codec, limit: int = 16_384) -> None:
+    def __init__(self, codec: Codec, record_type: str = "InferenceEvent", limit: int = 16_384) -> None:
         self.codec = codec
+        self.record_type = record_type
         self.limit = limit
         self._kept: dict[str, tuple[bytes, Record, Marks | None]] = {}
+        self._decode_marked = getattr(codec, "decode_marked", None)
 
-    def keep(self, rid: str, value: bytes, record: Record, marks: Marks | None) -> None:
+    def keep(self, key: str, value: bytes, record: Record, marks: Marks | None) -> None:
         """Remember ``record``, decoded from ``value`` (never changed afterwards: outputs share its parts)."""
         kept = self._kept
-        kept.pop(rid, None)
+        kept.pop(key, None)
         if len(kept) >= self.limit:
             del kept[next(iter(kept))]
-        kept[rid] = (value, record, marks)
+        kept[key] = (value, record, marks)
 
-    def forget(self, rid: str) -> None:
-        """Drop what is remembered for ``rid``."""
-        self._kept.pop(rid, None)
+    def forget(self, key: str) -> None:
+        """Drop what is remembered for ``key``."""
+        self._kept.pop(key, None)
 
-    def get(self, rid: str, stored: Stored) -> tuple[Record, Marks | None]:
-        """The inference ``stored`` holds, decoded, with its marks when known."""
-        found = self._kept.get(rid)
+    def get(self, key: str, stored: Stored) -> tuple[Record, Marks | None]:
+        """The record ``stored`` holds, decoded, with its marks when known (remembered under ``key``)."""
+        found = self._kept.get(key)
         if found is not None and (found[0] is stored.value or found[0] == stored.value):
             return found[1], found[2]
-        decode_marked = getattr(self.codec, "decode_marked", None)
-        if decode_marked is None:
-            return stored.decode(self.codec, "InferenceEvent"), None
-        record, marks = decode_marked(stored.value, "InferenceEvent", stored.topic)
-        self.keep(rid, stored.value, record, marks)
+        if self._decode_marked is None:
+            return stored.decode(self.codec, self.record_type), None
+        record, marks = self._decode_marked(stored.value, self.record_type, stored.topic)
+        self.keep(key, stored.value, record, marks)
         return record, marks
+
+    def take(self, key: str, stored: Stored) -> tuple[Record, Marks | None]:
+        """As :meth:`get`, and forgotten: a record used once (a waiting feedback, at its join or expiry)."""
+        found = self._kept.pop(key, None)
+        if found is not None and (found[0] is stored.value or found[0] == stored.value):
+            return found[1], found[2]
+        if self._decode_marked is None:
+            return stored.decode(self.codec, self.record_type), None
+        record, marks = self._decode_marked(stored.value, self.record_type, stored.topic)
+        return record, marks
+
+
+class DecodedInferences(DecodedRecords):
+    """request_id -> decoded inference (:class:`DecodedRecords` of InferenceEvent)."""
+
+    def __init__(self, codec: Codec, limit: int = 16_384) -> None:
+        super().__init__(codec, "InferenceEvent", limit)

@@ -197,7 +197,7 @@ class Expiry:
             self._schedule(partition, rid, marker)
             return out
         for fb in entry.feedback:
-            record = fb.decode(self.codec, "FeedbackEvent")
+            record = self._waiting_feedback(fb)
             detail = f"no inference with this request_id arrived within {c.window_ms + c.grace_ms} ms of the feedback"
             out.append(self._unmatched("NO_INFERENCE", detail, "FeedbackEvent", record, st, fb.value, fb.at))
         self._drop(partition, rid)
@@ -209,6 +209,10 @@ class Expiry:
 
     def _forget_decoded(self, rid: str) -> None:
         """``rid``'s inference expired: a decoded copy need not be kept (the Joiner keeps them)."""
+
+    def _waiting_feedback(self, stored: Stored) -> Record:
+        """A waiting feedback, decoded (the Joiner remembers decoded feedback)."""
+        return stored.decode(self.codec, "FeedbackEvent")
 
     # -- outcomes --------------------------------------------------------------------------------
 

@@ -42,7 +42,7 @@ from preflog.schemas.events import reference_problems
 
 from .admission import Admitted, Rejection, admit
 from .admission import ms as _ms
-from .decoded import DecodedInferences
+from .decoded import DecodedInferences, DecodedRecords
 from .entry import Entry, Stored, entry_size, stored_size
 from .exceptions import StateError
 from .expiry import Expiry
@@ -50,7 +50,8 @@ from .join_config import JoinConfig
 from .outputs import Emit, OutputEncoder, Source
 from .pairs import Preference, expand, no_pairs_detail
 from .records import pair_record, signal_record
-from .splice import PairSplicer
+from .splice import PairSplicer, spliced
+from .splice_signal import SignalSplicer
 
 __all__ = ["Emit", "JoinConfig", "Joiner"]
 
@@ -92,7 +93,10 @@ class Joiner(Expiry):
         self.duplicates = 0
         self._full: set[str] = set()  # request_ids whose entry stopped remembering feedback ids (warned once)
         self.decoded = DecodedInferences(codec)
-        self.splicer = PairSplicer(codec, output_codec or codec, (output_topics or {}).get("pairs", ""))
+        self.waiting = DecodedRecords(codec, "FeedbackEvent")  # feedback waiting for its inference, decoded
+        topics = output_topics or {}
+        self.splicer = PairSplicer(codec, output_codec or codec, topics.get("pairs", ""))
+        self.signals = SignalSplicer(codec, output_codec or codec, topics.get("unpaired", ""))
 
     def process(
         self,
@@ -177,7 +181,9 @@ class Joiner(Expiry):
             self.decoded.keep(rid, value, admitted.decoded, admitted.marks)
         out: list[Emit] = []
         for fb in pending:
-            out += self._join(entry, record, fb.decode(self.codec, "FeedbackEvent"), fb.value, fb.at)
+            feedback, marks = self.waiting.take(fb.feedback_id, fb)
+            views = None if marks is None or admitted.marks is None else ((value, admitted.marks), (fb.value, marks))
+            out += self._join(entry, record, feedback, fb.value, fb.at, views)
         if entry.expires_ms < self.stream_time[partition]:  # the inference itself arrived after its window closed
             self._put(partition, rid, entry)
             return out + self._expire_entry(partition, rid, entry, self.stream_time[partition])
@@ -209,6 +215,8 @@ class Joiner(Expiry):
                 )
                 return [self._dead(reason, "InputTooLarge", "join", rid.encode(), value, at)]
             entry.feedback.append(waiting)
+            if admitted.decoded is not None:  # decoded as the inference's arrival would decode it again
+                self.waiting.keep(fid, value, admitted.decoded, admitted.marks)
             c = self.config
             entry.expires_ms = max(entry.expires_ms, _ms(record["event_time"]) + c.window_ms + c.grace_ms)
             self._schedule(partition, rid, entry)
@@ -259,7 +267,9 @@ class Joiner(Expiry):
         entry.judged += 1
         source = Source(rid, value, at, inf_at)  # a dead letter made from here names the inference too
         if feedback["kind"] in ("RATING", "IMPLICIT"):
-            return [self.encoder.emit("unpaired", rid, signal_record(inference, feedback, inf_at, at), source)]
+            signal = signal_record(inference, feedback, inf_at, at)
+            encoded = spliced(self.signals.signal, signal, *views) if views and self.signals.usable else None
+            return [self.encoder.emit("unpaired", rid, signal, source, encoded)]
         prefs = expand(feedback, c.score_margin, c.score_mode)
         if not prefs:
             st = self.stream_time[at["partition"]]
@@ -268,12 +278,7 @@ class Joiner(Expiry):
         return [self._pair(rid, pair_record(inference, feedback, p, inf_at, at), p, source, views) for p in prefs]
 
     def _pair(self, rid: bytes, record: Record, pref: Preference, source: Source, views: Any) -> Emit:
-        value = None
-        if views is not None and self.splicer.usable:
-            try:
-                value = self.splicer.pair(record, pref, *views)
-            except Exception:  # not spliceable after all (a candidate out of place): encoded from the record
-                value = None
+        value = spliced(self.splicer.pair, record, pref, *views) if views and self.splicer.usable else None
         return self.encoder.emit("pairs", rid, record, source, value)
 
     def _decoded_inference(self, rid: str, stored: Stored) -> Record:
@@ -281,3 +286,6 @@ class Joiner(Expiry):
 
     def _forget_decoded(self, rid: str) -> None:
         self.decoded.forget(rid)
+
+    def _waiting_feedback(self, stored: Stored) -> Record:
+        return self.waiting.take(stored.feedback_id, stored)[0]

@@ -7,13 +7,15 @@ so its bytes are what fastavro writes for the decoded values), those fields
 are copied from the input's value; the others (ids, indices, scores, offsets)
 are encoded here. The result is byte for byte what encoding the pair record
 gives (tested against fastavro); :class:`PairSplicer` is only used when the
-schemas line up field by field, checked once at start.
+schemas line up field by field, checked once at start. UnpairedSignals are
+spliced the same way (:mod:`preflog.processors.splice_signal`, on the
+:class:`Splicer` base here).
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from preflog.schemas.codec import Codec
@@ -21,7 +23,16 @@ from preflog.schemas.fast_reader import Marks
 
 from .pairs import Preference
 
-__all__ = ["PairSplicer"]
+__all__ = [
+    "PairSplicer",
+    "Splicer",
+    "avro_long",
+    "avro_string",
+    "field_shapes",
+    "optional_double",
+    "source_offset",
+    "spliced",
+]
 
 Record = dict[str, Any]
 _DOUBLE = struct.Struct("<d").pack
@@ -96,13 +107,20 @@ def _shape(schema: Any, named: Mapping[str, Any], seen: tuple[str, ...] = ()) ->
     return (kind, schema.get("logicalType")) if schema.get("logicalType") else kind
 
 
-def _fields(schema: Any) -> dict[str, Any]:
+def field_shapes(schema: Any) -> dict[str, Any]:
+    """Field name -> its type (names resolved; docs, names and defaults left out) of a parsed record schema."""
     named = schema.get("__named_schemas", {})
     return {f["name"]: _shape(f["type"], named) for f in schema["fields"]}
 
 
-def _long(n: int) -> bytes:
+_ONE_BYTE = [bytes((z,)) for z in range(128)]
+
+
+def avro_long(n: int) -> bytes:
+    """``n`` as an Avro int or long (zigzag varint), as fastavro writes it."""
     z = (n << 1) ^ (n >> 63)
+    if 0 <= z < 128:
+        return _ONE_BYTE[z]
     if not 0 <= z < 1 << 64:
         raise OverflowError(f"{n} does not fit an Avro long")
     out = bytearray()
@@ -113,20 +131,78 @@ def _long(n: int) -> bytes:
     return bytes(out)
 
 
-def _string(text: str) -> bytes:
+def avro_string(text: str) -> bytes:
+    """``text`` as an Avro string."""
     data = text.encode()
-    return _long(len(data)) + data
+    n = len(data)
+    return (_ONE_BYTE[n << 1] if n < 64 else avro_long(n)) + data
 
 
-def _optional_double(value: float | None) -> bytes:
+def optional_double(value: float | None) -> bytes:
+    """``value`` as an Avro ``["null", "double"]``."""
     return b"\x00" if value is None else b"\x02" + _DOUBLE(value)
 
 
-def _offset(at: Record) -> bytes:
-    return _string(at["topic"]) + _long(at["partition"]) + _long(at["offset"])
+def source_offset(at: Record) -> bytes:
+    """A SourceOffset record (topic, partition, offset)."""
+    return avro_string(at["topic"]) + avro_long(at["partition"]) + avro_long(at["offset"])
 
 
-class PairSplicer:
+def spliced(splice: Callable[..., bytes], *args: Any) -> bytes | None:
+    """``splice(*args)``, or None when the inputs cannot be spliced after all (the record is encoded instead)."""
+    try:
+        return splice(*args)
+    except Exception:  # a candidate out of place, a value not of its type: encoding the record says what
+        return None
+
+
+class Splicer:
+    """What splicing an output needs: where input bodies start, the output's header, whether schemas line up.
+
+    Args:
+        codec: the input codec (its ``header_size``: where a value's body starts).
+        output_codec: the codec of the outputs (its ``header`` gives the framing of the output).
+        record_type: the output's record type.
+        topic: the output's topic.
+    """
+
+    def __init__(self, codec: Codec, output_codec: Codec, record_type: str, topic: str) -> None:
+        self.usable = False
+        self.start = getattr(codec, "header_size", None)
+        self._header_of, self.record_type, self.topic = getattr(output_codec, "header", None), record_type, topic
+        self._header = b""  # asked of the output codec on first use (a registry codec registers the schema then)
+        store = getattr(codec, "store", None)
+        if self._header_of is None or self.start is None or store is None:
+            return
+        try:
+            self.usable = self._line_up(store)
+        except Exception:  # another schema: encode the record instead
+            self.usable = False
+
+    @property
+    def header(self) -> bytes:
+        """The framing of the output (asked once)."""
+        if not self._header:
+            self._header = self._header_of(self.record_type, self.topic)  # type: ignore[misc]
+        return self._header
+
+    def _line_up(self, store: Any) -> bool:
+        """Whether the output's fields are the inputs' (names and types), so that splicing gives its encoding."""
+        raise NotImplementedError
+
+    def _inputs(self, store: Any) -> dict[str, dict[str, Any]] | None:
+        """The inputs' field shapes by side (inference, feedback, candidate), or None when they are not these."""
+        inference = field_shapes(store.latest("InferenceEvent").reader)
+        feedback = field_shapes(store.latest("FeedbackEvent").reader)
+        if tuple(inference) != INFERENCE or tuple(feedback) != FEEDBACK:
+            return None
+        candidate = dict(inference["candidates"][1][1])
+        if tuple(candidate) != CANDIDATE:
+            return None
+        return {"inference": inference, "feedback": feedback, "candidate": candidate}
+
+
+class PairSplicer(Splicer):
     """Encodes PreferencePairs from their inputs' bytes; ``usable`` is False when the schemas do not line up.
 
     Args:
@@ -136,28 +212,13 @@ class PairSplicer:
     """
 
     def __init__(self, codec: Codec, output_codec: Codec, topic: str) -> None:
-        self.usable = False
-        self.start = getattr(codec, "header_size", None)
-        self._header_of, self.topic = getattr(output_codec, "header", None), topic
-        self.header = b""  # asked of the output codec on first use (a registry codec registers the schema then)
-        store = getattr(codec, "store", None)
-        if self._header_of is None or self.start is None or store is None:
-            return
-        try:
-            self.usable = self._line_up(store)
-        except Exception:  # another schema: encode the record instead
-            self.usable = False
+        super().__init__(codec, output_codec, "PreferencePair", topic)
 
     def _line_up(self, store: Any) -> bool:
-        inference = _fields(store.latest("InferenceEvent").reader)
-        feedback = _fields(store.latest("FeedbackEvent").reader)
-        pair = _fields(store.latest("PreferencePair").reader)
-        if tuple(inference) != INFERENCE or tuple(feedback) != FEEDBACK or tuple(pair) != PAIR:
+        inputs = self._inputs(store)
+        pair = field_shapes(store.latest("PreferencePair").reader)
+        if inputs is None or tuple(pair) != PAIR:
             return False
-        candidate = dict(inference["candidates"][1][1])
-        if tuple(candidate) != CANDIDATE:
-            return False
-        inputs = {"inference": inference, "feedback": feedback, "candidate": candidate}
         if any(pair[name] != inputs[side][field] for name, (side, field) in COPIED.items()):
             return False
         if any(pair[name] != shape for name, shape in OWN.items()):
@@ -176,8 +237,6 @@ class PairSplicer:
             ValueError: a candidate index is not the candidate at that position, or not an Avro int (then
                 encode the record, which says what is wrong with it).
         """
-        if not self.header:
-            self.header = self._header_of("PreferencePair", self.topic)  # type: ignore[misc]
         s: int = self.start or 0
         inf, (m, items) = inference
         fb, (f, _) = feedback
@@ -191,20 +250,20 @@ class PairSplicer:
         return b"".join(
             (
                 self.header,
-                _string(record["pair_id"]),
-                _string(record["request_id"]),
-                _string(record["feedback_id"]),
-                _long(self.kinds.index(record["feedback_kind"])),
+                avro_string(record["pair_id"]),
+                avro_string(record["request_id"]),
+                avro_string(record["feedback_id"]),
+                avro_long(self.kinds.index(record["feedback_kind"])),
                 inf[s + m[2] : s + m[4]],  # prompt, prompt_messages
                 inf[s + chosen[1] : s + chosen[2]],
                 inf[s + rejected[1] : s + rejected[2]],
                 inf[s + chosen[2] : s + chosen[3]],
                 inf[s + rejected[2] : s + rejected[3]],
-                _long(ci),
-                _long(ri),
-                _optional_double(record["chosen_score"]),
-                _optional_double(record["rejected_score"]),
-                _optional_double(record["margin"]),
+                avro_long(ci),
+                avro_long(ri),
+                optional_double(record["chosen_score"]),
+                optional_double(record["rejected_score"]),
+                optional_double(record["margin"]),
                 inf[s + m[5] : s + m[6]],  # model
                 inf[s + chosen[5] : s + chosen[6]],
                 inf[s + rejected[5] : s + rejected[6]],
@@ -212,9 +271,9 @@ class PairSplicer:
                 fb[s + f[9] : s + f[12]],  # source, explicit, rationale
                 inf[s + m[1] : s + m[2]],  # inference_time
                 fb[s + f[2] : s + f[3]],  # feedback_time
-                _long(record["join_latency_ms"]),
-                _offset(record["inference_offset"]),
-                _offset(record["feedback_offset"]),
+                avro_long(record["join_latency_ms"]),
+                source_offset(record["inference_offset"]),
+                source_offset(record["feedback_offset"]),
                 inf[s + m[9] : s + m[10]],  # inference_metadata
                 fb[s + f[12] : s + f[13]],  # feedback_metadata
             )

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import uuid
+from collections import Counter
 from typing import Any
 
 import fastavro
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -112,24 +114,35 @@ def test_ids_are_uuid5_byte_for_byte(name: str) -> None:
     assert uuid5_text(name) == expected
 
 
-def test_spliced_pairs_are_the_pair_records_encoded_byte_for_byte() -> None:
-    joiner = Joiner(JoinConfig(), FAST, {}, "i", "f", wall_ms=lambda: 10**13, output_topics={"pairs": "p"})
-    spliced = 0
-    real = joiner.splicer.pair
+@pytest.mark.parametrize("feedback_first", [False, True])
+def test_spliced_outputs_are_the_records_encoded_byte_for_byte(feedback_first: bool) -> None:
+    joiner = Joiner(
+        JoinConfig(), FAST, {}, "i", "f", wall_ms=lambda: 10**13, output_topics={"pairs": "p", "unpaired": "u"}
+    )
+    spliced: Counter[str] = Counter()
+    real_pair, real_signal = joiner.splicer.pair, joiner.signals.signal
 
     def pair(*args: Any) -> bytes:
-        nonlocal spliced
-        spliced += 1
-        return real(*args)
+        spliced["pairs"] += 1
+        return real_pair(*args)
+
+    def signal(*args: Any) -> bytes:
+        spliced["unpaired"] += 1
+        return real_signal(*args)
 
     joiner.splicer.pair = pair  # type: ignore[method-assign,assignment]
+    joiner.signals.signal = signal  # type: ignore[method-assign,assignment]
     offsets = {"i": 0, "f": 0}
-    pairs = []
-    for name, value in VALUES:
+    outputs = []
+    order = sorted(VALUES, key=lambda v: v[0] == "InferenceEvent") if feedback_first else VALUES
+    for name, value in order:  # feedback first: every feedback waits, and is joined when its inference comes
         topic = "i" if name == "InferenceEvent" else "f"
         key = FAST.decode(value, name)["request_id"].encode()
         offsets[topic] += 1
-        pairs += [e for e in joiner.process(topic, 0, offsets[topic], key, value) if e.role == "pairs"]
-    assert spliced > len(pairs) / 2
-    for e in pairs:
-        assert e.value == FAST.encode("PreferencePair", e.record, "p")
+        outputs += [e for e in joiner.process(topic, 0, offsets[topic], key, value) if e.role in ("pairs", "unpaired")]
+    made = Counter(e.role for e in outputs)
+    assert made["unpaired"] > 0
+    assert spliced["pairs"] > made["pairs"] / 2 and spliced["unpaired"] > made["unpaired"] / 2
+    for e in outputs:
+        name, topic = ("PreferencePair", "p") if e.role == "pairs" else ("UnpairedSignal", "u")
+        assert e.value == FAST.encode(name, e.record, topic)
