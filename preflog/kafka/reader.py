@@ -95,8 +95,9 @@ class RangeReader:
         follow: Ignore ends altogether: read until ``idle`` or until the caller stops (spans need ``end=None``).
         settle: A span that gets records after its end-of-partition is read on to its next end, so the
             reading stops only once every span has reported its end with nothing after it.
-        batch: Records per ``consume`` call.
-        poll_s: Longest wait of one ``consume`` call.
+        batch: At most this many records per ``consume`` call (it takes what the client has fetched, not waiting
+            for more).
+        poll_s: Longest wait for the next message or event when the client has none fetched.
         extra: More consumer keys (e.g. ``auto.offset.reset``, ``fetch.wait.max.ms``).
     """
 
@@ -178,7 +179,9 @@ class RangeReader:
                     return
                 waiting = ", ".join(f"{t}[{p}]" for t, p in self.pending)
                 raise ReadError(f"no records for {self.idle:.0f} s while {waiting} are unread", self.pending)
-            msgs = consumer.consume(self.batch, self.poll_s)
+            # what the client has fetched already, without waiting; else wait for the next message or event only:
+            # consume(batch, poll_s) would wait out poll_s whenever fewer than `batch` remain (every read's tail)
+            msgs = consumer.consume(self.batch, 0) or consumer.consume(1, self.poll_s)
             if msgs:
                 last = time.monotonic()
             taken = [m for m in msgs if self._take(m)]
