@@ -94,6 +94,12 @@ class ProcessorSettings(BaseModel):
     score_margin: float = Field(0.0, ge=0, description="SCORES pairs need a larger score difference than this")
     score_mode: Literal["all", "best-vs-worst"] = "all"
     store: str = Field("rocksdb://", description="Faust table store: rocksdb:// (durable) or memory://")
+    rocksdb_write_buffer_mb: int = Field(
+        8, ge=1, description="RocksDB memtable size per partition database (2 of them at most); Faust's default 64"
+    )
+    rocksdb_block_cache_mb: int = Field(
+        16, ge=1, description="RocksDB read cache per partition database; Faust's default 2048"
+    )
     state_dir: Path | None = Field(None, description="table files; default <data_dir>/processor")
     metrics_port: int = Field(9464, ge=0, description="Prometheus /metrics port; 0 disables")
     session_timeout_s: float = Field(10.0, gt=0, description="consumer group session timeout")

@@ -84,3 +84,18 @@ def test_a_store_takes_its_persisted_offset_by_tp() -> None:
     from faust.stores.rocksdb import Store
 
     assert list(inspect.signature(Store.set_persisted_offset).parameters) == ["self", "tp", "offset"]
+
+
+def test_the_rocksdb_databases_get_the_configured_memory_bounds(tmp_path: Any) -> None:
+    from preflog.processors.app import TABLE, create_app
+    from preflog.settings import load_settings
+
+    settings = load_settings(
+        {"processor": {"store": "rocksdb://", "state_dir": str(tmp_path), "rocksdb_write_buffer_mb": 4}}
+    )
+    app = create_app(settings, partitions=2)
+    table: Any = app.tables[TABLE]
+    options = faust_compat.table_store(table).rocksdb_options  # type: ignore[attr-defined]
+    mb = 1024 * 1024
+    assert (options.write_buffer_size, options.max_write_buffer_number) == (4 * mb, 2)
+    assert options.block_cache_size == settings.processor.rocksdb_block_cache_mb * mb < 2 * 1024 * mb
