@@ -10,14 +10,20 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from preflog.schemas.codec import Codec
 from preflog.schemas.events import MODEL_SOURCES, SOURCE_TYPES, feedback_record, inference_record
 from preflog.schemas.exceptions import DecodeError, ValidationError
 from preflog.schemas.fast_reader import Marks
 from preflog.schemas.fields import EPOCH
-from preflog.schemas.references import FEEDBACK_KINDS, MAX_CANDIDATES, PAYLOAD_FIELD, reference_problems
+from preflog.schemas.references import (
+    FEEDBACK_KINDS,
+    MAX_CANDIDATES,
+    PAYLOAD_FIELD,
+    reference_problems,
+    references_fine,
+)
 
 if TYPE_CHECKING:
     from .join import JoinConfig
@@ -29,17 +35,18 @@ Record = dict[str, Any]
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z").match
 
 
-@dataclass(frozen=True)
-class Admitted:
+class Admitted(NamedTuple):
     """A record that passed: ``record`` validated; ``decoded`` is it as decoded, with ``marks``, when unchanged.
 
     ``decoded`` is set when validation left the decoded record as it was (the usual case): then ``record`` is
     that same object, and ``marks`` (if the codec's fast path decoded it) say where each field is in the value.
+    ``event_ms`` is the record's event time in epoch milliseconds (set by :func:`admit`).
     """
 
     record: Record
     decoded: Record | None = None
     marks: Marks | None = None
+    event_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -89,7 +96,7 @@ def _clean_feedback(r: Record) -> bool:
         _CANONICAL_UUID(r["feedback_id"])
         and _CANONICAL_UUID(r["request_id"])
         and r["event_time"] >= EPOCH
-        and not reference_problems(r, None)
+        and (references_fine(r, None) or not reference_problems(r, None))
     )
 
 
@@ -165,4 +172,4 @@ def admit(
                 "(PREFLOG_PROCESSOR__MAX_EVENT_TIME_SKEW_S)"
             )
             return Rejection(reason, "EventTimeSkew", "validate")
-    return admitted
+    return Admitted(record, admitted.decoded, admitted.marks, event_ms)

@@ -148,15 +148,22 @@ def decode_stream_time(value: bytes) -> int:
     return int(_STREAM_TIME.unpack(value)[1])
 
 
+def _utf8_len(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode())
+
+
 def stored_size(stored: Stored) -> int:
     """Bytes ``stored`` takes in an encoded entry."""
-    return 8 + _STORED.size + len(stored.topic.encode()) + len(stored.feedback_id.encode()) + len(stored.value)
+    return 8 + _STORED.size + _utf8_len(stored.topic) + _utf8_len(stored.feedback_id) + len(stored.value)
 
 
 def entry_size(entry: Entry) -> int:
     """Bytes of :func:`encode_entry` ``(entry)``, without encoding it."""
-    size = _HEAD.size + 1 + len(entry.digest) + 8 + sum(stored_size(s) for s in entry.feedback)
-    size += sum(2 + len(fid.encode()) for fid in entry.seen)
+    size = _HEAD.size + 1 + len(entry.digest) + 8
+    for s in entry.feedback:
+        size += stored_size(s)
+    for fid in entry.seen:
+        size += 2 + _utf8_len(fid)
     return size + (stored_size(entry.inference) if entry.inference else 0)
 
 
@@ -182,38 +189,50 @@ def encode_entry(entry: Entry) -> bytes:
     return b"".join(parts)
 
 
-class _Reader:
-    def __init__(self, data: bytes) -> None:
-        self.data, self.at = memoryview(data), 0
+def _take(value: bytes, at: int, n: int) -> tuple[bytes, int]:
+    """``n`` bytes of ``value`` from ``at``, and the position after them."""
+    stop = at + n
+    if stop > len(value):
+        raise ValueError(f"truncated at byte {at} (wanted {n} of {len(value)})")
+    return value[at:stop], stop
 
-    def take(self, n: int) -> bytes:
-        if self.at + n > len(self.data):
-            raise ValueError(f"truncated at byte {self.at} (wanted {n} of {len(self.data)})")
-        self.at += n
-        return bytes(self.data[self.at - n : self.at])
 
-    def unpack(self, s: struct.Struct) -> tuple[Any, ...]:
-        return s.unpack(self.take(s.size))
+def _unpack(value: bytes, at: int, s: struct.Struct) -> tuple[Any, ...]:
+    if at + s.size > len(value):
+        raise ValueError(f"truncated at byte {at} (wanted {s.size} of {len(value)})")
+    return s.unpack_from(value, at)
 
-    def text(self) -> str:
-        return self.take(self.unpack(_U16)[0]).decode()
 
-    def stored(self) -> Stored:
-        topic = self.text()
-        partition, offset, event_ms = self.unpack(_STORED)
-        feedback_id = self.text()
-        return Stored(self.take(self.unpack(_U32)[0]), topic, partition, offset, event_ms, feedback_id)
+def _text(value: bytes, at: int) -> tuple[str, int]:
+    data, at = _take(value, at + 2, _unpack(value, at, _U16)[0])
+    return data.decode(), at
+
+
+def _stored(value: bytes, at: int) -> tuple[Stored, int]:
+    topic, at = _text(value, at)
+    partition, offset, event_ms = _unpack(value, at, _STORED)
+    feedback_id, at = _text(value, at + _STORED.size)
+    data, at = _take(value, at + 4, _unpack(value, at, _U32)[0])
+    return Stored(data, topic, partition, offset, event_ms, feedback_id), at
 
 
 def _decode_binary(value: bytes) -> Entry:
-    r = _Reader(value)
-    version, flags, partition, expires_ms, judged = r.unpack(_HEAD)
+    version, flags, partition, expires_ms, judged = _unpack(value, 0, _HEAD)
     if version != VERSION:
         raise ValueError(f"unknown version {version} (this worker reads {VERSION})")
-    digest = r.take(r.unpack(_U8)[0])
-    inference = r.stored() if flags & _INFERENCE else None
-    feedback = [r.stored() for _ in range(r.unpack(_U32)[0])]
-    seen = [r.text() for _ in range(r.unpack(_U32)[0])]
+    digest, at = _take(value, _HEAD.size + 1, _unpack(value, _HEAD.size, _U8)[0])
+    inference = None
+    if flags & _INFERENCE:
+        inference, at = _stored(value, at)
+    feedback, seen = [], []
+    count, at = _unpack(value, at, _U32)[0], at + 4
+    for _ in range(count):
+        waiting, at = _stored(value, at)
+        feedback.append(waiting)
+    count, at = _unpack(value, at, _U32)[0], at + 4
+    for _ in range(count):
+        fid, at = _text(value, at)
+        seen.append(fid)
     return Entry(partition, expires_ms, inference, feedback, seen, digest, judged, bool(flags & _DONE))
 
 

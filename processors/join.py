@@ -39,6 +39,7 @@ from typing import Any
 
 from preflog.schemas.codec import Codec
 from preflog.schemas.events import reference_problems
+from preflog.schemas.references import references_fine
 
 from .admission import Admitted, Rejection, admit
 from .admission import ms as _ms
@@ -49,7 +50,7 @@ from .expiry import Expiry
 from .join_config import JoinConfig
 from .outputs import Emit, OutputEncoder, Source
 from .pairs import Preference, expand, no_pairs_detail
-from .records import pair_record, signal_record
+from .records import pair_record, provenance, signal_record
 from .splice import PairSplicer, spliced
 from .splice_signal import SignalSplicer
 
@@ -148,22 +149,19 @@ class Joiner(Expiry):
         admitted = admit(self.codec, self.config, topic, record_type, key, value, timestamp_ms, self.wall_ms)
         if isinstance(admitted, Rejection):
             return [self._dead(admitted.reason, admitted.error_class, admitted.stage, key, value, at)]
-        record = admitted.record
-        rid, event_ms = record["request_id"], _ms(record["event_time"])
+        rid, event_ms = admitted.record["request_id"], admitted.event_ms
         if timestamp_ms is not None and timestamp_ms > 0:  # passed the skew check: a saved stream time may not
             self._unpoison(partition, event_ms)
         out += self._advance(partition, event_ms)  # kept if the join then fails on this record
-        stored = Stored(value or b"", topic, partition, at["offset"])
         if record_type == "InferenceEvent":
-            out += self._on_inference(partition, rid, stored, admitted)
+            out += self._on_inference(partition, rid, value or b"", at, admitted)
         else:
-            out += self._on_feedback(partition, rid, stored, admitted)
+            out += self._on_feedback(partition, rid, value or b"", at, admitted)
         return out
 
-    def _on_inference(self, partition: int, rid: str, stored: Stored, admitted: Admitted) -> list[Emit]:
+    def _on_inference(self, partition: int, rid: str, value: bytes, at: Record, admitted: Admitted) -> list[Emit]:
         record = admitted.record
         entry = self.state.get(rid)
-        value, at = stored.value, stored.at
         digest = hashlib.sha256(value).digest()
         if entry is not None and (entry.inference or entry.done):
             if entry.digest == digest:
@@ -173,9 +171,9 @@ class Joiner(Expiry):
             reason = f"request_id {rid} is already used by an inference with different content (first: {first})"
             return [self._dead(reason, "ConflictingInference", "join", rid.encode(), value, at)]
         c = self.config
-        event_ms = _ms(record["event_time"])
+        event_ms = admitted.event_ms
         pending = entry.feedback if entry else []
-        inference = Stored(value, stored.topic, partition, stored.offset, event_ms=event_ms)
+        inference = Stored(value, at["topic"], partition, at["offset"], event_ms=event_ms)
         entry = Entry(partition, event_ms + c.window_ms + c.grace_ms, inference, digest=digest)
         if admitted.decoded is not None:  # what decoding these bytes gives, as a feedback would decode them
             self.decoded.keep(rid, value, admitted.decoded, admitted.marks)
@@ -183,17 +181,16 @@ class Joiner(Expiry):
         for fb in pending:
             feedback, marks = self.waiting.take(fb.feedback_id, fb)
             views = None if marks is None or admitted.marks is None else ((value, admitted.marks), (fb.value, marks))
-            out += self._join(entry, record, feedback, fb.value, fb.at, views)
+            out += self._join(entry, record, feedback, _ms(feedback["event_time"]), fb.value, fb.at, views)
         if entry.expires_ms < self.stream_time[partition]:  # the inference itself arrived after its window closed
             self._put(partition, rid, entry)
             return out + self._expire_entry(partition, rid, entry, self.stream_time[partition])
         self._schedule(partition, rid, entry)
         return out
 
-    def _on_feedback(self, partition: int, rid: str, stored: Stored, admitted: Admitted) -> list[Emit]:
+    def _on_feedback(self, partition: int, rid: str, value: bytes, at: Record, admitted: Admitted) -> list[Emit]:
         record = admitted.record
         entry = self.state.get(rid) or Entry(partition)
-        value, at = stored.value, stored.at
         fid = record["feedback_id"]
         if fid in entry.seen or any(fb.feedback_id == fid for fb in entry.feedback):
             self.duplicates += 1
@@ -205,7 +202,7 @@ class Joiner(Expiry):
             detail = "feedback arrived after its inference expired from the join window"
             return [self._unmatched("LATE", detail, "FeedbackEvent", record, st, value, at)]
         if not entry.inference:
-            waiting = Stored(value, stored.topic, partition, stored.offset, feedback_id=fid)
+            waiting = Stored(value, at["topic"], partition, at["offset"], feedback_id=fid)
             size, limit = entry_size(entry), self.config.max_entry_bytes
             if size + stored_size(waiting) > limit:
                 reason = (
@@ -218,14 +215,14 @@ class Joiner(Expiry):
             if admitted.decoded is not None:  # decoded as the inference's arrival would decode it again
                 self.waiting.keep(fid, value, admitted.decoded, admitted.marks)
             c = self.config
-            entry.expires_ms = max(entry.expires_ms, _ms(record["event_time"]) + c.window_ms + c.grace_ms)
+            entry.expires_ms = max(entry.expires_ms, admitted.event_ms + c.window_ms + c.grace_ms)
             self._schedule(partition, rid, entry)
             return []
         inference, marks = self.decoded.get(rid, entry.inference)
         views = None  # the inputs' bytes and marks, to splice pairs from (when both decoded on the fast path)
         if marks is not None and admitted.marks is not None and admitted.decoded is not None:
             views = ((entry.inference.value, marks), (value, admitted.marks))
-        out = self._join(entry, inference, record, value, at, views)
+        out = self._join(entry, inference, record, admitted.event_ms, value, at, views)
         self._put(partition, rid, entry)
         return out
 
@@ -248,19 +245,20 @@ class Joiner(Expiry):
         entry.seen.append(fid)
 
     def _join(
-        self, entry: Entry, inference: Record, feedback: Record, value: bytes, at: Record, views: Any = None
+        self, entry: Entry, inference: Record, feedback: Record, feedback_ms: int, value: bytes, at: Record, views: Any
     ) -> list[Emit]:
         self._remember(entry, inference["request_id"], feedback["feedback_id"])
         rid = inference["request_id"].encode()
         assert entry.inference is not None  # only an entry with its inference joins
         inf_at = entry.inference.at
         c = self.config
-        gap = _ms(feedback["event_time"]) - entry.inference.event_ms
+        gap = feedback_ms - entry.inference.event_ms
         if gap > c.window_ms:
             detail = f"feedback is {gap} ms after its inference; the window is {c.window_ms} ms"
             st = self.stream_time[at["partition"]]
             return [self._unmatched("LATE", detail, "FeedbackEvent", feedback, st, value, at)]
-        problems = reference_problems(feedback, len(inference["candidates"]))
+        count = len(inference["candidates"])
+        problems = [] if references_fine(feedback, count) else reference_problems(feedback, count)
         if problems:
             reason = "invalid reference: " + "; ".join(problems)
             return [self._dead(reason, "InvalidReference", "join", rid, value, at)]
@@ -275,7 +273,10 @@ class Joiner(Expiry):
             st = self.stream_time[at["partition"]]
             detail = no_pairs_detail(feedback, c.score_margin, c.score_mode)
             return [self._unmatched("NO_PAIRS", detail, "FeedbackEvent", feedback, st, value, at, inf_at)]
-        return [self._pair(rid, pair_record(inference, feedback, p, inf_at, at), p, source, views) for p in prefs]
+        shared = provenance(inference, feedback, inf_at, at)
+        return [
+            self._pair(rid, pair_record(inference, feedback, p, inf_at, at, shared), p, source, views) for p in prefs
+        ]
 
     def _pair(self, rid: bytes, record: Record, pref: Preference, source: Source, views: Any) -> Emit:
         value = spliced(self.splicer.pair, record, pref, *views) if views and self.splicer.usable else None

@@ -15,7 +15,7 @@ import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from preflog.schemas.codec import Codec
 from preflog.schemas.exceptions import ValidationError
@@ -51,8 +51,7 @@ class Emit:
     value: bytes = b""
 
 
-@dataclass(frozen=True)
-class Source:
+class Source(NamedTuple):
     """The input record an output comes from: what a dead letter keeps."""
 
     key: bytes | None

@@ -16,8 +16,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 __all__ = ["Preference", "ScoreMode", "expand", "no_pairs_detail", "pair_id", "signal_id", "uuid5_text"]
 
@@ -25,8 +24,7 @@ NAMESPACE = uuid.UUID("6d1c2a52-8a6e-4c1b-9b0f-5f1d0f4b7a10")
 ScoreMode = Literal["all", "best-vs-worst"]
 
 
-@dataclass(frozen=True)
-class Preference:
+class Preference(NamedTuple):
     """Candidate ``chosen`` preferred over ``rejected``, with scores when the judge gave them."""
 
     chosen: int

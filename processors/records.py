@@ -8,13 +8,27 @@ from typing import Any
 
 from .pairs import Preference, pair_id, signal_id, uuid5_text
 
-__all__ = ["dead_letter", "dead_letter_id", "pair_record", "signal_record", "unmatched_id", "unmatched_record"]
+__all__ = [
+    "dead_letter",
+    "dead_letter_id",
+    "pair_record",
+    "provenance",
+    "signal_record",
+    "unmatched_id",
+    "unmatched_record",
+]
 
 Record = dict[str, Any]
 
 
 def _candidate(inference: Record, index: int) -> Record:
-    return next(c for c in inference["candidates"] if c["index"] == index)
+    """The candidate whose ``index`` is ``index`` (an admitted inference's indices are distinct)."""
+    candidates = inference["candidates"]
+    if type(index) is int and 0 <= index < len(candidates):
+        found: Record = candidates[index]
+        if found["index"] == index:  # candidates in index order, as producers write them
+            return found
+    return next(c for c in candidates if c["index"] == index)
 
 
 def _provenance(inference: Record, feedback: Record, inference_at: Record, feedback_at: Record) -> Record:
@@ -36,14 +50,24 @@ def _provenance(inference: Record, feedback: Record, inference_at: Record, feedb
     }
 
 
+def provenance(inference: Record, feedback: Record, inference_at: Record, feedback_at: Record) -> Record:
+    """The fields every pair (and signal) of one judgement shares, to pass to :func:`pair_record`."""
+    return _provenance(inference, feedback, inference_at, feedback_at)
+
+
 def pair_record(
-    inference: Record, feedback: Record, pref: Preference, inference_at: Record, feedback_at: Record
+    inference: Record,
+    feedback: Record,
+    pref: Preference,
+    inference_at: Record,
+    feedback_at: Record,
+    shared: Record | None = None,
 ) -> Record:
-    """A PreferencePair from a joined inference and feedback."""
+    """A PreferencePair from a joined inference and feedback (``shared``: their :func:`provenance`, if made)."""
     chosen, rejected = _candidate(inference, pref.chosen), _candidate(inference, pref.rejected)
     latency = feedback["event_time"] - inference["event_time"]
     return {
-        **_provenance(inference, feedback, inference_at, feedback_at),
+        **(shared or _provenance(inference, feedback, inference_at, feedback_at)),
         "pair_id": pair_id(feedback["feedback_id"], pref.chosen, pref.rejected),
         "chosen": chosen["text"],
         "rejected": rejected["text"],

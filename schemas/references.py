@@ -6,7 +6,9 @@ A feedback names candidates of its inference by index (``pairwise.chosen``,
 distinct, chosen != rejected, within the inference's candidates when their
 number is known) and that scores and rating values are finite. The producer
 SDK calls it without the inference; the join calls it again once the
-inference has arrived.
+inference has arrived. :func:`references_fine` is its quick yes for the
+usual decoded record (the join asks it first, and the full check only when
+it cannot say yes).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 from .fields import finite_number, is_int, is_list
 from .shape import show
 
-__all__ = ["FEEDBACK_KINDS", "MAX_CANDIDATES", "PAYLOAD_FIELD", "reference_problems"]
+__all__ = ["FEEDBACK_KINDS", "MAX_CANDIDATES", "PAYLOAD_FIELD", "reference_problems", "references_fine"]
 
 FEEDBACK_KINDS = ("PAIRWISE", "RANKING", "SCORES", "RATING", "IMPLICIT")
 #: the feedback field that holds each kind's payload
@@ -112,3 +114,51 @@ def _entries(payload: Any, field: str, candidate_count: int | None, check: Index
                 problems.append(f"ranking[{n}].rank: {rank} must be >= 1 (1 is best)")
     if len(finite) > 1 and not math.isfinite(max(finite) - min(finite)):
         problems.append(f"scores: the spread {max(finite)} - ({min(finite)}) overflows a double; scale the scores down")
+
+
+def _index_fine(index: Any, candidate_count: int | None) -> bool:
+    return type(index) is int and index >= 0 and (candidate_count is None or index < candidate_count)
+
+
+def references_fine(feedback: Mapping[str, Any], candidate_count: int | None) -> bool:
+    """True only when :func:`reference_problems` would find nothing (False: it must be asked).
+
+    A quick check of a record with the types decoding gives (dicts, lists, ints, floats); anything
+    else gets False, and the full check says what, if anything, is wrong.
+    """
+    kind = feedback.get("kind")
+    if kind == "PAIRWISE":
+        payload = feedback.get("pairwise")
+        if type(payload) is not dict:
+            return False
+        chosen, rejected = payload.get("chosen"), payload.get("rejected")
+        return _index_fine(chosen, candidate_count) and _index_fine(rejected, candidate_count) and chosen != rejected
+    if kind == "RATING" or kind == "IMPLICIT":
+        payload = feedback.get("rating" if kind == "RATING" else "implicit")
+        if type(payload) is not dict:
+            return False
+        value = payload.get("value")
+        finite = value is None or (type(value) is float and math.isfinite(value))
+        return finite and _index_fine(payload.get("index"), candidate_count)
+    if kind != "RANKING" and kind != "SCORES":
+        return False
+    entries = feedback.get("ranking" if kind == "RANKING" else "scores")
+    if type(entries) is not list or not 2 <= len(entries) <= min(MAX_CANDIDATES, candidate_count or MAX_CANDIDATES):
+        return False
+    seen: set[Any] = set()
+    field = "rank" if kind == "RANKING" else "score"
+    for entry in entries:
+        if type(entry) is not dict:
+            return False
+        index, value = entry.get("index"), entry.get(field)
+        if not _index_fine(index, candidate_count) or index in seen:
+            return False
+        seen.add(index)
+        if kind == "RANKING" and not (type(value) is int and value >= 1):
+            return False
+        if kind == "SCORES" and not (type(value) is float and math.isfinite(value)):
+            return False
+    if kind == "SCORES":
+        scores = [entry["score"] for entry in entries]
+        return math.isfinite(max(scores) - min(scores))
+    return True

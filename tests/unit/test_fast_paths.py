@@ -19,6 +19,7 @@ from preflog.producers.generator import TrafficProfile, generate
 from preflog.schemas.codec import SingleObjectCodec
 from preflog.schemas.events import feedback_record, inference_record
 from preflog.schemas.exceptions import DecodeError, ValidationError
+from preflog.schemas.references import FEEDBACK_KINDS, PAYLOAD_FIELD, reference_problems, references_fine
 
 FAST = SingleObjectCodec()
 CHECKED = SingleObjectCodec()
@@ -146,3 +147,38 @@ def test_spliced_outputs_are_the_records_encoded_byte_for_byte(feedback_first: b
     for e in outputs:
         name, topic = ("PreferencePair", "p") if e.role == "pairs" else ("UnpairedSignal", "u")
         assert e.value == FAST.encode(name, e.record, topic)
+
+
+_ANY = st.one_of(st.none(), st.booleans(), st.integers(-2, 7), st.floats(allow_nan=True), st.text(max_size=2))
+_INDEX = st.one_of(st.integers(-1, 6), st.integers(0, 5), _ANY)
+_ENTRY = st.one_of(
+    st.fixed_dictionaries({"index": _INDEX, "rank": st.integers(1, 3)}),
+    st.fixed_dictionaries({"index": _INDEX, "score": st.one_of(st.floats(-2, 2), st.sampled_from([1e308, -1e308]))}),
+    st.fixed_dictionaries({"index": _INDEX}, optional={"rank": _ANY, "score": _ANY}),
+)
+_PAYLOADS = {
+    "PAIRWISE": st.fixed_dictionaries({"chosen": _INDEX, "rejected": _INDEX}),
+    "RATING": st.fixed_dictionaries({"index": _INDEX}, optional={"value": st.one_of(st.floats(), _ANY)}),
+    "RANKING": st.lists(_ENTRY, max_size=5),
+}
+_PAYLOADS.update(IMPLICIT=_PAYLOADS["RATING"], SCORES=_PAYLOADS["RANKING"])
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.sampled_from([*FEEDBACK_KINDS, "OTHER", None]), st.data(), st.one_of(st.none(), st.integers(0, 6)))
+def test_the_quick_reference_check_says_yes_only_when_the_full_one_finds_nothing(
+    kind: Any, data: st.DataObject, count: int | None
+) -> None:
+    payload = data.draw(st.one_of(_PAYLOADS.get(kind, _ANY), *_PAYLOADS.values(), _ANY))
+    fields = {f: None for f in PAYLOAD_FIELD.values()}
+    feedback = {"kind": kind, **fields, **({PAYLOAD_FIELD[kind]: payload} if kind in PAYLOAD_FIELD else {})}
+    if references_fine(feedback, count):
+        assert reference_problems(feedback, count) == []
+
+
+def test_the_quick_reference_check_says_yes_to_generated_feedback() -> None:
+    feedback = [FAST.decode(value, name) for name, value in VALUES if name == "FeedbackEvent"]
+    assert {f["kind"] for f in feedback} == set(FEEDBACK_KINDS)
+    for f in feedback:
+        assert references_fine(f, None) and references_fine(f, 8)
+        assert reference_problems(f, None) == reference_problems(f, 8) == []
