@@ -19,10 +19,12 @@ the summary, not emitted: the live pipeline would decide it with later input.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from confluent_kafka import Message
@@ -93,6 +95,23 @@ def ensure_unused(storage: Storage, target: str) -> None:
         raise ReplayOutputError(
             f"{target} already holds files (an earlier or interrupted replay); choose another --name or --output"
         )
+
+
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Run the cyclic garbage collector less often meanwhile (never more often), then as before.
+
+    The join state grows by objects that live to the end of the replay; with the default thresholds
+    (700, 10, 10) the collector re-scanned them hundreds of times, about 15% of a replay's CPU. Reference
+    counting still frees everything else at once; only cycles wait a little longer.
+    """
+    old = gc.get_threshold()
+    if old[0] > 0:  # 0: automatic collection is off; leave it off
+        gc.set_threshold(*(max(o, n) for o, n in zip(old, (10_000, 50, 100), strict=False)))
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
 
 
 def replay_group(settings: Settings, name: str) -> str:
@@ -169,9 +188,12 @@ class Replay:
         started = time.monotonic()
         spans = [Span(r.topic, r.partition, r.start, end=r.end) for r in self.ranges.values() if r.planned]
         config = self.settings.kafka.client_config()
-        with RangeReader(
-            config, self.group_id, spans, timeout=None, idle=self.stall_timeout_s, batch=1000, poll_s=0.5
-        ) as reader:
+        with (
+            _fewer_collections(),
+            RangeReader(
+                config, self.group_id, spans, timeout=None, idle=self.stall_timeout_s, batch=1000, poll_s=0.5
+            ) as reader,
+        ):
             try:
                 self._consume(reader)
             except ReadError as exc:

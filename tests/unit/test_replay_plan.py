@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,7 +17,7 @@ from preflog.kafka.offsets import parse_offset_spec as parse_any_offset_spec
 from preflog.kafka.offsets import pick_offset as _pick
 from preflog.processors.join import JoinConfig, Joiner
 from preflog.processors.ranges import Range, RangeError, parse_offset_spec
-from preflog.processors.replay import ReplayOutputError, ensure_unused, replay_output
+from preflog.processors.replay import ReplayOutputError, _fewer_collections, ensure_unused, replay_output
 from preflog.processors.replay_merge import Merge
 from preflog.schemas.codec import SingleObjectCodec
 from preflog.sinks.storage import Storage
@@ -168,3 +169,21 @@ def test_an_offset_for_a_topic_applies_to_that_topic_only() -> None:
     assert _pick(specs, "t.a", 1) == 5
     assert _pick(specs, "t.b", 0) == 5
     assert _pick(specs[:1], "t.b", 0) is None
+
+
+def test_a_replay_collects_cycles_less_often_meanwhile_and_restores_the_thresholds() -> None:
+    old = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        with _fewer_collections():
+            assert gc.get_threshold() == (10_000, 50, 100)
+        assert gc.get_threshold() == (700, 10, 10)
+        gc.set_threshold(50_000, 5, 200)  # never lowered, only raised
+        with _fewer_collections():
+            assert gc.get_threshold() == (50_000, 50, 200)
+        gc.set_threshold(0, 10, 10)  # automatic collection off: stays off
+        with _fewer_collections():
+            assert gc.get_threshold()[0] == 0
+        assert gc.get_threshold() == (0, 10, 10)
+    finally:
+        gc.set_threshold(*old)
