@@ -87,10 +87,15 @@ class _Source:
         return f"{prefix}{self.count}"
 
     def number(self, ind: int, target: str, bits: int) -> None:
+        """A zigzag varint: one and two bytes inline (14 bits fit an int), longer ones in :func:`_varint`."""
         self.emit(ind, "b = data[p]")
         self.emit(ind, "if b < 128:")
         self.emit(ind + 1, f"{target} = (b >> 1) ^ -(b & 1)")
         self.emit(ind + 1, "p += 1")
+        self.emit(ind, "elif 0 < data[p + 1] < 128:")  # a last byte of 0 is not minimal: _varint falls back
+        self.emit(ind + 1, "b = (b & 127) | (data[p + 1] << 7)")
+        self.emit(ind + 1, f"{target} = (b >> 1) ^ -(b & 1)")
+        self.emit(ind + 1, "p += 2")
         self.emit(ind, "else:")
         self.emit(ind + 1, f"{target}, p = _varint(data, p, {bits})")
 
