@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from functools import cached_property
 from typing import Any
 
 import pyarrow as pa
@@ -18,9 +19,11 @@ import pyarrow.parquet as pq
 
 from preflog.schemas.registry import SchemaVersion
 
-from .arrow import arrow_schema, to_table
+from .arrow import arrow_schema
+from .columns import DictRows, Rows
+from .decode import BatchDecoder
 from .manifest import MANIFEST_DIR, Manifest, manifest_path
-from .naming import file_name, partition_dir
+from .naming import file_name
 from .parquet import encode
 
 __all__ = ["BATCH_KEY", "EMPTY_DIR", "Origin", "TableFormat", "batch_files", "batch_of"]
@@ -36,6 +39,11 @@ class TableFormat:
         self.table = table
         self.schema = schema
         self.arrow: pa.Schema = arrow_schema(schema.raw, {"preflog.schema_fingerprint": schema.fingerprint.hex()})
+
+    @cached_property
+    def decoder(self) -> BatchDecoder:
+        """Decodes batches of this table's framed records (compiled on first use)."""
+        return BatchDecoder(self.schema, self.arrow)
 
     def manifest(
         self,
@@ -81,7 +89,7 @@ class Origin:
 
 def batch_files(
     fmt: TableFormat,
-    records: Iterable[dict[str, Any]],
+    records: Iterable[dict[str, Any]] | Rows,
     topic: str,
     partition: int,
     first: int,
@@ -98,9 +106,10 @@ def batch_files(
     origin) in its Parquet metadata: a writer that died between them can tell
     a complete batch (whose missing manifests it writes again) from one to redo.
     """
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for record in records:
-        groups.setdefault(partition_dir(fmt.table, record, partition_by), []).append(record)
+    rows = records if isinstance(records, Rows) else DictRows(list(records))
+    groups: dict[str, list[int]] = {}
+    for i, directory in enumerate(rows.dirs(fmt.table, partition_by)):
+        groups.setdefault(directory, []).append(i)
     origin = origin or Origin()
     name = file_name(topic, partition, first, last, origin.incarnation)
     if not groups:
@@ -111,8 +120,9 @@ def batch_files(
         {"first": first, "last": last, "parts": len(groups), "skipped": skipped, **asdict(origin)}, sort_keys=True
     )
     schema = fmt.arrow.with_metadata({**(fmt.arrow.metadata or {}), BATCH_KEY: about.encode()})
-    for directory, rows in sorted(groups.items()):
-        data = encode(to_table(rows, schema))
+    for directory, indices in sorted(groups.items()):
+        part = rows if len(indices) == len(rows) else rows.take(indices)
+        data = encode(part.table(schema))
         relative = f"{directory}/{name}"
         manifest = fmt.manifest(
             relative,
@@ -120,7 +130,7 @@ def batch_files(
             partition,
             first,
             last,
-            rows=len(rows),
+            rows=len(indices),
             skipped=skipped,
             sha256=Manifest.digest(data),
             origin=origin,

@@ -17,7 +17,7 @@ was skipped.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from preflog.schemas.tables import TABLES
 
@@ -152,22 +152,24 @@ class PartitionWriter:
         """
         first, last = self.batch[0].offset() or 0, self.batch[-1].offset() or 0
         column = TABLES[self.table].id_column
-        records: list[dict[str, Any]] = []
-        for msg in self.batch:
-            record = self.codec.decode(msg.value() or b"", self.fmt.schema.name, self.topic)
-            if column and record.get(column):
-                if record[column] in self.ids:
+        rows = self.fmt.decoder.decode([msg.value() or b"" for msg in self.batch], self.codec, self.topic)
+        keep: list[int] = []
+        ids = self.ids
+        for i, record_id in enumerate(rows.ids(column) if column else [None] * len(rows)):
+            if record_id:
+                if record_id in ids:
                     continue
-                self.ids[record[column]] = None
-            records.append(record)
-        skipped = len(self.batch) - len(records)
+                ids[record_id] = None
+            keep.append(i)
+        skipped = len(self.batch) - len(keep)
         if skipped:
+            rows = rows.take(keep)
             metrics.DUPLICATES.labels(self.table).inc(skipped)
         origin = Origin(self.origin.incarnation, self.origin.topic_id, record_identity(self.batch[-1]))
         files = batch_files(
-            self.fmt, records, self.topic, self.partition, first, last, self.conf.partition_by, skipped, origin
+            self.fmt, rows, self.topic, self.partition, first, last, self.conf.partition_by, skipped, origin
         )
-        metrics.ROWS.labels(self.table).inc(len(records))
+        metrics.ROWS.labels(self.table).inc(len(rows))
         metrics.FILES.labels(self.table).inc(sum(1 for path, _ in files if path.endswith(".parquet")))
         return last, files
 
