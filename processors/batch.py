@@ -233,13 +233,22 @@ class BatchJoin:
     def join(self, ordered: list[InputRecord], checkpoint: Checkpoint) -> None:
         """Every record through the join, in order; outputs go to the checkpoint, state changes stay staged."""
         emits: list[Emit] = checkpoint.emits
-        for r in ordered:
-            faust_compat.set_current_event(r.event)  # the RocksDB store reads the current event's partition
-            checkpoint.events[r.partition] = r.event
-            if r.topic == self.ticks:
-                emits += self.joiner.tick(r.partition)
-                continue
-            metrics.EVENTS_IN.labels(r.topic).inc()
-            duplicates = self.joiner.duplicates
-            emits += self.joiner.process(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp_ms)
+        events, process, ticks = checkpoint.events, self.joiner.process, self.ticks
+        counts: dict[str, int] = {}
+        duplicates = self.joiner.duplicates
+        partition = None
+        try:
+            for r in ordered:
+                if r.partition != partition:  # the RocksDB store reads only the current event's partition
+                    faust_compat.set_current_event(r.event)
+                    partition = r.partition
+                events[r.partition] = r.event
+                if r.topic == ticks:
+                    emits += self.joiner.tick(r.partition)
+                    continue
+                counts[r.topic] = counts.get(r.topic, 0) + 1
+                emits += process(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp_ms)
+        finally:  # the metrics once per batch (labels() per record was ~3% of the join)
+            for topic, n in counts.items():
+                metrics.EVENTS_IN.labels(topic).inc(n)
             metrics.DUPLICATES.inc(self.joiner.duplicates - duplicates)
