@@ -270,10 +270,9 @@ class Replay:
         self.summary.written[role] += len(values)
         if self.storage is None:
             return
-        name, decode = TABLES[role].record, self.output_codec.decode
-        records = [decode(value, name) for value in values]  # as the live log has them
-        topic, partition_by = self.output_topic[role], self.settings.sink.partition_by
-        files = batch_files(self.formats[role], records, topic, partition, first, last, partition_by)
+        fmt, topic, partition_by = self.formats[role], self.output_topic[role], self.settings.sink.partition_by
+        rows = fmt.decoder.decode(values, self.output_codec, topic)  # decoded as the live sink decodes them
+        files = batch_files(fmt, rows, topic, partition, first, last, partition_by)
         for relative, data in files:
             self.storage.put(relative, data)
         self.summary.files += sum(1 for relative, _ in files if relative.endswith(".parquet"))
