@@ -10,6 +10,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from preflog.schemas.codec import Codec
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 __all__ = ["Admitted", "Rejection", "admit", "ms"]
 
 Record = dict[str, Any]
+#: every kind's payload field of a feedback record, as a tuple
+_PAYLOADS = itemgetter(*PAYLOAD_FIELD.values())
 #: a UUID as ``str(uuid.UUID(text))`` writes it: such text is its own canonical form
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z").match
 
@@ -90,7 +93,7 @@ def _clean_feedback(r: Record) -> bool:
         return False
     if source["type"] in MODEL_SOURCES and not (source["name"] and source["version"]):
         return False
-    if any((r[field] is None) == (other == kind) for other, field in PAYLOAD_FIELD.items()):
+    if r[PAYLOAD_FIELD[kind]] is None or _PAYLOADS(r).count(None) != len(PAYLOAD_FIELD) - 1:
         return False  # the kind's payload missing, or another kind's set
     return bool(
         _CANONICAL_UUID(r["feedback_id"])

@@ -264,9 +264,12 @@ class ConfluentCodec(_StrictBodies):
             try:
                 registered = self.registry.get_schema(schema_id)
                 raw = json.loads(registered.schema_str)
-                self._writers[schema_id] = (raw.get("name", ""), fastavro.parse_schema(strip_uuid(raw)))
+                name, writer = raw.get("name", ""), fastavro.parse_schema(strip_uuid(raw))
             except Exception as exc:
                 raise DecodeError(f"{where}: schema id {schema_id} not found in the registry: {exc}") from exc
+            if name in self.store.names and writer == self.store.latest(name).reader:
+                writer = self.store.latest(name).reader  # the newest local schema itself: the fast reader takes it
+            self._writers[schema_id] = (name, writer)
         return self._writers[schema_id]
 
     def encode(self, record_type: str, record: Mapping[str, Any], topic: str) -> bytes:

@@ -16,7 +16,7 @@ from preflog.processors.admission import _validated
 from preflog.processors.join import JoinConfig, Joiner
 from preflog.processors.pairs import NAMESPACE, uuid5_text
 from preflog.producers.generator import TrafficProfile, generate
-from preflog.schemas.codec import SingleObjectCodec
+from preflog.schemas.codec import Codec, ConfluentCodec, SingleObjectCodec
 from preflog.schemas.events import feedback_record, inference_record
 from preflog.schemas.exceptions import DecodeError, ValidationError
 from preflog.schemas.references import FEEDBACK_KINDS, PAYLOAD_FIELD, reference_problems, references_fine
@@ -115,10 +115,12 @@ def test_ids_are_uuid5_byte_for_byte(name: str) -> None:
     assert uuid5_text(name) == expected
 
 
-@pytest.mark.parametrize("feedback_first", [False, True])
-def test_spliced_outputs_are_the_records_encoded_byte_for_byte(feedback_first: bool) -> None:
+@pytest.mark.parametrize(("framing", "feedback_first"), [("soe", False), ("soe", True), ("confluent", True)])
+def test_spliced_outputs_are_the_records_encoded_byte_for_byte(framing: str, feedback_first: bool) -> None:
+    codec: Codec = FAST if framing == "soe" else ConfluentCodec(f"mock://splice-{feedback_first}")
+    values = [(name, codec.encode(name, FAST.decode(value, name), "t")) for name, value in VALUES]
     joiner = Joiner(
-        JoinConfig(), FAST, {}, "i", "f", wall_ms=lambda: 10**13, output_topics={"pairs": "p", "unpaired": "u"}
+        JoinConfig(), codec, {}, "i", "f", wall_ms=lambda: 10**13, output_topics={"pairs": "p", "unpaired": "u"}
     )
     spliced: Counter[str] = Counter()
     real_pair, real_signal = joiner.splicer.pair, joiner.signals.signal
@@ -135,10 +137,10 @@ def test_spliced_outputs_are_the_records_encoded_byte_for_byte(feedback_first: b
     joiner.signals.signal = signal  # type: ignore[method-assign,assignment]
     offsets = {"i": 0, "f": 0}
     outputs = []
-    order = sorted(VALUES, key=lambda v: v[0] == "InferenceEvent") if feedback_first else VALUES
+    order = sorted(values, key=lambda v: v[0] == "InferenceEvent") if feedback_first else values
     for name, value in order:  # feedback first: every feedback waits, and is joined when its inference comes
         topic = "i" if name == "InferenceEvent" else "f"
-        key = FAST.decode(value, name)["request_id"].encode()
+        key = codec.decode(value, name, topic)["request_id"].encode()
         offsets[topic] += 1
         outputs += [e for e in joiner.process(topic, 0, offsets[topic], key, value) if e.role in ("pairs", "unpaired")]
     made = Counter(e.role for e in outputs)
@@ -146,7 +148,7 @@ def test_spliced_outputs_are_the_records_encoded_byte_for_byte(feedback_first: b
     assert spliced["pairs"] > made["pairs"] / 2 and spliced["unpaired"] > made["unpaired"] / 2
     for e in outputs:
         name, topic = ("PreferencePair", "p") if e.role == "pairs" else ("UnpairedSignal", "u")
-        assert e.value == FAST.encode(name, e.record, topic)
+        assert e.value == codec.encode(name, e.record, topic)
 
 
 _ANY = st.one_of(st.none(), st.booleans(), st.integers(-2, 7), st.floats(allow_nan=True), st.text(max_size=2))
