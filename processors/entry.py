@@ -266,3 +266,19 @@ def decode_entry(value: bytes) -> Entry:
         return _decode_legacy(value) if value[:1] == b"{" else _decode_binary(value)
     except (ValueError, KeyError, TypeError, struct.error) as exc:
         raise StateError(f"a join-state entry cannot be read ({len(value)} bytes): {exc}") from exc
+
+
+def entry_due(value: bytes) -> tuple[int, int]:
+    """The partition and ``expires_ms`` of an encoded entry: its head only (what the expiry index needs).
+
+    Raises:
+        StateError: ``value`` cannot be read.
+    """
+    if value[:1] == b"{" or value[:1] != bytes([VERSION]):
+        entry = decode_entry(value)
+        return entry.partition, entry.expires_ms
+    try:
+        _, _, partition, expires_ms, _ = _HEAD.unpack_from(value)
+    except struct.error as exc:
+        raise StateError(f"a join-state entry cannot be read ({len(value)} bytes): {exc}") from exc
+    return int(partition), int(expires_ms)

@@ -126,11 +126,30 @@ class Expiry:
         return out
 
     def _index(self, partition: int) -> list[tuple[int, str]]:
-        if partition not in self._due:
-            heap = [(entry.expires_ms, rid) for rid, entry in self.state.items() if entry.partition == partition]
+        heap = self._due.get(partition)
+        if heap is None:
+            self._build_index()
+            heap = self._due.setdefault(partition, [])
+        return heap
+
+    def _build_index(self) -> None:
+        """One scan of the state indexes every partition not indexed yet (after a start or a rebalance).
+
+        The worker's state is read for each entry's head only
+        (:meth:`TableEntries.due`); at 300k entries, decoding every entry once
+        per partition was 56% of a restarted worker's recovery (py-spy).
+        """
+        if isinstance(self.state, TableEntries):
+            scan = self.state.due()
+        else:
+            scan = ((rid, entry.partition, entry.expires_ms) for rid, entry in self.state.items())
+        found: dict[int, list[tuple[int, str]]] = {}
+        for rid, partition, expires_ms in scan:
+            if partition not in self._due:
+                found.setdefault(partition, []).append((expires_ms, rid))
+        for partition, heap in found.items():
             heapq.heapify(heap)
             self._due[partition] = heap
-        return self._due[partition]
 
     def _put(self, partition: int, rid: str, entry: Entry) -> None:
         """Store ``rid``'s entry, in the worker filed under ``partition`` (:meth:`TableEntries.put`).

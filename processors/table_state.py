@@ -18,6 +18,7 @@ from .entry import (
     decode_stream_time,
     encode_entry,
     encode_stream_time,
+    entry_due,
     entry_key,
     legacy_stream_time_key,
     request_id_of,
@@ -71,6 +72,14 @@ class TableEntries(MutableMapping[str, Entry]):
             rid = request_id_of(key)
             if rid is not None:
                 yield rid, decode_entry(value)
+
+    def due(self) -> Iterator[tuple[str, int, int]]:
+        """Every entry's request_id, partition and ``expires_ms``, in one scan; entries are not decoded."""
+        for key, value in self.staged.items():
+            rid = request_id_of(key)
+            if rid is not None:
+                partition, expires_ms = entry_due(value)
+                yield rid, partition, expires_ms
 
     def __len__(self) -> int:
         return sum(1 for _ in self)

@@ -18,6 +18,7 @@ from preflog.processors.entry import (
     decode_stream_time,
     encode_entry,
     encode_stream_time,
+    entry_due,
     entry_key,
     entry_size,
     legacy_stream_time_key,
@@ -64,6 +65,7 @@ def test_an_entry_decodes_to_itself_and_its_size_is_exact(entry: Entry) -> None:
     value = encode_entry(entry)
     assert decode_entry(value) == entry
     assert entry_size(entry) == len(value)
+    assert entry_due(value) == (entry.partition, entry.expires_ms)  # read from the head alone
 
 
 @dataclass
@@ -116,11 +118,14 @@ DIGEST = hashlib.sha256(INF_V).hexdigest()
 def test_an_entry_the_previous_version_wrote_is_read(case: Legacy) -> None:
     """A worker upgraded in place restores these from its changelog (Faust's json serializer wrote them)."""
     assert decode_entry(json.dumps(case.stored).encode()) == case.expected
+    assert entry_due(json.dumps(case.stored).encode()) == (case.expected.partition, case.expected.expires_ms)
 
 
 def test_an_unreadable_entry_stops_the_worker() -> None:
     with pytest.raises(StateError, match="cannot be read"):
         decode_entry(b"\x07garbage")
+    with pytest.raises(StateError, match="cannot be read"):
+        entry_due(b"\x01\x00\x00")
     with pytest.raises(StateError, match="truncated"):
         decode_entry(encode_entry(Entry(1, 2, seen=["abc"]))[:-1])
 
