@@ -119,7 +119,7 @@ def sink_run(settings: Settings, rows: int) -> float:
                 return time.perf_counter() - (started or time.perf_counter())
             if not runner.is_alive():
                 raise RuntimeError(f"the sink stopped with {written} of {rows} rows written")
-            time.sleep(0.005)
+            time.sleep(0.02)
     finally:
         stop.set()
         runner.join()

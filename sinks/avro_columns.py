@@ -1,11 +1,13 @@
 """The generator of the sink's column decoder: Avro bodies straight into per-column Python lists.
 
-fastavro builds a dict per record (and a datetime per timestamp) that
-``pyarrow.Table.from_pylist`` then takes apart again; for the sink that was
-most of its time. :func:`compile_columns` walks the table's Avro schema beside
+fastavro builds a dict per record (and a datetime per timestamp, a str per
+string) that ``pyarrow.Table.from_pylist`` then takes apart again; for the
+sink that was most of its time. :func:`compile_columns` walks the table's Avro schema beside
 its Arrow schema (:mod:`.arrow`) and generates one Python function (primitives
 inlined, compiled once per schema) that reads a body and appends each leaf
-value to its own list; :mod:`.columns` turns the lists into Arrow arrays.
+value to its own list (strings as their UTF-8 bytes, checked the way Python
+decodes them, timestamps as milliseconds); :mod:`.columns` turns the lists
+into Arrow arrays.
 
 The decoder accepts only bodies it is sure of and raises :class:`Reject` for
 anything else, so the caller hands those to the codec, which decodes them or
@@ -19,12 +21,13 @@ record does. Only the types :func:`~.arrow.arrow_schema` maps are known.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
-__all__ = ["TIMESTAMP_MS", "Leaf", "Nest", "Node", "Plan", "Reject", "Struct", "compile_columns"]
+from .column_plan import Leaf, Nest, Node, Plan, Struct
+
+__all__ = ["TIMESTAMP_MS", "Reject", "compile_columns"]
 
 #: the milliseconds Python's datetime can hold (years 1..9999), as fastavro needs them
 TIMESTAMP_MS = (-62_135_596_800_000, 253_402_300_799_999)
@@ -34,49 +37,24 @@ class Reject(Exception):
     """A body the column decoder does not take; the codec decides about it."""
 
 
-@dataclass(frozen=True)
-class Leaf:
-    """One Arrow array of ``type`` from the list in ``slot`` (None for a null)."""
-
-    slot: int
-    type: pa.DataType
-
-
-@dataclass(frozen=True)
-class Struct:
-    """A struct array of its children; ``mask`` is the slot of its null flags (None: never null)."""
-
-    type: pa.DataType
-    children: tuple[Node, ...]
-    mask: int | None
-
-
-@dataclass(frozen=True)
-class Nest:
-    """A list (``children`` = item) or map (key, value) array: ``offsets`` slot starts at ``[0]``."""
-
-    type: pa.DataType
-    children: tuple[Node, ...]
-    offsets: int
-    mask: int | None
-
-
-Node = Leaf | Struct | Nest
-
-
-@dataclass(frozen=True)
-class Plan:
-    """A compiled decoder: ``bind(*lists)`` returns ``decode(data, start, max_string, max_items)``."""
-
-    columns: tuple[Node, ...]
-    slots: int
-    offsets: tuple[int, ...]
-    bind: Any
-    source: str
-
-
 def _varint(data: bytes, p: int) -> tuple[int, int]:
-    """A zigzag varint of two bytes or more at ``p``: its value and the position after it (canonical only)."""
+    """A zigzag varint of two bytes or more at ``p``: its value and the position after it (canonical only).
+
+    Up to eight bytes (56 bits: timestamps, most longs) are read as one integer and their 7-bit groups
+    packed with masks; longer ones byte by byte.
+    """
+    chunk = data[p : p + 8]
+    x = int.from_bytes(chunk, "little")
+    stops = ~x & 0x8080808080808080 & ((1 << 8 * len(chunk)) - 1)
+    if stops:
+        k = (stops & -stops).bit_length() >> 3  # bytes up to and including the first without the high bit
+        x &= (1 << 8 * k) - 1
+        if k > 1 and not x >> 8 * (k - 1):  # a padded (non-canonical) varint
+            raise Reject
+        raw = x & 0x7F
+        for i in range(1, k):
+            raw |= (x >> i) & (0x7F << 7 * i)
+        return (raw >> 1) ^ -(raw & 1), p + k
     raw = shift = 0
     for n in range(10):
         b = data[p + n]
@@ -95,7 +73,6 @@ RUNTIME: dict[str, Any] = {
     "_float": struct.Struct("<f").unpack_from,
     "_double": struct.Struct("<d").unpack_from,
 }
-PRIMITIVE = {"string", "bytes", "int", "long", "float", "double", "boolean"}
 
 
 class _Source:
@@ -183,7 +160,11 @@ class _Source:
             self.emit(ind, f"a{slot}({symbols}[v >> 1])")
         elif kind in ("string", "bytes"):
             self.length(ind)
-            self.emit(ind, f"a{slot}(data[p:q]{'.decode()' if kind == 'string' else ''})")
+            self.emit(ind, "v = data[p:q]")
+            if kind == "string":  # kept as bytes (Arrow takes them as they are): checked as Python decodes them
+                self.emit(ind, "if not v.isascii():")
+                self.emit(ind + 1, "v.decode()")
+            self.emit(ind, f"a{slot}(v)")
             self.emit(ind, "p = q")
         elif kind in ("int", "long"):
             self.long(ind, "v")

@@ -19,7 +19,7 @@ import pyarrow as pa
 from preflog.schemas.tables import TABLES
 
 from .arrow import to_table
-from .avro_columns import Leaf, Plan, Struct
+from .column_plan import Leaf, Plan, Struct
 from .naming import partition_dir
 
 __all__ = ["ColumnRows", "DictRows", "Rows"]
@@ -98,13 +98,13 @@ def _subset(node: Any, lists: list[list[Any]], rows: Sequence[int], out: list[li
 
 def _leaf(values: list[Any], kind: pa.DataType, nullable: bool) -> pa.Array:
     """A leaf array; a non-nullable one under a null parent gets the placeholder ``from_pylist`` gives it."""
-    array = pa.array(values, type=kind)
-    if nullable or not array.null_count:
-        return array
-    if isinstance(array, pa.DictionaryArray):  # index 0, as from_pylist: the batch's first value
-        return pa.DictionaryArray.from_arrays(array.indices.fill_null(0), array.dictionary, safe=False)
-    empty: Any = b"" if pa.types.is_binary(kind) else "" if pa.types.is_string(kind) else 0
-    return array.fill_null(pa.scalar(empty).cast(kind))
+    text = pa.types.is_string(kind)  # UTF-8 bytes, checked by the decoder: taken as binary, then viewed as text
+    array = pa.array(values, type=pa.binary() if text else kind)
+    if not nullable and array.null_count:
+        if isinstance(array, pa.DictionaryArray):  # index 0, as from_pylist: the batch's first value
+            return pa.DictionaryArray.from_arrays(array.indices.fill_null(0), array.dictionary, safe=False)
+        array = array.fill_null(pa.scalar(b"" if pa.types.is_binary(array.type) else 0).cast(array.type))
+    return array.view(pa.string()) if text else array
 
 
 def _array(node: Any, lists: list[list[Any]], nullable: bool) -> pa.Array:
@@ -159,7 +159,10 @@ class ColumnRows:
 
     def ids(self, column: str) -> list[Any]:
         values = self._leaf(column)
-        return values if values is not None else [None] * len(self)
+        if values is None:
+            return [None] * len(self)
+        node = self.plan.columns[self.names.index(column)]
+        return [v.decode() if v is not None else None for v in values] if pa.types.is_string(node.type) else values
 
     def take(self, rows: Sequence[int]) -> ColumnRows:
         taken = rows if self.rows is None else [self.rows[i] for i in rows]

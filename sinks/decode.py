@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from preflog.schemas.codec import SOE_MAGIC, SingleObjectCodec
 
-from .avro_columns import Plan, compile_columns
+from .avro_columns import compile_columns
+from .column_plan import Plan
 from .columns import ColumnRows, DictRows, Rows
 
 if TYPE_CHECKING:
