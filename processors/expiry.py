@@ -10,13 +10,13 @@ as unmatched NO_INFERENCE. :class:`Expiry` is the base of
 
 from __future__ import annotations
 
-import heapq
 import logging
 from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from preflog.schemas.codec import Codec
 
+from .due import DueIndex
 from .entry import Entry, Stored
 from .exceptions import StateError
 from .outputs import Emit, OutputEncoder, Source
@@ -60,7 +60,7 @@ class Expiry:
         self.encoder = encoder
         self.wall_ms = wall_ms
         self.stream_time: dict[int, int] = {}
-        self._due: dict[int, list[tuple[int, str]]] = {}
+        self._due: dict[int, DueIndex] = {}
         self._last_event: dict[int, tuple[int, int]] = {}  # partition -> (wall ms, stream time) at last event
         self._persisted: dict[int, int] = {}  # partition -> stream time last written to state
 
@@ -97,7 +97,7 @@ class Expiry:
 
     def index_size(self) -> int:
         """Entries in the expiry index (waiting or remembered) on this worker."""
-        return sum(len(heap) for heap in self._due.values())
+        return sum(len(due) for due in self._due.values())
 
     def _unpoison(self, partition: int, event_ms: int) -> None:
         """Drop a stream time further ahead of the clock than any event may be (saved before the skew check)."""
@@ -125,12 +125,12 @@ class Expiry:
         self._last_event[partition] = (self.wall_ms(), self.stream_time[partition])
         return out
 
-    def _index(self, partition: int) -> list[tuple[int, str]]:
-        heap = self._due.get(partition)
-        if heap is None:
+    def _index(self, partition: int) -> DueIndex:
+        due = self._due.get(partition)
+        if due is None:
             self._build_index()
-            heap = self._due.setdefault(partition, [])
-        return heap
+            due = self._due.setdefault(partition, DueIndex())
+        return due
 
     def _build_index(self) -> None:
         """One scan of the state indexes every partition not indexed yet (after a start or a rebalance).
@@ -147,9 +147,8 @@ class Expiry:
         for rid, partition, expires_ms in scan:
             if partition not in self._due:
                 found.setdefault(partition, []).append((expires_ms, rid))
-        for partition, heap in found.items():
-            heapq.heapify(heap)
-            self._due[partition] = heap
+        for partition, items in found.items():
+            self._due[partition] = DueIndex(items)
 
     def _put(self, partition: int, rid: str, entry: Entry) -> None:
         """Store ``rid``'s entry, in the worker filed under ``partition`` (:meth:`TableEntries.put`).
@@ -170,15 +169,15 @@ class Expiry:
 
     def _schedule(self, partition: int, rid: str, entry: Entry) -> None:
         self._put(partition, rid, entry)
-        heapq.heappush(self._index(partition), (entry.expires_ms, rid))
+        self._index(partition).push(entry.expires_ms, rid)
 
     def _expire(self, partition: int, stream_ms: int) -> list[Emit]:
         self.stream_time[partition] = max(self.stream_time.get(partition, 0), stream_ms)
         st = self.stream_time[partition]
-        heap = self._index(partition)
+        due = self._index(partition)
         out: list[Emit] = []
-        while heap and heap[0][0] < st:
-            exp, rid = heapq.heappop(heap)
+        while (first := due.first()) is not None and first < st:
+            exp, rid = due.pop()
             entry = self.state.get(rid)
             if entry is not None and entry.expires_ms == exp:
                 try:
