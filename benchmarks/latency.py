@@ -136,14 +136,22 @@ def main() -> None:
     parser.add_argument("--max-rate", type=float, help="events/s the processor sustains (skips the calibration)")
     parser.add_argument("--calibrate-requests", type=int, default=2000, help="requests in the calibration burst")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of paced traffic")
+    parser.add_argument(
+        "--sink",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="a sink setting (repeatable), e.g. --sink max_age_s=10: files cut every 10 s under steady traffic",
+    )
     parser.add_argument("--json", help="also write the rows (benchmarks/report_rows.py) to this path")
     args = parser.parse_args()
+    sink_settings = dict(item.split("=", 1) for item in args.sink)
     work = Path(tempfile.mkdtemp(prefix="preflog-latency-"))
     print(f"processor settings from preflog up (deploy/stack.py): {stack_processor()}")
     rows: list[Row] = []
     with broker_with_topics(work) as (bootstrap, topics):
         settings = service_settings(
-            bootstrap, topics, work, {"state_dir": str(work / "state")}, url=f"file://{work}/audit"
+            bootstrap, topics, work, {"state_dir": str(work / "state")}, url=f"file://{work}/audit", **sink_settings
         )
         processor = Service("process", settings, work, "processor").start()
         sink = Service("sink", settings, work, "sink").start()
@@ -206,6 +214,8 @@ def main() -> None:
     print(f"(of (a): feedback sent -> pair record's timestamp, the processor's send: p50 {percentile(made, 50):.2f} s)")
     summary("feedback sent -> pairs topic", topic_lat, settings.processor.batch_wait_s + 1.0, rows)
     summary("feedback sent -> Parquet", file_lat, idle + 2.0, rows)
+    if args.sink:  # the rows say which sink settings they were measured with
+        rows = [Row(**{**r, "what": f"{r['what']} (sink {', '.join(args.sink)})"}) for r in rows]
     if args.json:
         write_rows(args.json, rows)
 

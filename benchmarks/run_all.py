@@ -34,6 +34,11 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "sink": ("sink_throughput.py", ["--rows", "50000"], ["--rows", "10000"]),
     "scale-out": ("scaleout.py", ["--requests", "6000"], ["--requests", "1500", "--workers", "1,2"]),
     "latency": ("latency.py", ["--duration", "30"], ["--duration", "10", "--calibrate-requests", "1000"]),
+    "latency-10s-files": (
+        "latency.py",
+        ["--duration", "30", "--sink", "max_age_s=10"],
+        ["--duration", "10", "--calibrate-requests", "1000", "--sink", "max_age_s=10"],
+    ),
     "memory": ("state_memory.py", ["--sizes", "100000,300000"], ["--sizes", "10000"]),
 }
 
