@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
@@ -41,8 +40,7 @@ def _short(text: str) -> str:
     return f"{text[:MAX_REASON_CHARS]}... ({len(text) - MAX_REASON_CHARS} more characters)"
 
 
-@dataclass(frozen=True)
-class Emit:
+class Emit(NamedTuple):
     """One output record: ``role`` is pairs, unpaired, unmatched or dead_letter; ``value`` its encoded bytes."""
 
     role: str
