@@ -111,7 +111,7 @@ def create_app(settings: Settings, partitions: int) -> faust.App:
     table = app.Table(
         TABLE, default=None, partitions=partitions, key_type=bytes, value_type=bytes, options=_rocksdb_options(p)
     )
-    staged: StagedState[bytes, bytes] = StagedState(table)
+    staged: StagedState[bytes, bytes] = StagedState(faust_compat.StoreView(table))
     joiner = Joiner(
         JoinConfig.from_settings(settings),
         settings.make_codec(),

@@ -19,7 +19,7 @@ Example:
 from __future__ import annotations
 
 import heapq
-import uuid
+import re
 from collections.abc import Iterable
 
 __all__ = ["DueIndex"]
@@ -28,21 +28,19 @@ _BITS = 128
 _MASK = (1 << _BITS) - 1
 
 
+_CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def _packed(expires_ms: int, request_id: str) -> int | None:
     """``expires_ms`` and the UUID in one int, if ``request_id`` is a canonical UUID (and the time is not negative)."""
-    if len(request_id) != 36 or expires_ms < 0:
+    if expires_ms < 0 or not _CANONICAL.fullmatch(request_id):  # upper case or another spelling: kept as written
         return None
-    try:
-        u = uuid.UUID(request_id)
-    except ValueError:
-        return None
-    if str(u) != request_id:  # upper case or another spelling: kept as written
-        return None
-    return expires_ms << _BITS | u.int
+    return expires_ms << _BITS | int(request_id.replace("-", ""), 16)
 
 
 def _request_id(packed: int) -> str:
-    return str(uuid.UUID(int=packed & _MASK))
+    h = f"{packed & _MASK:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class DueIndex:

@@ -12,7 +12,9 @@ internal, so an upgrade fails in CI rather than in production):
   (:func:`committed_offset`).
 * ``Consumer._add_gap``: offsets the worker read itself, so Faust may commit
   past them (:func:`add_gap`).
-* ``Collection.data``: the table's store, written directly (:func:`table_store`).
+* ``Collection.data``: the table's store, written directly (:func:`table_store`)
+  and read directly (:class:`StoreView`: a Table reads a key twice, ``in``
+  and then get, and calls a sensor on each get).
 * ``AIOKafkaConsumerThread.seek_to_committed``, ``._ensure_consumer`` and
   ``.call_thread``: patched by :func:`install` (below).
 * ``Recovery._build_highwaters``: patched by :func:`recover_to_fetched_end`,
@@ -62,7 +64,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -70,6 +72,7 @@ from .exceptions import FaustVersionError
 
 __all__ = [
     "TESTED_FAUST",
+    "StoreView",
     "add_gap",
     "check_version",
     "committed_offset",
@@ -141,6 +144,30 @@ def table_store(table: Any) -> MutableMapping[Any, Any]:
     """The store under a Faust Table, written without the table's own changelog buffer."""
     store: MutableMapping[Any, Any] = table.data
     return store
+
+
+class StoreView(Mapping[Any, Any]):
+    """A table's store, read directly: one store read per lookup.
+
+    Args:
+        table: the Faust Table (its store is created when first used).
+    """
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.table.data[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.table.data)
+
+    def __len__(self) -> int:
+        return len(self.table.data)
+
+    def items(self) -> Any:
+        """Every item of the store, in one scan."""
+        return self.table.data.items()
 
 
 async def _seek_to_beginning(consumer: Any, partitions: list[Any]) -> None:

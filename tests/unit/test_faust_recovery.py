@@ -99,3 +99,27 @@ def test_the_rocksdb_databases_get_the_configured_memory_bounds(tmp_path: Any) -
     mb = 1024 * 1024
     assert (options.write_buffer_size, options.max_write_buffer_number) == (4 * mb, 2)
     assert options.block_cache_size == settings.processor.rocksdb_block_cache_mb * mb < 2 * 1024 * mb
+
+
+def test_a_store_view_reads_the_table_store_once_per_lookup() -> None:
+    import faust
+
+    class Counting(dict[bytes, bytes]):
+        reads = 0
+
+        def __getitem__(self, key: bytes) -> bytes:
+            self.reads += 1
+            return super().__getitem__(key)
+
+        def __contains__(self, key: object) -> bool:
+            self.reads += 1
+            return super().__contains__(key)
+
+    counting = Counting({b"a": b"1"})
+    assert faust_compat.StoreView(SimpleNamespace(data=counting))[b"a"] == b"1" and counting.reads == 1
+    app = faust.App("preflog-view-test", store="memory://", autodiscover=False)
+    table: Any = app.Table("t", default=None, partitions=2, key_type=bytes, value_type=bytes)
+    faust_compat.table_store(table)[b"a"] = b"1"
+    view = faust_compat.StoreView(table)
+    assert view[b"a"] == b"1" and view.get(b"missing") is None
+    assert dict(view.items()) == {b"a": b"1"} and list(view) == [b"a"] and len(view) == 1
