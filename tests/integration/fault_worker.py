@@ -13,9 +13,9 @@ offset on (every partition) never reach the agent while the fetch position
 moves past them, as faust-streaming 0.15 + aiokafka 0.14 did after a restart
 (see processors/faust_compat.py).
 
-The faults patch Faust's and aiokafka's classes (and, for ``gaps``, step 3 of
-preflog's checkpoint), so the launcher runs against any version of the worker
-that has that step.
+The faults patch Faust's producer (every output and changelog record goes
+through ``Producer.send``), aiokafka's consumer, and, for ``gaps``, step 3 of
+preflog's checkpoint.
 """
 
 from __future__ import annotations
@@ -31,17 +31,16 @@ def _armed() -> bool:
 
 
 def _inject_failure(step: str) -> None:
-    import faust.topics
+    from faust.transport.drivers.aiokafka import Producer
 
     outputs = {os.environ.get(f"PREFLOG_TOPICS__{role}") for role in ("PAIRS", "UNPAIRED", "UNMATCHED", "DEAD_LETTER")}
-    send = faust.topics.Topic.send
+    send = Producer.send
     calls = {"output": 0, "changelog": 0}
     fired = [False]
 
-    async def failing_send(self: Any, **kwargs: Any) -> Any:
-        name = self.get_topic_name()
+    async def failing_send(self: Any, topic: str, *args: Any, **kwargs: Any) -> Any:
         if _armed() and not fired[0]:
-            kind = "output" if name in outputs else "changelog" if name.endswith("-changelog") else None
+            kind = "output" if topic in outputs else "changelog" if topic.endswith("-changelog") else None
             if kind is not None:
                 calls[kind] += 1
                 if (step, kind, calls[kind]) in {
@@ -51,9 +50,9 @@ def _inject_failure(step: str) -> None:
                 }:
                     fired[0] = True
                     raise RuntimeError(f"injected failure: {step} ({kind} send {calls[kind]} of the batch)")
-        return await send(self, **kwargs)
+        return await send(self, topic, *args, **kwargs)
 
-    faust.topics.Topic.send = failing_send  # type: ignore[method-assign]
+    Producer.send = failing_send  # type: ignore[method-assign]
 
     if step == "gaps":
         from preflog.processors.checkpoint import Checkpoint
