@@ -161,6 +161,7 @@ class Stack:
                 "session_timeout_s": 6.0,
                 "state_dir": state_dir,
                 "recovery_consistency_check": False,  # the embedded broker reports high watermarks low
+                "fetch_max_wait_ms": 100,  # the embedded broker answers a fetch only when its wait is over
                 **processor,
             }
         )

@@ -122,6 +122,7 @@ def create_app(settings: Settings, partitions: int) -> faust.App:
         stream_times=TableStreamTimes(staged),
     )
     faust_compat.recover_to_fetched_end(app, settings.kafka.client_config())
+    faust_compat.set_fetch_max_wait(app, p.fetch_max_wait_ms)
     checkpoint = functools.partial(
         Checkpoint,
         faust_compat.producer_send(app),

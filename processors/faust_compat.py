@@ -17,6 +17,11 @@ internal, so an upgrade fails in CI rather than in production):
   and then get, and calls a sensor on each get).
 * ``AIOKafkaConsumerThread.seek_to_committed``, ``._ensure_consumer`` and
   ``.call_thread``: patched by :func:`install` (below).
+* ``AIOKafkaConsumerThread._create_worker_consumer`` and aiokafka's
+  ``AIOKafkaConsumer._fetch_max_wait_ms``: Faust fixes the worker's fetch wait
+  at 1.5 s; :func:`set_fetch_max_wait` makes it a setting. On real Kafka a
+  fetch returns as soon as data arrives; the embedded broker answers only when
+  the wait is over, so there it is the latency of every record.
 * ``Recovery._build_highwaters``: patched by :func:`recover_to_fetched_end`,
   so a table's changelog recovery reads to the end the fetch path reports.
 * ``Message.incref`` and ``Event.ack``: a batch's messages are held
@@ -82,6 +87,7 @@ __all__ = [
     "recover_to_fetched_end",
     "release",
     "set_current_event",
+    "set_fetch_max_wait",
     "set_persisted_offset",
     "table_store",
 ]
@@ -259,3 +265,27 @@ def release(events: Iterable[Any]) -> None:
     """Drop the reference :func:`hold` took: each message is acknowledged, and Faust may commit past it."""
     for event in events:
         event.ack()
+
+
+#: app -> fetch wait (ms) of its worker consumer
+_FETCH_WAIT: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
+
+def set_fetch_max_wait(app: Any, ms: int) -> None:
+    """The longest a fetch of ``app``'s worker consumer waits for data (Faust's own: 1500 ms); idempotent."""
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    _FETCH_WAIT[app] = ms
+    original = AIOKafkaConsumerThread._create_worker_consumer
+    if getattr(original, "preflog_fix", False):
+        return
+
+    def _create_worker_consumer(self: Any, transport: Any) -> Any:
+        consumer = original(self, transport)
+        wait = _FETCH_WAIT.get(self.app)
+        if wait is not None:
+            consumer._fetch_max_wait_ms = wait  # read by AIOKafkaConsumer.start, which has not run yet
+        return consumer
+
+    _create_worker_consumer.preflog_fix = True  # type: ignore[attr-defined]
+    AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]

@@ -107,6 +107,12 @@ class ProcessorSettings(BaseModel):
         500, ge=1, description="records joined per batch: outputs, then state, then offsets, once per batch"
     )
     batch_wait_s: float = Field(0.01, gt=0, description="how long a batch waits to fill before it is joined")
+    fetch_max_wait_ms: int = Field(
+        1500,
+        ge=1,
+        description="longest a fetch waits for data; real Kafka answers as soon as data arrives, the embedded "
+        "broker only when the wait is over (the embedded stack uses 100)",
+    )
     producer_max_batch_size: int = Field(
         16384, ge=1, description="bytes per produce batch of the worker's outputs and changelog"
     )

@@ -123,3 +123,19 @@ def test_a_store_view_reads_the_table_store_once_per_lookup() -> None:
     view = faust_compat.StoreView(table)
     assert view[b"a"] == b"1" and view.get(b"missing") is None
     assert dict(view.items()) == {b"a": b"1"} and list(view) == [b"a"] and len(view) == 1
+
+
+def test_the_worker_consumer_gets_the_configured_fetch_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    import aiokafka
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in inspect.getsource(aiokafka.AIOKafkaConsumer.start)
+    made = SimpleNamespace(_fetch_max_wait_ms=1500)
+    monkeypatch.setattr(AIOKafkaConsumerThread, "_create_worker_consumer", lambda self, transport: made)
+    app, other = App(), App()
+    faust_compat.set_fetch_max_wait(app, 100)
+    thread: Any = SimpleNamespace(app=other)
+    create: Any = AIOKafkaConsumerThread._create_worker_consumer
+    assert create(thread, None)._fetch_max_wait_ms == 1500  # another app: Faust's own
+    thread.app = app
+    assert create(thread, None)._fetch_max_wait_ms == 100
