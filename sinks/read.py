@@ -31,19 +31,21 @@ def read_table(
     filter: ds.Expression | None = None,
     columns: Sequence[str] | None = None,
     storage_options: dict[str, Any] | None = None,
+    files: Sequence[str] | None = None,
 ) -> pa.Table:
     """One table of the audit log (pairs, unpaired, unmatched, dead_letter), deduplicated by its id.
 
     Reads the files preflog wrote (named by their offsets; any other file, such
     as a stray copy, is left out and reported by ``preflog verify``) in path
     order, rows in file order, so the same log always reads the same way.
+    ``files`` (paths relative to the log root, as :func:`data_files` lists
+    them) pins the read to those files.
     """
     storage = Storage(url, storage_options)
     path = storage.path(table)
-    storage.fs.invalidate_cache()  # fsspec caches listings per process; the log grows
-    if not storage.fs.exists(path):
-        raise FileNotFoundError(f"no {table} table under {url} (is this an audit log root?)")
-    files = [storage.path(p) for p in storage.list(table) if parse_file_name(p) is not None]  # sorted, fresh
+    if files is None:
+        files = data_files(storage, table, url)
+    files = [storage.path(p) for p in files]
     dataset = ds.dataset(
         files,
         filesystem=storage.fs,
@@ -55,6 +57,18 @@ def read_table(
     )
     result = dataset.to_table(filter=filter, columns=list(columns) if columns else None)
     return dedupe(result, TABLES[table].id_column)
+
+
+def data_files(storage: Storage, table: str, url: str = "") -> list[str]:
+    """The files preflog wrote for ``table``, relative to the log root, in path order (fresh: the log grows).
+
+    Raises:
+        FileNotFoundError: the log has no such table.
+    """
+    storage.fs.invalidate_cache()  # fsspec caches listings per process
+    if not storage.fs.exists(storage.path(table)):
+        raise FileNotFoundError(f"no {table} table under {url or storage.url} (is this an audit log root?)")
+    return [p for p in storage.list(table) if parse_file_name(p) is not None]
 
 
 def _schema(table: str) -> pa.Schema:

@@ -9,6 +9,7 @@ preflog`` both call :func:`main`.
 from __future__ import annotations
 
 from .audit import export, reconcile, verify
+from .dataset import dataset_app
 from .offsets import offsets_app
 from .produce import generate, produce
 from .replay import replay
@@ -25,3 +26,4 @@ for _command in (produce, generate, process, sink, verify, export, tail, replay,
     app.command()(_command)
 app.add_typer(topics_app, name="topics")
 app.add_typer(offsets_app, name="offsets")
+app.add_typer(dataset_app, name="dataset")

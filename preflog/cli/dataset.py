@@ -1,0 +1,135 @@
+"""``preflog dataset build|list|show|verify``: pinned, verifiable training sets from the audit log."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.box import SIMPLE_HEAD
+from rich.table import Table
+
+from ..errors import PreflogError
+from ..sinks.exceptions import MissingLogError
+from .console import out, settings_of
+
+__all__ = ["dataset_app"]
+
+dataset_app = typer.Typer(
+    help="Training sets built from the audit log: immutable folders with a manifest (sources and their sha256, "
+    "the selection, counts per split, a content hash) that `preflog dataset verify` rechecks.",
+    no_args_is_help=True,
+)
+
+RootOption = Annotated[Path | None, typer.Option("--root", help="Datasets folder (default: <data-dir>/datasets).")]
+
+
+def _root(ctx: typer.Context, root: Path | None) -> Path:
+    return root or Path(settings_of(ctx).data_dir) / "datasets"
+
+
+@dataset_app.command()
+def build(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The build's name; a folder of that name must not exist yet.")],
+    url: Annotated[str | None, typer.Option(help="Audit log root (default: the sink's).")] = None,
+    root: RootOption = None,
+    start: Annotated[str | None, typer.Option(help="First feedback date, YYYY-MM-DD (inclusive).")] = None,
+    end: Annotated[str | None, typer.Option(help="Last feedback date, YYYY-MM-DD (inclusive).")] = None,
+    model: Annotated[list[str] | None, typer.Option(help="Only these model names (repeatable).")] = None,
+    source: Annotated[list[str] | None, typer.Option(help="Only these source types, e.g. HUMAN_ANNOTATOR.")] = None,
+    kind: Annotated[list[str] | None, typer.Option(help="Only these feedback kinds, e.g. PAIRWISE.")] = None,
+    explicit: Annotated[bool | None, typer.Option("--explicit/--implicit", help="Only explicit (or implicit).")] = None,
+    min_margin: Annotated[float | None, typer.Option(help="Only pairs whose margin is at least this.")] = None,
+    contradictions: Annotated[
+        str, typer.Option(help="A over B and B over A for one prompt: majority (a tie drops both), drop, or keep.")
+    ] = "majority",
+    test_fraction: Annotated[float, typer.Option(help="Share of prompts in the test split.")] = 0.1,
+    validation_fraction: Annotated[float, typer.Option(help="Share of prompts in the validation split.")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Salt of the split hash (the same seed keeps every split).")] = 0,
+) -> None:
+    """Build a training set: Parquet shards per split (datasets-ready), TRL JSON lines and a manifest.
+
+    Exact duplicates of (prompt, chosen, rejected) become one row with their vote count; a prompt's
+    pairs all land in one split, chosen by a hash of the normalised prompt, so a pair keeps its split
+    when the set is rebuilt with more data.
+
+    Example: preflog dataset build dpo-2026-11 --start 2026-11-01 --source HUMAN_ANNOTATOR --test-fraction 0.05
+    """
+    from ..dataset.build import BuildError
+    from ..dataset.build import build as run_build
+    from ..dataset.select import Selection
+
+    settings = settings_of(ctx)
+    try:
+        selection = Selection(
+            start=start, end=end, models=tuple(model or ()), sources=tuple(source or ()), kinds=tuple(kind or ()),
+            explicit=explicit, min_margin=min_margin, contradictions=contradictions,  # type: ignore[arg-type]
+            test_fraction=test_fraction, validation_fraction=validation_fraction, seed=seed,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    target = _root(ctx, root)
+    try:
+        with out.status(f"building {name} ..."):
+            m = run_build(url or settings.audit_url(), target, name, selection)
+    except BuildError as exc:
+        raise MissingLogError(str(exc)) if "no pairs table" in str(exc) else PreflogError(str(exc)) from None
+    rows = ", ".join(f"{split} {n}" for split, n in m["rows"].items() if n)
+    out.print(f"built {name} in {target / name}: {rows or 'no rows'}", soft_wrap=True)
+    out.print(
+        f"read {m['pairs_read']} pairs from {len(m['sources'])} files; merged {m['merged_duplicates']} exact "
+        f"duplicates; {m['contradicted_rows']} rows had a contradicting pair ({contradictions})",
+        soft_wrap=True,
+    )
+    out.print(f"content hash {m['content_hash']}")
+
+
+@dataset_app.command("list")
+def list_builds(ctx: typer.Context, root: RootOption = None) -> None:
+    """The builds in the datasets folder, with their rows per split and content hash."""
+    from ..dataset.catalog import builds
+
+    table = Table(box=SIMPLE_HEAD)
+    for column in ("name", "built at", "train", "validation", "test", "content hash"):
+        table.add_column(column)
+    for m in builds(_root(ctx, root)):
+        r = m["rows"]
+        table.add_row(m["name"], m["built_at"], *(str(r.get(s, 0)) for s in ("train", "validation", "test")),
+                      m["content_hash"][:16])  # fmt: skip
+    out.print(table)
+
+
+@dataset_app.command()
+def show(ctx: typer.Context, name: str, root: RootOption = None) -> None:
+    """A build's manifest (its selection, sources, counts and files) as JSON."""
+    from ..dataset.catalog import manifest
+
+    try:
+        out.print_json(json.dumps(manifest(_root(ctx, root), name)))
+    except FileNotFoundError as exc:
+        raise PreflogError(str(exc)) from None
+
+
+@dataset_app.command()
+def verify(
+    ctx: typer.Context,
+    name: str,
+    root: RootOption = None,
+    sources: Annotated[bool, typer.Option(help="Also recheck the source files in the audit log.")] = True,
+) -> None:
+    """Recompute a build's file hashes and content hash (and its sources'); exit 1 if anything changed."""
+    from ..dataset.catalog import verify as check_build
+
+    try:
+        check = check_build(_root(ctx, root), name, sources=sources)
+    except FileNotFoundError as exc:
+        raise PreflogError(str(exc)) from None
+    for problem in check.problems:
+        out.print(f"  problem: {problem}", soft_wrap=True, markup=False)
+    for note in check.notes:
+        out.print(f"  note: {note}", soft_wrap=True, markup=False)
+    out.print("OK" if check.ok else "PROBLEMS FOUND")
+    if not check.ok:
+        raise typer.Exit(1)

@@ -1,0 +1,137 @@
+"""``preflog dataset build``: a pinned, immutable training set made from the audit log.
+
+A build reads the pairs table from an explicit list of the log's files, hashes
+each of them, selects and cleans the pairs (:mod:`preflog.dataset.select`)
+and writes, into a folder of its own that is never rewritten:
+
+* ``data/{split}-00000-of-00001.parquet``: one shard per split, no Arrow map
+  columns, so ``datasets.load_dataset("parquet", data_dir=...)`` opens it as
+  a DatasetDict;
+* ``trl/{split}.jsonl``: TRL's standard preference format (prompt, chosen,
+  rejected) with every provenance column beside it (TRL ignores extra columns);
+* ``manifest.json``: the source files with their sha256, the full selection,
+  row counts per split, every output file's sha256 and a content hash over
+  the outputs and the selection. Two builds of the same log and selection
+  have the same content hash; ``preflog dataset verify`` recomputes it.
+
+The folder is written under a temporary name and renamed when complete, so a
+build that dies leaves no half-written dataset under its name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from preflog.sinks.read import data_files, read_table
+from preflog.sinks.storage import Storage
+
+from .select import Selection, dataset_rows
+
+__all__ = ["MANIFEST", "SPLITS", "BuildError", "build", "content_hash", "sha256_file"]
+
+MANIFEST = "manifest.json"
+SPLITS = ("train", "validation", "test")
+#: the columns of the TRL file, besides the provenance ones
+TRL = ("prompt", "chosen", "rejected")
+
+
+class BuildError(Exception):
+    """A build that cannot be made (its name is taken, the log is missing)."""
+
+
+def sha256_file(path: Path) -> str:
+    """The sha256 of a local file, hex."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def content_hash(files: list[dict[str, Any]], selection: dict[str, Any]) -> str:
+    """The hash of a build's content: its output files (path and sha256) and its selection."""
+    body = json.dumps({"files": [(f["path"], f["sha256"]) for f in files], "selection": selection}, sort_keys=True)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def _sources(storage: Storage, files: list[str]) -> list[dict[str, Any]]:
+    out = []
+    for relative in files:
+        digest = hashlib.sha256(storage.read(relative)).hexdigest()
+        out.append({"path": relative, "sha256": digest})
+    return out
+
+
+def _write_split(rows: pa.Table, split: str, folder: Path) -> list[dict[str, Any]]:
+    part = rows.filter(pa.compute.equal(rows.column("split"), split)).drop_columns(["split"])
+    if part.num_rows == 0:
+        return []
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    (folder / "trl").mkdir(parents=True, exist_ok=True)
+    parquet = folder / "data" / f"{split}-00000-of-00001.parquet"
+    pq.write_table(part, parquet, compression="zstd")
+    trl = folder / "trl" / f"{split}.jsonl"
+    with trl.open("w", encoding="utf-8") as f:
+        provenance = [c for c in part.column_names if c not in TRL and not c.endswith("_messages")]
+        for batch in part.select([*TRL, *provenance]).to_batches(max_chunksize=10_000):
+            for row in batch.to_pylist():
+                f.write(json.dumps(row, ensure_ascii=False, sort_keys=False) + "\n")
+    return [
+        {"path": str(p.relative_to(folder)), "sha256": sha256_file(p), "rows": part.num_rows} for p in (parquet, trl)
+    ]
+
+
+def build(log_url: str, root: Path, name: str, selection: Selection) -> dict[str, Any]:
+    """Build dataset ``name`` under ``root`` from the audit log at ``log_url``; its manifest.
+
+    Raises:
+        BuildError: ``root/name`` exists already (a build is never rewritten), or the log has no pairs.
+    """
+    folder = root / name
+    if folder.exists():
+        raise BuildError(f"dataset {name!r} exists already at {folder}: a build is never rewritten; pick a new name")
+    storage = Storage(log_url)
+    try:
+        files = data_files(storage, "pairs", log_url)
+    except FileNotFoundError as exc:
+        raise BuildError(str(exc)) from exc
+    sources = _sources(storage, files)
+    pairs = read_table(log_url, "pairs", files=files)
+    rows = dataset_rows(pairs, selection)
+    temporary = root / f".{name}.tmp-{os.getpid()}"
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir(parents=True)
+    try:
+        outputs = [f for split in SPLITS for f in _write_split(rows, split, temporary)]
+        config = dataclasses.asdict(selection)
+        counts = {s: int(pa.compute.sum(pa.compute.equal(rows.column("split"), s)).as_py() or 0) for s in SPLITS}
+        manifest = {
+            "name": name,
+            "format": 1,
+            "log": log_url,
+            "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "selection": config,
+            "sources": sources,
+            "pairs_read": pairs.num_rows,
+            "rows": counts,
+            "merged_duplicates": int(pa.compute.sum(rows.column("votes")).as_py() or 0) - rows.num_rows,
+            "contradicted_rows": int(pa.compute.sum(pa.compute.greater(rows.column("opposing_votes"), 0)).as_py() or 0),
+            "files": outputs,
+            "content_hash": content_hash(outputs, config),
+        }
+        (temporary / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        temporary.rename(folder)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return manifest

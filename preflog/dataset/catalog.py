@@ -1,0 +1,79 @@
+"""The builds under a datasets folder: list them, read a manifest, verify a build against it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from preflog.sinks.storage import Storage
+
+from .build import MANIFEST, content_hash, sha256_file
+
+__all__ = ["Check", "builds", "manifest", "verify"]
+
+
+def manifest(root: Path, name: str) -> dict[str, Any]:
+    """The manifest of build ``name``.
+
+    Raises:
+        FileNotFoundError: there is no such build (the message lists the ones there are).
+    """
+    path = root / name / MANIFEST
+    if not path.exists():
+        known = ", ".join(m["name"] for m in builds(root)) or "none"
+        raise FileNotFoundError(f"no dataset {name!r} under {root} (builds there: {known})")
+    loaded: dict[str, Any] = json.loads(path.read_text())
+    return loaded
+
+
+def builds(root: Path) -> list[dict[str, Any]]:
+    """The manifests of every complete build under ``root``, by name."""
+    if not root.exists():
+        return []
+    found = [json.loads((p / MANIFEST).read_text()) for p in sorted(root.iterdir()) if (p / MANIFEST).exists()]
+    return found
+
+
+@dataclass
+class Check:
+    """What :func:`verify` found: problems (a build that changed) and notes (sources no longer readable)."""
+
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """No problem found."""
+        return not self.problems
+
+
+def verify(root: Path, name: str, sources: bool = True) -> Check:
+    """Recompute build ``name``'s file hashes and content hash; with ``sources``, its source files' too."""
+    m = manifest(root, name)
+    folder = root / name
+    check = Check()
+    for f in m["files"]:
+        path = folder / f["path"]
+        if not path.exists():
+            check.problems.append(f"{f['path']}: missing")
+        elif sha256_file(path) != f["sha256"]:
+            check.problems.append(f"{f['path']}: its sha256 is not the manifest's (the file changed)")
+    listed = {f["path"] for f in m["files"]} | {MANIFEST}
+    extra = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+    check.problems += [f"{p}: not in the manifest" for p in extra if p not in listed]
+    if content_hash(m["files"], m["selection"]) != m["content_hash"]:
+        check.problems.append("the content hash is not the one the manifest's files and selection give")
+    if sources:
+        storage = Storage(m["log"])
+        for s in m["sources"]:
+            try:
+                digest = hashlib.sha256(storage.read(s["path"])).hexdigest()
+            except FileNotFoundError:
+                check.notes.append(f"source {s['path']} is no longer in the log")
+                continue
+            if digest != s["sha256"]:
+                check.problems.append(f"source {s['path']}: its sha256 is not the one the build read")
+    return check

@@ -1,0 +1,174 @@
+"""Dataset builds: duplicates merged, contradictions resolved, stable splits, pinned and verifiable."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from preflog.dataset.build import BuildError, build
+from preflog.dataset.catalog import builds, verify
+from preflog.dataset.select import Selection
+from preflog.schemas.registry import default_store
+from preflog.sinks.arrow import arrow_schema, to_table
+from preflog.sinks.naming import file_name
+from preflog.sinks.parquet import encode
+from preflog.sinks.storage import Storage
+
+from ..samples import all_samples
+
+SAMPLE = all_samples()["PreferencePair"]
+#: (prompt, chosen, rejected, source type) of each pair; ids follow the list order
+PAIRS = [
+    ("Name a prime.", "7", "9", "HUMAN_ANNOTATOR"),
+    ("Name a prime.", "7", "9", "HUMAN_ANNOTATOR"),  # exact duplicate
+    ("Name a prime.", "7", "9", "REWARD_MODEL"),  # a third vote, another source
+    ("Capital of France?", "Paris", "Lyon", "HUMAN_ANNOTATOR"),
+    ("Capital of France?", "Paris", "Lyon", "HUMAN_ANNOTATOR"),
+    ("Capital of France?", "Lyon", "Paris", "HUMAN_ANNOTATOR"),  # contradicts the two above: 2 to 1
+    ("Tie?", "a", "b", "HUMAN_ANNOTATOR"),
+    ("Tie?", "b", "a", "HUMAN_ANNOTATOR"),  # 1 to 1
+] + [(f"  Question   {i}? ", "yes", "no", "END_USER") for i in range(40)]
+
+
+def _rows(pairs: list[tuple[str, str, str, str]], first: int = 0) -> list[dict[str, Any]]:
+    out = []
+    for i, (prompt, chosen, rejected, source) in enumerate(pairs, start=first):
+        out.append(
+            {
+                **SAMPLE,
+                "pair_id": f"00000000-0000-4000-8000-{i:012d}",
+                "prompt": prompt,
+                "prompt_messages": [{"role": "user", "content": prompt}],
+                "chosen": chosen,
+                "rejected": rejected,
+                "source": {**SAMPLE["source"], "type": source},
+            }
+        )
+    return out
+
+
+def _log(root: Path, pairs: list[tuple[str, str, str, str]], first: int = 0) -> str:
+    schema = arrow_schema(default_store().latest("PreferencePair").raw)
+    body = encode(to_table(_rows(pairs, first), schema))
+    name = file_name("preflog.pairs.v1", 0, first, first + len(pairs) - 1)
+    Storage(f"file://{root}").put(f"pairs/dt=2026-11-01/{name}", body)
+    return f"file://{root}"
+
+
+def _data(folder: Path) -> pa.Table:
+    return pa.concat_tables(pq.read_table(p) for p in sorted((folder / "data").glob("*.parquet")))
+
+
+def _sides(table: pa.Table) -> Counter[tuple[str, str, str]]:
+    rows = table.select(["prompt", "chosen", "rejected"]).to_pylist()
+    return Counter((r["prompt"], r["chosen"], r["rejected"]) for r in rows)
+
+
+def test_duplicates_are_merged_with_their_votes_and_contradictions_follow_the_policy(tmp_path: Path) -> None:
+    log = _log(tmp_path / "log", PAIRS)
+    build(log, tmp_path / "ds", "majority", Selection(test_fraction=0.2))
+    rows = _data(tmp_path / "ds" / "majority")
+    by_sides = {(r["prompt"], r["chosen"], r["rejected"]): r for r in rows.to_pylist()}
+    prime = by_sides[("Name a prime.", "7", "9")]
+    assert (prime["votes"], prime["pair_id"]) == (3, "00000000-0000-4000-8000-000000000000")  # the smallest id's row
+    paris = by_sides[("Capital of France?", "Paris", "Lyon")]
+    assert (paris["votes"], paris["opposing_votes"], paris["weight"]) == (2, 1, pytest.approx(2 / 3))
+    assert ("Capital of France?", "Lyon", "Paris") not in by_sides  # the minority side is dropped
+    assert not any(p == "Tie?" for p, _, _ in by_sides)  # a tie drops both
+    assert rows.num_rows == 2 + 40
+
+    build(log, tmp_path / "ds", "drop", Selection(contradictions="drop", test_fraction=0.2))
+    assert {p for p, _, _ in _sides(_data(tmp_path / "ds" / "drop"))} == {"Name a prime."} | {
+        p for p, _, _, _ in PAIRS[8:]
+    }
+    build(log, tmp_path / "ds", "keep", Selection(contradictions="keep", test_fraction=0.2))
+    kept = {(r["prompt"], r["chosen"]): r["weight"] for r in _data(tmp_path / "ds" / "keep").to_pylist()}
+    assert kept[("Capital of France?", "Lyon")] == pytest.approx(1 / 3) and kept[("Tie?", "a")] == 0.5
+
+
+def test_two_builds_of_the_same_input_have_the_same_content_hash_and_verify(tmp_path: Path) -> None:
+    log = _log(tmp_path / "log", PAIRS)
+    a = build(log, tmp_path / "ds", "a", Selection(seed=3))
+    b = build(log, tmp_path / "ds", "b", Selection(seed=3))
+    c = build(log, tmp_path / "ds", "c", Selection(seed=3, sources=("HUMAN_ANNOTATOR",)))
+    assert a["content_hash"] == b["content_hash"] != c["content_hash"]
+    assert sum(c["rows"].values()) == 2  # the prime (2 human votes) and Paris
+    assert [m["name"] for m in builds(tmp_path / "ds")] == ["a", "b", "c"]
+    assert verify(tmp_path / "ds", "a").ok
+    with pytest.raises(BuildError, match="never rewritten"):
+        build(log, tmp_path / "ds", "a", Selection())
+
+
+def test_verify_finds_a_changed_output_a_stray_file_and_a_changed_source(tmp_path: Path) -> None:
+    log = _log(tmp_path / "log", PAIRS)
+    build(log, tmp_path / "ds", "a", Selection())
+    folder = tmp_path / "ds" / "a"
+    trl = folder / "trl" / "train.jsonl"
+    trl.write_text(trl.read_text().replace('"votes": 1', '"votes": 5', 1))
+    (folder / "data" / "copy.parquet").write_bytes(b"x")
+    source = next((tmp_path / "log").rglob("*.parquet"))
+    source.write_bytes(source.read_bytes() + b"tampered")
+    problems = verify(tmp_path / "ds", "a").problems
+    assert any("trl/train.jsonl" in p for p in problems)
+    assert any("copy.parquet: not in the manifest" in p for p in problems)
+    assert any(p.startswith("source pairs/") for p in problems)
+
+
+def test_a_prompt_never_straddles_splits_and_keeps_its_split_when_data_is_added(tmp_path: Path) -> None:
+    small = _log(tmp_path / "small", PAIRS[:20])
+    build(small, tmp_path / "ds", "small", Selection(test_fraction=0.3, validation_fraction=0.2))
+    more = _log(tmp_path / "more", PAIRS[:20])
+    _log(tmp_path / "more", [(f"question {i}?", "yes", "no", "END_USER") for i in range(40)], first=100)
+    build(more, tmp_path / "ds", "more", Selection(test_fraction=0.3, validation_fraction=0.2))
+    split_of: dict[str, set[str]] = {}
+    for name in ("small", "more"):
+        for path in (tmp_path / "ds" / name / "data").glob("*.parquet"):
+            split = path.name.split("-")[0]
+            for row in pq.read_table(path, columns=["prompt", "pair_id"]).to_pylist():
+                key = " ".join(row["prompt"].lower().split())  # normalised the plain way
+                split_of.setdefault(key, set()).add(split)
+                split_of.setdefault(row["pair_id"], set()).add(split)
+    assert all(len(splits) == 1 for splits in split_of.values())  # " Question  3? " and "question 3?" too
+    assert {s for splits in split_of.values() for s in splits} == {"train", "validation", "test"}
+
+
+def test_the_shards_have_no_map_columns_and_the_trl_rows_carry_provenance(tmp_path: Path) -> None:
+    build(_log(tmp_path / "log", PAIRS), tmp_path / "ds", "a", Selection(test_fraction=0.0))
+    schema = pq.read_schema(tmp_path / "ds" / "a" / "data" / "train-00000-of-00001.parquet")
+
+    def maps(t: pa.DataType) -> bool:
+        return pa.types.is_map(t) or any(maps(t.field(i).type) for i in range(t.num_fields))
+
+    assert not any(maps(f.type) for f in schema)
+    first = json.loads((tmp_path / "ds" / "a" / "trl" / "train.jsonl").read_text().splitlines()[0])
+    assert list(first)[:3] == ["prompt", "chosen", "rejected"]
+    assert {"pair_id", "request_id", "model", "source", "kind", "margin", "votes"} <= set(first)
+
+
+def test_the_commands_build_list_show_and_verify_and_refuse_a_rebuild(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from preflog.cli import app
+
+    log = _log(tmp_path / "log", PAIRS)
+    runner = CliRunner()
+    base = ["--data-dir", str(tmp_path / "data"), "dataset"]
+    built = runner.invoke(app, [*base, "build", "first", "--url", log, "--test-fraction", "0.2"])
+    assert built.exit_code == 0, built.output
+    assert "merged 3 exact duplicates" in built.output  # 2 more votes for the prime, 1 for Paris
+    assert (tmp_path / "data" / "datasets" / "first" / "manifest.json").exists()
+    listed = runner.invoke(app, [*base, "list"])
+    assert listed.exit_code == 0 and "first" in listed.output
+    shown = runner.invoke(app, [*base, "show", "first"])
+    assert shown.exit_code == 0 and '"content_hash"' in shown.output
+    assert runner.invoke(app, [*base, "verify", "first"]).output.strip().endswith("OK")
+    again = runner.invoke(app, [*base, "build", "first", "--url", log])
+    assert again.exit_code != 0 and "never rewritten" in again.output + str(again.exception)
+    unknown = runner.invoke(app, [*base, "show", "nope"])
+    assert unknown.exit_code != 0 and "first" in unknown.output + str(unknown.exception)  # names what exists
