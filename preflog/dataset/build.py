@@ -9,6 +9,9 @@ and writes, into a folder of its own that is never rewritten:
   a DatasetDict;
 * ``trl/{split}.jsonl``: TRL's standard preference format (prompt, chosen,
   rejected) with every provenance column beside it (TRL ignores extra columns);
+* ``README.md``: a dataset card (Hugging Face conventions: the split files in
+  its front matter; counts per split, source, kind and model version; the
+  selection and the audit-log watermark);
 * ``manifest.json``: the source files with their sha256, the full selection,
   row counts per split, every output file's sha256 and a content hash over
   the outputs and the selection. Two builds of the same log and selection
@@ -35,7 +38,8 @@ import pyarrow.parquet as pq
 from preflog.sinks.read import data_files, read_table
 from preflog.sinks.storage import Storage
 
-from .select import Selection, dataset_rows
+from .card import card, watermark
+from .select import Selection, dataset_rows, near_duplicate_prompts
 
 __all__ = ["MANIFEST", "SPLITS", "BuildError", "build", "content_hash", "sha256_file"]
 
@@ -59,8 +63,12 @@ def sha256_file(path: Path) -> str:
 
 
 def content_hash(files: list[dict[str, Any]], selection: dict[str, Any]) -> str:
-    """The hash of a build's content: its output files (path and sha256) and its selection."""
-    body = json.dumps({"files": [(f["path"], f["sha256"]) for f in files], "selection": selection}, sort_keys=True)
+    """The hash of a build's content: its data files (path and sha256) and its selection.
+
+    The card (``README.md``) is left out: it names the build. verify still checks its sha256.
+    """
+    data = [(f["path"], f["sha256"]) for f in files if f["path"] != "README.md"]
+    body = json.dumps({"files": data, "selection": selection}, sort_keys=True)
     return hashlib.sha256(body.encode()).hexdigest()
 
 
@@ -115,7 +123,7 @@ def build(log_url: str, root: Path, name: str, selection: Selection) -> dict[str
         outputs = [f for split in SPLITS for f in _write_split(rows, split, temporary)]
         config = dataclasses.asdict(selection)
         counts = {s: int(pa.compute.sum(pa.compute.equal(rows.column("split"), s)).as_py() or 0) for s in SPLITS}
-        manifest = {
+        manifest: dict[str, Any] = {
             "name": name,
             "format": 1,
             "log": log_url,
@@ -126,9 +134,14 @@ def build(log_url: str, root: Path, name: str, selection: Selection) -> dict[str
             "rows": counts,
             "merged_duplicates": int(pa.compute.sum(rows.column("votes")).as_py() or 0) - rows.num_rows,
             "contradicted_rows": int(pa.compute.sum(pa.compute.greater(rows.column("opposing_votes"), 0)).as_py() or 0),
+            "near_duplicate_prompts": near_duplicate_prompts(rows),
+            "watermark": watermark(files),
             "files": outputs,
-            "content_hash": content_hash(outputs, config),
         }
+        readme = temporary / "README.md"
+        readme.write_text(card(name, manifest, rows))
+        outputs.append({"path": "README.md", "sha256": sha256_file(readme), "rows": rows.num_rows})
+        manifest["content_hash"] = content_hash(outputs, config)
         (temporary / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         temporary.rename(folder)
     except BaseException:

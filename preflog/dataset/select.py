@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-__all__ = ["POLICIES", "Selection", "dataset_rows"]
+__all__ = ["POLICIES", "Selection", "dataset_rows", "near_duplicate_prompts"]
 
 Policy = Literal["majority", "drop", "keep"]
 POLICIES: tuple[str, ...] = ("majority", "drop", "keep")
@@ -133,3 +133,19 @@ def dataset_rows(pairs: pa.Table, s: Selection) -> pa.Table:
         con.close()
     table = result if isinstance(result, pa.Table) else result.read_all()
     return table.drop_columns(["u"]) if "u" in table.column_names else table
+
+
+def near_duplicate_prompts(rows: pa.Table) -> int:
+    """How many normalised prompts of ``rows`` are written in more than one way (case or white space)."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.register("rows", rows.select(["prompt"]))
+        found = con.sql(
+            "SELECT count(*) FROM (SELECT lower(regexp_replace(trim(prompt), '\\s+', ' ', 'g')) AS k "
+            "FROM rows GROUP BY k HAVING count(DISTINCT prompt) > 1)"
+        ).fetchall()
+    finally:
+        con.close()
+    return int(found[0][0]) if found else 0

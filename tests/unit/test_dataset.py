@@ -172,3 +172,21 @@ def test_the_commands_build_list_show_and_verify_and_refuse_a_rebuild(tmp_path: 
     assert again.exit_code != 0 and "never rewritten" in again.output + str(again.exception)
     unknown = runner.invoke(app, [*base, "show", "nope"])
     assert unknown.exit_code != 0 and "first" in unknown.output + str(unknown.exception)  # names what exists
+
+
+def test_the_card_names_the_shards_and_its_counts_and_watermark_match_the_data(tmp_path: Path) -> None:
+    m = build(_log(tmp_path / "log", PAIRS), tmp_path / "ds", "a", Selection(test_fraction=0.3))
+    folder = tmp_path / "ds" / "a"
+    text = (folder / "README.md").read_text()
+    for shard in sorted(p.relative_to(folder).as_posix() for p in (folder / "data").glob("*.parquet")):
+        assert f"path: {shard}" in text
+    assert m["watermark"] == {"preflog.pairs.v1[0]": len(PAIRS) - 1}  # one file: offsets 0..47
+    assert m["near_duplicate_prompts"] == 0  # each question is written one way here
+    for path in (folder / "data").glob("*.parquet"):
+        split = path.name.split("-")[0]
+        by_source = Counter(pq.read_table(path, columns=["source"]).column("source").to_pylist())
+        for source, n in by_source.items():
+            row = next(line for line in text.splitlines() if line.startswith(f"| {source} |"))
+            header = next(line for line in text.splitlines() if line.startswith("| source |"))
+            column = [c.strip() for c in header.split("|")].index(split)
+            assert int(row.split("|")[column]) == n

@@ -1,0 +1,87 @@
+"""A build's dataset card (``README.md``, Hugging Face conventions) and the audit-log watermark it read."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import pyarrow as pa
+
+from preflog.sinks.naming import parse_file_name
+
+__all__ = ["card", "counts", "watermark"]
+
+
+def watermark(files: Iterable[str]) -> dict[str, int]:
+    """The last Kafka offset the build's files hold, per ``topic[partition]`` (file names carry their range)."""
+    last: dict[str, int] = {}
+    for path in files:
+        name = parse_file_name(path)
+        if name is not None:
+            where = f"{name.topic}[{name.partition}]"
+            last[where] = max(last.get(where, -1), name.last)
+    return dict(sorted(last.items()))
+
+
+def counts(rows: pa.Table, column: str) -> dict[str, dict[str, int]]:
+    """Rows per split and value of ``column`` (null as ``"-"``)."""
+    grouped = rows.group_by(["split", column]).aggregate([([], "count_all")]).to_pylist()
+    out: dict[str, dict[str, int]] = {}
+    for g in sorted(grouped, key=lambda g: (g["split"], str(g[column]))):
+        out.setdefault(g["split"], {})[str(g[column]) if g[column] is not None else "-"] = g["count_all"]
+    return out
+
+
+def _table(title: str, by_split: dict[str, dict[str, int]]) -> list[str]:
+    values = sorted({v for split in by_split.values() for v in split})
+    splits = sorted(by_split)
+    lines = [f"| {title} | {' | '.join(splits)} |", "| --- |" + " ---: |" * len(splits)]
+    lines += [f"| {v} | {' | '.join(str(by_split[s].get(v, 0)) for s in splits)} |" for v in values]
+    return lines
+
+
+def card(name: str, manifest: dict[str, Any], rows: pa.Table) -> str:
+    """The dataset card: YAML front matter naming the split files, then counts, selection and provenance.
+
+    Deterministic (no build time), so two builds of the same input have the same card.
+    """
+    shards = sorted(f["path"] for f in manifest["files"] if f["path"].startswith("data/"))
+    front = ["---", "configs:", "- config_name: default", "  data_files:"]
+    for path in shards:
+        split = path.split("/")[-1].split("-")[0]
+        front += [f"  - split: {split}", f"    path: {path}"]
+    front += ["tags:", "- preference", "- rlhf", "- dpo", "- preflog", "---", ""]
+    body = [
+        f"# {name}",
+        "",
+        "Preference pairs built by preflog from the audit log at "
+        f"`{manifest['log']}` ({len(manifest['sources'])} files, {manifest['pairs_read']} pairs read).",
+        "",
+        f"- rows per split: {', '.join(f'{s} {n}' for s, n in manifest['rows'].items())}",
+        f"- exact duplicates merged into their first row (`votes`): {manifest['merged_duplicates']}",
+        f"- rows with a contradicting pair ({manifest['selection']['contradictions']}): "
+        f"{manifest['contradicted_rows']}",
+        f"- prompts written in more than one way (case, white space): {manifest['near_duplicate_prompts']}",
+        "",
+    ]
+    for title, column in (("source", "source"), ("feedback kind", "kind"), ("model version", "model_version")):
+        body += [*_table(title, counts(rows, column)), ""]
+    body += [
+        "## Selection",
+        "",
+        "```json",
+        json.dumps(manifest["selection"], indent=2, sort_keys=True),
+        "```",
+        "",
+        "## Audit-log watermark (last offset read per partition)",
+        "",
+        "```json",
+        json.dumps(manifest["watermark"], indent=2),
+        "```",
+        "",
+        "`preflog dataset verify` rechecks every file's sha256 and the content hash "
+        "(`manifest.json` has them, with the sha256 of every source file).",
+        "",
+    ]
+    return "\n".join(front + body)
