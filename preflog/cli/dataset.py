@@ -133,3 +133,15 @@ def verify(
     out.print("OK" if check.ok else "PROBLEMS FOUND")
     if not check.ok:
         raise typer.Exit(1)
+
+
+@dataset_app.command()
+def diff(ctx: typer.Context, first: str, second: str, root: RootOption = None) -> None:
+    """What changed between two builds: selection, source files, rows per split, pairs added, removed or moved."""
+    from ..dataset.catalog import diff as compare
+
+    try:
+        found = compare(_root(ctx, root), first, second)
+    except FileNotFoundError as exc:
+        raise PreflogError(str(exc)) from None
+    out.print_json(json.dumps(found))

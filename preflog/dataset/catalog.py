@@ -12,7 +12,7 @@ from preflog.sinks.storage import Storage
 
 from .build import MANIFEST, content_hash, sha256_file
 
-__all__ = ["Check", "builds", "manifest", "verify"]
+__all__ = ["Check", "builds", "diff", "manifest", "verify"]
 
 
 def manifest(root: Path, name: str) -> dict[str, Any]:
@@ -77,3 +77,40 @@ def verify(root: Path, name: str, sources: bool = True) -> Check:
             if digest != s["sha256"]:
                 check.problems.append(f"source {s['path']}: its sha256 is not the one the build read")
     return check
+
+
+def _splits(folder: Path) -> dict[str, str]:
+    """pair_id -> split of a build's rows."""
+    import pyarrow.parquet as pq
+
+    out: dict[str, str] = {}
+    for path in sorted((folder / "data").glob("*.parquet")):
+        split = path.name.split("-")[0]
+        out.update(dict.fromkeys(pq.read_table(path, columns=["pair_id"]).column("pair_id").to_pylist(), split))
+    return out
+
+
+def diff(root: Path, a: str, b: str) -> dict[str, Any]:
+    """What changed from build ``a`` to build ``b``: selection, sources, rows per split and pairs.
+
+    Raises:
+        FileNotFoundError: either build does not exist.
+    """
+    ma, mb = manifest(root, a), manifest(root, b)
+    sa = {s["path"]: s["sha256"] for s in ma["sources"]}
+    sb = {s["path"]: s["sha256"] for s in mb["sources"]}
+    pa_, pb = _splits(root / a), _splits(root / b)
+    both = pa_.keys() & pb.keys()
+    keys = sorted(ma["selection"].keys() | mb["selection"].keys())
+    changed = {k: [ma["selection"].get(k), mb["selection"].get(k)] for k in keys}
+    return {
+        "same_content": ma["content_hash"] == mb["content_hash"],
+        "selection": {k: v for k, v in changed.items() if v[0] != v[1]},
+        "sources_added": sorted(sb.keys() - sa.keys()),
+        "sources_removed": sorted(sa.keys() - sb.keys()),
+        "sources_changed": sorted(p for p in sa.keys() & sb.keys() if sa[p] != sb[p]),
+        "rows": {s: [ma["rows"].get(s, 0), mb["rows"].get(s, 0)] for s in ("train", "validation", "test")},
+        "pairs_added": len(pb.keys() - pa_.keys()),
+        "pairs_removed": len(pa_.keys() - pb.keys()),
+        "pairs_moved_split": sum(1 for p in both if pa_[p] != pb[p]),
+    }

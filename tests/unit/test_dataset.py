@@ -190,3 +190,18 @@ def test_the_card_names_the_shards_and_its_counts_and_watermark_match_the_data(t
             header = next(line for line in text.splitlines() if line.startswith("| source |"))
             column = [c.strip() for c in header.split("|")].index(split)
             assert int(row.split("|")[column]) == n
+
+
+def test_diff_of_a_rebuild_with_more_data_shows_the_new_pairs_and_no_moved_split(tmp_path: Path) -> None:
+    from preflog.dataset.catalog import diff
+
+    log = _log(tmp_path / "log", PAIRS[:20])
+    build(log, tmp_path / "ds", "old", Selection(test_fraction=0.3))
+    _log(tmp_path / "log", [(f"new question {i}?", "yes", "no", "END_USER") for i in range(10)], first=100)
+    build(log, tmp_path / "ds", "new", Selection(test_fraction=0.3, min_margin=0.0))
+    found = diff(tmp_path / "ds", "old", "new")
+    assert (found["pairs_added"], found["pairs_removed"], found["pairs_moved_split"]) == (10, 0, 0)
+    assert len(found["sources_added"]) == 1 and not found["sources_removed"] and not found["sources_changed"]
+    assert found["selection"] == {"min_margin": [None, 0.0]} and not found["same_content"]
+    # 14 rows (the prime, Paris and 12 questions), then 24
+    assert [sum(found["rows"][s][i] for s in ("train", "test")) for i in (0, 1)] == [14, 24]
