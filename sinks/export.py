@@ -3,20 +3,24 @@
 * ``trl``: TRL's standard preference format, ``prompt`` / ``chosen`` / ``rejected`` text.
 * ``trl-conversational``: the same with message lists (``[{"role", "content"}]``).
 * ``openai``: OpenAI preference fine-tuning, ``input.messages`` / ``preferred_output`` /
-  ``non_preferred_output``.
+  ``non_preferred_output``. A row that breaks its rules (:func:`openai_problem`: each
+  output exactly one assistant message with text, input messages of system, developer,
+  user or assistant with text, two different outputs) is left out and counted, never
+  written broken.
 * ``kto``: TRL's unpaired format from the unpaired table, ``prompt`` / ``completion`` / ``label``.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import fsspec
 import pyarrow as pa
 
-__all__ = ["FORMATS", "export_rows", "write_jsonl"]
+__all__ = ["FORMATS", "export_rows", "openai_problem", "write_jsonl"]
 
 Row = dict[str, Any]
 
@@ -51,6 +55,32 @@ def _openai(row: Row) -> Row:
     }
 
 
+_OPENAI_INPUT_ROLES = {"system", "developer", "user", "assistant"}
+
+
+def openai_problem(row: Row) -> str | None:
+    """Why an ``openai`` row breaks OpenAI's preference format, or None when it keeps every rule."""
+    messages = row["input"]["messages"]
+    if not messages:
+        return "no input messages"
+    for m in messages:
+        if m["role"] not in _OPENAI_INPUT_ROLES:
+            return f"an input message has role {m['role']!r} (only text roles are taken)"
+        if not isinstance(m["content"], str) or not m["content"]:
+            return "an input message has no text"
+    for side in ("preferred_output", "non_preferred_output"):
+        output = row[side]
+        if len(output) != 1:
+            return f"{side} has {len(output)} messages (exactly one assistant message is allowed)"
+        if output[0]["role"] != "assistant":
+            return f"{side} is a {output[0]['role']!r} message, not an assistant one"
+        if not output[0]["content"]:
+            return f"{side} has no text"
+    if row["preferred_output"] == row["non_preferred_output"]:
+        return "the preferred and non-preferred outputs are the same"
+    return None
+
+
 def _kto(row: Row) -> Row:
     return {"prompt": row["prompt"], "completion": row["completion"], "label": bool(row["label"])}
 
@@ -64,12 +94,19 @@ FORMATS: dict[str, tuple[str, Callable[[Row], Row]]] = {
 }
 
 
-def export_rows(table: pa.Table, fmt: str, batch_rows: int = 10_000) -> Iterator[Row]:
-    """Rows of ``table`` converted to ``fmt``."""
+def export_rows(
+    table: pa.Table, fmt: str, batch_rows: int = 10_000, left_out: Counter[str] | None = None
+) -> Iterator[Row]:
+    """Rows of ``table`` converted to ``fmt``; ``openai`` rows that break its rules go to ``left_out`` by reason."""
     convert = FORMATS[fmt][1]
     for batch in table.to_batches(max_chunksize=batch_rows):
         for row in batch.to_pylist():
-            yield convert(row)
+            out = convert(row)
+            if fmt == "openai" and (problem := openai_problem(out)) is not None:
+                if left_out is not None:
+                    left_out[problem] += 1
+                continue
+            yield out
 
 
 def write_jsonl(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import date
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -99,15 +100,18 @@ def export(
         rows = read_pairs(root, start, end, model, source, table=FORMATS[fmt][0], storage_options=options)
     except FileNotFoundError as exc:
         raise MissingLogError(str(exc)) from None
+    left_out: Counter[str] = Counter()
     with progress_bar() as progress:
         task = progress.add_task(f"exporting {fmt}", total=rows.num_rows)
         n = write_jsonl(
-            export_rows(rows, fmt),
+            export_rows(rows, fmt, left_out=left_out),
             output,
             on_row=lambda: progress.advance(task),
             storage_options=options if "://" in output else None,
         )
     out.print(f"wrote {n} {fmt} rows to {output}")
+    for reason, count in left_out.most_common():
+        out.print(f"  left out {count} row(s): {reason}", soft_wrap=True, markup=False, highlight=False)
     if n == 0 and (start or end or model or source):
         out.print(_what_is_there(root, FORMATS[fmt][0], options), soft_wrap=True, markup=False, highlight=False)
 
