@@ -7,8 +7,9 @@ and writes, into a folder of its own that is never rewritten:
 * ``data/{split}-00000-of-00001.parquet``: one shard per split, no Arrow map
   columns, so ``datasets.load_dataset("parquet", data_dir=...)`` opens it as
   a DatasetDict;
-* ``trl/{split}.jsonl``: TRL's standard preference format (prompt, chosen,
-  rejected) with every provenance column beside it (TRL ignores extra columns);
+* ``{format}/{split}.jsonl`` for TRL standard and conversational, OpenAI and
+  NeMo-Aligner DPO (:mod:`preflog.dataset.formats`), each row with its
+  provenance (OpenAI's in ``openai/{split}.provenance.jsonl``, line for line);
 * ``README.md``: a dataset card (Hugging Face conventions: the split files in
   its front matter; counts per split, source, kind and model version; the
   selection and the audit-log watermark);
@@ -28,6 +29,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -39,14 +41,13 @@ from preflog.sinks.read import data_files, read_table
 from preflog.sinks.storage import Storage
 
 from .card import card, watermark
+from .formats import FORMATS, PROVENANCE, convert
 from .select import Selection, dataset_rows, near_duplicate_prompts
 
 __all__ = ["MANIFEST", "SPLITS", "BuildError", "build", "content_hash", "sha256_file"]
 
 MANIFEST = "manifest.json"
 SPLITS = ("train", "validation", "test")
-#: the columns of the TRL file, besides the provenance ones
-TRL = ("prompt", "chosen", "rejected")
 
 
 class BuildError(Exception):
@@ -80,23 +81,38 @@ def _sources(storage: Storage, files: list[str]) -> list[dict[str, Any]]:
     return out
 
 
-def _write_split(rows: pa.Table, split: str, folder: Path) -> list[dict[str, Any]]:
+def _write_split(rows: pa.Table, split: str, folder: Path, left_out: dict[str, Counter[str]]) -> list[dict[str, Any]]:
     part = rows.filter(pa.compute.equal(rows.column("split"), split)).drop_columns(["split"])
     if part.num_rows == 0:
         return []
     (folder / "data").mkdir(parents=True, exist_ok=True)
-    (folder / "trl").mkdir(parents=True, exist_ok=True)
     parquet = folder / "data" / f"{split}-00000-of-00001.parquet"
     pq.write_table(part, parquet, compression="zstd")
-    trl = folder / "trl" / f"{split}.jsonl"
-    with trl.open("w", encoding="utf-8") as f:
-        provenance = [c for c in part.column_names if c not in TRL and not c.endswith("_messages")]
-        for batch in part.select([*TRL, *provenance]).to_batches(max_chunksize=10_000):
+    written = [(parquet, part.num_rows)]
+    files = {fmt: folder / fmt / f"{split}.jsonl" for fmt in FORMATS}
+    files["openai-provenance"] = folder / "openai" / f"{split}.provenance.jsonl"
+    for path in files.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    handles = {fmt: path.open("w", encoding="utf-8") for fmt, path in files.items()}
+    counts: Counter[str] = Counter()
+    try:
+        for batch in part.to_batches(max_chunksize=10_000):
             for row in batch.to_pylist():
-                f.write(json.dumps(row, ensure_ascii=False, sort_keys=False) + "\n")
-    return [
-        {"path": str(p.relative_to(folder)), "sha256": sha256_file(p), "rows": part.num_rows} for p in (parquet, trl)
-    ]
+                for fmt in FORMATS:
+                    out = convert(row, fmt, left_out.setdefault(fmt, Counter()))
+                    if out is None:
+                        continue
+                    handles[fmt].write(json.dumps(out, ensure_ascii=False) + "\n")
+                    counts[fmt] += 1
+                    if fmt == "openai":
+                        line = json.dumps({k: row.get(k) for k in PROVENANCE}, ensure_ascii=False)
+                        handles["openai-provenance"].write(line + "\n")
+    finally:
+        for handle in handles.values():
+            handle.close()
+    counts["openai-provenance"] = counts["openai"]
+    written += [(files[fmt], counts[fmt]) for fmt in files]
+    return [{"path": str(p.relative_to(folder)), "sha256": sha256_file(p), "rows": n} for p, n in written]
 
 
 def build(log_url: str, root: Path, name: str, selection: Selection) -> dict[str, Any]:
@@ -120,7 +136,8 @@ def build(log_url: str, root: Path, name: str, selection: Selection) -> dict[str
     shutil.rmtree(temporary, ignore_errors=True)
     temporary.mkdir(parents=True)
     try:
-        outputs = [f for split in SPLITS for f in _write_split(rows, split, temporary)]
+        left_out: dict[str, Counter[str]] = {}
+        outputs = [f for split in SPLITS for f in _write_split(rows, split, temporary, left_out)]
         config = dataclasses.asdict(selection)
         counts = {s: int(pa.compute.sum(pa.compute.equal(rows.column("split"), s)).as_py() or 0) for s in SPLITS}
         manifest: dict[str, Any] = {
@@ -135,6 +152,7 @@ def build(log_url: str, root: Path, name: str, selection: Selection) -> dict[str
             "merged_duplicates": int(pa.compute.sum(rows.column("votes")).as_py() or 0) - rows.num_rows,
             "contradicted_rows": int(pa.compute.sum(pa.compute.greater(rows.column("opposing_votes"), 0)).as_py() or 0),
             "near_duplicate_prompts": near_duplicate_prompts(rows),
+            "left_out": {fmt: dict(reasons) for fmt, reasons in left_out.items() if reasons},
             "watermark": watermark(files),
             "files": outputs,
         }

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -14,51 +13,8 @@ import pytest
 from preflog.dataset.build import BuildError, build
 from preflog.dataset.catalog import builds, verify
 from preflog.dataset.select import Selection
-from preflog.schemas.registry import default_store
-from preflog.sinks.arrow import arrow_schema, to_table
-from preflog.sinks.naming import file_name
-from preflog.sinks.parquet import encode
-from preflog.sinks.storage import Storage
 
-from ..samples import all_samples
-
-SAMPLE = all_samples()["PreferencePair"]
-#: (prompt, chosen, rejected, source type) of each pair; ids follow the list order
-PAIRS = [
-    ("Name a prime.", "7", "9", "HUMAN_ANNOTATOR"),
-    ("Name a prime.", "7", "9", "HUMAN_ANNOTATOR"),  # exact duplicate
-    ("Name a prime.", "7", "9", "REWARD_MODEL"),  # a third vote, another source
-    ("Capital of France?", "Paris", "Lyon", "HUMAN_ANNOTATOR"),
-    ("Capital of France?", "Paris", "Lyon", "HUMAN_ANNOTATOR"),
-    ("Capital of France?", "Lyon", "Paris", "HUMAN_ANNOTATOR"),  # contradicts the two above: 2 to 1
-    ("Tie?", "a", "b", "HUMAN_ANNOTATOR"),
-    ("Tie?", "b", "a", "HUMAN_ANNOTATOR"),  # 1 to 1
-] + [(f"  Question   {i}? ", "yes", "no", "END_USER") for i in range(40)]
-
-
-def _rows(pairs: list[tuple[str, str, str, str]], first: int = 0) -> list[dict[str, Any]]:
-    out = []
-    for i, (prompt, chosen, rejected, source) in enumerate(pairs, start=first):
-        out.append(
-            {
-                **SAMPLE,
-                "pair_id": f"00000000-0000-4000-8000-{i:012d}",
-                "prompt": prompt,
-                "prompt_messages": [{"role": "user", "content": prompt}],
-                "chosen": chosen,
-                "rejected": rejected,
-                "source": {**SAMPLE["source"], "type": source},
-            }
-        )
-    return out
-
-
-def _log(root: Path, pairs: list[tuple[str, str, str, str]], first: int = 0) -> str:
-    schema = arrow_schema(default_store().latest("PreferencePair").raw)
-    body = encode(to_table(_rows(pairs, first), schema))
-    name = file_name("preflog.pairs.v1", 0, first, first + len(pairs) - 1)
-    Storage(f"file://{root}").put(f"pairs/dt=2026-11-01/{name}", body)
-    return f"file://{root}"
+from .dataset_helpers import PAIRS, write_log
 
 
 def _data(folder: Path) -> pa.Table:
@@ -71,7 +27,7 @@ def _sides(table: pa.Table) -> Counter[tuple[str, str, str]]:
 
 
 def test_duplicates_are_merged_with_their_votes_and_contradictions_follow_the_policy(tmp_path: Path) -> None:
-    log = _log(tmp_path / "log", PAIRS)
+    log = write_log(tmp_path / "log", PAIRS)
     build(log, tmp_path / "ds", "majority", Selection(test_fraction=0.2))
     rows = _data(tmp_path / "ds" / "majority")
     by_sides = {(r["prompt"], r["chosen"], r["rejected"]): r for r in rows.to_pylist()}
@@ -93,7 +49,7 @@ def test_duplicates_are_merged_with_their_votes_and_contradictions_follow_the_po
 
 
 def test_two_builds_of_the_same_input_have_the_same_content_hash_and_verify(tmp_path: Path) -> None:
-    log = _log(tmp_path / "log", PAIRS)
+    log = write_log(tmp_path / "log", PAIRS)
     a = build(log, tmp_path / "ds", "a", Selection(seed=3))
     b = build(log, tmp_path / "ds", "b", Selection(seed=3))
     c = build(log, tmp_path / "ds", "c", Selection(seed=3, sources=("HUMAN_ANNOTATOR",)))
@@ -106,7 +62,7 @@ def test_two_builds_of_the_same_input_have_the_same_content_hash_and_verify(tmp_
 
 
 def test_verify_finds_a_changed_output_a_stray_file_and_a_changed_source(tmp_path: Path) -> None:
-    log = _log(tmp_path / "log", PAIRS)
+    log = write_log(tmp_path / "log", PAIRS)
     build(log, tmp_path / "ds", "a", Selection())
     folder = tmp_path / "ds" / "a"
     trl = folder / "trl" / "train.jsonl"
@@ -121,10 +77,10 @@ def test_verify_finds_a_changed_output_a_stray_file_and_a_changed_source(tmp_pat
 
 
 def test_a_prompt_never_straddles_splits_and_keeps_its_split_when_data_is_added(tmp_path: Path) -> None:
-    small = _log(tmp_path / "small", PAIRS[:20])
+    small = write_log(tmp_path / "small", PAIRS[:20])
     build(small, tmp_path / "ds", "small", Selection(test_fraction=0.3, validation_fraction=0.2))
-    more = _log(tmp_path / "more", PAIRS[:20])
-    _log(tmp_path / "more", [(f"question {i}?", "yes", "no", "END_USER") for i in range(40)], first=100)
+    more = write_log(tmp_path / "more", PAIRS[:20])
+    write_log(tmp_path / "more", [(f"question {i}?", "yes", "no", "END_USER") for i in range(40)], first=100)
     build(more, tmp_path / "ds", "more", Selection(test_fraction=0.3, validation_fraction=0.2))
     split_of: dict[str, set[str]] = {}
     for name in ("small", "more"):
@@ -139,7 +95,7 @@ def test_a_prompt_never_straddles_splits_and_keeps_its_split_when_data_is_added(
 
 
 def test_the_shards_have_no_map_columns_and_the_trl_rows_carry_provenance(tmp_path: Path) -> None:
-    build(_log(tmp_path / "log", PAIRS), tmp_path / "ds", "a", Selection(test_fraction=0.0))
+    build(write_log(tmp_path / "log", PAIRS), tmp_path / "ds", "a", Selection(test_fraction=0.0))
     schema = pq.read_schema(tmp_path / "ds" / "a" / "data" / "train-00000-of-00001.parquet")
 
     def maps(t: pa.DataType) -> bool:
@@ -156,7 +112,7 @@ def test_the_commands_build_list_show_and_verify_and_refuse_a_rebuild(tmp_path: 
 
     from preflog.cli import app
 
-    log = _log(tmp_path / "log", PAIRS)
+    log = write_log(tmp_path / "log", PAIRS)
     runner = CliRunner()
     base = ["--data-dir", str(tmp_path / "data"), "dataset"]
     built = runner.invoke(app, [*base, "build", "first", "--url", log, "--test-fraction", "0.2"])
@@ -175,7 +131,7 @@ def test_the_commands_build_list_show_and_verify_and_refuse_a_rebuild(tmp_path: 
 
 
 def test_the_card_names_the_shards_and_its_counts_and_watermark_match_the_data(tmp_path: Path) -> None:
-    m = build(_log(tmp_path / "log", PAIRS), tmp_path / "ds", "a", Selection(test_fraction=0.3))
+    m = build(write_log(tmp_path / "log", PAIRS), tmp_path / "ds", "a", Selection(test_fraction=0.3))
     folder = tmp_path / "ds" / "a"
     text = (folder / "README.md").read_text()
     for shard in sorted(p.relative_to(folder).as_posix() for p in (folder / "data").glob("*.parquet")):
@@ -195,9 +151,9 @@ def test_the_card_names_the_shards_and_its_counts_and_watermark_match_the_data(t
 def test_diff_of_a_rebuild_with_more_data_shows_the_new_pairs_and_no_moved_split(tmp_path: Path) -> None:
     from preflog.dataset.catalog import diff
 
-    log = _log(tmp_path / "log", PAIRS[:20])
+    log = write_log(tmp_path / "log", PAIRS[:20])
     build(log, tmp_path / "ds", "old", Selection(test_fraction=0.3))
-    _log(tmp_path / "log", [(f"new question {i}?", "yes", "no", "END_USER") for i in range(10)], first=100)
+    write_log(tmp_path / "log", [(f"new question {i}?", "yes", "no", "END_USER") for i in range(10)], first=100)
     build(log, tmp_path / "ds", "new", Selection(test_fraction=0.3, min_margin=0.0))
     found = diff(tmp_path / "ds", "old", "new")
     assert (found["pairs_added"], found["pairs_removed"], found["pairs_moved_split"]) == (10, 0, 0)
