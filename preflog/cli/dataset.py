@@ -47,7 +47,14 @@ def build(
     ] = "majority",
     test_fraction: Annotated[float, typer.Option(help="Share of prompts in the test split.")] = 0.1,
     validation_fraction: Annotated[float, typer.Option(help="Share of prompts in the validation split.")] = 0.0,
-    seed: Annotated[int, typer.Option(help="Salt of the split hash (the same seed keeps every split).")] = 0,
+    seed: Annotated[int, typer.Option(help="Salt of the split and cap hashes (the same seed, the same rows).")] = 0,
+    cap: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="At most N rows per value, e.g. --cap user_id=100 (model, model_version, source, kind, "
+            "tenant, user_id; repeatable)."
+        ),
+    ] = None,
 ) -> None:
     """Build a training set: Parquet shards per split (datasets-ready), TRL JSON lines and a manifest.
 
@@ -63,10 +70,14 @@ def build(
 
     settings = settings_of(ctx)
     try:
+        caps = tuple((c.split("=", 1)[0], int(c.split("=", 1)[1])) for c in cap or ())
+    except (IndexError, ValueError):
+        raise typer.BadParameter(f"{cap}: write COLUMN=N, e.g. user_id=100", param_hint="--cap") from None
+    try:
         selection = Selection(
             start=start, end=end, models=tuple(model or ()), sources=tuple(source or ()), kinds=tuple(kind or ()),
             explicit=explicit, min_margin=min_margin, contradictions=contradictions,  # type: ignore[arg-type]
-            test_fraction=test_fraction, validation_fraction=validation_fraction, seed=seed,
+            test_fraction=test_fraction, validation_fraction=validation_fraction, seed=seed, caps=caps,
         )  # fmt: skip
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None

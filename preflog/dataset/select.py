@@ -9,6 +9,9 @@ All of it is one DuckDB query over the Arrow table (no Python loop per row):
 * **contradictions** (A over B and B over A for one prompt), by ``policy``:
   ``majority`` keeps the side with more votes (a tie drops both), ``drop``
   drops both, ``keep`` keeps both with ``weight`` = votes / all votes of the two;
+* **caps**: at most N rows per model, model version, source, kind, tenant or
+  user (``caps``), a seeded hash of the pair_id choosing which, so a few heavy
+  users cannot dominate and the same seed picks the same rows;
 * **splits** by a hash of the normalised prompt (lower case, runs of white
   space as one space) and the seed: a prompt never straddles two splits, and a
   pair keeps its split when the dataset is rebuilt with more data.
@@ -21,10 +24,12 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-__all__ = ["POLICIES", "Selection", "dataset_rows", "near_duplicate_prompts"]
+__all__ = ["CAP_COLUMNS", "POLICIES", "Selection", "dataset_rows", "near_duplicate_prompts"]
 
 Policy = Literal["majority", "drop", "keep"]
 POLICIES: tuple[str, ...] = ("majority", "drop", "keep")
+#: the columns a build can cap rows per value of
+CAP_COLUMNS: tuple[str, ...] = ("model", "model_version", "source", "kind", "tenant", "user_id")
 
 
 @dataclass(frozen=True)
@@ -42,9 +47,13 @@ class Selection:
     test_fraction: float = 0.1
     validation_fraction: float = 0.0
     seed: int = 0
+    caps: tuple[tuple[str, int], ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for column, n in self.caps:
+            if column not in CAP_COLUMNS or n < 1:
+                raise ValueError(f"cap {column}={n}: cap one of {', '.join(CAP_COLUMNS)} to at least 1 row")
         if self.contradictions not in POLICIES:
             raise ValueError(f"contradictions={self.contradictions!r}: choose one of {', '.join(POLICIES)}")
         fractions = (self.test_fraction, self.validation_fraction)
@@ -82,7 +91,7 @@ _KEEP = """
     chosen_model.name AS chosen_model, rejected_model.name AS rejected_model,
     CAST(source.type AS VARCHAR) AS source, source.id AS source_id, source.version AS source_version,
     CAST(feedback_kind AS VARCHAR) AS kind, explicit, margin, chosen_score, rejected_score,
-    CAST(feedback_time AS VARCHAR) AS feedback_time
+    CAST(feedback_time AS VARCHAR) AS feedback_time, context.tenant AS tenant, context.user_id AS user_id
 """
 
 
@@ -123,8 +132,16 @@ def dataset_rows(pairs: pa.Table, s: Selection) -> pa.Table:
         ) m
         LEFT JOIN merged o ON o.prompt = m.prompt AND o.chosen = m.rejected AND o.rejected = m.chosen
         WHERE {keep}
-        ORDER BY m.pair_id
     """
+    if s.caps:
+        ranks = ", ".join(
+            f"row_number() OVER (PARTITION BY {column} ORDER BY md5('{s.seed}:' || pair_id), pair_id) AS rank_{i}"
+            for i, (column, _) in enumerate(s.caps)
+        )
+        within = " AND ".join(f"rank_{i} <= {int(n)}" for i, (_, n) in enumerate(s.caps))
+        dropped = ", ".join(f"rank_{i}" for i in range(len(s.caps)))
+        query = f"SELECT * EXCLUDE ({dropped}) FROM (SELECT *, {ranks} FROM ({query})) WHERE {within}"
+    query = f"SELECT * FROM ({query}) ORDER BY pair_id"
     con = duckdb.connect()
     try:
         con.register("pairs", pairs)

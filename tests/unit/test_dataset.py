@@ -161,3 +161,24 @@ def test_diff_of_a_rebuild_with_more_data_shows_the_new_pairs_and_no_moved_split
     assert found["selection"] == {"min_margin": [None, 0.0]} and not found["same_content"]
     # 14 rows (the prime, Paris and 12 questions), then 24
     assert [sum(found["rows"][s][i] for s in ("train", "test")) for i in (0, 1)] == [14, 24]
+
+
+def test_a_cap_per_user_keeps_the_seeded_hash_s_first_rows_of_a_heavy_user(tmp_path: Path) -> None:
+    import hashlib
+
+    from .dataset_helpers import SAMPLE
+
+    log = tmp_path / "log"
+    heavy = [(f"heavy {i}?", "yes", "no", "END_USER") for i in range(30)]
+    write_log(log, heavy, context={**SAMPLE["context"], "user_id": "heavy"})
+    url = write_log(log, [(f"light {i}?", "yes", "no", "END_USER") for i in range(5)], first=100,
+                    context={**SAMPLE["context"], "user_id": "light"})  # fmt: skip
+    for seed in (1, 2):
+        build(url, tmp_path / "ds", f"s{seed}", Selection(seed=seed, caps=(("user_id", 10),)))
+        kept = _data(tmp_path / "ds" / f"s{seed}").select(["pair_id", "user_id"]).to_pylist()
+        assert Counter(r["user_id"] for r in kept) == {"heavy": 10, "light": 5}
+        heavy_ids = [f"00000000-0000-4000-8000-{i:012d}" for i in range(30)]
+        first_ten = sorted(heavy_ids, key=lambda p: (hashlib.md5(f"{seed}:{p}".encode()).hexdigest(), p))[:10]
+        assert sorted(r["pair_id"] for r in kept if r["user_id"] == "heavy") == sorted(first_ten)
+    with pytest.raises(ValueError, match="cap one of"):
+        Selection(caps=(("prompt", 3),))
