@@ -48,6 +48,14 @@ def build(
     test_fraction: Annotated[float, typer.Option(help="Share of prompts in the test split.")] = 0.1,
     validation_fraction: Annotated[float, typer.Option(help="Share of prompts in the validation split.")] = 0.0,
     seed: Annotated[int, typer.Option(help="Salt of the split and cap hashes (the same seed, the same rows).")] = 0,
+    decontaminate: Annotated[
+        Path | None,
+        typer.Option(
+            help="An evaluation file (JSON lines with 'prompt', or plain lines): drop pairs whose prompt "
+            "matches one, or shares a word n-gram with one."
+        ),
+    ] = None,
+    ngram: Annotated[int, typer.Option(help="The n-gram length of --decontaminate in words; 0: exact only.")] = 13,
     cap: Annotated[
         list[str] | None,
         typer.Option(
@@ -78,6 +86,7 @@ def build(
             start=start, end=end, models=tuple(model or ()), sources=tuple(source or ()), kinds=tuple(kind or ()),
             explicit=explicit, min_margin=min_margin, contradictions=contradictions,  # type: ignore[arg-type]
             test_fraction=test_fraction, validation_fraction=validation_fraction, seed=seed, caps=caps,
+            decontaminate=str(decontaminate) if decontaminate else None, ngram=ngram,
         )  # fmt: skip
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
@@ -94,6 +103,12 @@ def build(
         f"duplicates; {m['contradicted_rows']} rows had a contradicting pair ({contradictions})",
         soft_wrap=True,
     )
+    if m["decontamination"]:
+        d = m["decontamination"]["dropped"]
+        out.print(f"decontamination dropped {d['exact']} exact and {d['ngram']} n-gram matches of {decontaminate}")
+    for fmt, reasons in m["left_out"].items():
+        for reason, n in reasons.items():
+            out.print(f"  {fmt}: left out {n} row(s): {reason}", soft_wrap=True, markup=False)
     out.print(f"content hash {m['content_hash']}")
 
 

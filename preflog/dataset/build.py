@@ -41,6 +41,7 @@ from preflog.sinks.read import data_files, read_table
 from preflog.sinks.storage import Storage
 
 from .card import card, watermark
+from .decontaminate import decontaminate, eval_prompts
 from .formats import FORMATS, PROVENANCE, convert
 from .select import Selection, dataset_rows, near_duplicate_prompts
 
@@ -132,13 +133,21 @@ def build(log_url: str, root: Path, name: str, selection: Selection) -> dict[str
     sources = _sources(storage, files)
     pairs = read_table(log_url, "pairs", files=files)
     rows = dataset_rows(pairs, selection)
+    config = dataclasses.asdict(selection)
+    decontamination = None
+    if selection.decontaminate:
+        evaluation = Path(selection.decontaminate)
+        if not evaluation.exists():
+            raise BuildError(f"no evaluation file {evaluation} to decontaminate against")
+        rows, dropped = decontaminate(rows, eval_prompts(evaluation), selection.ngram)
+        decontamination = {"file": str(evaluation), "sha256": sha256_file(evaluation), "dropped": dropped}
+        config["decontaminate_sha256"] = decontamination["sha256"]  # the content depends on the file's text
     temporary = root / f".{name}.tmp-{os.getpid()}"
     shutil.rmtree(temporary, ignore_errors=True)
     temporary.mkdir(parents=True)
     try:
         left_out: dict[str, Counter[str]] = {}
         outputs = [f for split in SPLITS for f in _write_split(rows, split, temporary, left_out)]
-        config = dataclasses.asdict(selection)
         counts = {s: int(pa.compute.sum(pa.compute.equal(rows.column("split"), s)).as_py() or 0) for s in SPLITS}
         manifest: dict[str, Any] = {
             "name": name,
@@ -153,6 +162,7 @@ def build(log_url: str, root: Path, name: str, selection: Selection) -> dict[str
             "contradicted_rows": int(pa.compute.sum(pa.compute.greater(rows.column("opposing_votes"), 0)).as_py() or 0),
             "near_duplicate_prompts": near_duplicate_prompts(rows),
             "left_out": {fmt: dict(reasons) for fmt, reasons in left_out.items() if reasons},
+            "decontamination": decontamination,
             "watermark": watermark(files),
             "files": outputs,
         }

@@ -48,6 +48,8 @@ class Selection:
     validation_fraction: float = 0.0
     seed: int = 0
     caps: tuple[tuple[str, int], ...] = ()
+    decontaminate: str | None = None  # an evaluation file: pairs whose prompt overlaps it are dropped
+    ngram: int = 13  # the n-gram length of that overlap in words (0: exact matches only)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
