@@ -64,7 +64,7 @@ def build(
         ),
     ] = None,
 ) -> None:
-    """Build a training set: Parquet shards per split (datasets-ready), TRL JSON lines and a manifest.
+    """Build a training set: Parquet shards per split, JSON lines for TRL, OpenAI and NeMo, a card and a manifest.
 
     Exact duplicates of (prompt, chosen, rejected) become one row with their vote count; a prompt's
     pairs all land in one split, chosen by a hash of the normalised prompt, so a pair keeps its split
