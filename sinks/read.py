@@ -125,6 +125,48 @@ def read_pairs(
     sources: Sequence[str] | None = None,
     table: str = "pairs",
     storage_options: dict[str, Any] | None = None,
+    maps_as_lists: bool = False,
 ) -> pa.Table:
-    """Preference pairs (or ``table="unpaired"`` signals) by date range (inclusive), model name and source type."""
-    return read_table(url, table, _filters(start, end, models, sources), storage_options=storage_options)
+    """Preference pairs (or ``table="unpaired"`` signals) by date range (inclusive), model name and source type.
+
+    With ``maps_as_lists``, every Arrow map column (metadata, ``sampling.extra``) becomes a list of
+    ``{key, value}`` structs (:func:`without_maps`): Hugging Face ``datasets`` has no map type
+    (huggingface/datasets#5612), so ``datasets.Dataset(pyarrow_table)`` takes this view.
+    """
+    rows = read_table(url, table, _filters(start, end, models, sources), storage_options=storage_options)
+    return without_maps(rows) if maps_as_lists else rows
+
+
+def _unmap(array: pa.Array) -> pa.Array:
+    """``array`` with every map inside it turned into a list of ``{key, value}`` structs (same rows, same order)."""
+    if isinstance(array, pa.ChunkedArray):
+        return pa.chunked_array([_unmap(c) for c in array.chunks], type=_unmapped_type(array.type))
+    if array.offset:  # a slice: its offsets and null bitmap are rebuilt from zero first
+        array = pa.concat_arrays([array])
+    if pa.types.is_map(array.type):
+        entries = pa.StructArray.from_arrays([_unmap(array.keys), _unmap(array.items)], names=["key", "value"])
+        return pa.ListArray.from_arrays(array.offsets, entries, mask=array.is_null())
+    if pa.types.is_struct(array.type):
+        fields = [_unmap(array.field(i)) for i in range(array.type.num_fields)]
+        names = [array.type.field(i).name for i in range(array.type.num_fields)]
+        return pa.StructArray.from_arrays(fields, names=names, mask=array.is_null())
+    if pa.types.is_list(array.type):
+        return pa.ListArray.from_arrays(array.offsets, _unmap(array.values), mask=array.is_null())
+    return array
+
+
+def _unmapped_type(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_map(t):
+        entry = pa.struct([pa.field("key", _unmapped_type(t.key_type)), pa.field("value", _unmapped_type(t.item_type))])
+        return pa.list_(entry)
+    if pa.types.is_struct(t):
+        return pa.struct([pa.field(t.field(i).name, _unmapped_type(t.field(i).type)) for i in range(t.num_fields)])
+    if pa.types.is_list(t):
+        return pa.list_(_unmapped_type(t.value_type))
+    return t
+
+
+def without_maps(table: pa.Table) -> pa.Table:
+    """``table`` with its map columns (also inside structs and lists) as lists of ``{key, value}`` structs."""
+    columns = [_unmap(table.column(i)) for i in range(table.num_columns)]
+    return pa.table(columns, names=table.column_names)
