@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from preflog.sinks.export import FORMATS as EXPORTS
 from preflog.sinks.export import openai_problem
 
 __all__ = ["FORMATS", "convert", "prompt_text"]
@@ -32,33 +33,8 @@ def prompt_text(row: Row) -> str:
     return text
 
 
-def _messages(row: Row, side: str) -> list[dict[str, str]]:
-    messages = row.get(f"{side}_messages")
-    if messages:
-        return [{"role": m["role"], "content": m["content"]} for m in messages]
-    if side == "prompt":
-        return [{"role": "user", "content": row["prompt"]}]
-    return [{"role": "assistant", "content": row[side]}]
-
-
 def _trl(row: Row) -> Row:
     return {"prompt": prompt_text(row), "chosen": row["chosen"], "rejected": row["rejected"]}
-
-
-def _trl_conversational(row: Row) -> Row:
-    return {
-        "prompt": _messages(row, "prompt"),
-        "chosen": _messages(row, "chosen"),
-        "rejected": _messages(row, "rejected"),
-    }
-
-
-def _openai(row: Row) -> Row:
-    return {
-        "input": {"messages": _messages(row, "prompt")},
-        "preferred_output": _messages(row, "chosen"),
-        "non_preferred_output": _messages(row, "rejected"),
-    }
 
 
 def _nemo(row: Row) -> Row:
@@ -71,8 +47,8 @@ def _nemo(row: Row) -> Row:
 #: format -> converter of a dataset row
 FORMATS: dict[str, Callable[[Row], Row]] = {
     "trl": _trl,
-    "trl-conversational": _trl_conversational,
-    "openai": _openai,
+    "trl-conversational": EXPORTS["trl-conversational"][1],  # the messages as they are, as preflog export
+    "openai": EXPORTS["openai"][1],
     "nemo": _nemo,
 }
 
