@@ -180,23 +180,31 @@ async def _seek_to_beginning(consumer: Any, partitions: list[Any]) -> None:
     await consumer.seek_to_beginning(*partitions)
 
 
+def _patch(cls: Any, name: str, wrap: Callable[[Any], Any]) -> None:
+    """Replace ``cls.<name>`` by ``wrap(original)``, once: a patched method is marked, and a second call keeps it."""
+    original = getattr(cls, name)
+    if getattr(original, "preflog_fix", False):
+        return
+    patched = wrap(original)
+    patched.preflog_fix = True
+    setattr(cls, name, patched)
+
+
 def install() -> None:
     """Patch Faust's aiokafka consumer thread so uncommitted partitions start at the beginning (idempotent)."""
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
-    original = AIOKafkaConsumerThread.seek_to_committed
-    if getattr(original, "preflog_fix", False):
-        return
+    def wrap(original: Any) -> Any:
+        async def seek_to_committed(self: Any) -> Any:
+            committed = await original(self)
+            uncommitted = [tp for tp, offset in committed.items() if not offset]
+            if uncommitted:
+                await self.call_thread(_seek_to_beginning, self._ensure_consumer(), uncommitted)
+            return committed
 
-    async def seek_to_committed(self: Any) -> Any:
-        committed = await original(self)
-        uncommitted = [tp for tp, offset in committed.items() if not offset]
-        if uncommitted:
-            await self.call_thread(_seek_to_beginning, self._ensure_consumer(), uncommitted)
-        return committed
+        return seek_to_committed
 
-    seek_to_committed.preflog_fix = True  # type: ignore[attr-defined]
-    AIOKafkaConsumerThread.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
+    _patch(AIOKafkaConsumerThread, "seek_to_committed", wrap)
 
 
 def set_persisted_offset(store: Any, topic: str, partition: int, offset: int) -> None:
@@ -234,25 +242,24 @@ def recover_to_fetched_end(app: Any, kafka_config: Mapping[str, Any]) -> None:
     from faust.tables.recovery import Recovery
 
     _FETCH_ENDS[app] = dict(kafka_config)
-    original = Recovery._build_highwaters
-    if getattr(original, "preflog_fix", False):
-        return
 
-    async def _build_highwaters(self: Any, consumer: Any, tps: Any, destination: Any, title: str) -> None:
-        await original(self, consumer, tps, destination, title)
-        config = _FETCH_ENDS.get(self.app)
-        if config is None or not tps:
-            return
-        from preflog.kafka.offsets import log_ends
+    def wrap(original: Any) -> Any:
+        async def _build_highwaters(self: Any, consumer: Any, tps: Any, destination: Any, title: str) -> None:
+            await original(self, consumer, tps, destination, title)
+            config = _FETCH_ENDS.get(self.app)
+            if config is None or not tps:
+                return
+            from preflog.kafka.offsets import log_ends
 
-        ends = await asyncio.to_thread(log_ends, config, [(tp.topic, tp.partition) for tp in tps])
-        for tp in tps:
-            last = ends[(tp.topic, tp.partition)] - 1  # Faust counts the last offset, not the end
-            if last > destination.get(tp, -1):
-                destination[tp] = last
+            ends = await asyncio.to_thread(log_ends, config, [(tp.topic, tp.partition) for tp in tps])
+            for tp in tps:
+                last = ends[(tp.topic, tp.partition)] - 1  # Faust counts the last offset, not the end
+                if last > destination.get(tp, -1):
+                    destination[tp] = last
 
-    _build_highwaters.preflog_fix = True  # type: ignore[attr-defined]
-    Recovery._build_highwaters = _build_highwaters  # type: ignore[method-assign]
+        return _build_highwaters
+
+    _patch(Recovery, "_build_highwaters", wrap)
 
 
 def hold(events: Iterable[Any]) -> None:
@@ -276,16 +283,15 @@ def set_fetch_max_wait(app: Any, ms: int) -> None:
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
     _FETCH_WAIT[app] = ms
-    original = AIOKafkaConsumerThread._create_worker_consumer
-    if getattr(original, "preflog_fix", False):
-        return
 
-    def _create_worker_consumer(self: Any, transport: Any) -> Any:
-        consumer = original(self, transport)
-        wait = _FETCH_WAIT.get(self.app)
-        if wait is not None:
-            consumer._fetch_max_wait_ms = wait  # read by AIOKafkaConsumer.start, which has not run yet
-        return consumer
+    def wrap(original: Any) -> Any:
+        def _create_worker_consumer(self: Any, transport: Any) -> Any:
+            consumer = original(self, transport)
+            wait = _FETCH_WAIT.get(self.app)
+            if wait is not None:
+                consumer._fetch_max_wait_ms = wait  # read by AIOKafkaConsumer.start, which has not run yet
+            return consumer
 
-    _create_worker_consumer.preflog_fix = True  # type: ignore[attr-defined]
-    AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]
+        return _create_worker_consumer
+
+    _patch(AIOKafkaConsumerThread, "_create_worker_consumer", wrap)
