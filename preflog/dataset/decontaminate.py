@@ -1,8 +1,8 @@
 """Drop pairs whose prompt overlaps an evaluation set: the same normalised text, or a shared word n-gram.
 
-Texts are normalised as the splits normalise them (lower case, runs of white
-space as one space). The evaluation set is small: its n-grams are made in
-Python; the dataset's are made and matched in DuckDB.
+Both sides are normalised by the expression the splits use
+(:data:`preflog.dataset.select.PROMPT_KEY`: lower case, runs of white space as
+one space), and their n-grams are made and matched by one DuckDB query.
 """
 
 from __future__ import annotations
@@ -12,11 +12,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from .select import PROMPT_KEY
+
 __all__ = ["decontaminate", "eval_prompts"]
-
-
-def _normal(text: str) -> str:
-    return " ".join(text.lower().split())
 
 
 def eval_prompts(path: Path) -> list[str]:
@@ -49,25 +47,23 @@ def decontaminate(rows: pa.Table, prompts: list[str], n: int) -> tuple[pa.Table,
     """
     import duckdb
 
-    exact = sorted({_normal(p) for p in prompts})
-    grams = set()
-    if n > 0:
-        for p in exact:
-            words = p.split(" ")
-            grams |= {" ".join(words[i : i + n]) for i in range(len(words) - n + 1)}
+    def keyed(table: str) -> str:
+        return f"SELECT id, {PROMPT_KEY} AS k FROM {table}"
+
+    def ngrams(table: str) -> str:
+        split = f"SELECT id, string_split(k, ' ') AS w FROM ({keyed(table)})"
+        starts = f"SELECT id, w, unnest(range(1, greatest(len(w) - {n} + 2, 1))) AS i FROM ({split})"
+        return f"SELECT id, array_to_string(list_slice(w, i, i + {n} - 1), ' ') AS g FROM ({starts})"
+
     con = duckdb.connect()
     try:
-        con.register("rows", rows.select(["pair_id", "prompt"]))
-        con.register("exact", pa.table({"k": pa.array(exact, pa.string())}))
-        con.register("grams", pa.table({"g": pa.array(sorted(grams), pa.string())}))
-        keyed = "SELECT pair_id, lower(regexp_replace(trim(prompt), '\\s+', ' ', 'g')) AS k FROM rows"
-        same = {r[0] for r in con.sql(f"SELECT pair_id FROM ({keyed}) JOIN exact USING (k)").fetchall()}
+        con.register("rows", rows.select(["pair_id", "prompt"]).rename_columns(["id", "prompt"]))
+        con.register("evaluation", pa.table({"id": range(len(prompts)), "prompt": pa.array(prompts, pa.string())}))
+        query = f"SELECT DISTINCT r.id FROM ({keyed('rows')}) r JOIN ({keyed('evaluation')}) e USING (k)"
+        same = {r[0] for r in con.sql(query).fetchall()}
         shared: set[str] = set()
-        if n > 0 and grams:
-            split = f"SELECT pair_id, string_split(k, ' ') AS w FROM ({keyed})"
-            starts = f"SELECT pair_id, w, unnest(range(1, greatest(len(w) - {n} + 2, 1))) AS i FROM ({split})"
-            ngrams = f"SELECT pair_id, array_to_string(list_slice(w, i, i + {n} - 1), ' ') AS g FROM ({starts})"
-            query = f"SELECT DISTINCT pair_id FROM ({ngrams}) JOIN grams USING (g)"
+        if n > 0:
+            query = f"SELECT DISTINCT r.id FROM ({ngrams('rows')}) r JOIN ({ngrams('evaluation')}) e USING (g)"
             shared = {r[0] for r in con.sql(query).fetchall()} - same
     finally:
         con.close()

@@ -24,10 +24,12 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-__all__ = ["CAP_COLUMNS", "POLICIES", "Selection", "dataset_rows", "near_duplicate_prompts"]
+__all__ = ["CAP_COLUMNS", "POLICIES", "PROMPT_KEY", "Selection", "dataset_rows", "near_duplicate_prompts"]
 
 Policy = Literal["majority", "drop", "keep"]
 POLICIES: tuple[str, ...] = ("majority", "drop", "keep")
+#: a prompt's normalised text, the key of splits, duplicates and decontamination (lower case, one space)
+PROMPT_KEY = "lower(regexp_replace(trim(prompt), '\\s+', ' ', 'g'))"
 #: the columns a build can cap rows per value of
 CAP_COLUMNS: tuple[str, ...] = ("model", "model_version", "source", "kind", "tenant", "user_id")
 
@@ -112,7 +114,7 @@ def dataset_rows(pairs: pa.Table, s: Selection) -> pa.Table:
     query = f"""
         WITH chosen_rows AS (
             SELECT {_KEEP},
-                   lower(regexp_replace(trim(prompt), '\\s+', ' ', 'g')) AS prompt_key
+                   {PROMPT_KEY} AS prompt_key
             FROM pairs WHERE {where}
         ),
         merged AS (
@@ -162,8 +164,7 @@ def near_duplicate_prompts(rows: pa.Table) -> int:
     try:
         con.register("rows", rows.select(["prompt"]))
         found = con.sql(
-            "SELECT count(*) FROM (SELECT lower(regexp_replace(trim(prompt), '\\s+', ' ', 'g')) AS k "
-            "FROM rows GROUP BY k HAVING count(DISTINCT prompt) > 1)"
+            f"SELECT count(*) FROM (SELECT {PROMPT_KEY} AS k FROM rows GROUP BY k HAVING count(DISTINCT prompt) > 1)"
         ).fetchall()
     finally:
         con.close()
