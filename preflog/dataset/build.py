@@ -32,7 +32,7 @@ import shutil
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -45,7 +45,7 @@ from .decontaminate import decontaminate, eval_prompts
 from .formats import FORMATS, PROVENANCE, convert
 from .select import Selection, dataset_rows, near_duplicate_prompts
 
-__all__ = ["MANIFEST", "SPLITS", "BuildError", "build", "content_hash", "sha256_file"]
+__all__ = ["MANIFEST", "SPLITS", "BuildError", "build", "content_hash", "sha256_file", "sha256_source"]
 
 MANIFEST = "manifest.json"
 SPLITS = ("train", "validation", "test")
@@ -55,13 +55,27 @@ class BuildError(Exception):
     """A build that cannot be made (its name is taken, the log is missing)."""
 
 
+def _sha256(f: IO[bytes]) -> str:
+    digest = hashlib.sha256()
+    for block in iter(lambda: f.read(1 << 20), b""):
+        digest.update(block)
+    return digest.hexdigest()
+
+
 def sha256_file(path: Path) -> str:
     """The sha256 of a local file, hex."""
-    digest = hashlib.sha256()
     with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return _sha256(f)
+
+
+def sha256_source(storage: Storage, relative: str) -> str:
+    """The sha256 of a file of the audit log, read in blocks (a file is never held whole), hex.
+
+    Raises:
+        FileNotFoundError: the log no longer has it.
+    """
+    with storage.fs.open(storage.path(relative), "rb") as f:
+        return _sha256(f)
 
 
 def content_hash(files: list[dict[str, Any]], selection: dict[str, Any]) -> str:
@@ -75,11 +89,7 @@ def content_hash(files: list[dict[str, Any]], selection: dict[str, Any]) -> str:
 
 
 def _sources(storage: Storage, files: list[str]) -> list[dict[str, Any]]:
-    out = []
-    for relative in files:
-        digest = hashlib.sha256(storage.read(relative)).hexdigest()
-        out.append({"path": relative, "sha256": digest})
-    return out
+    return [{"path": relative, "sha256": sha256_source(storage, relative)} for relative in files]
 
 
 def _write_split(rows: pa.Table, split: str, folder: Path, left_out: dict[str, Counter[str]]) -> list[dict[str, Any]]:

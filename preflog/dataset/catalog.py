@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import Any
 
 from preflog.sinks.storage import Storage
 
-from .build import MANIFEST, content_hash, sha256_file
+from .build import MANIFEST, content_hash, sha256_file, sha256_source
 
 __all__ = ["Check", "builds", "diff", "manifest", "verify"]
 
@@ -70,7 +69,7 @@ def verify(root: Path, name: str, sources: bool = True) -> Check:
         storage = Storage(m["log"])
         for s in m["sources"]:
             try:
-                digest = hashlib.sha256(storage.read(s["path"])).hexdigest()
+                digest = sha256_source(storage, s["path"])
             except FileNotFoundError:
                 check.notes.append(f"source {s['path']} is no longer in the log")
                 continue
