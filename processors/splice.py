@@ -186,9 +186,25 @@ class Splicer:
             self._header = self._header_of(self.record_type, self.topic)  # type: ignore[misc]
         return self._header
 
+    #: the output's fields, in order
+    fields: tuple[str, ...] = ()
+    #: output field -> (input, field) whose encoding it copies ("candidate": the chosen or rejected one)
+    copied: Mapping[str, tuple[str, str]] = {}
+    #: output field -> the type of a field encoded here
+    own: Mapping[str, Any] = {}
+
     def _line_up(self, store: Any) -> bool:
         """Whether the output's fields are the inputs' (names and types), so that splicing gives its encoding."""
-        raise NotImplementedError
+        inputs = self._inputs(store)
+        output = field_shapes(store.latest(self.record_type).reader)
+        if inputs is None or tuple(output) != self.fields:
+            return False
+        if any(output[name] != inputs[side][field] for name, (side, field) in self.copied.items()):
+            return False
+        if any(output[name] != shape for name, shape in self.own.items()):
+            return False
+        self.kinds = output["feedback_kind"][1]
+        return bool(output["feedback_kind"][0] == "enum")
 
     def _inputs(self, store: Any) -> dict[str, dict[str, Any]] | None:
         """The inputs' field shapes by side (inference, feedback, candidate), or None when they are not these."""
@@ -211,20 +227,10 @@ class PairSplicer(Splicer):
         topic: the pairs topic.
     """
 
+    fields, copied, own = PAIR, COPIED, OWN
+
     def __init__(self, codec: Codec, output_codec: Codec, topic: str) -> None:
         super().__init__(codec, output_codec, "PreferencePair", topic)
-
-    def _line_up(self, store: Any) -> bool:
-        inputs = self._inputs(store)
-        pair = field_shapes(store.latest("PreferencePair").reader)
-        if inputs is None or tuple(pair) != PAIR:
-            return False
-        if any(pair[name] != inputs[side][field] for name, (side, field) in COPIED.items()):
-            return False
-        if any(pair[name] != shape for name, shape in OWN.items()):
-            return False
-        self.kinds = pair["feedback_kind"][1]
-        return pair["feedback_kind"][0] == "enum"
 
     def pair(
         self, record: Record, pref: Preference, inference: tuple[bytes, Marks], feedback: tuple[bytes, Marks]

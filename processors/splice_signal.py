@@ -16,7 +16,7 @@ from typing import Any
 from preflog.schemas.codec import Codec
 from preflog.schemas.fast_reader import Marks
 
-from .splice import Splicer, avro_long, avro_string, field_shapes, optional_double, source_offset
+from .splice import Splicer, avro_long, avro_string, optional_double, source_offset
 
 __all__ = ["SignalSplicer"]
 
@@ -63,20 +63,10 @@ class SignalSplicer(Splicer):
         topic: the unpaired topic.
     """
 
+    fields, copied, own = SIGNAL, COPIED, OWN
+
     def __init__(self, codec: Codec, output_codec: Codec, topic: str) -> None:
         super().__init__(codec, output_codec, "UnpairedSignal", topic)
-
-    def _line_up(self, store: Any) -> bool:
-        inputs = self._inputs(store)
-        signal = field_shapes(store.latest("UnpairedSignal").reader)
-        if inputs is None or tuple(signal) != SIGNAL:
-            return False
-        if any(signal[name] != inputs[side][field] for name, (side, field) in COPIED.items()):
-            return False
-        if any(signal[name] != shape for name, shape in OWN.items()):
-            return False
-        self.kinds = signal["feedback_kind"][1]
-        return signal["feedback_kind"][0] == "enum"
 
     def signal(self, record: Record, inference: tuple[bytes, Marks], feedback: tuple[bytes, Marks]) -> bytes:
         """The encoded UnpairedSignal ``record``, from the inputs' (value, marks).
