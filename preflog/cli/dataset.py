@@ -41,7 +41,11 @@ def build(
     source: Annotated[list[str] | None, typer.Option(help="Only these source types, e.g. HUMAN_ANNOTATOR.")] = None,
     kind: Annotated[list[str] | None, typer.Option(help="Only these feedback kinds, e.g. PAIRWISE.")] = None,
     explicit: Annotated[bool | None, typer.Option("--explicit/--implicit", help="Only explicit (or implicit).")] = None,
+    tenant: Annotated[list[str] | None, typer.Option(help="Only these tenants (repeatable).")] = None,
     min_margin: Annotated[float | None, typer.Option(help="Only pairs whose margin is at least this.")] = None,
+    min_score: Annotated[
+        float | None, typer.Option(help="Only pairs whose chosen answer scored at least this (SCORES feedback).")
+    ] = None,
     contradictions: Annotated[
         str, typer.Option(help="A over B and B over A for one prompt: majority (a tie drops both), drop, or keep.")
     ] = "majority",
@@ -63,14 +67,36 @@ def build(
             "tenant, user_id; repeatable)."
         ),
     ] = None,
+    kto_desirable: Annotated[
+        float | None, typer.Option(help="KTO: a scored answer at or above this is a desirable example.")
+    ] = None,
+    kto_undesirable: Annotated[
+        float | None, typer.Option(help="KTO: a scored answer at or below this is an undesirable example.")
+    ] = None,
+    kto_implicit: Annotated[
+        bool, typer.Option(help="KTO: take implicit signals (clicks, copies) as labels too, not only explicit ones.")
+    ] = False,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="A previous build with the same selection: read only the log's files added since it; "
+            "the result is what a full build gives."
+        ),
+    ] = None,
 ) -> None:
-    """Build a training set: Parquet shards per split, JSON lines for TRL, OpenAI and NeMo, a card and a manifest.
+    """Build a training set: Parquet shards per split, JSON lines for TRL, OpenAI, NeMo and more, a card, a manifest.
+
+    Formats: trl/ and trl-conversational/ (DPO), openai/, nemo/, kto/ (unpaired, behind a quality gate:
+    explicit labels, and scores only beyond --kto-desirable/--kto-undesirable), listwise/ (a whole
+    ranking, best first), ties/ (tied answers of a ranking and answers both rated undesirable).
 
     Exact duplicates of (prompt, chosen, rejected) become one row with their vote count; a prompt's
     pairs all land in one split, chosen by a hash of the normalised prompt, so a pair keeps its split
     when the set is rebuilt with more data.
 
     Example: preflog dataset build dpo-2026-11 --start 2026-11-01 --source HUMAN_ANNOTATOR --test-fraction 0.05
+    Then, a week later: preflog dataset build dpo-2026-11b --since dpo-2026-11 --start 2026-11-01
+    --source HUMAN_ANNOTATOR --test-fraction 0.05
     """
     from ..dataset.build import BuildError
     from ..dataset.build import build as run_build
@@ -84,25 +110,32 @@ def build(
     try:
         selection = Selection(
             start=start, end=end, models=tuple(model or ()), sources=tuple(source or ()), kinds=tuple(kind or ()),
-            explicit=explicit, min_margin=min_margin, contradictions=contradictions,  # type: ignore[arg-type]
+            explicit=explicit, tenants=tuple(tenant or ()), min_margin=min_margin, min_score=min_score,
+            contradictions=contradictions,  # type: ignore[arg-type]
             test_fraction=test_fraction, validation_fraction=validation_fraction, seed=seed, caps=caps,
             decontaminate=str(decontaminate) if decontaminate else None, ngram=ngram,
+            kto_desirable=kto_desirable, kto_undesirable=kto_undesirable, kto_implicit=kto_implicit,
         )  # fmt: skip
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     target = _root(ctx, root)
     try:
         with out.status(f"building {name} ..."):
-            m = run_build(url or settings.audit_url(), target, name, selection)
+            m = run_build(url or settings.audit_url(), target, name, selection, since=since)
     except BuildError as exc:
         raise MissingLogError(str(exc)) if "no pairs table" in str(exc) else PreflogError(str(exc)) from None
     rows = ", ".join(f"{split} {n}" for split, n in m["rows"].items() if n)
     out.print(f"built {name} in {target / name}: {rows or 'no rows'}", soft_wrap=True)
     out.print(
-        f"read {m['pairs_read']} pairs from {len(m['sources'])} files; merged {m['merged_duplicates']} exact "
+        f"selected {m['pairs_selected']} pairs and {m['signals_selected']} signals from {len(m['sources'])} files; "
+        f"merged {m['merged_duplicates']} exact "
         f"duplicates; {m['contradicted_rows']} rows had a contradicting pair ({contradictions})",
         soft_wrap=True,
     )
+    records = {r: sum(n.values()) for r, n in m["records"].items()}
+    out.print(f"records: {records['kto']} KTO examples, {records['listwise']} rankings, {records['ties']} ties")
+    if since:
+        out.print(f"incremental: read only the log's files that {since} had not read", soft_wrap=True)
     if m["decontamination"]:
         d = m["decontamination"]["dropped"]
         out.print(f"decontamination dropped {d['exact']} exact and {d['ngram']} n-gram matches of {decontaminate}")

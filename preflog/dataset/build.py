@@ -10,6 +10,12 @@ and writes, into a folder of its own that is never rewritten:
 * ``{format}/{split}.jsonl`` for TRL standard and conversational, OpenAI and
   NeMo-Aligner DPO (:mod:`preflog.dataset.formats`), each row with its
   provenance (OpenAI's in ``openai/{split}.provenance.jsonl``, line for line);
+* ``kto/``, ``listwise/`` and ``ties/{split}.jsonl``: TRL's unpaired (KTO)
+  examples behind a quality gate, whole rankings, and ties and both-bad
+  answers (:mod:`preflog.dataset.derived`);
+* ``state/pairs.parquet`` and ``state/unpaired.parquet``: the selected rows
+  of the log, by id, so that ``--since`` this build reads only the files added
+  since and gives what a full build gives;
 * ``README.md``: a dataset card (Hugging Face conventions: the split files in
   its front matter; counts per split, source, kind and model version; the
   selection and the audit-log watermark);
@@ -20,6 +26,13 @@ and writes, into a folder of its own that is never rewritten:
 
 The folder is written under a temporary name and renamed when complete, so a
 build that dies leaves no half-written dataset under its name.
+
+An incremental build (``since``) takes the previous build's selected rows
+(their sha256 checked against its manifest), adds the selected rows of the
+log's files it did not read, drops repeated ids as a full read does, and
+cleans the whole as a full build would. It refuses when the selection differs
+or when a file the previous build read is gone or has another size: a full
+build would then give something else.
 """
 
 from __future__ import annotations
@@ -37,18 +50,21 @@ from typing import IO, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from preflog.sinks.read import data_files, read_table
+from preflog.sinks.read import data_files, dedupe, read_table
 from preflog.sinks.storage import Storage
 
 from .card import card, watermark
 from .decontaminate import decontaminate, eval_prompts
-from .formats import FORMATS, PROVENANCE, convert
-from .select import Selection, dataset_rows, near_duplicate_prompts
+from .derived import counts, kto_rows, listwise_rows, tie_rows
+from .formats import FORMATS, PROVENANCE, RECORDS, convert
+from .select import IDS, Selection, dataset_rows, near_duplicate_prompts, selected
 
-__all__ = ["MANIFEST", "SPLITS", "BuildError", "build", "content_hash", "sha256_file", "sha256_source"]
+__all__ = ["MANIFEST", "SPLITS", "STATE", "BuildError", "build", "content_hash", "sha256_file", "sha256_source"]
 
 MANIFEST = "manifest.json"
 SPLITS = ("train", "validation", "test")
+#: the folder of a build's selected rows (read by the next ``--since`` build; not part of the content hash)
+STATE = "state"
 
 
 class BuildError(Exception):
@@ -81,15 +97,108 @@ def sha256_source(storage: Storage, relative: str) -> str:
 def content_hash(files: list[dict[str, Any]], selection: dict[str, Any]) -> str:
     """The hash of a build's content: its data files (path and sha256) and its selection.
 
-    The card (``README.md``) is left out: it names the build. verify still checks its sha256.
+    The card (``README.md``) is left out: it names the build; so are the selected rows under ``state/``,
+    kept for the next incremental build. verify still checks both files' sha256.
     """
-    data = [(f["path"], f["sha256"]) for f in files if f["path"] != "README.md"]
+    data = [(f["path"], f["sha256"]) for f in files if f["path"] != "README.md" and not f["path"].startswith("state/")]
     body = json.dumps({"files": data, "selection": selection}, sort_keys=True)
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-def _sources(storage: Storage, files: list[str]) -> list[dict[str, Any]]:
-    return [{"path": relative, "sha256": sha256_source(storage, relative)} for relative in files]
+def _source(storage: Storage, relative: str) -> dict[str, Any]:
+    size = int(storage.fs.info(storage.path(relative))["size"])
+    return {"path": relative, "sha256": sha256_source(storage, relative), "size": size}
+
+
+def _files(storage: Storage, table: str, log_url: str) -> list[str]:
+    try:
+        return data_files(storage, table, log_url)
+    except FileNotFoundError:
+        if table == "pairs":
+            raise BuildError(f"no pairs table under {log_url} (is this an audit log root?)") from None
+        return []  # no signal logged yet
+
+
+def _previous(root: Path, since: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The manifest of build ``since``, checked to be a base for an incremental build with ``config``."""
+    from .catalog import manifest
+
+    try:
+        m = manifest(root, since)
+    except FileNotFoundError as exc:
+        raise BuildError(str(exc)) from None
+    if not any(f["path"].startswith(f"{STATE}/") for f in m["files"]):
+        raise BuildError(f"build {since!r} has no selected rows ({STATE}/) to start from: build without --since")
+    ours = json.loads(json.dumps(config))
+    changed = sorted(k for k in ours.keys() | m["selection"].keys() if ours.get(k) != m["selection"].get(k))
+    if changed:
+        raise BuildError(
+            f"--since {since}: its selection differs in {', '.join(changed)}; an incremental build keeps the "
+            "selection (build without --since to change it)"
+        )
+    for f in m["files"]:
+        if f["path"].startswith(f"{STATE}/") and sha256_file(root / since / f["path"]) != f["sha256"]:
+            raise BuildError(f"build {since!r}: {f['path']} is not what its manifest says; run preflog dataset verify")
+    return m
+
+
+def _inputs(
+    log_url: str, root: Path, selection: Selection, config: dict[str, Any], since: str | None
+) -> tuple[list[dict[str, Any]], dict[str, list[str]], dict[str, pa.Table]]:
+    """The sources (path, sha256, size), the files read per table and the selected rows per table."""
+    storage = Storage(log_url)
+    previous = _previous(root, since, config) if since else None
+    known = {s["path"]: s for s in previous["sources"]} if previous else {}
+    sources: list[dict[str, Any]] = []
+    files: dict[str, list[str]] = {}
+    rows: dict[str, pa.Table] = {}
+    for table in IDS:
+        listed = _files(storage, table, log_url)
+        here = set(listed)
+        for path, old in known.items():
+            if path.startswith(f"{table}/") and (path not in here or _size(storage, path) != old.get("size", -1)):
+                raise BuildError(
+                    f"{path}, read by build {since!r}, is gone from the log or changed; a full build would differ "
+                    "from an incremental one: build without --since"
+                )
+        new = [p for p in listed if p not in known]
+        sources += [known[p] if p in known else _source(storage, p) for p in listed]
+        files[table] = listed
+        fresh = selected(read_table(log_url, table, files=new), selection, table)
+        if previous:
+            kept = pq.read_table(root / str(since) / STATE / f"{table}.parquet")
+            fresh = dedupe(pa.concat_tables([kept, fresh.cast(kept.schema)]), IDS[table])
+            fresh = fresh.sort_by(IDS[table])
+        rows[table] = fresh
+    return sources, files, rows
+
+
+def _size(storage: Storage, relative: str) -> int:
+    return int(storage.fs.info(storage.path(relative))["size"])
+
+
+def _write_records(rows: pa.Table, record: str, split: str, folder: Path) -> list[dict[str, Any]]:
+    part = rows.filter(pa.compute.equal(rows.column("split"), split))
+    if part.num_rows == 0:
+        return []
+    path = folder / record / f"{split}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for batch in part.to_batches(max_chunksize=10_000):
+            for row in batch.to_pylist():
+                f.write(json.dumps(RECORDS[record](row), ensure_ascii=False) + "\n")
+    return [{"path": str(path.relative_to(folder)), "sha256": sha256_file(path), "rows": part.num_rows}]
+
+
+def _write_state(rows: dict[str, pa.Table], folder: Path) -> list[dict[str, Any]]:
+    (folder / STATE).mkdir(parents=True)
+    out = []
+    for table, selected_rows in rows.items():
+        path = folder / STATE / f"{table}.parquet"
+        # the same bytes however the rows came (list fields are named differently by DuckDB and Parquet)
+        pq.write_table(selected_rows.combine_chunks(), path, compression="zstd", store_schema=False)
+        out.append({"path": f"{STATE}/{table}.parquet", "sha256": sha256_file(path), "rows": selected_rows.num_rows})
+    return out
 
 
 def _write_split(rows: pa.Table, split: str, folder: Path, left_out: dict[str, Counter[str]]) -> list[dict[str, Any]]:
@@ -126,56 +235,73 @@ def _write_split(rows: pa.Table, split: str, folder: Path, left_out: dict[str, C
     return [{"path": str(p.relative_to(folder)), "sha256": sha256_file(p), "rows": n} for p, n in written]
 
 
-def build(log_url: str, root: Path, name: str, selection: Selection) -> dict[str, Any]:
+def build(log_url: str, root: Path, name: str, selection: Selection, since: str | None = None) -> dict[str, Any]:
     """Build dataset ``name`` under ``root`` from the audit log at ``log_url``; its manifest.
 
+    Args:
+        log_url: the audit log's root.
+        root: the datasets folder.
+        name: the new build's name.
+        selection: what to take and how to clean and split it.
+        since: a previous build of the same selection: read only the log's files it did not read.
+
     Raises:
-        BuildError: ``root/name`` exists already (a build is never rewritten), or the log has no pairs.
+        BuildError: ``root/name`` exists already (a build is never rewritten), the log has no pairs, or
+            ``since`` cannot be the base of this build.
     """
     folder = root / name
     if folder.exists():
         raise BuildError(f"dataset {name!r} exists already at {folder}: a build is never rewritten; pick a new name")
-    storage = Storage(log_url)
-    try:
-        files = data_files(storage, "pairs", log_url)
-    except FileNotFoundError as exc:
-        raise BuildError(str(exc)) from exc
-    sources = _sources(storage, files)
-    pairs = read_table(log_url, "pairs", files=files)
-    rows = dataset_rows(pairs, selection)
     config = dataclasses.asdict(selection)
-    decontamination = None
-    if selection.decontaminate:
-        evaluation = Path(selection.decontaminate)
+    evaluation = Path(selection.decontaminate) if selection.decontaminate else None
+    if evaluation is not None:
         if not evaluation.exists():
             raise BuildError(f"no evaluation file {evaluation} to decontaminate against")
-        rows, dropped = decontaminate(rows, eval_prompts(evaluation), selection.ngram)
-        decontamination = {"file": str(evaluation), "sha256": sha256_file(evaluation), "dropped": dropped}
-        config["decontaminate_sha256"] = decontamination["sha256"]  # the content depends on the file's text
+        config["decontaminate_sha256"] = sha256_file(evaluation)  # the content depends on the file's text
+    sources, files, chosen = _inputs(log_url, root, selection, config, since)
+    rows = dataset_rows(chosen["pairs"], selection)
+    kto, kto_left_out = kto_rows(chosen["unpaired"], chosen["pairs"], selection)
+    records = {"kto": kto, "listwise": listwise_rows(chosen["pairs"], selection)}
+    records["ties"] = tie_rows(chosen["pairs"], chosen["unpaired"], selection)
+    decontamination = None
+    if evaluation is not None:
+        prompts = eval_prompts(evaluation)
+        rows, dropped = decontaminate(rows, prompts, selection.ngram)
+        for record, table in records.items():
+            records[record], _ = decontaminate(table, prompts, selection.ngram, id_column=_RECORD_IDS[record])
+        decontamination = {"file": str(evaluation), "sha256": config["decontaminate_sha256"], "dropped": dropped}
     temporary = root / f".{name}.tmp-{os.getpid()}"
     shutil.rmtree(temporary, ignore_errors=True)
     temporary.mkdir(parents=True)
     try:
         left_out: dict[str, Counter[str]] = {}
         outputs = [f for split in SPLITS for f in _write_split(rows, split, temporary, left_out)]
-        counts = {s: int(pa.compute.sum(pa.compute.equal(rows.column("split"), s)).as_py() or 0) for s in SPLITS}
+        for record, table in records.items():
+            outputs += [f for split in SPLITS for f in _write_records(table, record, split, temporary)]
+        outputs += _write_state(chosen, temporary)
+        split_rows = {s: int(pa.compute.sum(pa.compute.equal(rows.column("split"), s)).as_py() or 0) for s in SPLITS}
         manifest: dict[str, Any] = {
             "name": name,
-            "format": 1,
+            "format": 2,
             "log": log_url,
             "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "since": since,
             "selection": config,
             "sources": sources,
-            "pairs_read": pairs.num_rows,
-            "rows": counts,
+            "pairs_selected": chosen["pairs"].num_rows,
+            "signals_selected": chosen["unpaired"].num_rows,
+            "rows": split_rows,
+            "records": {r: counts(table) for r, table in records.items()},
             "merged_duplicates": int(pa.compute.sum(rows.column("votes")).as_py() or 0) - rows.num_rows,
             "contradicted_rows": int(pa.compute.sum(pa.compute.greater(rows.column("opposing_votes"), 0)).as_py() or 0),
             "near_duplicate_prompts": near_duplicate_prompts(rows),
             "left_out": {fmt: dict(reasons) for fmt, reasons in left_out.items() if reasons},
             "decontamination": decontamination,
-            "watermark": watermark(files),
+            "watermark": watermark(files["pairs"] + files["unpaired"]),
             "files": outputs,
         }
+        if kto_left_out:
+            manifest["left_out"]["kto"] = kto_left_out
         readme = temporary / "README.md"
         readme.write_text(card(name, manifest, rows))
         outputs.append({"path": "README.md", "sha256": sha256_file(readme), "rows": rows.num_rows})
@@ -186,3 +312,7 @@ def build(log_url: str, root: Path, name: str, selection: Selection) -> dict[str
         shutil.rmtree(temporary, ignore_errors=True)
         raise
     return manifest
+
+
+#: the id column of each record set (decontamination drops rows by it)
+_RECORD_IDS = {"kto": "example_id", "listwise": "feedback_id", "ties": "tie_id"}

@@ -56,7 +56,8 @@ def card(name: str, manifest: dict[str, Any], rows: pa.Table) -> str:
         f"# {name}",
         "",
         "Preference pairs built by preflog from the audit log at "
-        f"`{manifest['log']}` ({len(manifest['sources'])} files, {manifest['pairs_read']} pairs read).",
+        f"`{manifest['log']}` ({len(manifest['sources'])} files; {manifest['pairs_selected']} pairs and "
+        f"{manifest['signals_selected']} signals selected).",
         "",
         f"- rows per split: {', '.join(f'{s} {n}' for s, n in manifest['rows'].items())}",
         f"- exact duplicates merged into their first row (`votes`): {manifest['merged_duplicates']}",

@@ -37,13 +37,16 @@ def eval_prompts(path: Path) -> list[str]:
     return prompts
 
 
-def decontaminate(rows: pa.Table, prompts: list[str], n: int) -> tuple[pa.Table, dict[str, int]]:
+def decontaminate(
+    rows: pa.Table, prompts: list[str], n: int, id_column: str = "pair_id"
+) -> tuple[pa.Table, dict[str, int]]:
     """``rows`` without the pairs whose prompt matches an evaluation prompt; how many went, by way.
 
     Args:
-        rows: dataset rows (with ``pair_id`` and ``prompt``).
+        rows: dataset rows (with ``prompt`` and a unique ``id_column``).
         prompts: the evaluation prompts.
         n: n-gram length in words (0: exact matches only).
+        id_column: the rows' id.
     """
     import duckdb
 
@@ -57,7 +60,7 @@ def decontaminate(rows: pa.Table, prompts: list[str], n: int) -> tuple[pa.Table,
 
     con = duckdb.connect()
     try:
-        con.register("rows", rows.select(["pair_id", "prompt"]).rename_columns(["id", "prompt"]))
+        con.register("rows", rows.select([id_column, "prompt"]).rename_columns(["id", "prompt"]))
         con.register("evaluation", pa.table({"id": range(len(prompts)), "prompt": pa.array(prompts, pa.string())}))
         query = f"SELECT DISTINCT r.id FROM ({keyed('rows')}) r JOIN ({keyed('evaluation')}) e USING (k)"
         same = {r[0] for r in con.sql(query).fetchall()}
@@ -69,6 +72,6 @@ def decontaminate(rows: pa.Table, prompts: list[str], n: int) -> tuple[pa.Table,
         con.close()
     gone = same | shared
     if gone:
-        keep = pa.compute.invert(pa.compute.is_in(rows.column("pair_id"), pa.array(sorted(gone), pa.string())))
+        keep = pa.compute.invert(pa.compute.is_in(rows.column(id_column), pa.array(sorted(gone), pa.string())))
         rows = rows.filter(keep)
     return rows, {"exact": len(same), "ngram": len(shared)}

@@ -19,7 +19,7 @@ from typing import Any
 from preflog.sinks.export import FORMATS as EXPORTS
 from preflog.sinks.export import openai_problem
 
-__all__ = ["FORMATS", "convert", "prompt_text"]
+__all__ = ["FORMATS", "RECORDS", "convert", "prompt_text"]
 
 Row = dict[str, Any]
 PROVENANCE: tuple[str, ...] = ("pair_id", "request_id", "model", "model_version", "source", "kind", "margin")
@@ -51,6 +51,33 @@ FORMATS: dict[str, Callable[[Row], Row]] = {
     "openai": EXPORTS["openai"][1],
     "nemo": _nemo,
 }
+
+
+def _provenance(*columns: str) -> Callable[[Row], Row]:
+    return lambda row: {k: row.get(k) for k in columns}
+
+
+_SIGNAL = ("request_id", "feedback_id", "model", "model_version", "source", "kind", "explicit")
+
+
+def _kto(row: Row) -> Row:
+    out = {"prompt": prompt_text(row), "completion": row["completion"], "label": bool(row["label"])}
+    return out | _provenance("example_id", *_SIGNAL, "completion_model", "score")(row)
+
+
+def _listwise(row: Row) -> Row:
+    out = {"prompt": prompt_text(row), "chosen": row["chosen"], "rejected": row["rejected"]}
+    out |= {"completions": row["completions"], "ranks": row["ranks"], "scores": row["scores"]}
+    return out | _provenance(*_SIGNAL)(row)
+
+
+def _tie(row: Row) -> Row:
+    out = {"prompt": prompt_text(row), "completion_a": row["completion_a"], "completion_b": row["completion_b"]}
+    return out | _provenance("relation", "tie_id", *_SIGNAL)(row)
+
+
+#: record set -> converter of its rows (KTO examples, whole rankings, ties and both-bad answers)
+RECORDS: dict[str, Callable[[Row], Row]] = {"kto": _kto, "listwise": _listwise, "ties": _tie}
 
 
 def convert(row: Row, fmt: str, left_out: Counter[str]) -> Row | None:

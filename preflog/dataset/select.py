@@ -1,9 +1,16 @@
 """From audit-log pairs to dataset rows: selection, exact duplicates merged, contradictions resolved, splits.
 
-All of it is one DuckDB query over the Arrow table (no Python loop per row):
+Two DuckDB queries over Arrow tables (no Python loop per row):
 
-* **selection**: dates (of the feedback), model names, source types, feedback
-  kinds, explicit or implicit judgements, a minimum margin;
+* :func:`selected` applies the judgement-level selection (dates of the
+  feedback, model names, source types, feedback kinds, explicit or implicit,
+  tenants), the same for every pair of one judgement, and keeps the columns a
+  build needs. Its result is what an incremental build (``--since``) stores:
+  the previous build's selected rows plus the selected rows of the new files
+  are the selected rows of the whole log.
+* :func:`dataset_rows` cleans them:
+
+* **pair-level selection**: a minimum margin, a minimum score of the chosen answer;
 * **duplicates**: pairs with the same prompt, chosen and rejected text are one
   row; ``votes`` counts them and the row keeps the smallest pair_id's fields;
 * **contradictions** (A over B and B over A for one prompt), by ``policy``:
@@ -24,7 +31,10 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-__all__ = ["CAP_COLUMNS", "POLICIES", "PROMPT_KEY", "Selection", "dataset_rows", "near_duplicate_prompts"]
+__all__ = [
+    "CAP_COLUMNS", "POLICIES", "PROMPT_KEY", "Selection", "dataset_rows", "near_duplicate_prompts", "selected",
+    "split_of",
+]
 
 Policy = Literal["majority", "drop", "keep"]
 POLICIES: tuple[str, ...] = ("majority", "drop", "keep")
@@ -44,7 +54,9 @@ class Selection:
     sources: tuple[str, ...] = ()
     kinds: tuple[str, ...] = ()
     explicit: bool | None = None
+    tenants: tuple[str, ...] = ()
     min_margin: float | None = None
+    min_score: float | None = None  # the chosen answer's score (SCORES feedback) at least this
     contradictions: Policy = "majority"
     test_fraction: float = 0.1
     validation_fraction: float = 0.0
@@ -52,6 +64,9 @@ class Selection:
     caps: tuple[tuple[str, int], ...] = ()
     decontaminate: str | None = None  # an evaluation file: pairs whose prompt overlaps it are dropped
     ngram: int = 13  # the n-gram length of that overlap in words (0: exact matches only)
+    kto_desirable: float | None = None  # a scored answer at or above this is a desirable KTO example
+    kto_undesirable: float | None = None  # a scored answer at or below this is an undesirable one
+    kto_implicit: bool = False  # take implicit signals (clicks, copies) as KTO labels too
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -65,7 +80,8 @@ class Selection:
             raise ValueError("test and validation fractions must be >= 0 and leave some rows for train")
 
 
-def _where(s: Selection) -> tuple[str, list[Any]]:
+def _where(s: Selection, model: str = "model.name") -> tuple[str, list[Any]]:
+    """The judgement-level selection: the same verdict for every pair (or signal) of one judgement."""
     parts: list[str] = ["TRUE"]
     args: list[Any] = []
     if s.start:
@@ -74,38 +90,88 @@ def _where(s: Selection) -> tuple[str, list[Any]]:
     if s.end:
         parts.append("CAST(feedback_time AS DATE) <= CAST(? AS DATE)")
         args.append(s.end)
-    for column, values in (("model.name", s.models), ("CAST(source.type AS VARCHAR)", [v.upper() for v in s.sources]),
-                           ("CAST(feedback_kind AS VARCHAR)", [v.upper() for v in s.kinds])):  # fmt: skip
+    for column, values in ((model, s.models), ("CAST(source.type AS VARCHAR)", [v.upper() for v in s.sources]),
+                           ("CAST(feedback_kind AS VARCHAR)", [v.upper() for v in s.kinds]),
+                           ("context.tenant", s.tenants)):  # fmt: skip
         if values:
             parts.append(f"{column} IN ({', '.join('?' for _ in values)})")
             args += list(values)
     if s.explicit is not None:
         parts.append("explicit = ?")
         args.append(s.explicit)
+    return " AND ".join(parts), args
+
+
+def _pair_where(s: Selection) -> tuple[str, list[Any]]:
+    """The pair-level selection (a ranking's or a score list's pairs can differ in it)."""
+    parts: list[str] = ["TRUE"]
+    args: list[Any] = []
     if s.min_margin is not None:
         parts.append("margin >= ?")
         args.append(s.min_margin)
+    if s.min_score is not None:
+        parts.append("chosen_score >= ?")
+        args.append(s.min_score)
     return " AND ".join(parts), args
+
+
+def split_of(s: Selection, key: str = "prompt_key") -> str:
+    """The SQL expression of a row's split from its normalised prompt ``key`` and the seed."""
+    u = f"CAST(('0x' || substr(md5('{int(s.seed)}:' || {key}), 1, 12)) AS UBIGINT) / 281474976710656.0"
+    test_end = float(s.test_fraction)
+    validation_end = float(s.test_fraction + s.validation_fraction)
+    return f"CASE WHEN {u} < {test_end} THEN 'test' WHEN {u} < {validation_end} THEN 'validation' ELSE 'train' END"
 
 
 #: the columns of a dataset row, from the representative pair of each merged group
 _KEEP = """
     prompt, chosen, rejected, prompt_messages, chosen_messages, rejected_messages,
-    pair_id, request_id, feedback_id, model.name AS model, model.version AS model_version,
+    pair_id, request_id, feedback_id, chosen_index, rejected_index, model.name AS model, model.version AS model_version,
     chosen_model.name AS chosen_model, rejected_model.name AS rejected_model,
     CAST(source.type AS VARCHAR) AS source, source.id AS source_id, source.version AS source_version,
     CAST(feedback_kind AS VARCHAR) AS kind, explicit, margin, chosen_score, rejected_score,
     CAST(feedback_time AS VARCHAR) AS feedback_time, context.tenant AS tenant, context.user_id AS user_id
 """
+#: the columns of a selected signal (the unpaired table: ratings and implicit signals)
+_KEEP_SIGNAL = """
+    prompt, prompt_messages, completion, completion_messages, completion_index, label, value, signal,
+    signal_id, request_id, feedback_id, model.name AS model, model.version AS model_version,
+    coalesce(completion_model.name, model.name) AS completion_model,
+    CAST(source.type AS VARCHAR) AS source, source.id AS source_id, source.version AS source_version,
+    CAST(feedback_kind AS VARCHAR) AS kind, explicit,
+    CAST(feedback_time AS VARCHAR) AS feedback_time, context.tenant AS tenant, context.user_id AS user_id
+"""
+#: the id column of each table a build reads
+IDS = {"pairs": "pair_id", "unpaired": "signal_id"}
 
 
-def dataset_rows(pairs: pa.Table, s: Selection) -> pa.Table:
-    """The dataset's rows, ordered by pair_id, with ``votes``, ``weight``, ``opposing_votes`` and ``split``."""
+def _query(tables: dict[str, pa.Table], query: str, args: list[Any] | None = None) -> pa.Table:
     import duckdb
 
+    con = duckdb.connect()
+    try:
+        for name, table in tables.items():
+            con.register(name, table)
+        result = con.sql(query, params=args or []).to_arrow_table()
+    finally:
+        con.close()
+    return result if isinstance(result, pa.Table) else result.read_all()
+
+
+def selected(table: pa.Table, s: Selection, name: str = "pairs") -> pa.Table:
+    """The rows of ``table`` (``pairs`` or ``unpaired``) that the judgement-level selection takes, ordered by id.
+
+    Each row keeps the columns a build needs and ``prompt_key``, the normalised prompt.
+    """
     where, args = _where(s)
-    test_end = s.test_fraction
-    validation_end = s.test_fraction + s.validation_fraction
+    keep = _KEEP if name == "pairs" else _KEEP_SIGNAL
+    query = f"SELECT {keep}, {PROMPT_KEY} AS prompt_key FROM src WHERE {where} ORDER BY {IDS[name]}"
+    return _query({"src": table}, query, args)
+
+
+def dataset_rows(chosen: pa.Table, s: Selection) -> pa.Table:
+    """The rows of :func:`selected` pairs, by pair_id, with ``votes``, ``weight``, ``opposing_votes``, ``split``."""
+    where, args = _pair_where(s)
     keep = {
         "majority": "o.votes IS NULL OR m.votes > o.votes",
         "drop": "o.votes IS NULL",
@@ -113,9 +179,7 @@ def dataset_rows(pairs: pa.Table, s: Selection) -> pa.Table:
     }[s.contradictions]
     query = f"""
         WITH chosen_rows AS (
-            SELECT {_KEEP},
-                   {PROMPT_KEY} AS prompt_key
-            FROM pairs WHERE {where}
+            SELECT * EXCLUDE (chosen_index, rejected_index) FROM chosen WHERE {where}
         ),
         merged AS (
             SELECT prompt_key, prompt, chosen, rejected, count(*) AS votes,
@@ -125,15 +189,8 @@ def dataset_rows(pairs: pa.Table, s: Selection) -> pa.Table:
         SELECT m.* EXCLUDE (prompt_key),
                coalesce(o.votes, 0) AS opposing_votes,
                m.votes / (m.votes + coalesce(o.votes, 0)) AS weight,
-               CASE
-                   WHEN u < {test_end} THEN 'test'
-                   WHEN u < {validation_end} THEN 'validation'
-                   ELSE 'train'
-               END AS split
-        FROM (
-            SELECT *, CAST(('0x' || substr(md5('{s.seed}:' || prompt_key), 1, 12)) AS UBIGINT) / 281474976710656.0 AS u
-            FROM merged
-        ) m
+               {split_of(s, "m.prompt_key")} AS split
+        FROM merged m
         LEFT JOIN merged o ON o.prompt = m.prompt AND o.chosen = m.rejected AND o.rejected = m.chosen
         WHERE {keep}
     """
@@ -145,27 +202,11 @@ def dataset_rows(pairs: pa.Table, s: Selection) -> pa.Table:
         within = " AND ".join(f"rank_{i} <= {int(n)}" for i, (_, n) in enumerate(s.caps))
         dropped = ", ".join(f"rank_{i}" for i in range(len(s.caps)))
         query = f"SELECT * EXCLUDE ({dropped}) FROM (SELECT *, {ranks} FROM ({query})) WHERE {within}"
-    query = f"SELECT * FROM ({query}) ORDER BY pair_id"
-    con = duckdb.connect()
-    try:
-        con.register("pairs", pairs)
-        result = con.sql(query, params=args).to_arrow_table()
-    finally:
-        con.close()
-    table = result if isinstance(result, pa.Table) else result.read_all()
-    return table.drop_columns(["u"]) if "u" in table.column_names else table
+    return _query({"chosen": chosen}, f"SELECT * FROM ({query}) ORDER BY pair_id", args)
 
 
 def near_duplicate_prompts(rows: pa.Table) -> int:
     """How many normalised prompts of ``rows`` are written in more than one way (case or white space)."""
-    import duckdb
-
-    con = duckdb.connect()
-    try:
-        con.register("rows", rows.select(["prompt"]))
-        found = con.sql(
-            f"SELECT count(*) FROM (SELECT {PROMPT_KEY} AS k FROM rows GROUP BY k HAVING count(DISTINCT prompt) > 1)"
-        ).fetchall()
-    finally:
-        con.close()
-    return int(found[0][0]) if found else 0
+    keys = f"SELECT {PROMPT_KEY} AS k FROM rows GROUP BY k HAVING count(DISTINCT prompt) > 1"
+    query = f"SELECT count(*) AS n FROM ({keys})"
+    return int(_query({"rows": rows.select(["prompt"])}, query).column("n")[0].as_py())

@@ -13,7 +13,7 @@ from preflog.sinks.storage import Storage
 
 from ..samples import all_samples
 
-__all__ = ["PAIRS", "SAMPLE", "write_log"]
+__all__ = ["PAIRS", "SAMPLE", "SIGNAL", "ranking", "signal", "write_log", "write_table"]
 
 SAMPLE = all_samples()["PreferencePair"]
 #: (prompt, chosen, rejected, source type) of each pair; ids follow the list order
@@ -55,3 +55,61 @@ def write_log(root: Path, pairs: list[tuple[str, str, str, str]], first: int = 0
     name = file_name("preflog.pairs.v1", 0, first, first + len(pairs) - 1)
     Storage(f"file://{root}").put(f"pairs/dt=2026-11-01/{name}", body)
     return f"file://{root}"
+
+
+SIGNAL = all_samples()["UnpairedSignal"]
+
+
+def write_table(root: Path, table: str, records: list[dict[str, Any]], first: int = 0) -> str:
+    """A file of ``table`` (``pairs`` or ``unpaired``) with ``records`` at offsets from ``first``; the log's URL."""
+    record = {"pairs": "PreferencePair", "unpaired": "UnpairedSignal"}[table]
+    schema = arrow_schema(default_store().latest(record).raw)
+    name = file_name(f"preflog.{table}.v1", 0, first, first + len(records) - 1)
+    Storage(f"file://{root}").put(f"{table}/dt=2026-11-01/{name}", encode(to_table(records, schema)))
+    return f"file://{root}"
+
+
+def ranking(feedback: int, prompt: str, answers: list[str], ranks: list[int], **extra: Any) -> list[dict[str, Any]]:
+    """The pairs a RANKING judgement gives (every pair the ranks decide), as the processor expands it."""
+    out = []
+    for i, a in enumerate(answers):
+        for j, b in enumerate(answers):
+            if ranks[i] < ranks[j]:
+                out.append(
+                    {
+                        **SAMPLE,
+                        "pair_id": f"00000000-0000-4000-{feedback:04d}-{i:06d}{j:06d}",
+                        "feedback_id": f"00000000-0000-4000-{feedback:04d}-000000000000",
+                        "request_id": f"00000000-0000-4000-{feedback:04d}-111111111111",
+                        "feedback_kind": "RANKING",
+                        "prompt": prompt,
+                        "prompt_messages": [{"role": "user", "content": prompt}],
+                        "chosen": a,
+                        "rejected": b,
+                        "chosen_index": i,
+                        "rejected_index": j,
+                        "chosen_score": None,
+                        "rejected_score": None,
+                        "margin": float(ranks[j] - ranks[i]),
+                        **extra,
+                    }
+                )
+    return out
+
+
+def signal(n: int, prompt: str, completion: str, index: int, label: bool, explicit: bool = True) -> dict[str, Any]:
+    """An unpaired signal (a rating when explicit, else an implicit click) of request ``n``."""
+    return {
+        **SIGNAL,
+        "signal_id": f"00000000-0000-4000-9000-{n:06d}{index:06d}",
+        "request_id": f"00000000-0000-4000-8888-{n:012d}",
+        "feedback_id": f"00000000-0000-4000-7777-{n:06d}{index:06d}",
+        "feedback_kind": "RATING" if explicit else "IMPLICIT",
+        "prompt": prompt,
+        "prompt_messages": [{"role": "user", "content": prompt}],
+        "completion": completion,
+        "completion_index": index,
+        "label": label,
+        "explicit": explicit,
+        "signal": "thumbs" if explicit else "click",
+    }
