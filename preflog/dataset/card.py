@@ -64,6 +64,9 @@ def card(name: str, manifest: dict[str, Any], rows: pa.Table) -> str:
         f"- rows with a contradicting pair ({manifest['selection']['contradictions']}): "
         f"{manifest['contradicted_rows']}",
         f"- prompts written in more than one way (case, white space): {manifest['near_duplicate_prompts']}",
+        "- other records per split (JSON lines in kto/, listwise/, ties/): "
+        + "; ".join(f"{r} {dict(n) or 0}" for r, n in manifest.get("records", {}).items()),
+        f"- left out of a format, by reason: {json.dumps(manifest['left_out'], sort_keys=True)}",
         "",
     ]
     for title, column in (("source", "source"), ("feedback kind", "kind"), ("model version", "model_version")):
