@@ -8,7 +8,7 @@ and writes, into a folder of its own that is never rewritten:
   columns, so ``datasets.load_dataset("parquet", data_dir=...)`` opens it as
   a DatasetDict;
 * ``{format}/{split}.jsonl`` for TRL standard and conversational, OpenAI and
-  NeMo-Aligner DPO (:mod:`preflog.dataset.formats`), each row with its
+  NeMo-Aligner DPO (:mod:`preflog.dataset.jsonl`), each row with its
   provenance (OpenAI's in ``openai/{split}.provenance.jsonl``, line for line);
 * ``kto/``, ``listwise/`` and ``ties/{split}.jsonl``: TRL's unpaired (KTO)
   examples behind a quality gate, whole rankings, and ties and both-bad
@@ -42,7 +42,6 @@ import hashlib
 import json
 import os
 import shutil
-from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
@@ -56,7 +55,7 @@ from preflog.sinks.storage import Storage
 from .card import card, watermark
 from .decontaminate import decontaminate, eval_prompts
 from .derived import counts, kto_rows, listwise_rows, tie_rows
-from .formats import FORMATS, PROVENANCE, RECORDS, convert
+from .jsonl import LINES, write_lines
 from .select import IDS, Selection, dataset_rows, near_duplicate_prompts, selected
 
 __all__ = ["MANIFEST", "SPLITS", "STATE", "BuildError", "build", "content_hash", "sha256_file", "sha256_source"]
@@ -177,17 +176,35 @@ def _size(storage: Storage, relative: str) -> int:
     return int(storage.fs.info(storage.path(relative))["size"])
 
 
-def _write_records(rows: pa.Table, record: str, split: str, folder: Path) -> list[dict[str, Any]]:
-    part = rows.filter(pa.compute.equal(rows.column("split"), split))
-    if part.num_rows == 0:
-        return []
-    path = folder / record / f"{split}.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for batch in part.to_batches(max_chunksize=10_000):
-            for row in batch.to_pylist():
-                f.write(json.dumps(RECORDS[record](row), ensure_ascii=False) + "\n")
-    return [{"path": str(path.relative_to(folder)), "sha256": sha256_file(path), "rows": part.num_rows}]
+def _write_shards(rows: pa.Table, folder: Path) -> list[dict[str, Any]]:
+    """``data/{split}-00000-of-00001.parquet``: the rows of each split, without their split column."""
+    out = []
+    for split in SPLITS:
+        part = rows.filter(pa.compute.equal(rows.column("split"), split)).drop_columns(["split"])
+        if part.num_rows == 0:
+            continue
+        (folder / "data").mkdir(parents=True, exist_ok=True)
+        path = folder / "data" / f"{split}-00000-of-00001.parquet"
+        pq.write_table(part, path, compression="zstd")
+        out.append({"path": str(path.relative_to(folder)), "sha256": sha256_file(path), "rows": part.num_rows})
+    return out
+
+
+def _write_formats(tables: dict[str, pa.Table], folder: Path) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
+    """Every JSON-lines format of the rows (pairs) and records; the files and what each format left out."""
+    out: list[dict[str, Any]] = []
+    left_out: dict[str, dict[str, int]] = {}
+    for fmt in LINES:
+        paths, broken = write_lines(tables.get(fmt, tables["rows"]), fmt, folder, SPLITS)
+        out += [{"path": str(p.relative_to(folder)), "sha256": sha256_file(p), "rows": _count_lines(p)} for p in paths]
+        if broken:
+            left_out[fmt] = broken
+    return out, left_out
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as f:
+        return sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b""))
 
 
 def _write_state(rows: dict[str, pa.Table], folder: Path) -> list[dict[str, Any]]:
@@ -199,40 +216,6 @@ def _write_state(rows: dict[str, pa.Table], folder: Path) -> list[dict[str, Any]
         pq.write_table(selected_rows.combine_chunks(), path, compression="zstd", store_schema=False)
         out.append({"path": f"{STATE}/{table}.parquet", "sha256": sha256_file(path), "rows": selected_rows.num_rows})
     return out
-
-
-def _write_split(rows: pa.Table, split: str, folder: Path, left_out: dict[str, Counter[str]]) -> list[dict[str, Any]]:
-    part = rows.filter(pa.compute.equal(rows.column("split"), split)).drop_columns(["split"])
-    if part.num_rows == 0:
-        return []
-    (folder / "data").mkdir(parents=True, exist_ok=True)
-    parquet = folder / "data" / f"{split}-00000-of-00001.parquet"
-    pq.write_table(part, parquet, compression="zstd")
-    written = [(parquet, part.num_rows)]
-    files = {fmt: folder / fmt / f"{split}.jsonl" for fmt in FORMATS}
-    files["openai-provenance"] = folder / "openai" / f"{split}.provenance.jsonl"
-    for path in files.values():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    handles = {fmt: path.open("w", encoding="utf-8") for fmt, path in files.items()}
-    counts: Counter[str] = Counter()
-    try:
-        for batch in part.to_batches(max_chunksize=10_000):
-            for row in batch.to_pylist():
-                for fmt in FORMATS:
-                    out = convert(row, fmt, left_out.setdefault(fmt, Counter()))
-                    if out is None:
-                        continue
-                    handles[fmt].write(json.dumps(out, ensure_ascii=False) + "\n")
-                    counts[fmt] += 1
-                    if fmt == "openai":
-                        line = json.dumps({k: row.get(k) for k in PROVENANCE}, ensure_ascii=False)
-                        handles["openai-provenance"].write(line + "\n")
-    finally:
-        for handle in handles.values():
-            handle.close()
-    counts["openai-provenance"] = counts["openai"]
-    written += [(files[fmt], counts[fmt]) for fmt in files]
-    return [{"path": str(p.relative_to(folder)), "sha256": sha256_file(p), "rows": n} for p, n in written]
 
 
 def build(log_url: str, root: Path, name: str, selection: Selection, since: str | None = None) -> dict[str, Any]:
@@ -274,11 +257,9 @@ def build(log_url: str, root: Path, name: str, selection: Selection, since: str 
     shutil.rmtree(temporary, ignore_errors=True)
     temporary.mkdir(parents=True)
     try:
-        left_out: dict[str, Counter[str]] = {}
-        outputs = [f for split in SPLITS for f in _write_split(rows, split, temporary, left_out)]
-        for record, table in records.items():
-            outputs += [f for split in SPLITS for f in _write_records(table, record, split, temporary)]
-        outputs += _write_state(chosen, temporary)
+        outputs = _write_shards(rows, temporary)
+        written, left_out = _write_formats({"rows": rows, **records}, temporary)
+        outputs += written + _write_state(chosen, temporary)
         split_rows = {s: int(pa.compute.sum(pa.compute.equal(rows.column("split"), s)).as_py() or 0) for s in SPLITS}
         manifest: dict[str, Any] = {
             "name": name,
@@ -295,7 +276,7 @@ def build(log_url: str, root: Path, name: str, selection: Selection, since: str 
             "merged_duplicates": int(pa.compute.sum(rows.column("votes")).as_py() or 0) - rows.num_rows,
             "contradicted_rows": int(pa.compute.sum(pa.compute.greater(rows.column("opposing_votes"), 0)).as_py() or 0),
             "near_duplicate_prompts": near_duplicate_prompts(rows),
-            "left_out": {fmt: dict(reasons) for fmt, reasons in left_out.items() if reasons},
+            "left_out": left_out,
             "decontamination": decontamination,
             "watermark": watermark(files["pairs"] + files["unpaired"]),
             "files": outputs,

@@ -96,7 +96,11 @@ def _answers() -> str:
 def listwise_rows(pairs: pa.Table, s: Selection) -> pa.Table:
     """One row per ranking or score list of three or more answers, best first, by feedback_id."""
     query = f"""
-        WITH judged AS (SELECT * FROM pairs WHERE kind IN ('RANKING', 'SCORES')),
+        WITH judged AS (  -- three answers or more take two pairs or more: most judgements are one pair
+            SELECT * FROM pairs WHERE kind IN ('RANKING', 'SCORES') AND feedback_id IN (
+                SELECT feedback_id FROM pairs WHERE kind IN ('RANKING', 'SCORES') GROUP BY feedback_id
+                HAVING count(*) >= 2)
+        ),
         {_answers().replace("FROM pairs", "FROM judged")},
         lists AS (
             SELECT feedback_id,
@@ -122,7 +126,10 @@ def listwise_rows(pairs: pa.Table, s: Selection) -> pa.Table:
 def tie_rows(pairs: pa.Table, signals: pa.Table, s: Selection) -> pa.Table:
     """Ties of a ranking and answers of one request that explicit ratings both call undesirable."""
     query = f"""
-        WITH ranked AS (SELECT * FROM pairs WHERE kind = 'RANKING'),
+        WITH ranked AS (  -- a tie leaves a ranking two pairs or more (two tied answers alone give none)
+            SELECT * FROM pairs WHERE kind = 'RANKING' AND feedback_id IN (
+                SELECT feedback_id FROM pairs WHERE kind = 'RANKING' GROUP BY feedback_id HAVING count(*) >= 2)
+        ),
         {_answers().replace("FROM pairs", "FROM ranked")},
         first AS (
             SELECT DISTINCT ON (feedback_id) feedback_id, prompt_key, prompt, prompt_messages, request_id, model,

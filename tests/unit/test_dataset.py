@@ -66,7 +66,9 @@ def test_verify_finds_a_changed_output_a_stray_file_and_a_changed_source(tmp_pat
     build(log, tmp_path / "ds", "a", Selection())
     folder = tmp_path / "ds" / "a"
     trl = folder / "trl" / "train.jsonl"
-    trl.write_text(trl.read_text().replace('"votes": 1', '"votes": 5', 1))
+    text = trl.read_text()
+    trl.write_text(text.replace('"weight":1.0', '"weight":2.0', 1))
+    assert trl.read_text() != text
     (folder / "data" / "copy.parquet").write_bytes(b"x")
     source = next((tmp_path / "log").rglob("*.parquet"))
     source.write_bytes(source.read_bytes() + b"tampered")

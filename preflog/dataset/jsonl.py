@@ -1,0 +1,185 @@
+"""A build's JSON lines, made by DuckDB (``to_json`` per row, no Python loop per row).
+
+Each format is one SQL expression over a dataset row (:data:`LINES`): the
+trainer's own fields first, then the row's provenance. The prompt is the same
+text in every text format (:data:`PROMPT_TEXT`: the prompt messages' contents,
+a system prompt included, joined by blank lines, or the prompt field); the
+conversational formats keep the messages as they are.
+
+OpenAI's preference format has rules (:data:`OPENAI_PROBLEM`, the SQL twin of
+:func:`preflog.sinks.export.openai_problem`, which a test holds it to): a row
+that breaks one is left out and counted by reason, never written broken, and
+the provenance of each written row goes line for line into a file beside it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = ["LINES", "OPENAI_PROBLEM", "PROMPT_TEXT", "rows_of", "write_lines"]
+
+PROMPT_TEXT = (
+    "CASE WHEN len(coalesce(prompt_messages, [])) > 0 "
+    "THEN array_to_string(list_transform(prompt_messages, lambda m: m.content), chr(10) || chr(10)) "
+    "ELSE prompt END"
+)
+
+
+def _messages(column: str, role: str, text: str) -> str:
+    """The messages of ``column``, or one message of ``role`` with ``text`` when there are none."""
+    return f"CASE WHEN len(coalesce({column}, [])) > 0 THEN {column} ELSE [{{'role': '{role}', 'content': {text}}}] END"
+
+
+INPUT = _messages("prompt_messages", "user", "prompt")
+PREFERRED = _messages("chosen_messages", "assistant", "chosen")
+NON_PREFERRED = _messages("rejected_messages", "assistant", "rejected")
+_ROLES = "('system', 'developer', 'user', 'assistant')"
+_BAD = f"list_filter({INPUT}, lambda m: m.role NOT IN {_ROLES} OR coalesce(m.content, '') = '')[1]"
+
+
+def _output_problem(side: str, messages: str) -> str:
+    return f"""
+        WHEN len({messages}) != 1
+            THEN '{side} has ' || len({messages}) || ' messages (exactly one assistant message is allowed)'
+        WHEN ({messages})[1].role != 'assistant'
+            THEN '{side} is a ''' || ({messages})[1].role || ''' message, not an assistant one'
+        WHEN coalesce(({messages})[1].content, '') = '' THEN '{side} has no text'"""
+
+
+#: why a row breaks OpenAI's preference format, or NULL (the same rules, in the same order, as openai_problem)
+OPENAI_PROBLEM = f"""CASE
+        WHEN len({INPUT}) = 0 THEN 'no input messages'
+        WHEN ({_BAD}).role NOT IN {_ROLES}
+            THEN 'an input message has role ''' || ({_BAD}).role || ''' (only text roles are taken)'
+        WHEN {_BAD} IS NOT NULL THEN 'an input message has no text'
+        {_output_problem("preferred_output", PREFERRED)}
+        {_output_problem("non_preferred_output", NON_PREFERRED)}
+        WHEN {PREFERRED} = {NON_PREFERRED} THEN 'the preferred and non-preferred outputs are the same'
+    END"""
+
+PAIR_PROVENANCE = (
+    "pair_id", "request_id", "model", "model_version", "source", "kind", "margin", "chosen_score", "rejected_score",
+    "votes", "weight",
+)  # fmt: skip
+_SIGNAL = ("request_id", "feedback_id", "model", "model_version", "source", "kind", "explicit")
+Fields = tuple[tuple[str, str], ...]
+
+#: format -> (the id its rows are ordered by, its own fields as (key, SQL expression), its provenance columns)
+LINES: dict[str, tuple[str, Fields, tuple[str, ...]]] = {
+    "trl": ("pair_id", (("prompt", PROMPT_TEXT), ("chosen", "chosen"), ("rejected", "rejected")), PAIR_PROVENANCE),
+    "trl-conversational": (
+        "pair_id", (("prompt", INPUT), ("chosen", PREFERRED), ("rejected", NON_PREFERRED)), PAIR_PROVENANCE,
+    ),
+    "openai": (  # its provenance goes to a file beside it: OpenAI takes only its own fields
+        "pair_id",
+        (
+            ("input", f"{{'messages': {INPUT}}}"),
+            ("preferred_output", PREFERRED),
+            ("non_preferred_output", NON_PREFERRED),
+        ),
+        (),
+    ),
+    "nemo": (
+        "pair_id",
+        (("prompt", PROMPT_TEXT), ("chosen_response", "chosen"), ("rejected_response", "rejected")),
+        PAIR_PROVENANCE,
+    ),
+    "kto": (
+        "example_id",
+        (("prompt", PROMPT_TEXT), ("completion", "completion"), ("label", "label")),
+        ("example_id", *_SIGNAL, "completion_model", "score"),
+    ),
+    "listwise": (
+        "feedback_id",
+        (("prompt", PROMPT_TEXT), ("chosen", "chosen"), ("rejected", "rejected"), ("completions", "completions"),
+         ("ranks", "ranks"), ("scores", "scores")),
+        _SIGNAL,
+    ),
+    "ties": (
+        "tie_id",
+        (("prompt", PROMPT_TEXT), ("completion_a", "completion_a"), ("completion_b", "completion_b")),
+        ("relation", "tie_id", *_SIGNAL),
+    ),
+}
+
+#: NeMo-Aligner's optional rewards: keys written only when the condition holds (a null reward is no reward)
+_NEMO_REWARDS: Fields = (("chosen_reward", "chosen_score"), ("rejected_reward", "rejected_score"))
+_NEMO_HAS_REWARDS = "chosen_score IS NOT NULL AND rejected_score IS NOT NULL"
+
+
+def _json(fields: Fields) -> str:
+    return "to_json({" + ", ".join(f"'{key}': {expr}" for key, expr in fields) + "})::VARCHAR"
+
+
+def _line(fmt: str) -> str:
+    """The SQL of a row's JSON text in format ``fmt``: its own fields, then its provenance."""
+    _, own, provenance = LINES[fmt]
+    after = tuple((c, c) for c in provenance)
+    if fmt == "nemo":
+        with_rewards = _json(own + _NEMO_REWARDS + after)
+        return f"CASE WHEN {_NEMO_HAS_REWARDS} THEN {with_rewards} ELSE {_json(own + after)} END"
+    return _json(own + after)
+
+
+def _write(lines: pa.ChunkedArray, path: Path) -> None:
+    """``lines`` (JSON texts) to ``path``, one a line, joined by Arrow (no Python string per line)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as f:
+        for chunk in lines.chunks:
+            if len(chunk) == 0:
+                continue
+            text = chunk.cast(pa.large_string())
+            whole = pa.LargeListArray.from_arrays(pa.array([0, len(text)], pa.int64()), text)
+            f.write(pc.binary_join(whole, pa.scalar("\n", pa.large_string()))[0].as_buffer())
+            f.write(b"\n")
+
+
+def write_lines(rows: pa.Table, fmt: str, folder: Path, splits: tuple[str, ...]) -> tuple[list[Path], dict[str, int]]:
+    """Write ``rows`` (with a ``split`` column) as ``folder/fmt/{split}.jsonl``; the files and what was left out.
+
+    OpenAI rows that break its rules are left out (counted by reason) and each written row's provenance
+    goes to ``openai/{split}.provenance.jsonl``.
+    """
+    import duckdb
+
+    order = LINES[fmt][0]
+    problem = OPENAI_PROBLEM if fmt == "openai" else "NULL"
+    extra = f", {_json(tuple((c, c) for c in PAIR_PROVENANCE))} AS provenance" if fmt == "openai" else ""
+    query = f"""SELECT split, {problem} AS problem, {_line(fmt)} AS line{extra} FROM rows ORDER BY {order}"""
+    con = duckdb.connect()
+    try:
+        con.register("rows", rows)
+        result = con.sql(query).to_arrow_table()
+    finally:
+        con.close()
+    table: pa.Table = result if isinstance(result, pa.Table) else result.read_all()
+    left_out: dict[str, int] = {}
+    broken = table.filter(pc.is_valid(table.column("problem")))
+    for g in broken.group_by("problem").aggregate([([], "count_all")]).to_pylist():
+        left_out[g["problem"]] = g["count_all"]
+    written = table.filter(pc.is_null(table.column("problem")))
+    paths = []
+    for split in splits:
+        part = written.filter(pc.equal(written.column("split"), split))
+        if part.num_rows == 0:
+            continue
+        path = folder / fmt / f"{split}.jsonl"
+        _write(part.column("line"), path)
+        paths.append(path)
+        if fmt == "openai":
+            beside = folder / fmt / f"{split}.provenance.jsonl"
+            _write(part.column("provenance"), beside)
+            paths.append(beside)
+    return paths, dict(sorted(left_out.items()))
+
+
+def rows_of(path: Path) -> list[dict[str, Any]]:
+    """The rows of a JSON-lines file (for tests and tools)."""
+    import json
+
+    text = path.read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.split("\n") if line]  # not splitlines(): U+2028 is text here
