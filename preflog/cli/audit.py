@@ -110,6 +110,10 @@ def export(
             storage_options=options if "://" in output else None,
         )
     out.print(f"wrote {n} {fmt} rows to {output}")
+    if fmt == "openai":  # OpenAI takes only its own fields: the provenance goes beside, line for line
+        beside = output.removesuffix(".jsonl") + ".provenance.jsonl"
+        write_jsonl(export_rows(rows, fmt, beside=True), beside, storage_options=options if "://" in output else None)
+        out.print(f"wrote the provenance of each row, line for line, to {beside}")
     for reason, count in left_out.most_common():
         out.print(f"  left out {count} row(s): {reason}", soft_wrap=True, markup=False, highlight=False)
     if n == 0 and (start or end or model or source):

@@ -55,3 +55,16 @@ def test_openai_rows_keep_its_rules_and_the_left_out_are_counted_with_provenance
         "openai": {"preferred_output has 3 messages (exactly one assistant message is allowed)": 1}
     }
     assert len(_lines(folder / "trl-conversational" / "train.jsonl")) == 2  # TRL takes tool messages
+
+
+def test_preflog_export_gives_the_build_s_prompt_text_and_provenance(tmp_path: Path) -> None:
+    from preflog.sinks.export import export_rows
+    from preflog.sinks.read import read_table
+
+    log = write_log(tmp_path / "log", [("Name a prime.", "7", "9", "HUMAN_ANNOTATOR")], prompt_messages=SYSTEM)
+    build(log, tmp_path / "ds", "a", Selection(test_fraction=0.0))
+    (built,) = _lines(tmp_path / "ds" / "a" / "trl" / "train.jsonl")
+    (exported,) = list(export_rows(read_table(log, "pairs"), "trl"))
+    assert exported["prompt"] == built["prompt"] == "Answer in one word.\n\nName a prime."
+    for column in ("pair_id", "request_id", "model", "model_version", "source", "kind", "margin", "chosen_score"):
+        assert exported[column] == built[column], column

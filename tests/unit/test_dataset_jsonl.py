@@ -44,7 +44,10 @@ def test_openai_lines_and_their_left_out_reasons_are_those_of_the_python_rules(t
     for fmt in ("openai", "trl-conversational"):
         folder = tmp_path / f"{fmt}-{data.draw(st.integers(0, 10**9))}"
         paths, left_out = write_lines(table, fmt, folder, ("train",))
-        expected = [FORMATS[fmt][1](r) for r in rows]
+        raw = {"model": {"name": None, "version": None}, "source": {"type": None}, "feedback_kind": None,
+               "feedback_id": None, "request_id": None, "explicit": None, "margin": None, "chosen_score": None,
+               "rejected_score": None}  # fmt: skip
+        expected = [FORMATS[fmt][1](raw | r) for r in rows]
         reasons: dict[str, int] = {}
         if fmt == "openai":
             kept = []
@@ -59,10 +62,10 @@ def test_openai_lines_and_their_left_out_reasons_are_those_of_the_python_rules(t
         written = folder / fmt / "train.jsonl"
         text = written.read_text(encoding="utf-8") if paths else ""
         lines = [json.loads(line) for line in text.split("\n")[:-1]]  # not splitlines: U+0085, U+2028 are text
-        own = [{k: v for k, v in line.items() if k in ("input", "prompt", "chosen", "rejected",
-                                                          "preferred_output", "non_preferred_output")}
-               for line in lines]  # fmt: skip
-        assert own == expected
+        keys = ("input", "prompt", "chosen", "rejected", "preferred_output", "non_preferred_output")
+        assert [{k: v for k, v in line.items() if k in keys} for line in lines] == [
+            {k: v for k, v in row.items() if k in keys} for row in expected
+        ]
         if fmt == "openai" and paths:
             beside = (folder / fmt / "train.provenance.jsonl").read_text().split("\n")[:-1]
             assert [json.loads(b)["pair_id"] for b in beside] == [r["pair_id"] for r, _ in kept]

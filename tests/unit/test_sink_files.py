@@ -162,10 +162,17 @@ EXPECTED_KEYS = {
 @pytest.mark.parametrize("fmt", sorted(EXPECTED_KEYS))
 def test_pair_export_layouts(fmt: str) -> None:
     (row,) = list(export_rows(pair_table(1), fmt))
-    assert list(row) == EXPECTED_KEYS[fmt]
+    assert list(row)[:3] == EXPECTED_KEYS[fmt]
     json.dumps(row)
+    if fmt != "openai":  # provenance after the trainer's columns; OpenAI's goes to a file beside
+        assert {"pair_id", "request_id", "feedback_id", "model", "source", "kind", "margin"} <= set(row)
+    else:
+        assert len(row) == 3
+        (beside,) = list(export_rows(pair_table(1), fmt, beside=True))
+        assert beside["pair_id"] == pair_table(1).column("pair_id")[0].as_py()
     if fmt == "trl":
-        assert row == {"prompt": "Name a prime number.", "chosen": "7", "rejected": "9"}
+        own = {k: row[k] for k in EXPECTED_KEYS[fmt]}
+        assert own == {"prompt": "Name a prime number.", "chosen": "7", "rejected": "9"}
     elif fmt == "trl-conversational":
         assert row["prompt"] == [{"role": "user", "content": "Name a prime number."}]
         assert row["chosen"] == [{"role": "assistant", "content": "7"}]
@@ -179,7 +186,11 @@ def test_pair_export_layouts(fmt: str) -> None:
 def test_kto_export_layout() -> None:
     table = to_table([SAMPLES["UnpairedSignal"]], arrow_schema(default_store().latest("UnpairedSignal").raw))
     assert FORMATS["kto"][0] == "unpaired"
-    assert list(export_rows(table, "kto")) == [{"prompt": "Name a prime number.", "completion": "7", "label": True}]
+    (row,) = list(export_rows(table, "kto"))
+    assert {k: row[k] for k in ("prompt", "completion", "label")} == {
+        "prompt": "Name a prime number.", "completion": "7", "label": True
+    }
+    assert row["signal_id"] == SAMPLES["UnpairedSignal"]["signal_id"] and row["kind"] == "RATING"
 
 
 def test_verify_and_export_commands(tmp_path: Path) -> None:
@@ -197,7 +208,8 @@ def test_verify_and_export_commands(tmp_path: Path) -> None:
     result = runner.invoke(app, ["export", str(out), "--format", "trl", "--url", url, "--start", "2026-11-01"])
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(lines) == 3 and lines[0] == {"prompt": "Name a prime number.", "chosen": "7", "rejected": "9"}
+    assert len(lines) == 3 and list(lines[0])[:3] == ["prompt", "chosen", "rejected"]
+    assert (lines[0]["prompt"], lines[0]["chosen"], lines[0]["rejected"]) == ("Name a prime number.", "7", "9")
     result = runner.invoke(app, ["export", str(out), "--format", "trl", "--url", url, "--start", "2026-11-02"])
     assert result.exit_code == 0 and out.read_text() == ""  # partition pruning: nothing after Nov 1
     (tmp_path / "audit" / relative).write_bytes(b"PAR1 tampered")
