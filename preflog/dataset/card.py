@@ -12,6 +12,9 @@ from preflog.sinks.naming import parse_file_name
 
 __all__ = ["card", "counts", "watermark"]
 
+#: the JSON-lines folders of a build, each a config of the card
+_JSONL = ("trl", "trl-conversational", "openai", "nemo", "kto", "listwise", "ties")
+
 
 def watermark(files: Iterable[str]) -> dict[str, int]:
     """The last Kafka offset the build's files hold, per ``topic[partition]`` (file names carry their range)."""
@@ -46,11 +49,17 @@ def card(name: str, manifest: dict[str, Any], rows: pa.Table) -> str:
 
     Deterministic (no build time), so two builds of the same input have the same card.
     """
-    shards = sorted(f["path"] for f in manifest["files"] if f["path"].startswith("data/"))
-    front = ["---", "configs:", "- config_name: default", "  data_files:"]
-    for path in shards:
-        split = path.split("/")[-1].split("-")[0]
-        front += [f"  - split: {split}", f"    path: {path}"]
+    front = ["---", "configs:"]
+    # the pairs (Parquet) are the default; every JSON-lines format is a config of its own
+    for config, folder in (("default", "data"), *((f, f) for f in _JSONL)):
+        paths = sorted(f["path"] for f in manifest["files"] if f["path"].startswith(f"{folder}/"))
+        paths = [p for p in paths if not p.endswith(".provenance.jsonl")]
+        if not paths:
+            continue
+        front += [f"- config_name: {config}", "  data_files:"]
+        for path in paths:
+            split = path.split("/")[-1].split("-")[0].split(".")[0]
+            front += [f"  - split: {split}", f"    path: {path}"]
     front += ["tags:", "- preference", "- rlhf", "- dpo", "- preflog", "---", ""]
     body = [
         f"# {name}",
