@@ -1,6 +1,8 @@
 """Export the audit log to training formats, as JSON lines.
 
-* ``trl``: TRL's standard preference format, ``prompt`` / ``chosen`` / ``rejected`` text.
+* ``trl``: TRL's standard preference format, ``prompt`` / ``chosen`` / ``rejected`` text; the
+  prompt is the prompt messages' text (a system prompt included, joined by blank lines), the
+  same prompt ``trl-conversational`` and ``preflog dataset build`` give.
 * ``trl-conversational``: the same with message lists (``[{"role", "content"}]``).
 * ``openai``: OpenAI preference fine-tuning, ``input.messages`` / ``preferred_output`` /
   ``non_preferred_output``. A row that breaks its rules (:func:`openai_problem`: each
@@ -8,6 +10,11 @@
   user or assistant with text, two different outputs) is left out and counted, never
   written broken.
 * ``kto``: TRL's unpaired format from the unpaired table, ``prompt`` / ``completion`` / ``label``.
+
+Every row carries its provenance after the trainer's fields (pair_id or signal_id, request_id,
+feedback_id, model, model_version, source, kind, and margin and scores or the signal's value);
+trainers ignore extra columns. OpenAI's rows keep to its own fields: their provenance goes line
+for line to a file beside them (``export_rows(..., beside=True)``).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from typing import Any
 import fsspec
 import pyarrow as pa
 
-__all__ = ["FORMATS", "export_rows", "openai_problem", "write_jsonl"]
+__all__ = ["FORMATS", "export_rows", "openai_problem", "prompt_text", "provenance", "write_jsonl"]
 
 Row = dict[str, Any]
 
@@ -39,12 +46,31 @@ def _answer(row: Row, prefix: str) -> list[dict[str, str]]:
     return [{"role": "assistant", "content": row[prefix]}]
 
 
+def prompt_text(row: Row) -> str:
+    """The prompt as one text: every prompt message's content (system prompt included), or the prompt field."""
+    messages = row.get("prompt_messages") or []
+    text: str = "\n\n".join(m["content"] for m in messages) if messages else row["prompt"]
+    return text
+
+
+def provenance(row: Row) -> Row:
+    """Where a pair or signal of the audit log came from, as flat columns."""
+    out = {"pair_id": row["pair_id"]} if "pair_id" in row else {"signal_id": row["signal_id"]}
+    out |= {"request_id": row["request_id"], "feedback_id": row["feedback_id"]}
+    out |= {"model": row["model"]["name"], "model_version": row["model"]["version"]}
+    out |= {"source": row["source"]["type"], "kind": row["feedback_kind"], "explicit": row["explicit"]}
+    if "pair_id" in row:
+        return out | {k: row[k] for k in ("margin", "chosen_score", "rejected_score")}
+    return out | {"value": row["value"], "signal": row["signal"]}
+
+
 def _trl(row: Row) -> Row:
-    return {"prompt": row["prompt"], "chosen": row["chosen"], "rejected": row["rejected"]}
+    return {"prompt": prompt_text(row), "chosen": row["chosen"], "rejected": row["rejected"]} | provenance(row)
 
 
 def _trl_conversational(row: Row) -> Row:
-    return {"prompt": _prompt_messages(row), "chosen": _answer(row, "chosen"), "rejected": _answer(row, "rejected")}
+    own = {"prompt": _prompt_messages(row), "chosen": _answer(row, "chosen"), "rejected": _answer(row, "rejected")}
+    return own | provenance(row)
 
 
 def _openai(row: Row) -> Row:
@@ -82,7 +108,8 @@ def openai_problem(row: Row) -> str | None:
 
 
 def _kto(row: Row) -> Row:
-    return {"prompt": row["prompt"], "completion": row["completion"], "label": bool(row["label"])}
+    own = {"prompt": prompt_text(row), "completion": row["completion"], "label": bool(row["label"])}
+    return own | provenance(row)
 
 
 #: format -> (source table, row converter)
@@ -95,9 +122,12 @@ FORMATS: dict[str, tuple[str, Callable[[Row], Row]]] = {
 
 
 def export_rows(
-    table: pa.Table, fmt: str, batch_rows: int = 10_000, left_out: Counter[str] | None = None
+    table: pa.Table, fmt: str, batch_rows: int = 10_000, left_out: Counter[str] | None = None, beside: bool = False
 ) -> Iterator[Row]:
-    """Rows of ``table`` converted to ``fmt``; ``openai`` rows that break its rules go to ``left_out`` by reason."""
+    """Rows of ``table`` converted to ``fmt``; ``openai`` rows that break its rules go to ``left_out`` by reason.
+
+    With ``beside``, the provenance of each row that would be written, in the same order (OpenAI's file beside).
+    """
     convert = FORMATS[fmt][1]
     for batch in table.to_batches(max_chunksize=batch_rows):
         for row in batch.to_pylist():
@@ -106,7 +136,7 @@ def export_rows(
                 if left_out is not None:
                     left_out[problem] += 1
                 continue
-            yield out
+            yield provenance(row) if beside else out
 
 
 def write_jsonl(
