@@ -50,15 +50,16 @@ def card(name: str, manifest: dict[str, Any], rows: pa.Table) -> str:
     Deterministic (no build time), so two builds of the same input have the same card.
     """
     front = ["---", "configs:"]
-    # the pairs (Parquet) are the default; every JSON-lines format is a config of its own
-    for config, folder in (("default", "data"), *((f, f) for f in _JSONL)):
-        paths = sorted(f["path"] for f in manifest["files"] if f["path"].startswith(f"{folder}/"))
+    # every JSON-lines format is a config, TRL's standard one the default: `datasets` takes one file type for
+    # all the configs of a folder, so the Parquet shards are read with load_dataset("parquet", data_dir=".../data")
+    for fmt in _JSONL:
+        paths = sorted(f["path"] for f in manifest["files"] if f["path"].startswith(f"{fmt}/"))
         paths = [p for p in paths if not p.endswith(".provenance.jsonl")]
         if not paths:
             continue
-        front += [f"- config_name: {config}", "  data_files:"]
+        front += [f"- config_name: {fmt}", *(["  default: true"] if fmt == "trl" else []), "  data_files:"]
         for path in paths:
-            split = path.split("/")[-1].split("-")[0].split(".")[0]
+            split = path.split("/")[-1].split(".")[0]
             front += [f"  - split: {split}", f"    path: {path}"]
     front += ["tags:", "- preference", "- rlhf", "- dpo", "- preflog", "---", ""]
     body = [

@@ -106,7 +106,7 @@ def listwise_rows(pairs: pa.Table, s: Selection) -> pa.Table:
             SELECT feedback_id,
                    list(completion ORDER BY beaten_by, idx) AS completions,
                    list(beaten_by + 1 ORDER BY beaten_by, idx) AS ranks,
-                   list(score ORDER BY beaten_by, idx) AS scores,
+                   CASE WHEN count(score) > 0 THEN list(score ORDER BY beaten_by, idx) END AS scores,  -- no null lists
                    list(idx ORDER BY beaten_by, idx) AS indices
             FROM answers GROUP BY feedback_id HAVING count(*) >= 3
         ),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from datetime import datetime, timezone
 from typing import Any
 
@@ -135,3 +135,126 @@ def test_ground_truth_agrees_with_pair_expansion_on_generated_traffic() -> None:
     assert truth.pairs == pairs and len(pairs) > 500
     assert truth.duplicates > 0 and truth.dead_letters and truth.unmatched["NO_INFERENCE"]
     assert sum(1 for e in events if e.event_type == "inference") == len(inferences)
+
+
+# The story: every figure below is computed from the generated records alone (the candidates' models and texts,
+# the judgements), as an analytics report over the log would, never from the generator's hidden qualities.
+
+Story = tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]
+
+
+@pytest.fixture(scope="module")
+def story() -> Story:
+    """The inferences of a 3000-request default run, and each one's valid judgements (redeliveries once)."""
+    events = generate(TrafficProfile(requests=3000), START)
+    inferences = {e.key: e.record for e in events if e.event_type == "inference" and e.record}
+    judgements: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    seen: set[str] = set()
+    for e in events:
+        fb = e.record
+        valid = e.event_type == "feedback" and fb and not e.invalid_reason and e.key in inferences
+        if valid and fb and fb["feedback_id"] not in seen:
+            seen.add(fb["feedback_id"])
+            judgements[e.key].append(fb)
+    return inferences, judgements
+
+
+def _version(inference: dict[str, Any], index: int) -> str:
+    """The version of the model that produced a candidate: its own model, else the event's."""
+    return str((inference["candidates"][index].get("model") or inference["model"])["version"])
+
+
+def _words(inference: dict[str, Any], index: int) -> int:
+    return len(inference["candidates"][index]["text"].split())
+
+
+def _share(counts: Counter[bool]) -> float:
+    return counts[True] / (counts[True] + counts[False])
+
+
+def test_the_newer_version_wins_most_human_comparisons_with_the_older(story: Story) -> None:
+    inferences, judgements = story
+    newer_won: Counter[bool] = Counter()
+    for rid, fbs in judgements.items():
+        for fb in fbs:
+            if fb["source"]["type"] != "HUMAN_ANNOTATOR":
+                continue
+            if fb["kind"] == "PAIRWISE":
+                pairs = [(fb["pairwise"]["chosen"], fb["pairwise"]["rejected"])]
+            elif fb["kind"] == "RANKING":
+                rank = {r["index"]: r["rank"] for r in fb["ranking"]}
+                pairs = [(a, b) for a in rank for b in rank if rank[a] < rank[b]]
+            else:
+                continue
+            for chosen, rejected in pairs:
+                versions = (_version(inferences[rid], chosen), _version(inferences[rid], rejected))
+                if sorted(versions) == ["2026.10", "2026.11"]:
+                    newer_won[versions[0] == "2026.11"] += 1
+    assert sum(newer_won.values()) > 150
+    assert 0.58 < _share(newer_won) < 0.75
+
+
+def test_end_users_prefer_the_longer_answer_and_candidate_0_annotators_do_not(story: Story) -> None:
+    inferences, judgements = story
+    longer: dict[str, Counter[bool]] = defaultdict(Counter)
+    first: Counter[bool] = Counter()
+    for rid, fbs in judgements.items():
+        for fb in fbs:
+            if fb["kind"] != "PAIRWISE":
+                continue
+            chosen, rejected = fb["pairwise"]["chosen"], fb["pairwise"]["rejected"]
+            if _words(inferences[rid], chosen) != _words(inferences[rid], rejected):
+                longer[fb["source"]["type"]][_words(inferences[rid], chosen) > _words(inferences[rid], rejected)] += 1
+            if fb["source"]["type"] == "END_USER" and 0 in (chosen, rejected):
+                first[chosen == 0] += 1
+    users, annotators = _share(longer["END_USER"]), _share(longer["HUMAN_ANNOTATOR"])
+    assert sum(longer["END_USER"].values()) > 150 and sum(longer["HUMAN_ANNOTATOR"].values()) > 500
+    assert users > 0.58 and users - annotators > 0.08 and 0.44 < annotators < 0.56
+    assert _share(first) > 0.52
+
+
+def test_the_reward_model_agrees_with_the_annotator_on_most_requests(story: Story) -> None:
+    _, judgements = story
+    agrees: Counter[bool] = Counter()
+    for fbs in judgements.values():
+        scores = [{s["index"]: s["score"] for s in fb["scores"]} for fb in fbs if fb["kind"] == "SCORES"]
+        for fb in fbs:
+            if fb["source"]["type"] != "HUMAN_ANNOTATOR":
+                continue
+            if fb["kind"] == "PAIRWISE":
+                best, worst = fb["pairwise"]["chosen"], fb["pairwise"]["rejected"]
+            elif fb["kind"] == "RANKING":
+                rank = {r["index"]: r["rank"] for r in fb["ranking"]}
+                best, worst = min(rank, key=rank.__getitem__), max(rank, key=rank.__getitem__)
+                if rank[best] == rank[worst]:
+                    continue
+            else:
+                continue
+            agrees.update(score[best] > score[worst] for score in scores)
+    assert sum(agrees.values()) > 100
+    assert 0.7 < _share(agrees) < 0.9
+
+
+def test_some_requests_are_judged_by_a_panel_of_annotators(story: Story) -> None:
+    _, judgements = story
+    panels = 0
+    for fbs in judgements.values():
+        human = [fb for fb in fbs if fb["source"]["type"] == "HUMAN_ANNOTATOR" and fb["kind"] == "PAIRWISE"]
+        if len({fb["source"]["id"] for fb in human}) >= 2:
+            panels += 1
+            assert len({frozenset(fb["pairwise"].values()) for fb in human}) == 1  # the same pair, judged again
+            assert len({fb["source"]["id"] for fb in human}) == len(human) <= 3
+    assert panels > 50
+
+
+def test_arena_candidates_name_their_own_models(story: Story) -> None:
+    inferences, _ = story
+    arena = [r for r in inferences.values() if any(c.get("model") for c in r["candidates"])]
+    assert 0.25 < len(arena) / len(inferences) < 0.45
+    for r in arena:
+        assert all(c.get("model") for c in r["candidates"])
+        assert len({(c["model"]["name"], c["model"]["version"]) for c in r["candidates"]}) == 2
+    off = generate(TrafficProfile(requests=200, arena=0.0, panel=0.0), START)
+    assert not any(
+        c.get("model") for e in off if e.event_type == "inference" and e.record for c in e.record["candidates"]
+    )
