@@ -6,6 +6,12 @@ event-time delay, and the mess production brings: feedback that never comes,
 feedback whose inference never comes, duplicates, feedback sent before its
 inference, and invalid records (undecodable bytes, impossible candidate
 indices).
+
+The traffic tells a story (:mod:`.story`): model versions of different hidden
+quality, arena requests comparing them, annotators, end users (length- and
+position-biased) and a reward model judging from the candidates' latent
+quality, and requests judged twice (a reward model beside a human) or by a
+panel of annotators.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
+
+from .story import CANDIDATE_NOISE, MODELS, Candidate, arena_models, feedback, judgements, model_quality
 
 __all__ = ["GeneratedEvent", "GroundTruth", "TrafficProfile", "expected_outcomes", "generate"]
 
@@ -47,8 +55,6 @@ STYLES = [
     "Let's break {t} down step by step. First, ",
     "Here's what matters about {t}: ",
 ]
-MODELS = [("acme-chat", "2026.10", "sha256:5f1c"), ("acme-chat", "2026.11", "sha256:9a07"), ("acme-mini", "1.4", None)]
-SIGNALS = [("copy", True), ("thumbs_regenerate", False), ("dwell", True), ("edit", False), ("share", True)]
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,14 @@ class TrafficProfile:
     kinds: dict[str, float] = field(
         default_factory=lambda: {"PAIRWISE": 0.4, "RANKING": 0.15, "SCORES": 0.2, "RATING": 0.15, "IMPLICIT": 0.1}
     )
+    # the story (see .story): who judges, how, and what there is to find
+    arena: float = 0.35  # requests whose candidates come from two different models (each candidate names its own)
+    quality_gap: float = 0.6  # hidden quality of acme-chat 2026.11 over 2026.10 (acme-mini as far below 2026.10)
+    user_pairwise: float = 0.3  # PAIRWISE judgements by end users (the rest by annotators)
+    length_bias: float = 0.5  # end users' extra logit per 10 words one answer is longer
+    position_bias: float = 0.3  # end users' extra logit for candidate 0
+    panel: float = 0.4  # of the requests judged twice (extra_feedback), those judged by a panel of annotators instead
+    judges_per_request: int = 3  # the most annotators on a panel (2..this, each a PAIRWISE on the same pair)
 
 
 @dataclass(frozen=True)
@@ -88,26 +102,34 @@ def _uuid(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
-def _inference(rng: random.Random, request_id: str, when: datetime, p: TrafficProfile) -> dict[str, Any]:
+def _inference(
+    rng: random.Random, request_id: str, when: datetime, p: TrafficProfile
+) -> tuple[dict[str, Any], list[Candidate]]:
+    """An inference record, and what judges see of its candidates (with their hidden quality)."""
     topic = rng.choice(TOPICS)
     prompt = rng.choice(ASKS).format(t=topic)
-    name, version, checkpoint = rng.choice(MODELS)
     n = rng.randint(p.candidates_min, p.candidates_max)
-    candidates = []
-    for i in range(n):
+    arena = n >= 2 and rng.random() < p.arena
+    models = arena_models(rng, n) if arena else [rng.choice(MODELS)] * n
+    name, version, checkpoint = models[0]
+    candidates, hidden = [], []
+    for i, model in enumerate(models):
         words = rng.randint(12, 60)
         body = " ".join(
             hashlib.sha1(f"{request_id}{i}{w}".encode()).hexdigest()[: rng.randint(3, 9)] for w in range(words)
         )
-        candidates.append(
-            {
-                "index": i,
-                "text": rng.choice(STYLES).format(t=topic) + body,
-                "completion_tokens": words * 2,
-                "finish_reason": rng.choice(["stop", "stop", "length"]),
-            }
-        )
-    return {
+        candidate: dict[str, Any] = {
+            "index": i,
+            "text": rng.choice(STYLES).format(t=topic) + body,
+            "completion_tokens": words * 2,
+            "finish_reason": rng.choice(["stop", "stop", "length"]),
+        }
+        if arena:
+            candidate["model"] = {"name": model[0], "version": model[1], "checkpoint_hash": model[2]}
+        candidates.append(candidate)
+        quality = model_quality(model, p.quality_gap) + rng.gauss(0.0, CANDIDATE_NOISE)
+        hidden.append(Candidate(i, len(candidate["text"].split()), quality))
+    record = {
         "request_id": request_id,
         "event_time": when,
         "prompt": prompt,
@@ -133,31 +155,7 @@ def _inference(rng: random.Random, request_id: str, when: datetime, p: TrafficPr
         },
         "metadata": {"region": rng.choice(["eu-west-1", "us-east-1"])},
     }
-
-
-def _feedback(rng: random.Random, request_id: str, n: int, when: datetime, kind: str) -> dict[str, Any]:
-    fb: dict[str, Any] = {"feedback_id": _uuid(rng), "request_id": request_id, "event_time": when, "kind": kind}
-    order = rng.sample(range(n), n)
-    if kind == "PAIRWISE":
-        fb["pairwise"] = {"chosen": order[0], "rejected": order[1]}
-        fb["source"] = {"type": "HUMAN_ANNOTATOR", "id": f"annotator-{rng.randint(1, 40)}", "version": "guidelines-v3"}
-        fb["rationale"] = rng.choice([None, "more accurate", "clearer and shorter", "follows the instructions"])
-    elif kind == "RANKING":
-        ranks = [rng.randint(1, n) if rng.random() < 0.2 else r + 1 for r in range(n)]  # some ties
-        fb["ranking"] = [{"index": i, "rank": ranks[k]} for k, i in enumerate(order)]
-        fb["source"] = {"type": "HUMAN_ANNOTATOR", "id": f"annotator-{rng.randint(1, 40)}", "version": "guidelines-v3"}
-    elif kind == "SCORES":
-        fb["scores"] = [{"index": i, "score": round(rng.gauss(0.0, 2.0), 4)} for i in range(n)]
-        fb["source"] = {"type": "REWARD_MODEL", "id": "rm-prod", "name": "acme-rm", "version": rng.choice(["7", "8"])}
-    elif kind == "RATING":
-        fb["rating"] = {"index": order[0], "label": rng.random() < 0.6, "scale": "thumbs"}
-        fb["source"] = {"type": "END_USER", "id": f"u-{rng.randint(1, 500)}"}
-    else:
-        signal, label = rng.choice(SIGNALS)
-        fb["implicit"] = {"index": order[0], "signal": signal, "label": label, "value": round(rng.uniform(1, 90), 1)}
-        fb["source"] = {"type": "END_USER", "id": f"u-{rng.randint(1, 500)}"}
-        fb["explicit"] = False
-    return fb
+    return record, hidden
 
 
 def generate(profile: TrafficProfile, start: datetime | None = None) -> list[GeneratedEvent]:
@@ -169,17 +167,17 @@ def generate(profile: TrafficProfile, start: datetime | None = None) -> list[Gen
     for i in range(profile.requests):
         at = i / profile.rate
         request_id = _uuid(rng)
-        record = _inference(rng, request_id, start + timedelta(seconds=at), profile)
-        n = len(record["candidates"])
+        record, cands = _inference(rng, request_id, start + timedelta(seconds=at), profile)
+        n = len(cands)
         orphan = rng.random() < profile.orphan_feedback
         if not orphan:
             events.append(GeneratedEvent(at, "inference", request_id, record))
         if rng.random() < profile.no_feedback and not orphan:
             continue
-        for judgement in range(2 if rng.random() < profile.extra_feedback else 1):
+        for plan in judgements(rng, profile, n, kinds, weights):
             delay = rng.expovariate(1 / profile.feedback_delay_s) if profile.feedback_delay_s > 0 else 0.0
-            kind = "SCORES" if judgement else rng.choices(kinds, weights)[0]
-            fb = _feedback(rng, request_id, n, start + timedelta(seconds=at + delay), kind)
+            when = start + timedelta(seconds=at + delay)
+            fb = feedback(rng, _uuid(rng), request_id, cands, when, plan, profile)
             send_at = at - 0.001 if rng.random() < profile.out_of_order else at + delay
             roll = rng.random()
             if roll < profile.invalid / 2:

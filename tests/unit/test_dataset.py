@@ -136,8 +136,8 @@ def test_the_card_names_the_shards_and_its_counts_and_watermark_match_the_data(t
     m = build(write_log(tmp_path / "log", PAIRS), tmp_path / "ds", "a", Selection(test_fraction=0.3))
     folder = tmp_path / "ds" / "a"
     text = (folder / "README.md").read_text()
-    for shard in sorted(p.relative_to(folder).as_posix() for p in (folder / "data").glob("*.parquet")):
-        assert f"path: {shard}" in text
+    for shard in sorted(p.relative_to(folder).as_posix() for p in folder.glob("*/*.jsonl")):
+        assert (f"path: {shard}" in text) != shard.endswith(".provenance.jsonl")  # every format's split files
     assert m["watermark"] == {"preflog.pairs.v1[0]": len(PAIRS) - 1}  # one file: offsets 0..47
     assert m["near_duplicate_prompts"] == 0  # each question is written one way here
     for path in (folder / "data").glob("*.parquet"):
