@@ -17,12 +17,17 @@ _JSONL = ("trl", "trl-conversational", "openai", "nemo", "kto", "listwise", "tie
 
 
 def watermark(files: Iterable[str]) -> dict[str, int]:
-    """The last Kafka offset the build's files hold, per ``topic[partition]`` (file names carry their range)."""
+    """The last Kafka offset the build's files hold, per ``topic[partition]`` (file names carry their range).
+
+    A topic recreated empty (a broker that restarted without its log) starts its offsets again: each such
+    incarnation after the first is its own key, ``topic+i0001[partition]``, as in the file names.
+    """
     last: dict[str, int] = {}
     for path in files:
         name = parse_file_name(path)
         if name is not None:
-            where = f"{name.topic}[{name.partition}]"
+            tag = f"+i{name.incarnation:04d}" if name.incarnation else ""
+            where = f"{name.topic}{tag}[{name.partition}]"
             last[where] = max(last.get(where, -1), name.last)
     return dict(sorted(last.items()))
 

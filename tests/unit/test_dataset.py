@@ -184,3 +184,15 @@ def test_a_cap_per_user_keeps_the_seeded_hash_s_first_rows_of_a_heavy_user(tmp_p
         assert sorted(r["pair_id"] for r in kept if r["user_id"] == "heavy") == sorted(first_ten)
     with pytest.raises(ValueError, match="cap one of"):
         Selection(caps=(("prompt", 3),))
+
+
+def test_the_watermark_keeps_each_incarnation_of_a_topic_apart() -> None:
+    from preflog.dataset.card import watermark
+    from preflog.sinks.naming import file_name
+
+    files = [
+        f"pairs/dt=2026-11-01/{file_name('preflog.pairs.v1', 0, 0, 499)}",
+        f"pairs/dt=2026-11-02/{file_name('preflog.pairs.v1', 0, 0, 88, incarnation=1)}",  # the topic began again
+        "pairs/dt=2026-11-02/stray copy.parquet",
+    ]
+    assert watermark(files) == {"preflog.pairs.v1+i0001[0]": 88, "preflog.pairs.v1[0]": 499}

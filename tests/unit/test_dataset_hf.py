@@ -42,7 +42,8 @@ def test_the_parquet_shards_and_the_card_s_default_config_open_as_dataset_dicts(
     shards = _load("parquet", data_dir=str(folder / "data"), cache=tmp_path)
     assert set(shards) == {"train", "test"}
     assert sum(shards[s].num_rows for s in shards) == 42 + 2  # PAIRS' rows, and the ranking's two decided pairs
-    assert {"pair_id", "request_id", "model", "source", "kind", "margin", "votes", "weight"} <= set(shards["train"].features)
+    provenance = {"pair_id", "request_id", "model", "source", "kind", "margin", "votes", "weight"}
+    assert provenance <= set(shards["train"].features)
     default = _load(str(folder), cache=tmp_path)  # the card's default config: TRL's standard format
     assert {s: default[s].num_rows for s in default} == {s: shards[s].num_rows for s in shards}
     assert list(default["train"].features)[:3] == ["prompt", "chosen", "rejected"]
@@ -54,7 +55,7 @@ def test_trl_standard_and_conversational_have_trl_s_columns_and_types(folder: Pa
         assert standard.features[column] == datasets.Value("string")
     conversational = _load(str(folder), "trl-conversational", cache=tmp_path)["train"]
     for column in ("prompt", "chosen", "rejected"):
-        assert conversational.features[column] == datasets.List(MESSAGES[0]) or conversational.features[column] == MESSAGES
+        assert conversational.features[column] in (datasets.List(MESSAGES[0]), MESSAGES)  # a list of role/content
     first = conversational[0]
     assert first["chosen"][0]["role"] == "assistant" and first["prompt"][-1]["role"] == "user"
     assert standard.num_rows == conversational.num_rows

@@ -27,7 +27,7 @@ def test_a_ranking_is_kept_whole_best_first_and_its_tied_answers_are_a_tie_recor
     assert (listwise["prompt"], listwise["chosen"], listwise["rejected"]) == ("Rank these.", "a", ["b", "c", "d"])
     assert (listwise["completions"], listwise["ranks"]) == (["a", "b", "c", "d"], [1, 2, 2, 4])  # 1 + beaten by
     assert listwise["feedback_id"] == four[0]["feedback_id"] and listwise["kind"] == "RANKING"
-    assert listwise["scores"] is None  # a ranking has no scores: null, not a list of nulls (datasets reads no list<null>)
+    assert listwise["scores"] is None  # a ranking has no scores: null, not a list of nulls (datasets can't read those)
     (tie,) = _lines(tmp_path / "ds" / "a", "ties")
     assert (tie["relation"], tie["completion_a"], tie["completion_b"]) == ("tie", "b", "c")
     assert tie["prompt"] == "Rank these."
