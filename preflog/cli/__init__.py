@@ -13,6 +13,7 @@ from .dataset import dataset_app
 from .offsets import offsets_app
 from .produce import generate, produce
 from .replay import replay
+from .report import report
 from .root import app, main
 from .run import process, sink
 from .tail import tail
@@ -22,7 +23,7 @@ from .up import up
 __all__ = ["app", "main"]
 
 # The order of `preflog --help`: commands first, then the groups.
-for _command in (produce, generate, process, sink, verify, export, tail, replay, reconcile, up):
+for _command in (produce, generate, process, sink, verify, export, report, tail, replay, reconcile, up):
     app.command()(_command)
 app.add_typer(topics_app, name="topics")
 app.add_typer(offsets_app, name="offsets")

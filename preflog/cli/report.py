@@ -1,0 +1,98 @@
+"""``preflog report``: what the logged preferences say, as one HTML file with the data beside it, and a summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.box import SIMPLE_HEAD
+from rich.table import Table
+
+from ..sinks.exceptions import MissingLogError
+from .console import out, settings_of
+
+__all__ = ["report"]
+
+
+def report(
+    ctx: typer.Context,
+    output: Annotated[
+        Path | None,
+        typer.Argument(help="Folder for report.html, summary.json and figures/ (default: <data-dir>/report)."),
+    ] = None,
+    url: Annotated[str | None, typer.Option(help="Audit log root (default: the sink's).")] = None,
+    start: Annotated[str | None, typer.Option(help="First feedback date, YYYY-MM-DD (inclusive).")] = None,
+    end: Annotated[str | None, typer.Option(help="Last feedback date, YYYY-MM-DD (inclusive).")] = None,
+    model: Annotated[list[str] | None, typer.Option(help="Only requests served by these model names.")] = None,
+    source: Annotated[list[str] | None, typer.Option(help="Only these source types, e.g. HUMAN_ANNOTATOR.")] = None,
+    kind: Annotated[list[str] | None, typer.Option(help="Only these feedback kinds, e.g. PAIRWISE.")] = None,
+    tenant: Annotated[list[str] | None, typer.Option(help="Only these tenants (repeatable).")] = None,
+    a: Annotated[
+        str | None,
+        typer.Option(
+            "--a", help="A/B: the baseline, as name@version (default: the two versions of one model compared most "
+            "often, the earlier one as A)."
+        ),
+    ] = None,
+    b: Annotated[str | None, typer.Option("--b", help="A/B: the challenger, as name@version.")] = None,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap rounds of the leaderboard's intervals.")] = 200,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap (the same seed, the same intervals).")] = 0,
+) -> None:
+    """Analyse the audit log: leaderboard, A/B test, bias monitors, agreement, coverage and health.
+
+    Writes one self-contained HTML file (charts inline, works offline) with every figure's data beside it
+    as Parquet and JSON, and prints a summary. Bradley-Terry strengths and win rates use only pairs whose
+    two answers come from different models or versions (arena-style requests).
+
+    Example: preflog report --start 2026-11-01 --source HUMAN_ANNOTATOR --source END_USER
+    """
+    from ..dataset.select import Selection
+    from ..report.build import report as run_report
+
+    if (a is None) != (b is None):
+        raise typer.BadParameter("give both --a and --b (name@version each), or neither", param_hint="--a/--b")
+    settings = settings_of(ctx)
+    folder = output or Path(settings.data_dir) / "report"
+    selection = Selection(start=start, end=end, models=tuple(model or ()), sources=tuple(source or ()),
+                          kinds=tuple(kind or ()), tenants=tuple(tenant or ()))  # fmt: skip
+    try:
+        with out.status("computing the report ..."):
+            done = run_report(url or settings.audit_url(), folder, selection, a=a, b=b, rounds=bootstrap, seed=seed,
+                              storage_options=settings.sink.storage_options())  # fmt: skip
+    except FileNotFoundError as exc:
+        raise MissingLogError(str(exc)) from None
+    _summary(done.sections, done.meta)
+    out.print(f"report: {done.html.resolve()}", soft_wrap=True)
+    figures = (done.folder / "figures").resolve()
+    out.print(f"data: {figures} (Parquet and JSON per figure), summary.json", soft_wrap=True)
+
+
+def _summary(sections: dict[str, Any], meta: dict[str, Any]) -> None:
+    figures = {f.name: f for fs in sections.values() for f in fs}
+    out.print(f"[bold]{meta['pairs']:,} pairs[/bold] from {meta['from']} to {meta['to']}")
+    board = figures["leaderboard"]
+    if not board.empty:
+        table = Table(title="Leaderboard (Bradley-Terry, Elo scale)", box=SIMPLE_HEAD)
+        for column in ("model", "strength", "95% interval", "elo", "pairs"):
+            table.add_column(column, justify="left" if column == "model" else "right")
+        for r in board.table.to_pylist():
+            table.add_row(r["model"], f"{r['strength']:.0f}", f"{r['low']:.0f} to {r['high']:.0f}", f"{r['elo']:.0f}",
+                          str(r["wins"] + r["losses"]))  # fmt: skip
+        out.print(table)
+    ab = figures["ab"].summary
+    if ab:
+        verdict = "" if ab["decided"] else " [yellow](too small a sample to tell)[/yellow]"
+        interval = f"95%: {ab['low']:.1%} to {ab['high']:.1%}, n={ab['n']}"
+        out.print(f"A/B: {ab['b']} wins {ab['rate']:.1%} against {ab['a']} ({interval}; length-controlled "
+                  f"{ab['length_controlled']:.1%}){verdict}", soft_wrap=True)  # fmt: skip
+    rm = figures["rm_agreement"].summary
+    if rm:
+        out.print(f"reward model vs people: accuracy {rm['accuracy']:.1%}, kappa {rm['kappa']:.2f} "
+                  f"({rm['comparisons']} comparisons)")  # fmt: skip
+    humans = figures["human_agreement"].summary
+    if humans:
+        out.print(f"annotators: Krippendorff's alpha {humans['krippendorff_alpha']:.2f} over {humans['comparisons']} "
+                  "comparisons")  # fmt: skip
+    for flag in (flag for f in figures.values() for flag in f.flags):
+        out.print(f"[yellow]flag:[/yellow] {flag}", soft_wrap=True)

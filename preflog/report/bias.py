@@ -1,0 +1,100 @@
+"""Bias monitors: does the longer answer win because it is longer, and does a position win because it is first?
+
+* **length**: the share of pairs whose chosen answer is the longer one (pairs of equal length
+  left out), per source and per model, and over time per source with a drift test; 0.5 is no
+  preference. A source far above the others is a reward-hacking risk: a model trained on it
+  learns to write more.
+* **position**: the win rate of each candidate index (times chosen / times in a pair), per source;
+  a judge without position bias gives every index about the same rate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from .data import Inputs
+from .figure import Figure
+from .stats import trend, wilson_interval
+
+__all__ = ["bucket", "length_bias", "position_bias"]
+
+
+def bucket(inputs: Inputs) -> str:
+    """The time bucket of the over-time figures: a minute up to two hours of pairs, an hour up to two days, a day."""
+    span = inputs.rows("SELECT epoch(max(feedback_time)) - epoch(min(feedback_time)) FROM pairs")[0][0]
+    if span is None or span > 2 * 86400:
+        return "day"
+    return "minute" if span <= 2 * 3600 else "hour"
+
+
+def _shares(inputs: Inputs, by: str) -> pa.Table:
+    return inputs.table(
+        f"""SELECT {by} AS value, count(*) FILTER (chosen_len > rejected_len) AS longer_chosen,
+                   count(*) FILTER (chosen_len <> rejected_len) AS pairs
+            FROM pairs GROUP BY ALL HAVING pairs > 0 ORDER BY value"""
+    )
+
+
+def length_bias(inputs: Inputs) -> tuple[Figure, Figure]:
+    """Longer-chosen share per source and model, and over time per source (each source's drift tested)."""
+    rows = []
+    for by in ("source", "model_id"):
+        t = _shares(inputs, by)
+        n = np.array(t.column("pairs").to_pylist(), dtype=float)
+        k = np.array(t.column("longer_chosen").to_pylist(), dtype=float)
+        low, high = wilson_interval(k, n)
+        for i, value in enumerate(t.column("value").to_pylist()):
+            rows.append({"by": "source" if by == "source" else "model", "value": value, "pairs": int(n[i]),
+                         "share": float(k[i] / n[i]), "low": float(low[i]), "high": float(high[i])})  # fmt: skip
+    shares = Figure("length_bias", "Share of pairs whose chosen answer is the longer one", pa.Table.from_pylist(rows))
+    for r in rows:
+        if r["by"] == "source" and r["low"] > 0.5:
+            shares.flags.append(f"{r['value']} chooses the longer answer in {r['share']:.0%} of {r['pairs']} pairs")
+    shares.summary = {f"{r['by']}:{r['value']}": round(r["share"], 4) for r in rows}
+    unit = bucket(inputs)
+    over_time = inputs.table(
+        f"""SELECT date_trunc('{unit}', feedback_time) AS time, source,
+                   count(*) FILTER (chosen_len > rejected_len) AS longer_chosen,
+                   count(*) FILTER (chosen_len <> rejected_len) AS pairs
+            FROM pairs GROUP BY ALL HAVING pairs > 0 ORDER BY time, source"""
+    )
+    drift = Figure(
+        "length_bias_over_time", f"Longer-chosen share per {unit}, by source (drift tested)", over_time
+    )
+    for source in sorted(set(over_time.column("source").to_pylist())):
+        part = over_time.filter(pa.compute.equal(over_time.column("source"), source))
+        times = np.array([t.timestamp() for t in part.column("time").to_pylist()]) / 86400.0
+        result = trend(times, np.array(part.column("longer_chosen").to_pylist(), dtype=float),
+                       np.array(part.column("pairs").to_pylist(), dtype=float))  # fmt: skip
+        if result["p_value"] == result["p_value"]:  # not NaN: two time points or more
+            drift.summary[source] = f"{result['slope_per_day']:+.3g} log-odds/day, p = {result['p_value']:.2g}"
+        if result["flagged"]:
+            way = "rising" if result["slope_per_day"] > 0 else "falling"
+            drift.flags.append(f"{source}: the longer-chosen share is {way} (p = {result['p_value']:.2g})")
+    return shares, drift
+
+
+def position_bias(inputs: Inputs) -> Figure:
+    """Win rate by candidate index, per source."""
+    table = inputs.table(
+        """WITH sides AS (
+               SELECT source, chosen_index AS idx, 1 AS won FROM pairs
+               UNION ALL SELECT source, rejected_index, 0 FROM pairs
+           )
+           SELECT source, idx AS candidate_index, count(*) AS appearances, sum(won)::BIGINT AS wins,
+                  sum(won) / count(*) AS win_rate
+           FROM sides GROUP BY ALL ORDER BY source, candidate_index"""
+    )
+    figure = Figure("position_bias", "Win rate by candidate position, by source", table)
+    earlier = inputs.rows(
+        """SELECT source, avg(CASE WHEN chosen_index < rejected_index THEN 1.0 ELSE 0.0 END), count(*)
+           FROM pairs GROUP BY source ORDER BY source"""
+    )
+    for source, share, n in earlier:
+        figure.summary[source] = f"earlier candidate chosen in {share:.1%} of {n:,} pairs"
+        low, high = wilson_interval(share * n, n)
+        if n >= 30 and (low > 0.5 or high < 0.5):
+            way = "earlier" if low > 0.5 else "later"
+            figure.flags.append(f"{source} prefers the {way} candidate: {share:.0%} of {n} pairs")
+    return figure

@@ -1,0 +1,127 @@
+"""``preflog report``: compute every figure, draw it, and write one self-contained HTML file with the data beside it.
+
+The folder holds ``report.html`` (charts inline as SVG, no script, no network), ``summary.json``
+(every figure's headline numbers, notes and flags) and ``figures/{name}.parquet`` and
+``.json`` (the data each chart draws, for notebooks).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from preflog.dataset.select import Selection
+
+from .agreement import human_agreement, reward_model_agreement
+from .bias import length_bias, position_bias
+from .charts import draw
+from .data import Inputs, load
+from .figure import Figure
+from .health import coverage, health, join_latency
+from .html import page
+from .models import ab_tests, leaderboard
+
+__all__ = ["SECTIONS", "Report", "report"]
+
+#: the report's sections, in order: (title, what it answers)
+SECTIONS: dict[str, str] = {
+    "Leaderboard": "Which model or version do judges prefer, when two are compared on the same request?",
+    "A/B": "Is B better than A, for each source of feedback, and is the sample large enough to tell?",
+    "Bias monitors": "Do judges prefer longer answers, or a position, beyond what quality explains?",
+    "Agreement": "Does the reward model agree with people, and do people agree with each other?",
+    "Coverage and health": "How much feedback does an inference get, how late, and what failed to pair?",
+}
+
+
+#: the selection fields a report takes
+_FILTERS = ("start", "end", "models", "sources", "kinds", "tenants")
+
+
+@dataclass
+class Report:
+    """The figures of a report by section, and where it was written."""
+
+    sections: dict[str, list[Figure]]
+    folder: Path
+    meta: dict[str, Any]
+
+    @property
+    def html(self) -> Path:
+        return self.folder / "report.html"
+
+    def figures(self) -> list[Figure]:
+        return [f for figures in self.sections.values() for f in figures]
+
+
+def _compute(inputs: Inputs, a: str | None, b: str | None, rounds: int, seed: int) -> dict[str, list[Figure]]:
+    steps: dict[str, Callable[[], list[Figure]]] = {
+        "Leaderboard": lambda: list(leaderboard(inputs, rounds=rounds, seed=seed)),
+        "A/B": lambda: [ab_tests(inputs, a, b)],
+        "Bias monitors": lambda: [*length_bias(inputs), position_bias(inputs)],
+        "Agreement": lambda: [reward_model_agreement(inputs), human_agreement(inputs)],
+        "Coverage and health": lambda: [coverage(inputs), join_latency(inputs), health(inputs)],
+    }
+    return {section: step() for section, step in steps.items()}
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: NaN and infinities as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def report(
+    url: str,
+    folder: Path,
+    selection: Selection,
+    a: str | None = None,
+    b: str | None = None,
+    rounds: int = 200,
+    seed: int = 0,
+    storage_options: dict[str, Any] | None = None,
+) -> Report:
+    """Compute, draw and write the report of the audit log at ``url`` into ``folder`` (files there are replaced).
+
+    Raises:
+        FileNotFoundError: the log has no pairs table.
+    """
+    inputs = load(url, selection, storage_options)
+    try:
+        pairs = inputs.rows("SELECT count(*), min(feedback_time), max(feedback_time) FROM pairs")[0]
+        sections = _compute(inputs, a, b, rounds, seed)
+    finally:
+        inputs.close()
+    meta = {
+        "log": url,
+        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "pairs": int(pairs[0]),
+        "from": str(pairs[1]) if pairs[1] else None,
+        "to": str(pairs[2]) if pairs[2] else None,
+        "selection": {k: getattr(selection, k) for k in _FILTERS if getattr(selection, k) not in (None, ())},
+    }
+    (folder / "figures").mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {"meta": meta, "figures": {}}
+    for figure in (f for figures in sections.values() for f in figures):
+        figure.chart = draw(figure)
+        pq.write_table(figure.table, folder / "figures" / f"{figure.name}.parquet")
+        rows = json.dumps(_plain(figure.table.to_pylist()), default=str, indent=1)
+        (folder / "figures" / f"{figure.name}.json").write_text(rows + "\n")
+        summary["figures"][figure.name] = _plain(
+            {"title": figure.title, "summary": figure.summary, "notes": figure.notes, "flags": figure.flags}
+        )
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    done = Report(sections, folder, meta)
+    done.html.write_text(page(done.sections, SECTIONS, meta), encoding="utf-8")
+    return done

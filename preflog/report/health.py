@@ -1,0 +1,84 @@
+"""Coverage and health: feedback per inference, join latency, and what did not pair, over time.
+
+* **coverage**: judgements (distinct feedback ids in pairs and signals) per inference, by kind
+  and source. Inferences are the distinct request ids the log knows of: those with a pair or a
+  signal, and those that expired without feedback (unmatched NO_FEEDBACK).
+* **join latency**: event time from inference to the feedback that paired with it, per judgement.
+* **health**: per time bucket, judgements joined, and unmatched (by reason) and dead-lettered
+  records, each as a rate of all the records of that bucket.
+"""
+
+from __future__ import annotations
+
+from .bias import bucket
+from .data import Inputs
+from .figure import Figure
+
+__all__ = ["coverage", "health", "join_latency"]
+
+_JUDGEMENTS = """
+    SELECT DISTINCT feedback_id, request_id, kind, source, feedback_time, join_latency_ms FROM pairs
+    UNION SELECT DISTINCT feedback_id, request_id, kind, source, feedback_time, join_latency_ms FROM signals
+"""
+
+
+def coverage(inputs: Inputs) -> Figure:
+    """Judgements per inference by kind and source."""
+    inferences = inputs.rows(
+        """SELECT count(DISTINCT request_id) FROM (
+               SELECT request_id FROM pairs UNION ALL SELECT request_id FROM signals
+               UNION ALL SELECT request_id FROM unmatched WHERE reason = 'NO_FEEDBACK')"""
+    )[0][0]
+    table = inputs.table(
+        f"""SELECT kind, source, count(*) AS judgements, count(*) / greatest(?, 1) AS per_inference
+            FROM ({_JUDGEMENTS}) GROUP BY ALL ORDER BY kind, source""",
+        inferences,
+    )
+    figure = Figure("coverage", "Judgements per inference, by feedback kind and source", table)
+    without = inputs.rows("SELECT count(*) FROM unmatched WHERE reason = 'NO_FEEDBACK'")[0][0]
+    figure.summary = {"inferences": int(inferences), "judgements": int(sum(table.column("judgements").to_pylist())),
+                      "inferences_without_feedback": int(without)}  # fmt: skip
+    return figure
+
+
+def join_latency(inputs: Inputs) -> Figure:
+    """The distribution of the join latency (seconds), with its quantiles."""
+    table = inputs.table(
+        f"SELECT join_latency_ms / 1000.0 AS seconds, source FROM ({_JUDGEMENTS}) WHERE join_latency_ms IS NOT NULL"
+    )
+    figure = Figure("join_latency", "Join latency: event time from inference to its feedback (seconds)", table)
+    if table.num_rows:
+        q = inputs.rows(
+            f"""SELECT quantile_cont(join_latency_ms, [0.5, 0.9, 0.99]) , count(*) FROM ({_JUDGEMENTS})
+                WHERE join_latency_ms IS NOT NULL"""
+        )[0]
+        figure.summary = {"p50_s": q[0][0] / 1000, "p90_s": q[0][1] / 1000, "p99_s": q[0][2] / 1000, "n": int(q[1])}
+    return figure
+
+
+def health(inputs: Inputs) -> Figure:
+    """Per time bucket: judgements, unmatched by reason and dead letters, as rates of all records."""
+    unit = bucket(inputs)
+    table = inputs.table(
+        f"""WITH events AS (
+                SELECT date_trunc('{unit}', feedback_time) AS time, 'joined' AS what FROM ({_JUDGEMENTS})
+                UNION ALL SELECT date_trunc('{unit}', event_time), lower(reason) FROM unmatched
+                UNION ALL SELECT date_trunc('{unit}', failed_at), 'dead_letter' FROM dead_letters
+            )
+            SELECT time, what, count(*) AS records, count(*) / sum(count(*)) OVER (PARTITION BY time) AS rate
+            FROM events WHERE time IS NOT NULL GROUP BY time, what ORDER BY time, what"""
+    )
+    figure = Figure("health", f"Joined, unmatched and dead-lettered records per {unit} (share of all)", table)
+    totals = inputs.table(
+        """SELECT what, count(*) AS n FROM (
+               SELECT 'joined' AS what FROM (SELECT DISTINCT feedback_id FROM pairs UNION SELECT DISTINCT
+               feedback_id FROM signals) UNION ALL SELECT lower(reason) FROM unmatched
+               UNION ALL SELECT 'dead_letter' FROM dead_letters) GROUP BY what ORDER BY what"""
+    )
+    counts = dict(zip(totals.column("what").to_pylist(), totals.column("n").to_pylist(), strict=True))
+    total = sum(counts.values()) or 1
+    figure.summary = {what: {"records": n, "rate": n / total} for what, n in counts.items()}
+    for what in ("dead_letter", "late", "no_inference"):
+        if counts.get(what, 0) / total > 0.05:
+            figure.flags.append(f"{what.replace('_', ' ')}: {counts[what] / total:.1%} of all records")
+    return figure

@@ -1,0 +1,124 @@
+"""Model against model: a Bradley-Terry and Elo leaderboard, the win-rate matrix, and A/B tests of two versions.
+
+Only pairs whose chosen and rejected answers come from different models or versions
+(``chosen_id != rejected_id``, arena-style requests) compare models; the counts are
+aggregated by DuckDB and the fits run on the small wins matrix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from .data import Inputs
+from .figure import Figure
+from .stats import bootstrap_bradley_terry, bradley_terry, bt_to_elo, elo, length_controlled_win_rate, win_rate
+
+__all__ = ["ab_tests", "leaderboard"]
+
+_CROSS = "chosen_id <> rejected_id"
+
+
+def _games(inputs: Inputs) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The models that met, and each cross-model pair as (winner, loser) indices in event-time order."""
+    table = inputs.table(
+        f"SELECT chosen_id, rejected_id FROM pairs WHERE {_CROSS} ORDER BY feedback_time, pair_id"
+    )
+    models = sorted(set(table.column("chosen_id").to_pylist()) | set(table.column("rejected_id").to_pylist()))
+    index = {m: i for i, m in enumerate(models)}
+    winners = np.array([index[m] for m in table.column("chosen_id").to_pylist()], dtype=np.int64)
+    losers = np.array([index[m] for m in table.column("rejected_id").to_pylist()], dtype=np.int64)
+    return models, winners, losers
+
+
+def leaderboard(inputs: Inputs, rounds: int = 200, seed: int = 0) -> tuple[Figure, Figure]:
+    """The leaderboard (Bradley-Terry strength on the Elo scale with a bootstrap interval, and online Elo)."""
+    models, winners, losers = _games(inputs)
+    n = len(models)
+    title = "Leaderboard: Bradley-Terry strength (Elo scale, 95% bootstrap interval)"
+    board = Figure("leaderboard", title, pa.table({}))
+    matrix = Figure("win_matrix", "Win rate of the row model against the column model", pa.table({}))
+    if n < 2:
+        board.notes.append("fewer than two models compared against each other: no leaderboard")
+        return board, matrix
+    wins = np.zeros((n, n))
+    np.add.at(wins, (winners, losers), 1)
+    strength = bt_to_elo(bradley_terry(wins))
+    low, high = (bt_to_elo(x) for x in bootstrap_bradley_terry(winners, losers, n, rounds=rounds, seed=seed))
+    ratings = elo(winners, losers, n)
+    order = np.argsort(-strength)
+    board.table = pa.table(
+        {
+            "model": [models[i] for i in order],
+            "strength": [round(float(strength[i]), 1) for i in order],
+            "low": [round(float(low[i]), 1) for i in order],
+            "high": [round(float(high[i]), 1) for i in order],
+            "elo": [round(float(ratings[i]), 1) for i in order],
+            "wins": [int(wins[i].sum()) for i in order],
+            "losses": [int(wins[:, i].sum()) for i in order],
+        }
+    )
+    board.summary = {"models": n, "pairs": len(winners), "top": models[order[0]], "bootstrap_rounds": rounds}
+    if len(order) > 1 and low[order[0]] <= high[order[1]]:
+        first, second = models[order[0]], models[order[1]]
+        board.notes.append(f"{first} and {second} overlap in their intervals: the order of the top two is not settled")
+    cells = [
+        (models[i], models[j], int(wins[i, j]), int(wins[i, j] + wins[j, i]))
+        for i in order for j in order if i != j and wins[i, j] + wins[j, i] > 0
+    ]  # fmt: skip
+    matrix.table = pa.table(
+        {
+            "model": [c[0] for c in cells],
+            "opponent": [c[1] for c in cells],
+            "wins": [c[2] for c in cells],
+            "pairs": [c[3] for c in cells],
+            "win_rate": [round(c[2] / c[3], 4) for c in cells],
+        }
+    )
+    return board, matrix
+
+
+def _headline(inputs: Inputs, a: str | None, b: str | None) -> tuple[str, str] | None:
+    """The two model ids to test: the ones asked for, else the most compared two versions of one model."""
+    if a and b:
+        return a, b
+    met = inputs.rows(
+        f"""SELECT least(chosen_id, rejected_id) AS x, greatest(chosen_id, rejected_id) AS y, count(*) AS n,
+                   split_part(x, '@', 1) = split_part(y, '@', 1) AS same_model
+            FROM pairs WHERE {_CROSS} GROUP BY ALL ORDER BY same_model DESC, n DESC, x, y LIMIT 1"""
+    )
+    return (met[0][0], met[0][1]) if met else None  # y is the later version when one model's versions are compared
+
+
+def ab_tests(inputs: Inputs, a: str | None = None, b: str | None = None) -> Figure:
+    """Win rate of ``b`` over ``a`` per feedback source (and overall), raw and length-controlled."""
+    figure = Figure("ab", "A/B: win rate of B over A, by feedback source (95% Wilson interval)", pa.table({}))
+    pair = _headline(inputs, a, b)
+    if pair is None:
+        figure.notes.append("no two models or versions were compared against each other: no A/B test")
+        return figure
+    a, b = pair
+    games = inputs.table(
+        f"""SELECT source, (chosen_id = ?) AS b_won,
+                   CASE WHEN chosen_id = ? THEN chosen_len - rejected_len ELSE rejected_len - chosen_len END AS delta
+            FROM pairs WHERE {_CROSS} AND least(chosen_id, rejected_id) = least(?, ?)
+                 AND greatest(chosen_id, rejected_id) = greatest(?, ?)""",
+        b, b, a, b, a, b,
+    )  # fmt: skip
+    rows: list[dict[str, Any]] = []
+    for source in ["ALL", *sorted(set(games.column("source").to_pylist()))]:
+        part = games if source == "ALL" else games.filter(pa.compute.equal(games.column("source"), source))
+        won = np.array(part.column("b_won").to_pylist(), dtype=float)
+        result = win_rate(int(won.sum()), len(won))
+        lc = length_controlled_win_rate(won, np.array(part.column("delta").to_pylist(), dtype=float))
+        rows.append({"source": source, **result, "length_controlled": lc["length_controlled"]})
+        if not result["decided"]:
+            figure.notes.append(f"{source}: {len(won)} comparisons is too small a sample to tell {a} and {b} apart")
+    figure.table = pa.Table.from_pylist(rows)
+    overall = rows[0]
+    figure.summary = {"a": a, "b": b, **{k: overall[k] for k in ("rate", "low", "high", "n", "decided")}}
+    figure.summary["length_controlled"] = overall["length_controlled"]
+    figure.title = f"A/B: {b} against {a}, win rate by feedback source (95% Wilson interval)"
+    return figure
