@@ -48,25 +48,27 @@ def reward_model_agreement(inputs: Inputs) -> Figure:
                 merged[(version, human)] = merged.get((version, human), np.zeros((2, 2))) + cell
     versions = {v for v, _ in merged} - {"ALL"}
     humans = {h for _, h in merged} - {"ALL"}
-    out: list[dict[str, Any]] = []
-    for (version, human), t in sorted(merged.items()):
-        one_version = version == "ALL" and len(versions) < 2 and human != "ALL"
-        one_source = human == "ALL" and len(humans) < 2 and version != "ALL"
-        if one_version or one_source:
-            continue  # the same numbers as the one version's or the one source's row
-        n = int(t.sum())
-        out.append({"rm_version": version, "human_source": human, "comparisons": n,
-                    "accuracy": float(np.trace(t) / n) if n else float("nan"),
-                    "kappa": cohen_kappa(t) if n else float("nan")})  # fmt: skip
-    figure = Figure("rm_agreement", "Reward model against people on the same comparisons", pa.Table.from_pylist(out))
-    overall = next((r for r in out if r["rm_version"] == "ALL" and r["human_source"] == "ALL"), None)
-    if overall is None:
+    rows = [_scores(version, human, t) for (version, human), t in sorted(merged.items())]
+    figure = Figure("rm_agreement", "Reward model against people on the same comparisons", pa.table({}))
+    if not rows:
         figure.notes.append("no comparison was judged by both the reward model and a person")
-    else:
-        figure.summary = {k: overall[k] for k in ("comparisons", "accuracy", "kappa")}
-        if overall["comparisons"] < 30:
-            figure.notes.append(f"only {overall['comparisons']} comparisons judged by both: too few to rely on")
+        return figure
+    overall = _scores("ALL", "ALL", merged[("ALL", "ALL")])
+    figure.summary = {k: overall[k] for k in ("comparisons", "accuracy", "kappa")}
+    if overall["comparisons"] < 30:
+        figure.notes.append(f"only {overall['comparisons']} comparisons judged by both: too few to rely on")
+    # a row per version and source; an ALL row only where it adds up more than one version or source
+    keep = [r for r in rows if (r["rm_version"] != "ALL" or len(versions) > 1)
+            and (r["human_source"] != "ALL" or len(humans) > 1)]  # fmt: skip
+    figure.table = pa.Table.from_pylist(keep or [overall])
     return figure
+
+
+def _scores(version: str, human: str, t: np.ndarray) -> dict[str, Any]:
+    n = int(t.sum())
+    accuracy = float(np.trace(t) / n) if n else float("nan")
+    kappa = cohen_kappa(t) if n else float("nan")
+    return {"rm_version": version, "human_source": human, "comparisons": n, "accuracy": accuracy, "kappa": kappa}
 
 
 def human_agreement(inputs: Inputs) -> Figure:
