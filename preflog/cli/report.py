@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.box import SIMPLE_HEAD
 from rich.table import Table
 
+from ..settings import Settings
 from ..sinks.exceptions import MissingLogError
 from .console import out, settings_of
 
-__all__ = ["report"]
+if TYPE_CHECKING:
+    from ..dataset.select import Selection
+
+__all__ = ["report", "write_report"]
 
 
 def report(
@@ -48,20 +52,39 @@ def report(
     Example: preflog report --start 2026-11-01 --source HUMAN_ANNOTATOR --source END_USER
     """
     from ..dataset.select import Selection
-    from ..report.build import report as run_report
 
     if (a is None) != (b is None):
         raise typer.BadParameter("give both --a and --b (name@version each), or neither", param_hint="--a/--b")
     settings = settings_of(ctx)
-    folder = output or Path(settings.data_dir) / "report"
     selection = Selection(start=start, end=end, models=tuple(model or ()), sources=tuple(source or ()),
                           kinds=tuple(kind or ()), tenants=tuple(tenant or ()))  # fmt: skip
     try:
-        with out.status("computing the report ..."):
-            done = run_report(url or settings.audit_url(), folder, selection, a=a, b=b, rounds=bootstrap, seed=seed,
-                              storage_options=settings.sink.storage_options())  # fmt: skip
+        write_report(settings, output or Path(settings.data_dir) / "report", selection, url, a, b, bootstrap, seed)
     except FileNotFoundError as exc:
         raise MissingLogError(str(exc)) from None
+
+
+def write_report(
+    settings: Settings,
+    folder: Path,
+    selection: Selection | None = None,
+    url: str | None = None,
+    a: str | None = None,
+    b: str | None = None,
+    rounds: int = 200,
+    seed: int = 0,
+) -> None:
+    """Write the report into ``folder`` and print its summary and path.
+
+    Raises:
+        FileNotFoundError: the audit log has no pairs yet.
+    """
+    from ..dataset.select import Selection
+    from ..report.build import report as run_report
+
+    with out.status("computing the report ..."):
+        done = run_report(url or settings.audit_url(), folder, selection or Selection(), a=a, b=b, rounds=rounds,
+                          seed=seed, storage_options=settings.sink.storage_options())  # fmt: skip
     _summary(done.sections, done.meta)
     out.print(f"report: {done.html.resolve()}", soft_wrap=True)
     figures = (done.folder / "figures").resolve()

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from pathlib import Path
 from types import TracebackType
 from typing import Annotated
 
@@ -184,6 +185,20 @@ def up(
             finally:
                 stack.stop(urgent=signals.urgent)  # whatever failed above, the children stop
     _report(settings, monitor.counts if monitor is not None else None, sent, earlier)
+    if demo and not signals.urgent():
+        _analyse(settings)
+
+
+def _analyse(settings: Settings) -> None:
+    """The demo ends with what its preferences say: ``preflog report`` over the audit log."""
+    from .report import write_report
+
+    try:
+        write_report(settings, Path(settings.data_dir) / "report")
+    except FileNotFoundError:
+        _say("no pairs in the audit log yet: no report (run the demo longer)")
+        return
+    _say(f"the report again, later: preflog --data-dir {settings.data_dir} report")
 
 
 def _start_demo(
