@@ -20,12 +20,23 @@ from .stats import trend, wilson_interval
 __all__ = ["bucket", "length_bias", "position_bias"]
 
 
-def bucket(inputs: Inputs) -> str:
-    """The time bucket of the over-time figures: a minute up to two hours of pairs, an hour up to two days, a day."""
-    span = inputs.rows("SELECT epoch(max(feedback_time)) - epoch(min(feedback_time)) FROM pairs")[0][0]
-    if span is None or span > 2 * 86400:
-        return "day"
-    return "minute" if span <= 2 * 3600 else "hour"
+#: the widths the over-time figures choose from, in seconds, with their names
+WIDTHS = ((1, "second"), (5, "5 seconds"), (15, "15 seconds"), (60, "minute"), (300, "5 minutes"),
+          (900, "15 minutes"), (3600, "hour"), (6 * 3600, "6 hours"), (86400, "day"), (7 * 86400, "week"))  # fmt: skip
+
+
+def bucket(inputs: Inputs, buckets: int = 15) -> tuple[str, str]:
+    """The time bucket of the over-time figures: the narrowest width giving at most ``buckets`` buckets.
+
+    Returns a SQL expression of a timestamp column named ``{column}`` (``str.format``) and the width's name.
+    """
+    span = inputs.rows("SELECT epoch(max(feedback_time)) - epoch(min(feedback_time)) FROM pairs")[0][0] or 0
+    seconds, name = next(((w, n) for w, n in WIDTHS if span / w <= buckets), WIDTHS[-1])
+    return f"time_bucket(INTERVAL '{seconds} seconds', {{column}})", name
+
+
+def _seconds(name: str) -> int:
+    return next(w for w, n in WIDTHS if n == name)
 
 
 def _shares(inputs: Inputs, by: str) -> pa.Table:
@@ -52,9 +63,9 @@ def length_bias(inputs: Inputs) -> tuple[Figure, Figure]:
         if r["by"] == "source" and r["low"] > 0.5:
             shares.flags.append(f"{r['value']} chooses the longer answer in {r['share']:.0%} of {r['pairs']} pairs")
     shares.summary = {f"{r['by']}:{r['value']}": round(r["share"], 4) for r in rows}
-    unit = bucket(inputs)
+    at, unit = bucket(inputs)
     over_time = inputs.table(
-        f"""SELECT date_trunc('{unit}', feedback_time) AS time, source,
+        f"""SELECT {at.format(column="feedback_time")} AS time, source,
                    count(*) FILTER (chosen_len > rejected_len) AS longer_chosen,
                    count(*) FILTER (chosen_len <> rejected_len) AS pairs
             FROM pairs GROUP BY ALL HAVING pairs > 0 ORDER BY time, source"""
@@ -68,7 +79,8 @@ def length_bias(inputs: Inputs) -> tuple[Figure, Figure]:
         result = trend(times, np.array(part.column("longer_chosen").to_pylist(), dtype=float),
                        np.array(part.column("pairs").to_pylist(), dtype=float))  # fmt: skip
         if result["p_value"] == result["p_value"]:  # not NaN: two time points or more
-            drift.summary[source] = f"{result['slope_per_day']:+.3g} log-odds/day, p = {result['p_value']:.2g}"
+            per_bucket = result["slope_per_day"] * _seconds(unit) / 86400
+            drift.summary[source] = f"{per_bucket:+.3g} log-odds per {unit}, p = {result['p_value']:.2g}"
         if result["flagged"]:
             way = "rising" if result["slope_per_day"] > 0 else "falling"
             drift.flags.append(f"{source}: the longer-chosen share is {way} (p = {result['p_value']:.2g})")

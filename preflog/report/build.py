@@ -107,8 +107,8 @@ def report(
         "log": url,
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "pairs": int(pairs[0]),
-        "from": str(pairs[1]) if pairs[1] else None,
-        "to": str(pairs[2]) if pairs[2] else None,
+        "from": pairs[1].strftime("%Y-%m-%d %H:%M UTC") if pairs[1] else None,
+        "to": pairs[2].strftime("%Y-%m-%d %H:%M UTC") if pairs[2] else None,
         "selection": {k: getattr(selection, k) for k in _FILTERS if getattr(selection, k) not in (None, ())},
     }
     (folder / "figures").mkdir(parents=True, exist_ok=True)

@@ -90,7 +90,7 @@ def _ab(f: Figure, plt: Any) -> Any:
     ax = fig.axes[0]
     ax.scatter([r["length_controlled"] for r in rows], np.arange(len(rows))[::-1], marker="x", color=PALETTE[1],
                label="length-controlled", zorder=3)  # fmt: skip
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     return fig
 
 
@@ -195,8 +195,9 @@ def _latency(f: Figure, plt: Any) -> Any:
 
 
 def _health(f: Figure, plt: Any) -> Any:
-    fig = _over_time(f, plt, "what", lambda r: r["rate"], "share of records")
-    fig.axes[0].set_yscale("symlog", linthresh=0.01)
+    fig = _over_time(f, plt, "what", lambda r: max(r["rate"], 1e-4), "share of records (log scale)")
+    fig.axes[0].set_yscale("log")
+    fig.axes[0].set_ylim(1e-4 * 0.8, 1.2)
     fig.axes[0].set_title("Joined, unmatched and dead-lettered records")
     return fig
 

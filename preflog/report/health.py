@@ -58,12 +58,12 @@ def join_latency(inputs: Inputs) -> Figure:
 
 def health(inputs: Inputs) -> Figure:
     """Per time bucket: judgements, unmatched by reason and dead letters, as rates of all records."""
-    unit = bucket(inputs)
+    at, unit = bucket(inputs)
     table = inputs.table(
         f"""WITH events AS (
-                SELECT date_trunc('{unit}', feedback_time) AS time, 'joined' AS what FROM ({_JUDGEMENTS})
-                UNION ALL SELECT date_trunc('{unit}', event_time), lower(reason) FROM unmatched
-                UNION ALL SELECT date_trunc('{unit}', failed_at), 'dead_letter' FROM dead_letters
+                SELECT {at.format(column="feedback_time")} AS time, 'joined' AS what FROM ({_JUDGEMENTS})
+                UNION ALL SELECT {at.format(column="event_time")}, lower(reason) FROM unmatched
+                UNION ALL SELECT {at.format(column="failed_at")}, 'dead_letter' FROM dead_letters
             )
             SELECT time, what, count(*) AS records, count(*) / sum(count(*)) OVER (PARTITION BY time) AS rate
             FROM events WHERE time IS NOT NULL GROUP BY time, what ORDER BY time, what"""
@@ -77,7 +77,7 @@ def health(inputs: Inputs) -> Figure:
     )
     counts = dict(zip(totals.column("what").to_pylist(), totals.column("n").to_pylist(), strict=True))
     total = sum(counts.values()) or 1
-    figure.summary = {what: {"records": n, "rate": n / total} for what, n in counts.items()}
+    figure.summary = {what: f"{n:,} ({n / total:.1%})" for what, n in counts.items()}
     for what in ("dead_letter", "late", "no_inference"):
         if counts.get(what, 0) / total > 0.05:
             figure.flags.append(f"{what.replace('_', ' ')}: {counts[what] / total:.1%} of all records")
