@@ -42,9 +42,15 @@ def coverage(inputs: Inputs) -> Figure:
 
 
 def join_latency(inputs: Inputs) -> Figure:
-    """The distribution of the join latency (seconds), with its quantiles."""
+    """The distribution of the join latency: judgements per log-spaced bucket of seconds, and its quantiles.
+
+    Buckets are powers of 10 ** 0.1 seconds (a judgement time-stamped before its inference, or within a
+    millisecond of it, falls in the first, 0.001 s).
+    """
     table = inputs.table(
-        f"SELECT join_latency_ms / 1000.0 AS seconds, source FROM ({_JUDGEMENTS}) WHERE join_latency_ms IS NOT NULL"
+        f"""SELECT power(10, floor(10 * log10(greatest(join_latency_ms / 1000.0, 0.001))) / 10) AS seconds,
+                   count(*) AS judgements
+            FROM ({_JUDGEMENTS}) WHERE join_latency_ms IS NOT NULL GROUP BY ALL ORDER BY seconds"""
     )
     figure = Figure("join_latency", "Join latency: event time from inference to its feedback (seconds)", table)
     if table.num_rows:

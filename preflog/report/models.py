@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .data import Inputs
 from .figure import Figure
@@ -26,10 +27,11 @@ def _games(inputs: Inputs) -> tuple[list[str], np.ndarray, np.ndarray]:
     table = inputs.table(
         f"SELECT chosen_id, rejected_id FROM pairs WHERE {_CROSS} ORDER BY feedback_time, pair_id"
     )
-    models = sorted(set(table.column("chosen_id").to_pylist()) | set(table.column("rejected_id").to_pylist()))
-    index = {m: i for i, m in enumerate(models)}
-    winners = np.array([index[m] for m in table.column("chosen_id").to_pylist()], dtype=np.int64)
-    losers = np.array([index[m] for m in table.column("rejected_id").to_pylist()], dtype=np.int64)
+    both = pa.chunked_array(table.column("chosen_id").chunks + table.column("rejected_id").chunks, pa.string())
+    models = sorted(pc.unique(both).to_pylist())
+    known = pa.array(models, pa.string())
+    winners = pc.index_in(table.column("chosen_id"), value_set=known).to_numpy().astype(np.int64)
+    losers = pc.index_in(table.column("rejected_id"), value_set=known).to_numpy().astype(np.int64)
     return models, winners, losers
 
 
@@ -110,9 +112,9 @@ def ab_tests(inputs: Inputs, a: str | None = None, b: str | None = None) -> Figu
     rows: list[dict[str, Any]] = []
     for source in ["ALL", *sorted(set(games.column("source").to_pylist()))]:
         part = games if source == "ALL" else games.filter(pa.compute.equal(games.column("source"), source))
-        won = np.array(part.column("b_won").to_pylist(), dtype=float)
+        won = part.column("b_won").to_numpy().astype(float)
         result = win_rate(int(won.sum()), len(won))
-        lc = length_controlled_win_rate(won, np.array(part.column("delta").to_pylist(), dtype=float))
+        lc = length_controlled_win_rate(won, part.column("delta").to_numpy().astype(float))
         rows.append({"source": source, **result, "length_controlled": lc["length_controlled"]})
         if not result["decided"]:
             figure.notes.append(f"{source}: {len(won)} comparisons is too small a sample to tell {a} and {b} apart")

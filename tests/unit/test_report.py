@@ -70,3 +70,17 @@ def test_the_folder_holds_a_self_contained_page_and_every_figure_s_data(made: tu
         assert f'id="{name}"' in html
     for section in ("Leaderboard", "A/B", "Bias monitors", "Agreement", "Coverage and health"):
         assert f"<h2>{section}</h2>" in html
+
+
+def test_coverage_and_join_latency_count_every_judgement_once(made: tuple[Path, dict]) -> None:
+    import numpy as np
+
+    folder, figures = made
+    judgements = 30 + 4 + 10 + 3  # a-1, end users, the reward model, a-2: one feedback each
+    latency = pq.read_table(folder / "figures" / "join_latency.parquet")
+    assert sum(latency.column("judgements").to_pylist()) == judgements
+    seconds = np.array([n % 10 + 1 for n in range(judgements)], dtype=float)  # as the helper stamps them
+    assert figures["join_latency"]["summary"]["p50_s"] == pytest.approx(np.percentile(seconds, 50))
+    assert figures["join_latency"]["summary"]["p99_s"] == pytest.approx(np.percentile(seconds, 99))
+    coverage = figures["coverage"]["summary"]
+    assert (coverage["judgements"], coverage["inferences"]) == (judgements, 34)  # requests 0..33
