@@ -7,6 +7,7 @@ aggregated by DuckDB and the fits run on the small wins matrix.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -91,7 +92,17 @@ def _headline(inputs: Inputs, a: str | None, b: str | None) -> tuple[str, str] |
                    split_part(x, '@', 1) = split_part(y, '@', 1) AS same_model
             FROM pairs WHERE {_CROSS} GROUP BY ALL ORDER BY same_model DESC, n DESC, x, y LIMIT 1"""
     )
-    return (met[0][0], met[0][1]) if met else None  # y is the later version when one model's versions are compared
+    if not met:
+        return None
+    x, y = sorted(met[0][:2], key=version_order)
+    return x, y  # B is the later version ("1.10" after "1.9")
+
+
+def version_order(model_id: str) -> tuple[str, list[tuple[int, int | str]]]:
+    """A sort key of ``name@version`` that orders versions as people do: 1.9 before 1.10, 2026.10 before 2026.11."""
+    name, _, version = model_id.partition("@")
+    parts = [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[.\-_+]", version) if p]
+    return name, parts
 
 
 def ab_tests(inputs: Inputs, a: str | None = None, b: str | None = None) -> Figure:

@@ -84,3 +84,10 @@ def test_coverage_and_join_latency_count_every_judgement_once(made: tuple[Path, 
     assert figures["join_latency"]["summary"]["p99_s"] == pytest.approx(np.percentile(seconds, 99))
     coverage = figures["coverage"]["summary"]
     assert (coverage["judgements"], coverage["inferences"]) == (judgements, 34)  # requests 0..33
+
+
+def test_the_a_b_takes_the_later_version_as_b_as_people_number_versions() -> None:
+    from preflog.report.models import version_order
+
+    ids = ["m@1.10", "m@1.9", "m@1.9.1", "m@2026.11", "m@2026.10", "m@1.10-rc1"]
+    assert sorted(ids, key=version_order) == ["m@1.9", "m@1.9.1", "m@1.10", "m@1.10-rc1", "m@2026.10", "m@2026.11"]
