@@ -49,14 +49,14 @@ from typing import IO, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from preflog.sinks.read import data_files, dedupe, read_table
+from preflog.sinks.read import data_files, read_table
 from preflog.sinks.storage import Storage
 
 from .card import card, watermark
 from .decontaminate import decontaminate, eval_prompts
 from .derived import counts, kto_rows, listwise_rows, tie_rows
 from .jsonl import LINES, write_lines
-from .select import IDS, Selection, dataset_rows, near_duplicate_prompts, selected
+from .select import IDS, Selection, dataset_rows, merge_selected, near_duplicate_prompts, selected
 
 __all__ = ["MANIFEST", "SPLITS", "STATE", "BuildError", "build", "content_hash", "sha256_file", "sha256_source"]
 
@@ -166,8 +166,7 @@ def _inputs(
         fresh = selected(read_table(log_url, table, files=new), selection, table)
         if previous:
             kept = pq.read_table(root / str(since) / STATE / f"{table}.parquet")
-            fresh = dedupe(pa.concat_tables([kept, fresh.cast(kept.schema)]), IDS[table])
-            fresh = fresh.sort_by(IDS[table])
+            fresh = merge_selected(kept, fresh.cast(kept.schema), table)
         rows[table] = fresh
     return sources, files, rows
 

@@ -32,7 +32,14 @@ from typing import Any, Literal
 import pyarrow as pa
 
 __all__ = [
-    "CAP_COLUMNS", "POLICIES", "PROMPT_KEY", "Selection", "dataset_rows", "near_duplicate_prompts", "selected",
+    "CAP_COLUMNS",
+    "POLICIES",
+    "PROMPT_KEY",
+    "Selection",
+    "dataset_rows",
+    "merge_selected",
+    "near_duplicate_prompts",
+    "selected",
     "split_of",
 ]
 
@@ -156,6 +163,19 @@ def _query(tables: dict[str, pa.Table], query: str, args: list[Any] | None = Non
     finally:
         con.close()
     return result if isinstance(result, pa.Table) else result.read_all()
+
+
+def merge_selected(kept: pa.Table, fresh: pa.Table, name: str = "pairs") -> pa.Table:
+    """The selected rows ``kept`` by a previous build and those of the files it had not read, by id.
+
+    An id in both (a copy of an old pair in a new file) is kept once, the previous build's row first, as a
+    full read keeps the first copy it meets.
+    """
+    key = IDS[name]
+    query = f"""SELECT * EXCLUDE (_new) FROM (
+                    SELECT *, 0 AS _new FROM kept UNION ALL BY NAME SELECT *, 1 AS _new FROM fresh
+                ) QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY _new) = 1 ORDER BY {key}"""
+    return _query({"kept": kept, "fresh": fresh}, query)
 
 
 def selected(table: pa.Table, s: Selection, name: str = "pairs") -> pa.Table:
