@@ -49,25 +49,22 @@ from typing import IO, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from preflog.sinks.read import data_files, read_table
 from preflog.sinks.storage import Storage
 
 from .card import card, watermark
 from .decontaminate import decontaminate, eval_prompts
 from .derived import counts, kto_rows, listwise_rows, tie_rows
+from .inputs import STATE, BuildError, Inputs, read_inputs
 from .jsonl import LINES, write_lines
-from .select import IDS, Selection, dataset_rows, merge_selected, near_duplicate_prompts, selected
+from .select import Selection, dataset_rows, near_duplicate_prompts
 
-__all__ = ["MANIFEST", "SPLITS", "STATE", "BuildError", "build", "content_hash", "sha256_file", "sha256_source"]
+__all__ = [
+    "MANIFEST", "SPLITS", "STATE", "BuildError", "build", "content_hash", "sha256_file", "sha256_source",
+    "source_entry",
+]
 
 MANIFEST = "manifest.json"
 SPLITS = ("train", "validation", "test")
-#: the folder of a build's selected rows (read by the next ``--since`` build; not part of the content hash)
-STATE = "state"
-
-
-class BuildError(Exception):
-    """A build that cannot be made (its name is taken, the log is missing)."""
 
 
 def _sha256(f: IO[bytes]) -> str:
@@ -104,75 +101,10 @@ def content_hash(files: list[dict[str, Any]], selection: dict[str, Any]) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-def _source(storage: Storage, relative: str) -> dict[str, Any]:
+def source_entry(storage: Storage, relative: str) -> dict[str, Any]:
+    """A source file's manifest entry: its path, sha256 and size."""
     size = int(storage.fs.info(storage.path(relative))["size"])
     return {"path": relative, "sha256": sha256_source(storage, relative), "size": size}
-
-
-def _files(storage: Storage, table: str, log_url: str) -> list[str]:
-    try:
-        return data_files(storage, table, log_url)
-    except FileNotFoundError:
-        if table == "pairs":
-            raise BuildError(f"no pairs table under {log_url} (is this an audit log root?)") from None
-        return []  # no signal logged yet
-
-
-def _previous(root: Path, since: str, config: dict[str, Any]) -> dict[str, Any]:
-    """The manifest of build ``since``, checked to be a base for an incremental build with ``config``."""
-    from .catalog import manifest
-
-    try:
-        m = manifest(root, since)
-    except FileNotFoundError as exc:
-        raise BuildError(str(exc)) from None
-    if not any(f["path"].startswith(f"{STATE}/") for f in m["files"]):
-        raise BuildError(f"build {since!r} has no selected rows ({STATE}/) to start from: build without --since")
-    ours = json.loads(json.dumps(config))
-    changed = sorted(k for k in ours.keys() | m["selection"].keys() if ours.get(k) != m["selection"].get(k))
-    if changed:
-        raise BuildError(
-            f"--since {since}: its selection differs in {', '.join(changed)}; an incremental build keeps the "
-            "selection (build without --since to change it)"
-        )
-    for f in m["files"]:
-        if f["path"].startswith(f"{STATE}/") and sha256_file(root / since / f["path"]) != f["sha256"]:
-            raise BuildError(f"build {since!r}: {f['path']} is not what its manifest says; run preflog dataset verify")
-    return m
-
-
-def _inputs(
-    log_url: str, root: Path, selection: Selection, config: dict[str, Any], since: str | None
-) -> tuple[list[dict[str, Any]], dict[str, list[str]], dict[str, pa.Table]]:
-    """The sources (path, sha256, size), the files read per table and the selected rows per table."""
-    storage = Storage(log_url)
-    previous = _previous(root, since, config) if since else None
-    known = {s["path"]: s for s in previous["sources"]} if previous else {}
-    sources: list[dict[str, Any]] = []
-    files: dict[str, list[str]] = {}
-    rows: dict[str, pa.Table] = {}
-    for table in IDS:
-        listed = _files(storage, table, log_url)
-        here = set(listed)
-        for path, old in known.items():
-            if path.startswith(f"{table}/") and (path not in here or _size(storage, path) != old.get("size", -1)):
-                raise BuildError(
-                    f"{path}, read by build {since!r}, is gone from the log or changed; a full build would differ "
-                    "from an incremental one: build without --since"
-                )
-        new = [p for p in listed if p not in known]
-        sources += [known[p] if p in known else _source(storage, p) for p in listed]
-        files[table] = listed
-        fresh = selected(read_table(log_url, table, files=new), selection, table)
-        if previous:
-            kept = pq.read_table(root / str(since) / STATE / f"{table}.parquet")
-            fresh = merge_selected(kept, fresh.cast(kept.schema), table)
-        rows[table] = fresh
-    return sources, files, rows
-
-
-def _size(storage: Storage, relative: str) -> int:
-    return int(storage.fs.info(storage.path(relative))["size"])
 
 
 def _write_shards(rows: pa.Table, folder: Path) -> list[dict[str, Any]]:
@@ -206,14 +138,16 @@ def _count_lines(path: Path) -> int:
         return sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b""))
 
 
-def _write_state(rows: dict[str, pa.Table], folder: Path) -> list[dict[str, Any]]:
+def _write_state(inputs: Inputs, folder: Path) -> list[dict[str, Any]]:
+    """``state/{table}.parquet`` (the selected rows) and ``state/{table}.ids.parquet`` (every id read, its path)."""
     (folder / STATE).mkdir(parents=True)
     out = []
-    for table, selected_rows in rows.items():
-        path = folder / STATE / f"{table}.parquet"
-        # the same bytes however the rows came (list fields are named differently by DuckDB and Parquet)
-        pq.write_table(selected_rows.combine_chunks(), path, compression="zstd", store_schema=False)
-        out.append({"path": f"{STATE}/{table}.parquet", "sha256": sha256_file(path), "rows": selected_rows.num_rows})
+    for table in inputs.rows:
+        for name, rows in ((f"{table}.parquet", inputs.rows[table]), (f"{table}.ids.parquet", inputs.ids[table])):
+            path = folder / STATE / name
+            # the same bytes however the rows came (list fields are named differently by DuckDB and Parquet)
+            pq.write_table(rows.combine_chunks(), path, compression="zstd", store_schema=False)
+            out.append({"path": f"{STATE}/{name}", "sha256": sha256_file(path), "rows": rows.num_rows})
     return out
 
 
@@ -240,7 +174,8 @@ def build(log_url: str, root: Path, name: str, selection: Selection, since: str 
         if not evaluation.exists():
             raise BuildError(f"no evaluation file {evaluation} to decontaminate against")
         config["decontaminate_sha256"] = sha256_file(evaluation)  # the content depends on the file's text
-    sources, files, chosen = _inputs(log_url, root, selection, config, since)
+    inputs = read_inputs(log_url, root, selection, config, since)
+    sources, files, chosen = inputs.sources, inputs.files, inputs.rows
     rows = dataset_rows(chosen["pairs"], selection)
     kto, kto_left_out = kto_rows(chosen["unpaired"], chosen["pairs"], selection)
     records = {"kto": kto, "listwise": listwise_rows(chosen["pairs"], selection)}
@@ -258,7 +193,7 @@ def build(log_url: str, root: Path, name: str, selection: Selection, since: str 
     try:
         outputs = _write_shards(rows, temporary)
         written, left_out = _write_formats({"rows": rows, **records}, temporary)
-        outputs += written + _write_state(chosen, temporary)
+        outputs += written + _write_state(inputs, temporary)
         split_rows = {s: int(pa.compute.sum(pa.compute.equal(rows.column("split"), s)).as_py() or 0) for s in SPLITS}
         manifest: dict[str, Any] = {
             "name": name,

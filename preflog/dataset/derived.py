@@ -65,7 +65,7 @@ def kto_rows(signals: pa.Table, pairs: pa.Table, s: Selection) -> tuple[pa.Table
                    source, source_id, source_version, kind, explicit, feedback_time, tenant, user_id
             FROM scored WHERE {scores_taken}
         )
-        SELECT * EXCLUDE (prompt_key), {split_of(s)} AS split FROM candidates ORDER BY example_id
+        SELECT * EXCLUDE (prompt_key), {split_of(s)} AS split FROM candidates ORDER BY example_id, prompt, completion
     """
     rows = _query({"signals": signals, "pairs": pairs}, query)
     reasons = rows.column("reason").to_pylist()
@@ -115,7 +115,11 @@ def listwise_rows(pairs: pa.Table, s: Selection) -> pa.Table:
                    model_version, source, source_id, source_version, kind, explicit, feedback_time, tenant, user_id
             FROM judged ORDER BY feedback_id, pair_id
         )
-        SELECT f.prompt, l.completions[1] AS chosen, l.completions[2:] AS rejected, l.completions, l.ranks,
+        SELECT f.prompt, l.completions[1] AS chosen,
+               -- only answers ranked below the best: an answer tied with it is not rejected
+               list_transform(list_filter(list_zip(l.completions, l.ranks), lambda x: x[2] > l.ranks[1]),
+                              lambda x: x[1]) AS rejected,
+               l.completions, l.ranks,
                l.scores, l.indices, f.* EXCLUDE (prompt, prompt_key), {split_of(s, "f.prompt_key")} AS split
         FROM lists l JOIN first f USING (feedback_id)
         ORDER BY feedback_id

@@ -20,6 +20,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .select import ROW_ORDER
+
 __all__ = ["LINES", "OPENAI_PROBLEM", "PROMPT_TEXT", "rows_of", "write_lines"]
 
 PROMPT_TEXT = (
@@ -70,12 +72,12 @@ Fields = tuple[tuple[str, str], ...]
 
 #: format -> (the id its rows are ordered by, its own fields as (key, SQL expression), its provenance columns)
 LINES: dict[str, tuple[str, Fields, tuple[str, ...]]] = {
-    "trl": ("pair_id", (("prompt", PROMPT_TEXT), ("chosen", "chosen"), ("rejected", "rejected")), PAIR_PROVENANCE),
+    "trl": (ROW_ORDER, (("prompt", PROMPT_TEXT), ("chosen", "chosen"), ("rejected", "rejected")), PAIR_PROVENANCE),
     "trl-conversational": (
-        "pair_id", (("prompt", INPUT), ("chosen", PREFERRED), ("rejected", NON_PREFERRED)), PAIR_PROVENANCE,
+        ROW_ORDER, (("prompt", INPUT), ("chosen", PREFERRED), ("rejected", NON_PREFERRED)), PAIR_PROVENANCE,
     ),
     "openai": (  # its provenance goes to a file beside it: OpenAI takes only its own fields
-        "pair_id",
+        ROW_ORDER,
         (
             ("input", f"{{'messages': {INPUT}}}"),
             ("preferred_output", PREFERRED),
@@ -84,12 +86,12 @@ LINES: dict[str, tuple[str, Fields, tuple[str, ...]]] = {
         (),
     ),
     "nemo": (
-        "pair_id",
+        ROW_ORDER,
         (("prompt", PROMPT_TEXT), ("chosen_response", "chosen"), ("rejected_response", "rejected")),
         PAIR_PROVENANCE,
     ),
     "kto": (
-        "example_id",
+        "example_id, prompt, completion",
         (("prompt", PROMPT_TEXT), ("completion", "completion"), ("label", "label")),
         ("example_id", *_SIGNAL, "completion_model", "score"),
     ),
@@ -152,6 +154,7 @@ def write_lines(rows: pa.Table, fmt: str, folder: Path, splits: tuple[str, ...])
     query = f"""SELECT split, {problem} AS problem, {_line(fmt)} AS line{extra} FROM rows ORDER BY {order}"""
     con = duckdb.connect()
     try:
+        con.execute("SET TimeZone = 'UTC'")
         con.register("rows", rows)
         result = con.sql(query).to_arrow_table()
     finally:

@@ -37,7 +37,6 @@ __all__ = [
     "PROMPT_KEY",
     "Selection",
     "dataset_rows",
-    "merge_selected",
     "near_duplicate_prompts",
     "selected",
     "split_of",
@@ -82,6 +81,9 @@ class Selection:
                 raise ValueError(f"cap {column}={n}: cap one of {', '.join(CAP_COLUMNS)} to at least 1 row")
         if self.contradictions not in POLICIES:
             raise ValueError(f"contradictions={self.contradictions!r}: choose one of {', '.join(POLICIES)}")
+        both = self.kto_desirable is not None and self.kto_undesirable is not None
+        if both and self.kto_desirable <= self.kto_undesirable:  # type: ignore[operator]
+            raise ValueError("--kto-desirable must be above --kto-undesirable (a score cannot be both)")
         fractions = (self.test_fraction, self.validation_fraction)
         if min(fractions) < 0 or sum(fractions) >= 1:
             raise ValueError("test and validation fractions must be >= 0 and leave some rows for train")
@@ -150,6 +152,10 @@ _KEEP_SIGNAL = """
 """
 #: the id column of each table a build reads
 IDS = {"pairs": "pair_id", "unpaired": "signal_id"}
+#: the order of a dataset's rows: by pair_id, and rows without one (written before the tables had ids) by their texts
+ROW_ORDER = "pair_id, prompt, chosen, rejected"
+#: the order of a table's selected rows (ids first; rows without one by their content)
+ORDER = {"pairs": "pair_id, feedback_id, prompt, chosen, rejected", "unpaired": "signal_id, feedback_id, completion"}
 
 
 def _query(tables: dict[str, pa.Table], query: str, args: list[Any] | None = None) -> pa.Table:
@@ -157,25 +163,13 @@ def _query(tables: dict[str, pa.Table], query: str, args: list[Any] | None = Non
 
     con = duckdb.connect()
     try:
+        con.execute("SET TimeZone = 'UTC'")  # dates and times read the same on every machine
         for name, table in tables.items():
             con.register(name, table)
         result = con.sql(query, params=args or []).to_arrow_table()
     finally:
         con.close()
     return result if isinstance(result, pa.Table) else result.read_all()
-
-
-def merge_selected(kept: pa.Table, fresh: pa.Table, name: str = "pairs") -> pa.Table:
-    """The selected rows ``kept`` by a previous build and those of the files it had not read, by id.
-
-    An id in both (a copy of an old pair in a new file) is kept once, the previous build's row first, as a
-    full read keeps the first copy it meets.
-    """
-    key = IDS[name]
-    query = f"""SELECT * EXCLUDE (_new) FROM (
-                    SELECT *, 0 AS _new FROM kept UNION ALL BY NAME SELECT *, 1 AS _new FROM fresh
-                ) QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY _new) = 1 ORDER BY {key}"""
-    return _query({"kept": kept, "fresh": fresh}, query)
 
 
 def selected(table: pa.Table, s: Selection, name: str = "pairs") -> pa.Table:
@@ -185,7 +179,7 @@ def selected(table: pa.Table, s: Selection, name: str = "pairs") -> pa.Table:
     """
     where, args = _where(s)
     keep = _KEEP if name == "pairs" else _KEEP_SIGNAL
-    query = f"SELECT {keep}, {PROMPT_KEY} AS prompt_key FROM src WHERE {where} ORDER BY {IDS[name]}"
+    query = f"SELECT {keep}, {PROMPT_KEY} AS prompt_key FROM src WHERE {where} ORDER BY {ORDER[name]}"
     return _query({"src": table}, query, args)
 
 
@@ -203,7 +197,9 @@ def dataset_rows(chosen: pa.Table, s: Selection) -> pa.Table:
         ),
         merged AS (
             SELECT prompt_key, prompt, chosen, rejected, count(*) AS votes,
-                   arg_min(COLUMNS(* EXCLUDE (prompt_key, prompt, chosen, rejected)), pair_id)
+                   -- the whole row of the first pair (arg_min would skip its nulls and mix rows)
+                   arg_min_null(COLUMNS(* EXCLUDE (prompt_key, prompt, chosen, rejected)),
+                                [pair_id, feedback_id, feedback_time])
             FROM chosen_rows GROUP BY prompt_key, prompt, chosen, rejected
         )
         SELECT m.* EXCLUDE (prompt_key),
@@ -216,13 +212,13 @@ def dataset_rows(chosen: pa.Table, s: Selection) -> pa.Table:
     """
     if s.caps:
         ranks = ", ".join(
-            f"row_number() OVER (PARTITION BY {column} ORDER BY md5('{s.seed}:' || pair_id), pair_id) AS rank_{i}"
+            f"row_number() OVER (PARTITION BY {column} ORDER BY md5('{s.seed}:' || pair_id), {ROW_ORDER}) AS rank_{i}"
             for i, (column, _) in enumerate(s.caps)
         )
         within = " AND ".join(f"rank_{i} <= {int(n)}" for i, (_, n) in enumerate(s.caps))
         dropped = ", ".join(f"rank_{i}" for i in range(len(s.caps)))
         query = f"SELECT * EXCLUDE ({dropped}) FROM (SELECT *, {ranks} FROM ({query})) WHERE {within}"
-    return _query({"chosen": chosen}, f"SELECT * FROM ({query}) ORDER BY pair_id", args)
+    return _query({"chosen": chosen}, f"SELECT * FROM ({query}) ORDER BY {ROW_ORDER}", args)
 
 
 def near_duplicate_prompts(rows: pa.Table) -> int:

@@ -22,64 +22,79 @@ __all__ = ["human_agreement", "reward_model_agreement"]
 
 _JUDGED = """
     SELECT request_id, least(chosen_index, rejected_index) AS a, greatest(chosen_index, rejected_index) AS b,
-           (chosen_index < rejected_index) AS first_won, source, source_id, source_version, feedback_id
+           (chosen_index < rejected_index) AS first_won, source, source_id, source_version, feedback_id,
+           feedback_time, pair_id
     FROM pairs
 """
+#: the smallest sample whose agreement figures get a flag or are relied on
+MIN_COMPARISONS = 30
 
 
 def reward_model_agreement(inputs: Inputs) -> Figure:
-    """Accuracy and kappa of the reward model against human judgements of the same comparisons."""
+    """Accuracy and kappa of each reward model (id and version) against human judgements of the same comparisons.
+
+    Each reward model gives one verdict per comparison (its latest, if it scored the same request again); each
+    human judgement is set against each reward model once. The headline is the reward model with the most
+    comparisons; reward models are never added up.
+    """
     table = inputs.table(
-        f"""WITH j AS ({_JUDGED})
-            SELECT r.source_version AS rm_version, h.source AS human_source,
+        f"""WITH j AS ({_JUDGED}),
+            rm AS (
+                SELECT * FROM j WHERE source = 'REWARD_MODEL'
+                QUALIFY row_number() OVER (PARTITION BY request_id, a, b, source_id, source_version
+                                           ORDER BY feedback_time DESC, pair_id) = 1
+            ),
+            human AS (SELECT DISTINCT ON (feedback_id, request_id, a, b) * FROM j
+                      WHERE source IN ('HUMAN_ANNOTATOR', 'END_USER'))
+            SELECT r.source_id || ' ' || r.source_version AS reward_model, h.source AS human_source,
                    count(*) FILTER (h.first_won AND r.first_won) AS both_first,
                    count(*) FILTER (h.first_won AND NOT r.first_won) AS human_first_rm_second,
                    count(*) FILTER (NOT h.first_won AND r.first_won) AS human_second_rm_first,
                    count(*) FILTER (NOT h.first_won AND NOT r.first_won) AS both_second
-            FROM j h JOIN j r USING (request_id, a, b)
-            WHERE r.source = 'REWARD_MODEL' AND h.source IN ('HUMAN_ANNOTATOR', 'END_USER')
-            GROUP BY ALL ORDER BY rm_version, human_source"""
+            FROM human h JOIN rm r USING (request_id, a, b)
+            GROUP BY ALL ORDER BY reward_model, human_source"""
     )
     merged: dict[tuple[str, str], np.ndarray] = {}
     for r in table.to_pylist():
         cell = np.array([[r["both_first"], r["human_first_rm_second"]], [r["human_second_rm_first"], r["both_second"]]])
-        for version in ("ALL", r["rm_version"]):
-            for human in ("ALL", r["human_source"]):
-                merged[(version, human)] = merged.get((version, human), np.zeros((2, 2))) + cell
-    versions = {v for v, _ in merged} - {"ALL"}
+        for human in ("ALL", r["human_source"]):
+            merged[(r["reward_model"], human)] = merged.get((r["reward_model"], human), np.zeros((2, 2))) + cell
     humans = {h for _, h in merged} - {"ALL"}
-    rows = [_scores(version, human, t) for (version, human), t in sorted(merged.items())]
-    figure = Figure("rm_agreement", "Reward model against people on the same comparisons", pa.table({}))
+    rows = [_scores(model, human, t) for (model, human), t in sorted(merged.items())
+            if human != "ALL" or len(humans) > 1]  # fmt: skip
+    figure = Figure("rm_agreement", "Reward model against people on the same comparisons", pa.Table.from_pylist(rows))
     if not rows:
-        figure.notes.append("no comparison was judged by both the reward model and a person")
+        figure.notes.append("no comparison was judged by both a reward model and a person")
         return figure
-    overall = _scores("ALL", "ALL", merged[("ALL", "ALL")])
-    figure.summary = {k: overall[k] for k in ("comparisons", "accuracy", "kappa")}
-    if overall["comparisons"] < 30:
-        figure.notes.append(f"only {overall['comparisons']} comparisons judged by both: too few to rely on")
-    # a row per version and source; an ALL row only where it adds up more than one version or source
-    keep = [r for r in rows if (r["rm_version"] != "ALL" or len(versions) > 1)
-            and (r["human_source"] != "ALL" or len(humans) > 1)]  # fmt: skip
-    figure.table = pa.Table.from_pylist(keep or [overall])
+    best = max((r for r in (_scores(m, h, t) for (m, h), t in merged.items()) if r["human_source"] == "ALL"),
+               key=lambda r: (r["comparisons"], r["reward_model"]))  # fmt: skip
+    figure.summary = {k: best[k] for k in ("reward_model", "comparisons", "accuracy", "kappa")}
+    if best["comparisons"] < MIN_COMPARISONS:
+        figure.notes.append(f"only {best['comparisons']} comparisons judged by both: too few to rely on")
+    figure.notes.append("a comparison the reward model scored as a tie (within its margin) made no pair: not counted")
     return figure
 
 
-def _scores(version: str, human: str, t: np.ndarray) -> dict[str, Any]:
+def _scores(model: str, human: str, t: np.ndarray) -> dict[str, Any]:
     n = int(t.sum())
     accuracy = float(np.trace(t) / n) if n else float("nan")
     kappa = cohen_kappa(t) if n else float("nan")
-    return {"rm_version": version, "human_source": human, "comparisons": n, "accuracy": accuracy, "kappa": kappa}
+    return {"reward_model": model, "human_source": human, "comparisons": n, "accuracy": accuracy, "kappa": kappa}
 
 
 def human_agreement(inputs: Inputs) -> Figure:
     """Krippendorff's alpha between human annotators over the comparisons two or more of them judged."""
     units = inputs.table(
-        f"""WITH j AS ({_JUDGED} WHERE source = 'HUMAN_ANNOTATOR')
-            SELECT request_id, a, b, list(first_won ORDER BY source_id) AS verdicts,
-                   count(DISTINCT source_id) AS annotators
-            FROM (SELECT DISTINCT ON (request_id, a, b, source_id) * FROM j ORDER BY request_id, a, b, source_id,
-                  feedback_id)
-            GROUP BY request_id, a, b HAVING count(DISTINCT source_id) >= 2"""
+        f"""WITH j AS (  -- an annotator without an id is a rater of their own, each judgement
+                SELECT *, CASE WHEN source_id = '-' THEN feedback_id ELSE source_id END AS rater
+                FROM ({_JUDGED}) WHERE source = 'HUMAN_ANNOTATOR'
+            ),
+            latest AS (  -- an annotator's latest verdict on a comparison
+                SELECT * FROM j QUALIFY row_number() OVER (PARTITION BY request_id, a, b, rater
+                                                           ORDER BY feedback_time DESC, pair_id) = 1
+            )
+            SELECT request_id, a, b, list(first_won ORDER BY rater) AS verdicts, count(*) AS annotators
+            FROM latest GROUP BY request_id, a, b HAVING count(*) >= 2"""
     )
     verdicts = units.column("verdicts").to_pylist()
     figure = Figure("human_agreement", "Agreement between human annotators on the same comparisons", units)
@@ -89,8 +104,10 @@ def human_agreement(inputs: Inputs) -> Figure:
     alpha = krippendorff_alpha([list(v) for v in verdicts])
     unanimous = sum(1 for v in verdicts if len(set(v)) == 1)
     figure.summary = {"comparisons": len(verdicts), "krippendorff_alpha": alpha, "unanimous": unanimous / len(verdicts)}
+    if len(verdicts) < MIN_COMPARISONS:
+        figure.notes.append(f"only {len(verdicts)} comparisons judged by two or more annotators: too few to rely on")
     figure.table = pa.table({"annotators": units.column("annotators"),
                              "unanimous": [len(set(v)) == 1 for v in verdicts]})  # fmt: skip
-    if alpha < 0.667:
+    if alpha < 0.667 and len(verdicts) >= MIN_COMPARISONS:
         figure.flags.append(f"annotators agree little (Krippendorff's alpha {alpha:.2f}, below 0.667)")
     return figure

@@ -25,12 +25,13 @@ WIDTHS = ((1, "second"), (5, "5 seconds"), (15, "15 seconds"), (60, "minute"), (
           (900, "15 minutes"), (3600, "hour"), (6 * 3600, "6 hours"), (86400, "day"), (7 * 86400, "week"))  # fmt: skip
 
 
-def bucket(inputs: Inputs, buckets: int = 15) -> tuple[str, str]:
-    """The time bucket of the over-time figures: the narrowest width giving at most ``buckets`` buckets.
+def bucket(inputs: Inputs, buckets: int = 15, times: str = "SELECT feedback_time AS t FROM pairs") -> tuple[str, str]:
+    """The time bucket of an over-time figure: the narrowest width giving at most ``buckets`` over ``times``.
 
-    Returns a SQL expression of a timestamp column named ``{column}`` (``str.format``) and the width's name.
+    ``times`` is a query of every timestamp (column ``t``) the figure plots. Returns a SQL expression of a
+    timestamp column named ``{column}`` (``str.format``) and the width's name.
     """
-    span = inputs.rows("SELECT epoch(max(feedback_time)) - epoch(min(feedback_time)) FROM pairs")[0][0] or 0
+    span = inputs.rows(f"SELECT epoch(max(t)) - epoch(min(t)) FROM ({times})")[0][0] or 0
     seconds, name = next(((w, n) for w, n in WIDTHS if span / w <= buckets), WIDTHS[-1])
     return f"time_bucket(INTERVAL '{seconds} seconds', {{column}})", name
 
@@ -88,20 +89,25 @@ def length_bias(inputs: Inputs) -> tuple[Figure, Figure]:
 
 
 def position_bias(inputs: Inputs) -> Figure:
-    """Win rate by candidate index, per source."""
+    """Win rate by candidate index, per source, over pairs whose two answers come from the same model.
+
+    In arena requests the index goes with the model, so a better model at index 0 would look like a
+    preference for the first position: those pairs are left out.
+    """
     table = inputs.table(
-        """WITH sides AS (
-               SELECT source, chosen_index AS idx, 1 AS won FROM pairs
-               UNION ALL SELECT source, rejected_index, 0 FROM pairs
+        """WITH same AS (SELECT * FROM pairs WHERE chosen_id = rejected_id),
+           sides AS (
+               SELECT source, chosen_index AS idx, 1 AS won FROM same
+               UNION ALL SELECT source, rejected_index, 0 FROM same
            )
            SELECT source, idx AS candidate_index, count(*) AS appearances, sum(won)::BIGINT AS wins,
                   sum(won) / count(*) AS win_rate
            FROM sides GROUP BY ALL ORDER BY source, candidate_index"""
     )
-    figure = Figure("position_bias", "Win rate by candidate position, by source", table)
+    figure = Figure("position_bias", "Win rate by candidate position, by source (answers of one model)", table)
     earlier = inputs.rows(
         """SELECT source, avg(CASE WHEN chosen_index < rejected_index THEN 1.0 ELSE 0.0 END), count(*)
-           FROM pairs GROUP BY source ORDER BY source"""
+           FROM pairs WHERE chosen_id = rejected_id GROUP BY source ORDER BY source"""
     )
     for source, share, n in earlier:
         figure.summary[source] = f"earlier candidate chosen in {share:.1%} of {n:,} pairs"

@@ -152,7 +152,7 @@ def _bars(labels: list[str], values: list[float], title: str, xlabel: str, plt: 
 
 def _rm(f: Figure, plt: Any) -> Any:
     rows = f.table.to_pylist()
-    labels = [f"RM {r['rm_version']} vs {r['human_source']} (n={r['comparisons']}, kappa {r['kappa']:.2f})"
+    labels = [f"{r['reward_model']} vs {r['human_source']} (n={r['comparisons']}, kappa {r['kappa']:.2f})"
               for r in rows]  # fmt: skip
     fig = _bars(labels, [r["accuracy"] for r in rows], "Reward model agrees with people", "accuracy", plt)
     fig.axes[0].set_xlim(0, 1)

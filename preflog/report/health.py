@@ -17,8 +17,10 @@ from .figure import Figure
 __all__ = ["coverage", "health", "join_latency"]
 
 _JUDGEMENTS = """
-    SELECT DISTINCT feedback_id, request_id, kind, source, feedback_time, join_latency_ms FROM pairs
-    UNION SELECT DISTINCT feedback_id, request_id, kind, source, feedback_time, join_latency_ms FROM signals
+    SELECT DISTINCT ON (feedback_id) * FROM (
+        SELECT feedback_id, request_id, kind, source, feedback_time, join_latency_ms FROM pairs
+        UNION ALL SELECT feedback_id, request_id, kind, source, feedback_time, join_latency_ms FROM signals
+    ) ORDER BY feedback_id
 """
 
 
@@ -36,6 +38,8 @@ def coverage(inputs: Inputs) -> Figure:
     )
     figure = Figure("coverage", "Judgements per inference, by feedback kind and source", table)
     without = inputs.rows("SELECT count(*) FROM unmatched WHERE reason = 'NO_FEEDBACK'")[0][0]
+    if _narrowed(inputs):
+        figure.notes.append(NOT_FILTERED)
     figure.summary = {"inferences": int(inferences), "judgements": int(sum(table.column("judgements").to_pylist())),
                       "inferences_without_feedback": int(without)}  # fmt: skip
     return figure
@@ -64,7 +68,9 @@ def join_latency(inputs: Inputs) -> Figure:
 
 def health(inputs: Inputs) -> Figure:
     """Per time bucket: judgements, unmatched by reason and dead letters, as rates of all records."""
-    at, unit = bucket(inputs)
+    times = "SELECT feedback_time AS t FROM pairs UNION ALL SELECT feedback_time FROM signals " \
+            "UNION ALL SELECT event_time FROM unmatched UNION ALL SELECT failed_at FROM dead_letters"
+    at, unit = bucket(inputs, times=times)
     table = inputs.table(
         f"""WITH events AS (
                 SELECT {at.format(column="feedback_time")} AS time, 'joined' AS what FROM ({_JUDGEMENTS})
@@ -84,7 +90,20 @@ def health(inputs: Inputs) -> Figure:
     counts = dict(zip(totals.column("what").to_pylist(), totals.column("n").to_pylist(), strict=True))
     total = sum(counts.values()) or 1
     figure.summary = {what: f"{n:,} ({n / total:.1%})" for what, n in counts.items()}
+    if _narrowed(inputs):
+        figure.notes.append(NOT_FILTERED)
+        return figure  # its rates set the selected judgements against every unmatched record: no flags
     for what in ("dead_letter", "late", "no_inference"):
         if counts.get(what, 0) / total > 0.05:
             figure.flags.append(f"{what.replace('_', ' ')}: {counts[what] / total:.1%} of all records")
     return figure
+
+
+#: what a reader of the health figures must know when the report is filtered by more than dates
+NOT_FILTERED = ("unmatched and dead-lettered records are filtered by date only (not by model, source, kind or "
+                "tenant): their rates compare them with the selected judgements only")  # fmt: skip
+
+
+def _narrowed(inputs: Inputs) -> bool:
+    s = inputs.selection
+    return bool(s.models or s.sources or s.kinds or s.tenants or s.explicit is not None)

@@ -98,11 +98,23 @@ def _headline(inputs: Inputs, a: str | None, b: str | None) -> tuple[str, str] |
     return x, y  # B is the later version ("1.10" after "1.9")
 
 
-def version_order(model_id: str) -> tuple[str, list[tuple[int, int | str]]]:
-    """A sort key of ``name@version`` that orders versions as people do: 1.9 before 1.10, 2026.10 before 2026.11."""
+_PRE_RELEASE = {"a", "alpha", "b", "beta", "c", "rc", "pre", "preview", "dev"}
+
+
+def version_order(model_id: str) -> tuple[str, list[tuple[float, int | str]]]:
+    """A sort key of ``name@version`` that orders versions as people do.
+
+    1.9 before 1.10, v2 before v10, 2026.10 before 2026.11, and a pre-release before its release
+    (1.10-rc1 before 1.10, 2.0b1 before 2.0).
+    """
     name, _, version = model_id.partition("@")
-    parts = [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[.\-_+]", version) if p]
-    return name, parts
+    parts: list[tuple[float, int | str]] = []
+    for token in re.findall(r"\d+|[A-Za-z]+", version):
+        if token.isdigit():
+            parts.append((1, int(token)))
+        else:
+            parts.append((0 if token.lower() in _PRE_RELEASE else 2, token.lower()))
+    return name, [*parts, (0.5, "")]  # the end of a version sorts after a pre-release tag, before more numbers
 
 
 def ab_tests(inputs: Inputs, a: str | None = None, b: str | None = None) -> Figure:

@@ -61,10 +61,11 @@ SIGNAL = all_samples()["UnpairedSignal"]
 
 
 def write_table(root: Path, table: str, records: list[dict[str, Any]], first: int = 0) -> str:
-    """A file of ``table`` (``pairs`` or ``unpaired``) with ``records`` at offsets from ``first``; the log's URL."""
-    record = {"pairs": "PreferencePair", "unpaired": "UnpairedSignal"}[table]
+    """A file of ``table`` (pairs, unpaired, unmatched, dead_letter) with ``records`` from offset ``first``; the URL."""
+    record = {"pairs": "PreferencePair", "unpaired": "UnpairedSignal", "unmatched": "UnmatchedRecord",
+              "dead_letter": "DeadLetter"}[table]  # fmt: skip
     schema = arrow_schema(default_store().latest(record).raw)
-    name = file_name(f"preflog.{table}.v1", 0, first, first + len(records) - 1)
+    name = file_name(f"preflog.{table.replace('_', '-')}.v1", 0, first, first + len(records) - 1)
     Storage(f"file://{root}").put(f"{table}/dt=2026-11-01/{name}", encode(to_table(records, schema)))
     return f"file://{root}"
 

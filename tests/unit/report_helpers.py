@@ -9,6 +9,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from tests.samples import all_samples
+
 from .dataset_helpers import SAMPLE, write_table
 
 OLD = {"name": "acme", "version": "1", "checkpoint_hash": None}
@@ -21,8 +23,9 @@ class Log:
     def __init__(self) -> None:
         self.pairs: list[dict[str, Any]] = []
 
-    def pair(self, request: int, chosen: tuple[int, dict[str, Any], str], rejected: tuple[int, dict[str, Any], str],
-             source: str = "HUMAN_ANNOTATOR", source_id: str = "a-1", version: str | None = None,
+    def pair(self, request: int, chosen: tuple[int, dict[str, Any] | None, str],
+             rejected: tuple[int, dict[str, Any] | None, str],
+             source: str = "HUMAN_ANNOTATOR", source_id: str | None = "a-1", version: str | None = None,
              minute: int = 0) -> None:  # fmt: skip
         """Candidate ``chosen`` (index, model, text) preferred over ``rejected`` on request ``request``."""
         n = len(self.pairs)
@@ -44,6 +47,14 @@ class Log:
         )  # fmt: skip
 
     def write(self, root: Path) -> str:
+        samples = all_samples()
+        unmatched = [  # two inferences that never got feedback, a day apart
+            {**samples["UnmatchedRecord"], "unmatched_id": f"u-{i}", "request_id": f"00000000-0000-4000-b000-{i:012d}",
+             "event_time": SAMPLE["feedback_time"] + timedelta(hours=24 * i)}
+            for i in range(2)
+        ]  # fmt: skip
+        write_table(root, "unmatched", unmatched)
+        write_table(root, "dead_letter", [{**samples["DeadLetter"], "dead_letter_id": "d-0"}])
         return write_table(root, "pairs", self.pairs)
 
 
@@ -72,4 +83,20 @@ def known_log(root: Path) -> str:
         chosen = (human["chosen_index"], human["chosen_model"], human["chosen"])
         rejected = (human["rejected_index"], human["rejected_model"], human["rejected"])
         log.pair(r, chosen if r < 2 else rejected, rejected if r < 2 else chosen, source_id="a-2")
+    # two annotators without an id on request 3, both with a-1 (NEW): two raters, not one
+    for _ in range(2):
+        log.pair(3, (0, NEW, "n" * 20), (1, OLD, "o" * 10), source_id=None)
+    # a second reward model, rm-b 1, on requests 0..4: always against a-1
+    for r in range(5):
+        human = log.pairs[r]
+        log.pair(r, (human["rejected_index"], human["rejected_model"], human["rejected"]),
+                 (human["chosen_index"], human["chosen_model"], human["chosen"]), source="REWARD_MODEL",
+                 source_id="rm-b", version="1")  # fmt: skip
+    # one ranking of three answers of one model (the request's): one judgement, three pairs, equal lengths
+    for i, j in ((0, 1), (0, 2), (1, 2)):
+        log.pair(99, (i, None, f"answer {i}"), (j, None, f"answer {j}"), source_id="a-3")
+    first = log.pairs[-3]
+    for p in log.pairs[-3:]:  # one judgement: one id, one time, one latency
+        p.update(feedback_kind="RANKING", feedback_id=first["feedback_id"], feedback_time=first["feedback_time"],
+                 join_latency_ms=first["join_latency_ms"])  # fmt: skip
     return log.write(root)

@@ -31,6 +31,10 @@ def test_a_ranking_is_kept_whole_best_first_and_its_tied_answers_are_a_tie_recor
     (tie,) = _lines(tmp_path / "ds" / "a", "ties")
     assert (tie["relation"], tie["completion_a"], tie["completion_b"]) == ("tie", "b", "c")
     assert tie["prompt"] == "Rank these."
+    top = ranking(4, "Tied at the top.", ["x", "y", "z"], [1, 1, 2])
+    build(write_table(tmp_path / "log2", "pairs", top), tmp_path / "ds", "top", Selection(test_fraction=0.0))
+    tied = next(r for r in _lines(tmp_path / "ds" / "top", "listwise") if r["prompt"] == "Tied at the top.")
+    assert (tied["chosen"], tied["rejected"], tied["ranks"]) == ("x", ["z"], [1, 1, 3])  # y is not rejected
     # a min-margin selection drops pairs, not the ranking's answers: the tie is still a tie, not four
     build(url, tmp_path / "ds", "b", Selection(test_fraction=0.0, min_margin=2.0))
     assert [t["relation"] for t in _lines(tmp_path / "ds" / "b", "ties")] == ["tie"]
@@ -61,6 +65,19 @@ def test_kto_takes_explicit_labels_and_scores_beyond_the_thresholds_and_counts_t
     m = build(url, tmp_path / "ds", "high", Selection(test_fraction=0.0, kto_desirable=2.0, kto_undesirable=-1.0))
     assert "good" not in {r["completion"] for r in _lines(tmp_path / "ds" / "high", "kto")}
     assert m["left_out"]["kto"]["a score between the KTO thresholds (--kto-desirable, --kto-undesirable)"] == 2
+
+
+def test_a_merged_duplicate_keeps_the_whole_row_of_its_first_pair(tmp_path: Path) -> None:
+    human = rows([("Same texts?", "a", "b", "HUMAN_ANNOTATOR")], feedback_kind="PAIRWISE", margin=None,
+                 chosen_score=None, rejected_score=None)  # fmt: skip
+    scored = rows([("Same texts?", "a", "b", "REWARD_MODEL")], first=1)  # scores 1.5 and -0.25, margin 1.75
+    url = write_table(tmp_path / "log", "pairs", human + scored)
+    build(url, tmp_path / "ds", "a", Selection(test_fraction=0.0))
+    (row,) = _lines(tmp_path / "ds" / "a", "trl")
+    assert (row["votes"], row["source"], row["kind"]) == (2, "HUMAN_ANNOTATOR", "PAIRWISE")
+    assert (row["margin"], row["chosen_score"]) == (None, None)  # the human pair's nulls, not the scores' values
+    (nemo,) = _lines(tmp_path / "ds" / "a", "nemo")
+    assert "chosen_reward" not in nemo
 
 
 def test_tenant_and_min_score_select_pairs_and_every_record_keeps_the_split_of_its_prompt(tmp_path: Path) -> None:

@@ -29,11 +29,11 @@ def test_the_a_b_figures_are_the_hand_counts(made: tuple[Path, dict]) -> None:
     folder, figures = made
     ab = figures["ab"]["summary"]
     assert (ab["a"], ab["b"]) == ("acme@1", "acme@2")  # the later version is B
-    # annotators: a-1 gives NEW 21 of 30, a-2 gives it 2 of 3 (requests 0 and 1); end users 3 of 4
+    # annotators: a-1 gives NEW 21 of 30, a-2 2 of 3 (requests 0 and 1), the two without an id 2 of 2; end users 3 of 4
     rows = {r["source"]: r for r in json.loads((folder / "figures" / "ab.json").read_text())}
-    assert (rows["HUMAN_ANNOTATOR"]["n"], rows["HUMAN_ANNOTATOR"]["rate"]) == (30 + 3, pytest.approx(23 / 33))
+    assert (rows["HUMAN_ANNOTATOR"]["n"], rows["HUMAN_ANNOTATOR"]["rate"]) == (30 + 3 + 2, pytest.approx(25 / 35))
     assert (rows["END_USER"]["n"], rows["END_USER"]["rate"]) == (4, 0.75) and not rows["END_USER"]["decided"]
-    low, high = wilson_interval(23, 33)
+    low, high = wilson_interval(25, 35)
     human = rows["HUMAN_ANNOTATOR"]
     assert (human["low"], human["high"]) == (pytest.approx(low), pytest.approx(high))
     assert any("END_USER: 4 comparisons is too small" in n for n in figures["ab"]["notes"])
@@ -43,20 +43,27 @@ def test_the_a_b_figures_are_the_hand_counts(made: tuple[Path, dict]) -> None:
 
 
 def test_length_position_and_agreement_are_the_hand_counts(made: tuple[Path, dict]) -> None:
-    _, figures = made
+    folder, figures = made
     # a-1: NEW (20 characters) over OLD (10) on 0..20, OLD over NEW (20) on 21..23, OLD over NEW (5) on 24..29:
-    # 21 + 6 longer chosen of 30; a-2: NEW on 0 and 1 (longer), OLD on 2 (shorter): 2 of 3
-    assert figures["length_bias"]["summary"]["source:HUMAN_ANNOTATOR"] == pytest.approx(29 / 33, abs=1e-4)
+    # 21 + 6 longer chosen of 30; a-2: NEW on 0 and 1 (longer), OLD on 2 (shorter): 2 of 3; the two without an id:
+    # NEW (longer) 2 of 2; the ranking's answers have one length: left out
+    assert figures["length_bias"]["summary"]["source:HUMAN_ANNOTATOR"] == pytest.approx(31 / 35, abs=1e-4)
     assert figures["length_bias"]["summary"]["source:END_USER"] == pytest.approx(3 / 4)
     rm = figures["rm_agreement"]["summary"]
-    # the reward model against both annotators' judgements of requests 0..9: a-1 on 10 (8 agree), a-2 on 3 (2 agree)
-    assert (rm["comparisons"], rm["accuracy"]) == (13, pytest.approx(10 / 13))
-    # NEW is candidate 0. Human first / RM first: a-1 on 0..7 and a-2 on 0, 1 (10); human first / RM second:
-    # a-1 on 8, 9 (2); human second / RM first: a-2 on 2 (1); none both second. p_o = 10/13,
-    # p_e = (12/13)(11/13) + (1/13)(2/13) = 134/169, kappa = (130/169 - 134/169) / (35/169) = -4/35
-    assert rm["kappa"] == pytest.approx(-4 / 35)
+    # the headline is the reward model with the most comparisons, rm 7, never added to rm-b: against a-1 on
+    # 0..9 (8 agree), a-2 on 0..2 (2 agree) and the two without an id on 3 (2 agree): 12 of 15
+    assert (rm["reward_model"], rm["comparisons"], rm["accuracy"]) == ("rm 7", 15, pytest.approx(12 / 15))
+    # NEW is candidate 0. Human first / RM first: a-1 on 0..7, a-2 on 0, 1, the two on 3 (12); human first / RM
+    # second: a-1 on 8, 9 (2); human second / RM first: a-2 on 2 (1); none both second. p_o = 12/15,
+    # p_e = (14/15)(13/15) + (1/15)(2/15) = 184/225, kappa = (180/225 - 184/225) / (41/225) = -4/41
+    assert rm["kappa"] == pytest.approx(-4 / 41)
+    rows = {r["reward_model"]: r for r in json.loads((folder / "figures" / "rm_agreement.json").read_text())}
+    # rm-b against a-1 on 0..4 (0 agree), a-2 on 0..2 (agrees on 2), the two on 3 (0): 1 of 10
+    assert (rows["rm-b 1"]["comparisons"], rows["rm-b 1"]["accuracy"]) == (10, pytest.approx(0.1))
     humans = figures["human_agreement"]["summary"]
-    assert (humans["comparisons"], humans["unanimous"]) == (3, pytest.approx(2 / 3))
+    # requests 0, 1, 2 (a-1, a-2) and 3 (a-1 and the two without an id, each a rater): 0, 1 and 3 unanimous
+    assert (humans["comparisons"], humans["unanimous"]) == (4, pytest.approx(3 / 4))
+    assert not figures["human_agreement"]["flags"] and not figures["position_bias"]["flags"]  # samples too small
 
 
 def test_the_folder_holds_a_self_contained_page_and_every_figure_s_data(made: tuple[Path, dict]) -> None:
@@ -76,18 +83,34 @@ def test_coverage_and_join_latency_count_every_judgement_once(made: tuple[Path, 
     import numpy as np
 
     folder, figures = made
-    judgements = 30 + 4 + 10 + 3  # a-1, end users, the reward model, a-2: one feedback each
+    judgements = 30 + 4 + 10 + 3 + 2 + 5 + 1  # a-1, end users, rm 7, a-2, two without an id, rm-b, the ranking
     latency = pq.read_table(folder / "figures" / "join_latency.parquet")
     assert sum(latency.column("judgements").to_pylist()) == judgements
     seconds = np.array([n % 10 + 1 for n in range(judgements)], dtype=float)  # as the helper stamps them
     assert figures["join_latency"]["summary"]["p50_s"] == pytest.approx(np.percentile(seconds, 50))
     assert figures["join_latency"]["summary"]["p99_s"] == pytest.approx(np.percentile(seconds, 99))
     coverage = figures["coverage"]["summary"]
-    assert (coverage["judgements"], coverage["inferences"]) == (judgements, 34)  # requests 0..33
+    # requests 0..33 and 99, and the two inferences that never got feedback
+    assert (coverage["judgements"], coverage["inferences"]) == (judgements, 35 + 2)
+    health = figures["health"]
+    assert health["title"].endswith("per 6 hours (share of all)")  # a day of records in at most 15 buckets
+    assert (health["summary"]["no_feedback"], health["summary"]["dead_letter"]) == ("2 (3.4%)", "1 (1.7%)")
+
+
+def test_a_report_filtered_by_more_than_dates_says_its_health_rates_are_not_filtered(tmp_path: Path) -> None:
+    from preflog.report.health import NOT_FILTERED
+
+    report(known_log(tmp_path / "log"), tmp_path / "out", Selection(sources=("HUMAN_ANNOTATOR",)), rounds=10)
+    figures = json.loads((tmp_path / "out" / "summary.json").read_text())["figures"]
+    assert NOT_FILTERED in figures["health"]["notes"] and not figures["health"]["flags"]
+    assert NOT_FILTERED in figures["coverage"]["notes"]
+    assert figures["ab"]["summary"]["n"] == 35  # annotators only
 
 
 def test_the_a_b_takes_the_later_version_as_b_as_people_number_versions() -> None:
     from preflog.report.models import version_order
 
-    ids = ["m@1.10", "m@1.9", "m@1.9.1", "m@2026.11", "m@2026.10", "m@1.10-rc1"]
-    assert sorted(ids, key=version_order) == ["m@1.9", "m@1.9.1", "m@1.10", "m@1.10-rc1", "m@2026.10", "m@2026.11"]
+    ids = ["m@1.10", "m@1.9", "m@1.9.1", "m@2026.11", "m@2026.10", "m@1.10-rc1", "m@v10", "m@v2", "m@2.0", "m@2.0b1"]
+    assert sorted(ids, key=version_order) == [
+        "m@1.9", "m@1.9.1", "m@1.10-rc1", "m@1.10", "m@2.0b1", "m@2.0", "m@2026.10", "m@2026.11", "m@v2", "m@v10"
+    ]
