@@ -40,6 +40,8 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
         ["--duration", "10", "--calibrate-requests", "1000", "--sink", "max_age_s=10"],
     ),
     "memory": ("state_memory.py", ["--sizes", "100000,300000"], ["--sizes", "10000"]),
+    "dataset": ("dataset_build.py", ["--pairs", "1000000"], ["--pairs", "50000"]),
+    "report": ("report_time.py", ["--pairs", "1000000"], ["--pairs", "50000"]),
 }
 
 
