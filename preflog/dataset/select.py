@@ -195,12 +195,14 @@ def dataset_rows(chosen: pa.Table, s: Selection) -> pa.Table:
         WITH chosen_rows AS (
             SELECT * EXCLUDE (chosen_index, rejected_index) FROM chosen WHERE {where}
         ),
-        merged AS (
-            SELECT prompt_key, prompt, chosen, rejected, count(*) AS votes,
-                   -- the whole row of the first pair (arg_min would skip its nulls and mix rows)
-                   arg_min_null(COLUMNS(* EXCLUDE (prompt_key, prompt, chosen, rejected)),
-                                [pair_id, feedback_id, feedback_time])
-            FROM chosen_rows GROUP BY prompt_key, prompt, chosen, rejected
+        merged AS (  -- one row per (prompt, chosen, rejected): the whole row of its first pair, and the votes
+            SELECT prompt_key, prompt, chosen, rejected, votes,
+                   * EXCLUDE (prompt_key, prompt, chosen, rejected, votes, first)
+            FROM (
+                SELECT *, count(*) OVER texts AS votes,
+                       row_number() OVER (texts ORDER BY pair_id, feedback_id, feedback_time) AS first
+                FROM chosen_rows WINDOW texts AS (PARTITION BY prompt_key, prompt, chosen, rejected)
+            ) WHERE first = 1
         )
         SELECT m.* EXCLUDE (prompt_key),
                coalesce(o.votes, 0) AS opposing_votes,
