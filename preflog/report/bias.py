@@ -25,6 +25,11 @@ WIDTHS = ((1, "second"), (5, "5 seconds"), (15, "15 seconds"), (60, "minute"), (
           (900, "15 minutes"), (3600, "hour"), (6 * 3600, "6 hours"), (86400, "day"), (7 * 86400, "week"))  # fmt: skip
 
 
+#: the confidence of a flag: 99%, as the drift test's p < 0.01 (a report tests many sources at once, and the
+#: pairs of one ranking are not independent)
+FLAG_LEVEL = 0.99
+
+
 def bucket(inputs: Inputs, buckets: int = 15, times: str = "SELECT feedback_time AS t FROM pairs") -> tuple[str, str]:
     """The time bucket of an over-time figure: the narrowest width giving at most ``buckets`` over ``times``.
 
@@ -61,7 +66,8 @@ def length_bias(inputs: Inputs) -> tuple[Figure, Figure]:
                          "share": float(k[i] / n[i]), "low": float(low[i]), "high": float(high[i])})  # fmt: skip
     shares = Figure("length_bias", "Share of pairs whose chosen answer is the longer one", pa.Table.from_pylist(rows))
     for r in rows:
-        if r["by"] == "source" and r["low"] > 0.5:
+        strict_low, _ = wilson_interval(r["share"] * r["pairs"], r["pairs"], level=FLAG_LEVEL)
+        if r["by"] == "source" and strict_low > 0.5:
             shares.flags.append(f"{r['value']} chooses the longer answer in {r['share']:.0%} of {r['pairs']} pairs")
     shares.summary = {f"{r['by']}:{r['value']}": round(r["share"], 4) for r in rows}
     at, unit = bucket(inputs)
@@ -111,7 +117,7 @@ def position_bias(inputs: Inputs) -> Figure:
     )
     for source, share, n in earlier:
         figure.summary[source] = f"earlier candidate chosen in {share:.1%} of {n:,} pairs"
-        low, high = wilson_interval(share * n, n)
+        low, high = wilson_interval(share * n, n, level=FLAG_LEVEL)
         if n >= 30 and (low > 0.5 or high < 0.5):
             way = "earlier" if low > 0.5 else "later"
             figure.flags.append(f"{source} prefers the {way} candidate: {share:.0%} of {n} pairs")
