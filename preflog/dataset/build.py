@@ -222,7 +222,12 @@ def build(log_url: str, root: Path, name: str, selection: Selection, since: str 
         outputs.append({"path": "README.md", "sha256": sha256_file(readme), "rows": rows.num_rows})
         manifest["content_hash"] = content_hash(outputs, config)
         (temporary / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        temporary.rename(folder)
+        try:
+            temporary.rename(folder)  # never onto a build: a folder that appeared meanwhile is not replaced
+        except OSError as exc:
+            if folder.exists():
+                raise BuildError(f"dataset {name!r} was built by another run meanwhile; pick a new name") from exc
+            raise
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
