@@ -38,6 +38,9 @@ def build(
     start: Annotated[str | None, typer.Option(help="First feedback date, YYYY-MM-DD (inclusive).")] = None,
     end: Annotated[str | None, typer.Option(help="Last feedback date, YYYY-MM-DD (inclusive).")] = None,
     model: Annotated[list[str] | None, typer.Option(help="Only these model names (repeatable).")] = None,
+    model_version: Annotated[
+        list[str] | None, typer.Option(help="Only these versions of the serving model, e.g. 2026.11 (repeatable).")
+    ] = None,
     source: Annotated[list[str] | None, typer.Option(help="Only these source types, e.g. HUMAN_ANNOTATOR.")] = None,
     kind: Annotated[list[str] | None, typer.Option(help="Only these feedback kinds, e.g. PAIRWISE.")] = None,
     explicit: Annotated[bool | None, typer.Option("--explicit/--implicit", help="Only explicit (or implicit).")] = None,
@@ -109,7 +112,8 @@ def build(
         raise typer.BadParameter(f"{cap}: write COLUMN=N, e.g. user_id=100", param_hint="--cap") from None
     try:
         selection = Selection(
-            start=start, end=end, models=tuple(model or ()), sources=tuple(source or ()), kinds=tuple(kind or ()),
+            start=start, end=end, models=tuple(model or ()), model_versions=tuple(model_version or ()),
+            sources=tuple(source or ()), kinds=tuple(kind or ()),
             explicit=explicit, tenants=tuple(tenant or ()), min_margin=min_margin, min_score=min_score,
             contradictions=contradictions,  # type: ignore[arg-type]
             test_fraction=test_fraction, validation_fraction=validation_fraction, seed=seed, caps=caps,

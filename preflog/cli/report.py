@@ -29,6 +29,9 @@ def report(
     start: Annotated[str | None, typer.Option(help="First feedback date, YYYY-MM-DD (inclusive).")] = None,
     end: Annotated[str | None, typer.Option(help="Last feedback date, YYYY-MM-DD (inclusive).")] = None,
     model: Annotated[list[str] | None, typer.Option(help="Only requests served by these model names.")] = None,
+    model_version: Annotated[
+        list[str] | None, typer.Option(help="Only requests served by these model versions, e.g. 2026.11.")
+    ] = None,
     source: Annotated[list[str] | None, typer.Option(help="Only these source types, e.g. HUMAN_ANNOTATOR.")] = None,
     kind: Annotated[list[str] | None, typer.Option(help="Only these feedback kinds, e.g. PAIRWISE.")] = None,
     tenant: Annotated[list[str] | None, typer.Option(help="Only these tenants (repeatable).")] = None,
@@ -56,7 +59,8 @@ def report(
     if (a is None) != (b is None):
         raise typer.BadParameter("give both --a and --b (name@version each), or neither", param_hint="--a/--b")
     settings = settings_of(ctx)
-    selection = Selection(start=start, end=end, models=tuple(model or ()), sources=tuple(source or ()),
+    selection = Selection(start=start, end=end, models=tuple(model or ()), model_versions=tuple(model_version or ()),
+                          sources=tuple(source or ()),
                           kinds=tuple(kind or ()), tenants=tuple(tenant or ()))  # fmt: skip
     try:
         write_report(settings, output or Path(settings.data_dir) / "report", selection, url, a, b, bootstrap, seed)

@@ -217,10 +217,10 @@ def build(log_url: str, root: Path, name: str, selection: Selection, since: str 
         }
         if kto_left_out:
             manifest["left_out"]["kto"] = kto_left_out
+        manifest["content_hash"] = content_hash(outputs, config)  # the card is not in it: it may name it
         readme = temporary / "README.md"
         readme.write_text(card(name, manifest, rows))
         outputs.append({"path": "README.md", "sha256": sha256_file(readme), "rows": rows.num_rows})
-        manifest["content_hash"] = content_hash(outputs, config)
         (temporary / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         try:
             temporary.rename(folder)  # never onto a build: a folder that appeared meanwhile is not replaced

@@ -99,8 +99,8 @@ def card(name: str, manifest: dict[str, Any], rows: pa.Table) -> str:
         json.dumps(manifest["watermark"], indent=2),
         "```",
         "",
-        "`preflog dataset verify` rechecks every file's sha256 and the content hash "
-        "(`manifest.json` has them, with the sha256 of every source file).",
+        f"Content hash: `{manifest['content_hash']}`. `preflog dataset verify` rechecks it and every file's "
+        "sha256 (`manifest.json` has them, with the sha256 of every source file).",
         "",
     ]
     return "\n".join(front + body)

@@ -57,6 +57,7 @@ class Selection:
     start: str | None = None
     end: str | None = None
     models: tuple[str, ...] = ()
+    model_versions: tuple[str, ...] = ()  # the serving model's version
     sources: tuple[str, ...] = ()
     kinds: tuple[str, ...] = ()
     explicit: bool | None = None
@@ -99,9 +100,14 @@ def _where(s: Selection, model: str = "model.name") -> tuple[str, list[Any]]:
     if s.end:
         parts.append("CAST(feedback_time AS DATE) <= CAST(? AS DATE)")
         args.append(s.end)
-    for column, values in ((model, s.models), ("CAST(source.type AS VARCHAR)", [v.upper() for v in s.sources]),
-                           ("CAST(feedback_kind AS VARCHAR)", [v.upper() for v in s.kinds]),
-                           ("context.tenant", s.tenants)):  # fmt: skip
+    filters = (
+        (model, s.models),
+        (model.replace("name", "version"), s.model_versions),
+        ("CAST(source.type AS VARCHAR)", [v.upper() for v in s.sources]),
+        ("CAST(feedback_kind AS VARCHAR)", [v.upper() for v in s.kinds]),
+        ("context.tenant", s.tenants),
+    )
+    for column, values in filters:
         if values:
             parts.append(f"{column} IN ({', '.join('?' for _ in values)})")
             args += list(values)

@@ -41,7 +41,7 @@ SECTIONS: dict[str, str] = {
 
 
 #: the selection fields a report takes
-_FILTERS = ("start", "end", "models", "sources", "kinds", "tenants")
+_FILTERS = ("start", "end", "models", "model_versions", "sources", "kinds", "tenants")
 
 
 @dataclass

@@ -106,4 +106,4 @@ NOT_FILTERED = ("unmatched and dead-lettered records are filtered by date only (
 
 def _narrowed(inputs: Inputs) -> bool:
     s = inputs.selection
-    return bool(s.models or s.sources or s.kinds or s.tenants or s.explicit is not None)
+    return bool(s.models or s.model_versions or s.sources or s.kinds or s.tenants or s.explicit is not None)

@@ -97,5 +97,10 @@ def test_tenant_and_min_score_select_pairs_and_every_record_keeps_the_split_of_i
     assert set(split_of.values()) == {"train", "test"}
     m = build(url, tmp_path / "ds", "scored", Selection(min_score=1.0, test_fraction=0.0))
     assert m["rows"]["train"] == 30  # the sample's chosen score is 1.5; globex's 0.5
+    older = {**SAMPLE["model"], "version": "2026.10"}
+    write_table(log, "pairs", rows([(f"older {i}?", "y", "n", "END_USER") for i in range(4)], first=200, model=older),
+                first=200)  # fmt: skip
+    m = build(url, tmp_path / "ds", "older", Selection(model_versions=("2026.10",), test_fraction=0.0))
+    assert (m["rows"]["train"], m["records"]["kto"]) == (4, {})  # the signals were served by 2026.11
     with pytest.raises(ValueError):
         Selection(test_fraction=0.6, validation_fraction=0.5)
