@@ -95,13 +95,14 @@ def length_bias(inputs: Inputs) -> tuple[Figure, Figure]:
 
 
 def position_bias(inputs: Inputs) -> Figure:
-    """Win rate by candidate index, per source, over pairs whose two answers come from the same model.
+    """Win rate by candidate index, per source, over pairwise judgements of two answers of one model.
 
     In arena requests the index goes with the model, so a better model at index 0 would look like a
-    preference for the first position: those pairs are left out.
+    preference for the first position: those pairs are left out. So are rankings and score lists: their
+    pairs are not independent (one judgement, many pairs) and no one is shown just two answers.
     """
     table = inputs.table(
-        """WITH same AS (SELECT * FROM pairs WHERE chosen_id = rejected_id),
+        """WITH same AS (SELECT * FROM pairs WHERE chosen_id = rejected_id AND kind = 'PAIRWISE'),
            sides AS (
                SELECT source, chosen_index AS idx, 1 AS won FROM same
                UNION ALL SELECT source, rejected_index, 0 FROM same
@@ -110,10 +111,10 @@ def position_bias(inputs: Inputs) -> Figure:
                   sum(won) / count(*) AS win_rate
            FROM sides GROUP BY ALL ORDER BY source, candidate_index"""
     )
-    figure = Figure("position_bias", "Win rate by candidate position, by source (answers of one model)", table)
+    figure = Figure("position_bias", "Win rate by candidate position, by source (pairwise, one model)", table)
     earlier = inputs.rows(
         """SELECT source, avg(CASE WHEN chosen_index < rejected_index THEN 1.0 ELSE 0.0 END), count(*)
-           FROM pairs WHERE chosen_id = rejected_id GROUP BY source ORDER BY source"""
+           FROM pairs WHERE chosen_id = rejected_id AND kind = 'PAIRWISE' GROUP BY source ORDER BY source"""
     )
     for source, share, n in earlier:
         figure.summary[source] = f"earlier candidate chosen in {share:.1%} of {n:,} pairs"
