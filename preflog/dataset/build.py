@@ -44,50 +44,23 @@ import os
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from preflog.sinks.storage import Storage
-
 from .card import card, watermark
 from .decontaminate import decontaminate, eval_prompts
 from .derived import counts, kto_rows, listwise_rows, tie_rows
+from .hashing import sha256_file
 from .inputs import STATE, BuildError, Inputs, read_inputs
 from .jsonl import LINES, write_lines
 from .select import Selection, dataset_rows, near_duplicate_prompts
 
-__all__ = [
-    "MANIFEST", "SPLITS", "STATE", "BuildError", "build", "content_hash", "sha256_file", "sha256_source",
-    "source_entry",
-]
+__all__ = ["MANIFEST", "SPLITS", "STATE", "BuildError", "build", "content_hash"]
 
 MANIFEST = "manifest.json"
 SPLITS = ("train", "validation", "test")
-
-
-def _sha256(f: IO[bytes]) -> str:
-    digest = hashlib.sha256()
-    for block in iter(lambda: f.read(1 << 20), b""):
-        digest.update(block)
-    return digest.hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    """The sha256 of a local file, hex."""
-    with path.open("rb") as f:
-        return _sha256(f)
-
-
-def sha256_source(storage: Storage, relative: str) -> str:
-    """The sha256 of a file of the audit log, read in blocks (a file is never held whole), hex.
-
-    Raises:
-        FileNotFoundError: the log no longer has it.
-    """
-    with storage.fs.open(storage.path(relative), "rb") as f:
-        return _sha256(f)
 
 
 def content_hash(files: list[dict[str, Any]], selection: dict[str, Any]) -> str:
@@ -96,15 +69,10 @@ def content_hash(files: list[dict[str, Any]], selection: dict[str, Any]) -> str:
     The card (``README.md``) is left out: it names the build; so are the selected rows under ``state/``,
     kept for the next incremental build. verify still checks both files' sha256.
     """
-    data = [(f["path"], f["sha256"]) for f in files if f["path"] != "README.md" and not f["path"].startswith("state/")]
+    hashed = [f for f in files if f["path"] != "README.md" and not f["path"].startswith(f"{STATE}/")]
+    data = [(f["path"], f["sha256"]) for f in hashed]
     body = json.dumps({"files": data, "selection": selection}, sort_keys=True)
     return hashlib.sha256(body.encode()).hexdigest()
-
-
-def source_entry(storage: Storage, relative: str) -> dict[str, Any]:
-    """A source file's manifest entry: its path, sha256 and size."""
-    size = int(storage.fs.info(storage.path(relative))["size"])
-    return {"path": relative, "sha256": sha256_source(storage, relative), "size": size}
 
 
 def _write_shards(rows: pa.Table, folder: Path) -> list[dict[str, Any]]:
@@ -126,16 +94,11 @@ def _write_formats(tables: dict[str, pa.Table], folder: Path) -> tuple[list[dict
     out: list[dict[str, Any]] = []
     left_out: dict[str, dict[str, int]] = {}
     for fmt in LINES:
-        paths, broken = write_lines(tables.get(fmt, tables["rows"]), fmt, folder, SPLITS)
-        out += [{"path": str(p.relative_to(folder)), "sha256": sha256_file(p), "rows": _count_lines(p)} for p in paths]
+        written, broken = write_lines(tables.get(fmt, tables["rows"]), fmt, folder, SPLITS)
+        out += [{"path": str(p.relative_to(folder)), "sha256": sha256_file(p), "rows": n} for p, n in written]
         if broken:
             left_out[fmt] = broken
     return out, left_out
-
-
-def _count_lines(path: Path) -> int:
-    with path.open("rb") as f:
-        return sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b""))
 
 
 def _write_state(inputs: Inputs, folder: Path) -> list[dict[str, Any]]:

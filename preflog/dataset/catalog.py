@@ -9,7 +9,8 @@ from typing import Any
 
 from preflog.sinks.storage import Storage
 
-from .build import MANIFEST, content_hash, sha256_file, sha256_source
+from .build import MANIFEST, content_hash
+from .hashing import sha256_file, sha256_source
 
 __all__ = ["Check", "builds", "diff", "manifest", "verify"]
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from .select import Selection, _query, split_of
+from .select import Selection, arrow_query, split_of
 
 __all__ = ["kto_rows", "listwise_rows", "tie_rows"]
 
@@ -67,7 +67,7 @@ def kto_rows(signals: pa.Table, pairs: pa.Table, s: Selection) -> tuple[pa.Table
         )
         SELECT * EXCLUDE (prompt_key), {split_of(s)} AS split FROM candidates ORDER BY example_id, prompt, completion
     """
-    rows = _query({"signals": signals, "pairs": pairs}, query)
+    rows = arrow_query({"signals": signals, "pairs": pairs}, query)
     reasons = rows.column("reason").to_pylist()
     left_out: dict[str, int] = {}
     for reason in reasons:
@@ -124,7 +124,7 @@ def listwise_rows(pairs: pa.Table, s: Selection) -> pa.Table:
         FROM lists l JOIN first f USING (feedback_id)
         ORDER BY feedback_id
     """
-    return _query({"pairs": pairs}, query)
+    return arrow_query({"pairs": pairs}, query)
 
 
 def tie_rows(pairs: pa.Table, signals: pa.Table, s: Selection) -> pa.Table:
@@ -171,7 +171,7 @@ def tie_rows(pairs: pa.Table, signals: pa.Table, s: Selection) -> pa.Table:
         FROM (SELECT * FROM ties UNION ALL BY NAME SELECT * FROM both_bad)
         ORDER BY tie_id
     """
-    return _query({"pairs": pairs, "signals": signals}, query)
+    return arrow_query({"pairs": pairs, "signals": signals}, query)
 
 
 def counts(rows: pa.Table) -> dict[str, Any]:

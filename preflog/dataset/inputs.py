@@ -21,7 +21,8 @@ import pyarrow.parquet as pq
 from preflog.sinks.read import data_files, read_table
 from preflog.sinks.storage import Storage
 
-from .select import IDS, ORDER, Selection, _query, selected
+from .hashing import file_size, sha256_file, source_entry
+from .select import IDS, ORDER, Selection, arrow_query, selected
 
 __all__ = ["STATE", "BuildError", "Inputs", "previous", "read_inputs"]
 
@@ -63,8 +64,7 @@ def _file_ids(storage: Storage, table: str, paths: list[str]) -> pa.Table:
 
 def previous(root: Path, since: str, config: dict[str, Any], log_url: str) -> dict[str, Any]:
     """The manifest of build ``since``, checked to be a base for an incremental build of ``log_url`` with ``config``."""
-    from .build import sha256_file
-    from .catalog import manifest
+    from .catalog import manifest  # catalog reads what build writes, and build imports this module
 
     try:
         m = manifest(root, since)
@@ -89,8 +89,6 @@ def previous(root: Path, since: str, config: dict[str, Any], log_url: str) -> di
 
 def read_inputs(log_url: str, root: Path, selection: Selection, config: dict[str, Any], since: str | None) -> Inputs:
     """Read the log (only the files ``since`` had not read, when given) into the build's inputs."""
-    from .build import source_entry
-
     storage = Storage(log_url)
     base = previous(root, since, config, log_url) if since else None
     known = {s["path"]: s for s in base["sources"]} if base else {}
@@ -99,8 +97,9 @@ def read_inputs(log_url: str, root: Path, selection: Selection, config: dict[str
         listed = _files(storage, table, log_url)
         here = set(listed)
         for path, old in known.items():
-            size = int(storage.fs.info(storage.path(path))["size"]) if path in here else -1
-            if path.startswith(f"{table}/") and size != old.get("size", -1):
+            if not path.startswith(f"{table}/"):
+                continue
+            if path not in here or file_size(storage, path) != old.get("size", -1):
                 raise BuildError(
                     f"{path}, read by build {since!r}, is gone from the log or changed; a full build would differ "
                     "from an incremental one: build without --since"
@@ -124,16 +123,16 @@ def _merge(
     """The selected rows and winning ids of everything read: the new files' and, if any, a previous build's."""
     key = IDS[table]
     ids = new_ids if old_ids is None else pa.concat_tables([old_ids, new_ids.cast(old_ids.schema)])
-    winners = _query({"ids": ids}, "SELECT id, min(path) AS path FROM ids WHERE id <> '' GROUP BY id ORDER BY id")
+    winners = arrow_query({"ids": ids}, "SELECT id, min(path) AS path FROM ids WHERE id <> '' GROUP BY id ORDER BY id")
     fresh = selected(new_rows, s, table)
     if old_rows is None:
         return fresh, winners
-    won_by_new = _query({"w": winners, "n": new_ids}, "SELECT DISTINCT w.id FROM w JOIN n USING (id, path)")
+    won_by_new = arrow_query({"w": winners, "n": new_ids}, "SELECT DISTINCT w.id FROM w JOIN n USING (id, path)")
     query = f"""SELECT * FROM (
                     SELECT * FROM old WHERE coalesce({key}, '') = '' OR {key} NOT IN (SELECT id FROM won)
                     UNION ALL BY NAME
                     SELECT * FROM fresh WHERE coalesce({key}, '') = '' OR {key} IN (SELECT id FROM won)
                 ) ORDER BY {ORDER[table]}"""
-    merged = _query({"old": old_rows, "fresh": fresh.cast(old_rows.schema), "won": won_by_new}, query)
+    merged = arrow_query({"old": old_rows, "fresh": fresh.cast(old_rows.schema), "won": won_by_new}, query)
     return merged, winners
 

@@ -15,14 +15,13 @@ the provenance of each written row goes line for line into a file beside it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .select import ROW_ORDER
+from .select import ROW_ORDER, arrow_query
 
-__all__ = ["LINES", "OPENAI_PROBLEM", "PROMPT_TEXT", "rows_of", "write_lines"]
+__all__ = ["LINES", "OPENAI_PROBLEM", "PROMPT_TEXT", "write_lines"]
 
 PROMPT_TEXT = (
     "CASE WHEN len(coalesce(prompt_messages, [])) > 0 "
@@ -140,49 +139,37 @@ def _write(lines: pa.ChunkedArray, path: Path) -> None:
             f.write(b"\n")
 
 
-def write_lines(rows: pa.Table, fmt: str, folder: Path, splits: tuple[str, ...]) -> tuple[list[Path], dict[str, int]]:
-    """Write ``rows`` (with a ``split`` column) as ``folder/fmt/{split}.jsonl``; the files and what was left out.
+def write_lines(
+    rows: pa.Table, fmt: str, folder: Path, splits: tuple[str, ...]
+) -> tuple[list[tuple[Path, int]], dict[str, int]]:
+    """Write ``rows`` (with a ``split`` column) as ``folder/fmt/{split}.jsonl``.
+
+    Returns the files written with their line counts, and the rows left out by reason.
 
     OpenAI rows that break its rules are left out (counted by reason) and each written row's provenance
     goes to ``openai/{split}.provenance.jsonl``.
     """
-    import duckdb
-
     order = LINES[fmt][0]
     problem = OPENAI_PROBLEM if fmt == "openai" else "NULL"
     extra = f", {_json(tuple((c, c) for c in PAIR_PROVENANCE))} AS provenance" if fmt == "openai" else ""
     query = f"""SELECT split, {problem} AS problem, {_line(fmt)} AS line{extra} FROM rows ORDER BY {order}"""
-    con = duckdb.connect()
-    try:
-        con.execute("SET TimeZone = 'UTC'")
-        con.register("rows", rows)
-        result = con.sql(query).to_arrow_table()
-    finally:
-        con.close()
-    table: pa.Table = result if isinstance(result, pa.Table) else result.read_all()
+    table = arrow_query({"rows": rows}, query)
     left_out: dict[str, int] = {}
     broken = table.filter(pc.is_valid(table.column("problem")))
     for g in broken.group_by("problem").aggregate([([], "count_all")]).to_pylist():
         left_out[g["problem"]] = g["count_all"]
     written = table.filter(pc.is_null(table.column("problem")))
-    paths = []
+    paths: list[tuple[Path, int]] = []
     for split in splits:
         part = written.filter(pc.equal(written.column("split"), split))
         if part.num_rows == 0:
             continue
         path = folder / fmt / f"{split}.jsonl"
         _write(part.column("line"), path)
-        paths.append(path)
+        paths.append((path, part.num_rows))
         if fmt == "openai":
             beside = folder / fmt / f"{split}.provenance.jsonl"
             _write(part.column("provenance"), beside)
-            paths.append(beside)
+            paths.append((beside, part.num_rows))
     return paths, dict(sorted(left_out.items()))
 
-
-def rows_of(path: Path) -> list[dict[str, Any]]:
-    """The rows of a JSON-lines file (for tests and tools)."""
-    import json
-
-    text = path.read_text(encoding="utf-8")
-    return [json.loads(line) for line in text.split("\n") if line]  # not splitlines(): U+2028 is text here

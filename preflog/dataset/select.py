@@ -36,6 +36,7 @@ __all__ = [
     "POLICIES",
     "PROMPT_KEY",
     "Selection",
+    "arrow_query",
     "dataset_rows",
     "near_duplicate_prompts",
     "selected",
@@ -164,7 +165,8 @@ ROW_ORDER = "pair_id, prompt, chosen, rejected"
 ORDER = {"pairs": "pair_id, feedback_id, prompt, chosen, rejected", "unpaired": "signal_id, feedback_id, completion"}
 
 
-def _query(tables: dict[str, pa.Table], query: str, args: list[Any] | None = None) -> pa.Table:
+def arrow_query(tables: dict[str, pa.Table], query: str, args: list[Any] | None = None) -> pa.Table:
+    """``query`` over the Arrow ``tables`` (by name) in a DuckDB of its own, in UTC; the result as Arrow."""
     import duckdb
 
     con = duckdb.connect()
@@ -186,7 +188,7 @@ def selected(table: pa.Table, s: Selection, name: str = "pairs") -> pa.Table:
     where, args = _where(s)
     keep = _KEEP if name == "pairs" else _KEEP_SIGNAL
     query = f"SELECT {keep}, {PROMPT_KEY} AS prompt_key FROM src WHERE {where} ORDER BY {ORDER[name]}"
-    return _query({"src": table}, query, args)
+    return arrow_query({"src": table}, query, args)
 
 
 def dataset_rows(chosen: pa.Table, s: Selection) -> pa.Table:
@@ -226,11 +228,11 @@ def dataset_rows(chosen: pa.Table, s: Selection) -> pa.Table:
         within = " AND ".join(f"rank_{i} <= {int(n)}" for i, (_, n) in enumerate(s.caps))
         dropped = ", ".join(f"rank_{i}" for i in range(len(s.caps)))
         query = f"SELECT * EXCLUDE ({dropped}) FROM (SELECT *, {ranks} FROM ({query})) WHERE {within}"
-    return _query({"chosen": chosen}, f"SELECT * FROM ({query}) ORDER BY {ROW_ORDER}", args)
+    return arrow_query({"chosen": chosen}, f"SELECT * FROM ({query}) ORDER BY {ROW_ORDER}", args)
 
 
 def near_duplicate_prompts(rows: pa.Table) -> int:
     """How many normalised prompts of ``rows`` are written in more than one way (case or white space)."""
     keys = f"SELECT {PROMPT_KEY} AS k FROM rows GROUP BY k HAVING count(DISTINCT prompt) > 1"
     query = f"SELECT count(*) AS n FROM ({keys})"
-    return int(_query({"rows": rows.select(["prompt"])}, query).column("n")[0].as_py())
+    return int(arrow_query({"rows": rows.select(["prompt"])}, query).column("n")[0].as_py())
