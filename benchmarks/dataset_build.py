@@ -14,7 +14,6 @@ incremental build (``--since``) of the whole, timed beside the full build.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from report_rows import Row, write_rows
+from report_rows import Row, timed_child, write_rows
 
 from preflog.schemas.registry import default_store
 from preflog.sinks.arrow import arrow_schema, to_table
@@ -78,9 +77,7 @@ def write_log(root: Path, pairs: int, per_file: int = 50_000, start: int = 0) ->
 
 def child(*args: str) -> tuple[int, float, float]:
     """Run CHILD; rows, seconds, peak RSS in MB."""
-    out = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True, check=True).stdout
-    n, took, rss_kb = out.strip().splitlines()[-1].split()
-    return int(n), float(took), int(rss_kb) / 1024
+    return timed_child(CHILD, *args)
 
 
 def main() -> None:

@@ -1,13 +1,15 @@
-"""The JSON rows every benchmark writes with ``--json PATH`` (read by ``benchmarks/run_all.py``)."""
+"""The JSON rows every benchmark writes with ``--json PATH`` (read by ``benchmarks/run_all.py``), and a timed child."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TypedDict
 
-__all__ = ["Row", "write_rows"]
+__all__ = ["Row", "timed_child", "write_rows"]
 
 
 class Row(TypedDict):
@@ -25,3 +27,13 @@ class Row(TypedDict):
 def write_rows(path: str | Path, rows: Iterable[Row]) -> None:
     """Write ``rows`` to ``path`` as one JSON list."""
     Path(path).write_text(json.dumps(list(rows), indent=2) + "\n")
+
+
+def timed_child(code: str, *args: str) -> tuple[int, float, float]:
+    """Run ``code`` (a Python script) in a child process; the count, seconds and peak RSS in MB its last line gives.
+
+    The script prints ``count seconds ru_maxrss_kb`` last: a child of its own gives the peak memory of one run.
+    """
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True).stdout
+    n, took, rss_kb = out.strip().splitlines()[-1].split()
+    return int(n), float(took), int(rss_kb) / 1024

@@ -13,7 +13,6 @@ prints its wall time and peak RSS beside reading the same log with ``preflog.rea
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-from report_rows import Row, write_rows
+from report_rows import Row, timed_child, write_rows
 
 from preflog.schemas.registry import default_store
 from preflog.sinks.arrow import arrow_schema, to_table
@@ -107,9 +106,7 @@ def write_log(root: Path, pairs: int, per_file: int = 100_000, seed: int = 0) ->
 
 def child(*args: str) -> tuple[int, float, float]:
     """Run CHILD; rows, seconds, peak RSS in MB."""
-    out = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True, check=True).stdout
-    n, took, rss_kb = out.strip().splitlines()[-1].split()
-    return int(n), float(took), int(rss_kb) / 1024
+    return timed_child(CHILD, *args)
 
 
 def main() -> None:

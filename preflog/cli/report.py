@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.box import SIMPLE_HEAD
@@ -15,6 +15,7 @@ from .console import out, settings_of
 
 if TYPE_CHECKING:
     from ..dataset.select import Selection
+    from ..report.build import Report
 
 __all__ = ["report", "write_report"]
 
@@ -89,14 +90,15 @@ def write_report(
     with out.status("computing the report ..."):
         done = run_report(url or settings.audit_url(), folder, selection or Selection(), a=a, b=b, rounds=rounds,
                           seed=seed, storage_options=settings.sink.storage_options())  # fmt: skip
-    _summary(done.sections, done.meta)
+    _summary(done)
     out.print(f"report: {done.html.resolve()}", soft_wrap=True)
     figures = (done.folder / "figures").resolve()
     out.print(f"data: {figures} (Parquet and JSON per figure), summary.json", soft_wrap=True)
 
 
-def _summary(sections: dict[str, Any], meta: dict[str, Any]) -> None:
-    figures = {f.name: f for fs in sections.values() for f in fs}
+def _summary(done: Report) -> None:
+    figures = {f.name: f for f in done.figures()}
+    meta = done.meta
     out.print(f"[bold]{meta['pairs']:,} pairs[/bold] from {meta['from']} to {meta['to']}")
     board = figures["leaderboard"]
     if not board.empty:

@@ -38,6 +38,8 @@ __all__ = [
     "Selection",
     "arrow_query",
     "dataset_rows",
+    "date_filter",
+    "judgement_filter",
     "near_duplicate_prompts",
     "selected",
     "split_of",
@@ -91,19 +93,26 @@ class Selection:
             raise ValueError("test and validation fractions must be >= 0 and leave some rows for train")
 
 
-def _where(s: Selection, model: str = "model.name") -> tuple[str, list[Any]]:
-    """The judgement-level selection: the same verdict for every pair (or signal) of one judgement."""
+def date_filter(s: Selection, column: str = "feedback_time") -> tuple[str, list[Any]]:
+    """The SQL condition (and its arguments) of the selection's dates, inclusive, on timestamp ``column``."""
     parts: list[str] = ["TRUE"]
     args: list[Any] = []
     if s.start:
-        parts.append("CAST(feedback_time AS DATE) >= CAST(? AS DATE)")
+        parts.append(f"CAST({column} AS DATE) >= CAST(? AS DATE)")
         args.append(s.start)
     if s.end:
-        parts.append("CAST(feedback_time AS DATE) <= CAST(? AS DATE)")
+        parts.append(f"CAST({column} AS DATE) <= CAST(? AS DATE)")
         args.append(s.end)
+    return " AND ".join(parts), args
+
+
+def judgement_filter(s: Selection) -> tuple[str, list[Any]]:
+    """The judgement-level selection: the same verdict for every pair (or signal) of one judgement."""
+    where, args = date_filter(s)
+    parts = [where]
     filters = (
-        (model, s.models),
-        (model.replace("name", "version"), s.model_versions),
+        ("model.name", s.models),
+        ("model.version", s.model_versions),
         ("CAST(source.type AS VARCHAR)", [v.upper() for v in s.sources]),
         ("CAST(feedback_kind AS VARCHAR)", [v.upper() for v in s.kinds]),
         ("context.tenant", s.tenants),
@@ -185,7 +194,7 @@ def selected(table: pa.Table, s: Selection, name: str = "pairs") -> pa.Table:
 
     Each row keeps the columns a build needs and ``prompt_key``, the normalised prompt.
     """
-    where, args = _where(s)
+    where, args = judgement_filter(s)
     keep = _KEEP if name == "pairs" else _KEEP_SIGNAL
     query = f"SELECT {keep}, {PROMPT_KEY} AS prompt_key FROM src WHERE {where} ORDER BY {ORDER[name]}"
     return arrow_query({"src": table}, query, args)

@@ -22,7 +22,7 @@ from preflog.dataset.select import Selection
 from .agreement import human_agreement, reward_model_agreement
 from .bias import length_bias, position_bias
 from .charts import draw
-from .data import Inputs, load
+from .data import FILTERS, Inputs, load
 from .figure import Figure
 from .health import coverage, health, join_latency
 from .html import page
@@ -38,10 +38,6 @@ SECTIONS: dict[str, str] = {
     "Agreement": "Does the reward model agree with people, and do people agree with each other?",
     "Coverage and health": "How much feedback does an inference get, how late, and what failed to pair?",
 }
-
-
-#: the selection fields a report takes
-_FILTERS = ("start", "end", "models", "model_versions", "sources", "kinds", "tenants")
 
 
 @dataclass
@@ -109,11 +105,12 @@ def report(
         "pairs": int(pairs[0]),
         "from": pairs[1].strftime("%Y-%m-%d %H:%M UTC") if pairs[1] else None,
         "to": pairs[2].strftime("%Y-%m-%d %H:%M UTC") if pairs[2] else None,
-        "selection": {k: getattr(selection, k) for k in _FILTERS if getattr(selection, k) not in (None, ())},
+        "selection": {k: getattr(selection, k) for k in FILTERS if getattr(selection, k) not in (None, ())},
     }
+    done = Report(sections, folder, meta)
     (folder / "figures").mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"meta": meta, "figures": {}}
-    for figure in (f for figures in sections.values() for f in figures):
+    for figure in done.figures():
         figure.chart = draw(figure)
         pq.write_table(figure.table, folder / "figures" / f"{figure.name}.parquet")
         rows = json.dumps(_plain(figure.table.to_pylist()), default=str, indent=1)
@@ -122,6 +119,5 @@ def report(
             {"title": figure.title, "summary": figure.summary, "notes": figure.notes, "flags": figure.flags}
         )
     (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    done = Report(sections, folder, meta)
     done.html.write_text(page(done.sections, SECTIONS, meta), encoding="utf-8")
     return done

@@ -13,10 +13,18 @@ from typing import Any
 
 import pyarrow as pa
 
-from preflog.dataset.select import Selection, _where
+from preflog.dataset.select import Selection, date_filter, judgement_filter
 from preflog.sinks.read import read_table
 
-__all__ = ["Inputs", "load"]
+__all__ = ["FILTERS", "Inputs", "load", "narrowed"]
+
+#: the selection fields a report takes (dates, and the judgement-level filters of a dataset build)
+FILTERS = ("start", "end", "models", "model_versions", "sources", "kinds", "tenants", "explicit")
+
+
+def narrowed(s: Selection) -> bool:
+    """Whether ``s`` filters by more than dates (the unmatched and dead-letter tables are filtered by date only)."""
+    return any(getattr(s, k) not in (None, ()) for k in FILTERS if k not in ("start", "end"))
 
 _MODEL = "{m}.name || '@' || coalesce({m}.version, '-')"
 _PAIRS = f"""
@@ -29,13 +37,13 @@ _PAIRS = f"""
            chosen_index, rejected_index, length(chosen) AS chosen_len, length(rejected) AS rejected_len,
            margin, chosen_score, rejected_score, feedback_time, inference_time, join_latency_ms,
            context.tenant AS tenant
-    FROM raw_pairs WHERE {{where}}
+    FROM raw WHERE {{where}}
 """
 _SIGNALS = f"""
     SELECT signal_id, request_id, feedback_id, CAST(feedback_kind AS VARCHAR) AS kind,
            CAST(source.type AS VARCHAR) AS source, explicit, label, {_MODEL.format(m="model")} AS model_id,
            feedback_time, inference_time, epoch_ms(feedback_time) - epoch_ms(inference_time) AS join_latency_ms
-    FROM raw_signals WHERE {{where}}
+    FROM raw WHERE {{where}}
 """
 
 
@@ -77,40 +85,22 @@ def load(url: str, selection: Selection, storage_options: dict[str, Any] | None 
     """
     import duckdb
 
+    where, args = judgement_filter(selection)
+    unmatched, unmatched_args = date_filter(selection, "event_time")
+    dead, dead_args = date_filter(selection, "failed_at")
+    views = (  # (view, table of the log, query over it as "raw", its arguments)
+        ("pairs", "pairs", _PAIRS.format(where=where), args),
+        ("signals", "unpaired", _SIGNALS.format(where=where), args),
+        ("unmatched", "unmatched", "SELECT CAST(reason AS VARCHAR) AS reason, record_type, request_id, feedback_id, "
+         f"event_time FROM raw WHERE {unmatched}", unmatched_args),
+        ("dead_letters", "dead_letter", "SELECT error_class, stage, source_offset.topic AS topic, failed_at "
+         f"FROM raw WHERE {dead}", dead_args),
+    )  # fmt: skip
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    where, args = _where(selection)
-    con.register("raw_pairs", _read(url, "pairs", storage_options))
-    con.register("raw_signals", _read(url, "unpaired", storage_options))
-    con.execute(f"CREATE TEMP TABLE pairs AS {_PAIRS.format(where=where)}", args)
-    con.execute(f"CREATE TEMP TABLE signals AS {_SIGNALS.format(where=where)}", args)
-    con.unregister("raw_pairs")
-    con.unregister("raw_signals")
-    dates, date_args = _dates(selection, "event_time")
-    con.register("raw_unmatched", _read(url, "unmatched", storage_options))
-    con.execute(
-        "CREATE TEMP TABLE unmatched AS SELECT CAST(reason AS VARCHAR) AS reason, record_type, request_id, "
-        f"feedback_id, event_time FROM raw_unmatched WHERE {dates}",
-        date_args,
-    )
-    dates, date_args = _dates(selection, "failed_at")
-    con.register("raw_dead", _read(url, "dead_letter", storage_options))
-    con.execute(
-        "CREATE TEMP TABLE dead_letters AS SELECT error_class, stage, source_offset.topic AS topic, failed_at "
-        f"FROM raw_dead WHERE {dates}",
-        date_args,
-    )
-    con.unregister("raw_unmatched")
-    con.unregister("raw_dead")
+    for view, table, query, query_args in views:
+        con.register("raw", _read(url, table, storage_options))
+        con.execute(f"CREATE TEMP TABLE {view} AS {query}", query_args)
+        con.unregister("raw")
     return Inputs(con, selection)
 
-
-def _dates(s: Selection, column: str) -> tuple[str, list[Any]]:
-    parts, args = ["TRUE"], []
-    if s.start:
-        parts.append(f"CAST({column} AS DATE) >= CAST(? AS DATE)")
-        args.append(s.start)
-    if s.end:
-        parts.append(f"CAST({column} AS DATE) <= CAST(? AS DATE)")
-        args.append(s.end)
-    return " AND ".join(parts), args

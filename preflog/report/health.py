@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from .bias import bucket
-from .data import Inputs
+from .data import Inputs, narrowed
 from .figure import Figure
 
 __all__ = ["coverage", "health", "join_latency"]
@@ -38,7 +38,7 @@ def coverage(inputs: Inputs) -> Figure:
     )
     figure = Figure("coverage", "Judgements per inference, by feedback kind and source", table)
     without = inputs.rows("SELECT count(*) FROM unmatched WHERE reason = 'NO_FEEDBACK'")[0][0]
-    if _narrowed(inputs):
+    if narrowed(inputs.selection):
         figure.notes.append(NOT_FILTERED)
     figure.summary = {"inferences": int(inferences), "judgements": int(sum(table.column("judgements").to_pylist())),
                       "inferences_without_feedback": int(without)}  # fmt: skip
@@ -90,7 +90,7 @@ def health(inputs: Inputs) -> Figure:
     counts = dict(zip(totals.column("what").to_pylist(), totals.column("n").to_pylist(), strict=True))
     total = sum(counts.values()) or 1
     figure.summary = {what: f"{n:,} ({n / total:.1%})" for what, n in counts.items()}
-    if _narrowed(inputs):
+    if narrowed(inputs.selection):
         figure.notes.append(NOT_FILTERED)
         return figure  # its rates set the selected judgements against every unmatched record: no flags
     for what in ("dead_letter", "late", "no_inference"):
@@ -103,7 +103,3 @@ def health(inputs: Inputs) -> Figure:
 NOT_FILTERED = ("unmatched and dead-lettered records are filtered by date only (not by model, source, kind or "
                 "tenant): their rates compare them with the selected judgements only")  # fmt: skip
 
-
-def _narrowed(inputs: Inputs) -> bool:
-    s = inputs.selection
-    return bool(s.models or s.model_versions or s.sources or s.kinds or s.tenants or s.explicit is not None)
