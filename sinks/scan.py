@@ -1,0 +1,220 @@
+"""Reading the audit log without holding it: DuckDB views and Arrow batches over the files preflog wrote.
+
+:func:`preflog.read_pairs` materialises a whole table as one Arrow table: right for a notebook over a
+few hundred thousand pairs, wrong for a log that grows without end. Here a table is read in a
+streaming fashion with memory bounded by a limit, spilling to disk where a query needs more:
+
+* :func:`log_view` makes a DuckDB view of one table over an explicit list of its files (DuckDB's own
+  Parquet reader, partition pruning, projection pushdown);
+* :func:`iter_batches` yields Arrow record batches in path order, rows in file order (exports, checks).
+
+Both read the same rows :func:`preflog.sinks.read.read_table` does: the files preflog named, in path
+order, the first copy of each non-empty id kept (:func:`repeated_copies` finds the later copies from
+the id column alone, so deduplication costs one narrow scan, never the rows).
+
+    con = connect("512MB")
+    log_view(con, "file:///data/audit", "pairs", "pairs")
+    con.sql("SELECT model.name, count(*) FROM pairs GROUP BY ALL").show()
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from preflog.schemas.tables import TABLES
+
+from .read import PARTITIONING, _schema, data_files
+from .storage import Storage
+
+__all__ = ["DEFAULT_MEMORY", "connect", "iter_batches", "log_view", "memory_limit", "repeated_copies"]
+
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+
+
+def _ram() -> int:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30
+
+
+#: DuckDB's memory limit when none is given: an eighth of the machine's memory, at most 1 GiB
+DEFAULT_MEMORY = min(_ram() // 8, 2**30)
+
+
+def memory_limit(text: str | int | None) -> int:
+    """Bytes from ``"512MB"``, ``"2GiB"``, ``"10%"`` (of this machine's memory) or a number of bytes; None: the default.
+
+    Raises:
+        ValueError: not a size, or below 64 MB (DuckDB needs a little to work at all).
+    """
+    if text is None:
+        return DEFAULT_MEMORY
+    if isinstance(text, int):
+        size = text
+    else:
+        found = re.fullmatch(r"\s*([\d.]+)\s*([a-zA-Z]*|%)\s*", text)
+        if not found or (found.group(2).lower() not in _UNITS and found.group(2) != "%"):
+            raise ValueError(f"memory limit {text!r}: write a size such as 512MB, 2GB, 4GiB or 10% (of RAM)")
+        number, unit = float(found.group(1)), found.group(2).lower()
+        size = int(number * _ram() / 100) if unit == "%" else int(number * _UNITS[unit])
+    if size < 64 * 10**6:
+        raise ValueError(f"memory limit {text!r}: at least 64MB (DuckDB spills to disk beyond it, but needs that)")
+    return size
+
+
+def connect(limit: str | int | None = None, spill: str | None = None, database: str = ":memory:") -> Any:
+    """A DuckDB connection in UTC whose memory is bounded by ``limit`` (:func:`memory_limit`), spilling to ``spill``.
+
+    ``spill`` defaults to a folder under the system's temporary directory; DuckDB removes what it wrote there.
+    """
+    import duckdb
+
+    con = duckdb.connect(database)
+    con.execute("SET TimeZone = 'UTC'")  # dates and times read the same on every machine
+    con.execute(f"SET memory_limit = '{memory_limit(limit)}B'")
+    con.execute(f"SET temp_directory = '{_quote(spill or os.path.join(tempfile.gettempdir(), 'preflog-spill'))}'")
+    return con
+
+
+def _quote(text: str) -> str:
+    return text.replace("'", "''")
+
+
+def _sql_list(paths: Sequence[str]) -> str:
+    return "[" + ", ".join(f"'{_quote(p)}'" for p in paths) + "]"
+
+
+def _located(con: Any, storage: Storage, relative: Sequence[str]) -> list[str]:
+    """Paths DuckDB can open for ``relative`` files of ``storage`` (a remote filesystem is registered with it)."""
+    if storage.local:
+        return [storage.path(p) for p in relative]
+    protocol = storage.fs.protocol if isinstance(storage.fs.protocol, str) else storage.fs.protocol[0]
+    if not con.filesystem_is_registered(protocol):
+        con.register_filesystem(storage.fs)
+    return [f"{protocol}://{storage.path(p)}" for p in relative]
+
+
+def _read(paths: list[str], extra: str = "") -> str:
+    options = "hive_partitioning = true, hive_types = {'dt': 'VARCHAR'}, union_by_name = true"
+    return f"read_parquet({_sql_list(paths)}, {options}{extra})"
+
+
+def repeated_copies(con: Any, storage: Storage, table: str, files: Sequence[str]) -> dict[str, list[int]]:
+    """The rows to drop from ``files`` (relative paths, path order): every copy of an id after its first.
+
+    Returns ``{relative path: [row numbers in that file]}``; rows without an id are always kept. Reads the id
+    column only; the grouping spills to disk beyond the connection's memory limit.
+    """
+    column = TABLES[table].id_column
+    if not files:
+        return {}
+    paths = _located(con, storage, files)
+    order = pa.table({"filename": paths, "relative": list(files), "idx": list(range(len(files)))})
+    con.register("__preflog_files", order)
+    try:
+        query = f"""
+            WITH ids AS (
+                SELECT {column} AS id, f.relative, f.idx, s.file_row_number
+                FROM (SELECT {column}, filename, file_row_number
+                      FROM {_read(paths, ", filename = true, file_row_number = true")}) s
+                JOIN __preflog_files f USING (filename)
+                WHERE coalesce({column}, '') <> ''
+            )
+            SELECT relative, file_row_number FROM ids
+            WHERE id IN (SELECT id FROM ids GROUP BY id HAVING count(*) > 1)
+            QUALIFY row_number() OVER (PARTITION BY id ORDER BY idx, file_row_number) > 1
+        """
+        found: dict[str, list[int]] = {}
+        for relative, row in con.execute(query).fetchall():
+            found.setdefault(relative, []).append(int(row))
+    finally:
+        con.unregister("__preflog_files")
+    return {path: sorted(rows) for path, rows in found.items()}
+
+
+def log_view(
+    con: Any,
+    name: str,
+    url: str,
+    table: str = "pairs",
+    files: Sequence[str] | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> list[str]:
+    """Create the DuckDB view ``name`` of ``table`` of the audit log at ``url``; the files it reads (path order).
+
+    ``files`` (relative to the log root, as :func:`preflog.sinks.read.data_files` lists them) pins the view to
+    those files; by default every file preflog wrote for the table. The view has the table's columns and ``dt``.
+
+    Raises:
+        FileNotFoundError: the log has no such table (and ``files`` was not given).
+    """
+    storage = Storage(url, storage_options)
+    listed = list(files) if files is not None else data_files(storage, table, url)
+    if not listed:
+        con.register(f"{name}__empty", _schema(table).empty_table())
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {name}__empty")
+        return listed
+    drop = repeated_copies(con, storage, table, listed)
+    paths = _located(con, storage, listed)
+    rows = [(storage.path(p) if storage.local else paths[listed.index(p)], r) for p, rs in drop.items() for r in rs]
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name}__copies (filename VARCHAR, file_row_number BIGINT)")
+    if rows:
+        con.executemany(f"INSERT INTO {name}__copies VALUES (?, ?)", rows)
+    source = _read(paths, ", filename = true, file_row_number = true")
+    con.execute(
+        f"""CREATE OR REPLACE TEMP VIEW {name} AS
+            SELECT * EXCLUDE (filename, file_row_number) FROM {source}
+            {"ANTI JOIN " + name + "__copies USING (filename, file_row_number)" if rows else ""}"""
+    )
+    return listed
+
+
+def iter_batches(
+    url: str,
+    table: str = "pairs",
+    filter: ds.Expression | None = None,
+    columns: Sequence[str] | None = None,
+    storage_options: dict[str, Any] | None = None,
+    files: Sequence[str] | None = None,
+    batch_rows: int = 4096,
+    limit: str | int | None = None,
+) -> Iterator[pa.RecordBatch]:
+    """The rows :func:`preflog.sinks.read.read_table` gives, as Arrow batches in the same order, never all at once.
+
+    Memory: one batch, the row group being read, and the positions of the repeated copies.
+    """
+    storage = Storage(url, storage_options)
+    listed = list(files) if files is not None else data_files(storage, table, url)
+    if not listed:
+        return
+    con = connect(limit)
+    try:
+        drop = repeated_copies(con, storage, table, listed)
+    finally:
+        con.close()
+    paths = [storage.path(p) for p in listed]
+    dataset = ds.dataset(paths, filesystem=storage.fs, format="parquet", partitioning=PARTITIONING,
+                         partition_base_dir=storage.path(table), exclude_invalid_files=False)  # fmt: skip
+    wanted = list(columns) if columns else None
+    for relative, fragment in zip(listed, dataset.get_fragments(), strict=True):
+        skip = drop.get(relative)
+        seen = 0
+        for batch in fragment.to_batches(schema=dataset.schema, batch_size=batch_rows):
+            if skip:
+                positions = pa.array(range(seen, seen + batch.num_rows), pa.int64())
+                batch = batch.filter(pa.compute.invert(pa.compute.is_in(positions, pa.array(skip, pa.int64()))))
+            seen += batch.num_rows if not skip else len(positions)
+            if filter is not None:
+                batch = pa.Table.from_batches([batch]).filter(filter).combine_chunks().to_batches()
+                batch = batch[0] if batch else None
+            if batch is None or batch.num_rows == 0:
+                continue
+            yield batch.select(wanted) if wanted else batch
