@@ -1,5 +1,6 @@
-"""A seeded audit log with everything a reader must get right: repeated ids, stray copies, a copy that sorts
-first, rows without ids, rankings with ties, score lists, contradictions, messages and signals.
+"""A seeded audit log with what a reader must get right: repeated ids, stray copies, rows without ids.
+
+Also a copy that sorts first, rankings with ties, score lists, contradictions, messages and signals.
 
 The streaming dataset build and report are held to the outputs the in-memory ones gave on this log
 (``tests/unit/test_streaming_golden.py``).
@@ -60,7 +61,9 @@ def _pair(rng: random.Random, i: int, blank_id: bool = False) -> dict[str, Any]:
         "rejected_score": round(rng.uniform(-3, 0), 2) if scored else None,
         "margin": round(rng.uniform(0, 4), 2),
         "model": {**SAMPLE["model"], "name": name, "version": version},
-        "chosen_model": {"name": other[0], "version": other[1], "checkpoint_hash": None} if rng.random() < 0.3 else None,
+        "chosen_model": (
+            {"name": other[0], "version": other[1], "checkpoint_hash": None} if rng.random() < 0.3 else None
+        ),
         "source": {**SAMPLE["source"], "type": rng.choice(_SOURCES), "id": f"judge-{rng.randrange(4)}"},
         "explicit": rng.random() < 0.8,
         "context": {**SAMPLE["context"], "tenant": rng.choice(["t1", "t2"]), "user_id": f"u{rng.randrange(6)}"},
