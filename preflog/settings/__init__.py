@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     processor: ProcessorSettings = Field(default_factory=ProcessorSettings)
     sink: SinkSettings = Field(default_factory=SinkSettings)
     data_dir: Path = Field(Path(".preflog"), description="where the embedded stack keeps its data and logs")
+    memory_limit: str | None = Field(
+        None,
+        description="memory of the commands that read the whole audit log (dataset build, report, export, verify), "
+        "e.g. 512MB, 2GB or 10%; beyond it they spill to disk. Default: an eighth of RAM, at most 1 GiB",
+    )
 
     def groups(self) -> dict[str, list[str]]:
         """preflog's consumer groups and the topics each reads."""
