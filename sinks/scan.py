@@ -33,7 +33,16 @@ from preflog.schemas.tables import TABLES
 from .read import PARTITIONING, _schema, data_files
 from .storage import Storage
 
-__all__ = ["DEFAULT_MEMORY", "connect", "iter_batches", "log_view", "memory_limit", "repeated_copies"]
+__all__ = [
+    "DEFAULT_MEMORY",
+    "connect",
+    "iter_batches",
+    "located",
+    "log_view",
+    "memory_limit",
+    "parquet_source",
+    "repeated_copies",
+]
 
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
 
@@ -92,7 +101,7 @@ def _sql_list(paths: Sequence[str]) -> str:
     return "[" + ", ".join(f"'{_quote(p)}'" for p in paths) + "]"
 
 
-def _located(con: Any, storage: Storage, relative: Sequence[str]) -> list[str]:
+def located(con: Any, storage: Storage, relative: Sequence[str]) -> list[str]:
     """Paths DuckDB can open for ``relative`` files of ``storage`` (a remote filesystem is registered with it)."""
     if storage.local:
         return [storage.path(p) for p in relative]
@@ -102,7 +111,8 @@ def _located(con: Any, storage: Storage, relative: Sequence[str]) -> list[str]:
     return [f"{protocol}://{storage.path(p)}" for p in relative]
 
 
-def _read(paths: list[str], extra: str = "") -> str:
+def parquet_source(paths: list[str], extra: str = "") -> str:
+    """DuckDB's reader of the log's Parquet ``paths`` (as :func:`located` gives them), ``dt`` as text."""
     options = "hive_partitioning = true, hive_types = {'dt': 'VARCHAR'}, union_by_name = true"
     return f"read_parquet({_sql_list(paths)}, {options}{extra})"
 
@@ -116,7 +126,7 @@ def repeated_copies(con: Any, storage: Storage, table: str, files: Sequence[str]
     column = TABLES[table].id_column
     if not files:
         return {}
-    paths = _located(con, storage, files)
+    paths = located(con, storage, files)
     order = pa.table({"filename": paths, "relative": list(files), "idx": list(range(len(files)))})
     con.register("__preflog_files", order)
     try:
@@ -124,7 +134,7 @@ def repeated_copies(con: Any, storage: Storage, table: str, files: Sequence[str]
             WITH ids AS (
                 SELECT {column} AS id, f.relative, f.idx, s.file_row_number
                 FROM (SELECT {column}, filename, file_row_number
-                      FROM {_read(paths, ", filename = true, file_row_number = true")}) s
+                      FROM {parquet_source(paths, ", filename = true, file_row_number = true")}) s
                 JOIN __preflog_files f USING (filename)
                 WHERE coalesce({column}, '') <> ''
             )
@@ -163,12 +173,12 @@ def log_view(
         con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {name}__empty")
         return listed
     drop = repeated_copies(con, storage, table, listed)
-    paths = _located(con, storage, listed)
+    paths = located(con, storage, listed)
     rows = [(storage.path(p) if storage.local else paths[listed.index(p)], r) for p, rs in drop.items() for r in rs]
     con.execute(f"CREATE OR REPLACE TEMP TABLE {name}__copies (filename VARCHAR, file_row_number BIGINT)")
     if rows:
         con.executemany(f"INSERT INTO {name}__copies VALUES (?, ?)", rows)
-    source = _read(paths, ", filename = true, file_row_number = true")
+    source = parquet_source(paths, ", filename = true, file_row_number = true")
     con.execute(
         f"""CREATE OR REPLACE TEMP VIEW {name} AS
             SELECT * EXCLUDE (filename, file_row_number) FROM {source}

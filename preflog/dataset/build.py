@@ -27,10 +27,20 @@ and writes, into a folder of its own that is never rewritten:
 The folder is written under a temporary name and renamed when complete, so a
 build that dies leaves no half-written dataset under its name.
 
+Memory is bounded, whatever the log's size: the log is read by DuckDB from its
+files (:mod:`preflog.sinks.scan`) into a database on disk beside the build,
+every step is a query over it with a memory limit (``memory_limit``; DuckDB
+spills to disk beyond it), and every output is written batch by batch as the
+query produces it. ``formats`` chooses the outputs (the card and the manifest
+say which) and ``compress="gzip"`` writes the JSON lines as ``.jsonl.gz``,
+which ``datasets.load_dataset`` reads as they are.
+
 An incremental build (``since``) takes the previous build's selected rows
 (their sha256 checked against its manifest), adds the selected rows of the
 log's files it did not read, drops repeated ids as a full read does, and
-cleans the whole as a full build would. It refuses when the selection differs
+cleans the whole as a full build would: it reads only the new files, but
+still rewrites every output and the state (the selected rows of the whole
+log), as a full build writes them. It refuses when the selection differs
 or when a file the previous build read is gone or has another size: a full
 build would then give something else.
 """
@@ -42,25 +52,31 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 
-from .card import card, watermark
+from preflog.sinks.scan import connect
+
+from .card import JSONL, card, counts, watermark
 from .decontaminate import decontaminate, eval_prompts
-from .derived import counts, kto_rows, listwise_rows, tie_rows
+from .derived import RECORD_IDS, kto_rows, listwise_rows, tie_rows
 from .hashing import sha256_file
-from .inputs import STATE, BuildError, Inputs, read_inputs
-from .jsonl import LINES, write_lines
+from .inputs import CHOSEN, STATE, BuildError, Inputs, read_inputs
+from .jsonl import COMPRESSIONS, LINES, write_lines
 from .select import Selection, dataset_rows, near_duplicate_prompts
+from .shards import ParquetOut, rows_per_group
 
-__all__ = ["MANIFEST", "SPLITS", "STATE", "BuildError", "build", "content_hash"]
+__all__ = ["FORMATS", "MANIFEST", "SPLITS", "STATE", "BuildError", "build", "content_hash"]
 
 MANIFEST = "manifest.json"
 SPLITS = ("train", "validation", "test")
+#: what a build can write: the Parquet shards (data/) and each JSON-lines format
+FORMATS: tuple[str, ...] = ("parquet", *JSONL)
+_BATCH = 8192
 
 
 def content_hash(files: list[dict[str, Any]], selection: dict[str, Any]) -> str:
@@ -75,46 +91,91 @@ def content_hash(files: list[dict[str, Any]], selection: dict[str, Any]) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-def _write_shards(rows: pa.Table, folder: Path) -> list[dict[str, Any]]:
+def _entry(folder: Path, path: Path, rows: int) -> dict[str, Any]:
+    relative = str(path.relative_to(folder))
+    return {"path": relative, "sha256": sha256_file(path), "rows": rows, "bytes": path.stat().st_size}
+
+
+def _write_shards(con: Any, folder: Path) -> list[dict[str, Any]]:
     """``data/{split}-00000-of-00001.parquet``: the rows of each split, without their split column."""
-    out = []
-    for split in SPLITS:
-        part = rows.filter(pa.compute.equal(rows.column("split"), split)).drop_columns(["split"])
-        if part.num_rows == 0:
-            continue
-        (folder / "data").mkdir(parents=True, exist_ok=True)
-        path = folder / "data" / f"{split}-00000-of-00001.parquet"
-        pq.write_table(part, path, compression="zstd")
-        out.append({"path": str(path.relative_to(folder)), "sha256": sha256_file(path), "rows": part.num_rows})
-    return out
+    group = rows_per_group(con, "rows", ("prompt", "chosen", "rejected"))
+    shards = {s: ParquetOut(folder / "data" / f"{s}-00000-of-00001.parquet", group, compression="zstd") for s in SPLITS}
+    try:
+        for batch in con.sql("SELECT * FROM rows").to_arrow_reader(_BATCH):
+            for split, shard in shards.items():
+                part = batch.filter(pc.equal(batch.column("split"), split))
+                shard.write(part.drop_columns(["split"]))
+    finally:
+        written = [split for split, shard in shards.items() if shard.close()]
+    return [_entry(folder, shards[s].path, shards[s].rows) for s in written]
 
 
-def _write_formats(tables: dict[str, pa.Table], folder: Path) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
-    """Every JSON-lines format of the rows (pairs) and records; the files and what each format left out."""
+def _write_formats(
+    con: Any, folder: Path, formats: tuple[str, ...], compress: str
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
+    """Every chosen JSON-lines format of the rows (pairs) and records; the files and what each format left out."""
     out: list[dict[str, Any]] = []
     left_out: dict[str, dict[str, int]] = {}
     for fmt in LINES:
-        written, broken = write_lines(tables.get(fmt, tables["rows"]), fmt, folder, SPLITS)
-        out += [{"path": str(p.relative_to(folder)), "sha256": sha256_file(p), "rows": n} for p, n in written]
+        if fmt not in formats:
+            continue
+        source = fmt if fmt in RECORD_IDS else "rows"
+        written, broken = write_lines(source, fmt, folder, SPLITS, con=con, compress=compress, ordered=True)
+        out += [_entry(folder, p, n) for p, n in written]
         if broken:
             left_out[fmt] = broken
     return out, left_out
 
 
-def _write_state(inputs: Inputs, folder: Path) -> list[dict[str, Any]]:
+def _write_state(con: Any, folder: Path) -> list[dict[str, Any]]:
     """``state/{table}.parquet`` (the selected rows) and ``state/{table}.ids.parquet`` (every id read, its path)."""
     (folder / STATE).mkdir(parents=True)
     out = []
-    for table in inputs.rows:
-        for name, rows in ((f"{table}.parquet", inputs.rows[table]), (f"{table}.ids.parquet", inputs.ids[table])):
+    for table, chosen in CHOSEN.items():
+        for name, relation in ((f"{table}.parquet", chosen), (f"{table}.ids.parquet", f"{table}_ids")):
+            texts = ("prompt",) if relation == chosen else ("id",)
             path = folder / STATE / name
-            # the same bytes however the rows came (list fields are named differently by DuckDB and Parquet)
-            pq.write_table(rows.combine_chunks(), path, compression="zstd", store_schema=False)
-            out.append({"path": f"{STATE}/{name}", "sha256": sha256_file(path), "rows": rows.num_rows})
+            writer = ParquetOut(path, rows_per_group(con, relation, texts), compression="zstd", store_schema=False)
+            reader = con.sql(f"SELECT * FROM {relation}").to_arrow_reader(_BATCH)
+            for batch in reader:
+                writer.write(batch)
+            writer.close(reader.schema)
+            out.append(_entry(folder, path, writer.rows))
     return out
 
 
-def build(log_url: str, root: Path, name: str, selection: Selection, since: str | None = None) -> dict[str, Any]:
+def _records(con: Any, selection: Selection) -> dict[str, int]:
+    """The KTO, listwise and tie tables of the build database; the KTO examples the gate left out, by reason."""
+    con.execute(f"CREATE TABLE kto_all AS {kto_rows(selection)}")
+    reasons = "SELECT reason, count(*) FROM kto_all WHERE reason IS NOT NULL GROUP BY ALL"
+    left_out = dict(con.execute(reasons).fetchall())
+    con.execute("CREATE TABLE kto AS SELECT * EXCLUDE (reason) FROM kto_all WHERE reason IS NULL")
+    con.execute("DROP TABLE kto_all")
+    con.execute(f"CREATE TABLE listwise AS {listwise_rows(selection)}")
+    con.execute(f"CREATE TABLE ties AS {tie_rows(selection)}")
+    return {str(k): int(v) for k, v in sorted(left_out.items())}
+
+
+def _split_counts(con: Any, relation: str) -> dict[str, int]:
+    found = con.execute(f"SELECT split, count(*) FROM {relation} GROUP BY split ORDER BY split").fetchall()
+    return {str(split): int(n) for split, n in found}
+
+
+def _scalar(con: Any, query: str) -> int:
+    return int(con.execute(query).fetchall()[0][0] or 0)
+
+
+def build(
+    log_url: str,
+    root: Path,
+    name: str,
+    selection: Selection,
+    since: str | None = None,
+    memory_limit: str | int | None = None,
+    formats: tuple[str, ...] = FORMATS,
+    compress: str = "none",
+    on_step: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Build dataset ``name`` under ``root`` from the audit log at ``log_url``; its manifest.
 
     Args:
@@ -123,11 +184,23 @@ def build(log_url: str, root: Path, name: str, selection: Selection, since: str 
         name: the new build's name.
         selection: what to take and how to clean and split it.
         since: a previous build of the same selection: read only the log's files it did not read.
+        memory_limit: DuckDB's memory (``"1GB"``, ``"10%"``, bytes; None: :data:`preflog.sinks.scan.DEFAULT_MEMORY`);
+            beyond it the build spills to a folder beside the build.
+        formats: the outputs to write, of :data:`FORMATS` (the content hash covers the files written).
+        compress: ``"none"`` or ``"gzip"`` (JSON lines as ``.jsonl.gz``).
+        on_step: called with the name of each step as it starts (a progress display).
 
     Raises:
         BuildError: ``root/name`` exists already (a build is never rewritten), the log has no pairs, or
             ``since`` cannot be the base of this build.
+        ValueError: an unknown format or compression, or a memory limit that is not a size.
     """
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown or not formats:
+        raise ValueError(f"formats {', '.join(unknown) or '(none)'}: choose from {', '.join(FORMATS)}")
+    if compress not in COMPRESSIONS:
+        raise ValueError(f"compress={compress!r}: choose one of {', '.join(COMPRESSIONS)}")
+    step = on_step or (lambda _: None)
     folder = root / name
     if folder.exists():
         raise BuildError(f"dataset {name!r} exists already at {folder}: a build is never rewritten; pick a new name")
@@ -137,54 +210,50 @@ def build(log_url: str, root: Path, name: str, selection: Selection, since: str 
         if not evaluation.exists():
             raise BuildError(f"no evaluation file {evaluation} to decontaminate against")
         config["decontaminate_sha256"] = sha256_file(evaluation)  # the content depends on the file's text
-    inputs = read_inputs(log_url, root, selection, config, since)
-    sources, files, chosen = inputs.sources, inputs.files, inputs.rows
-    rows = dataset_rows(chosen["pairs"], selection)
-    kto, kto_left_out = kto_rows(chosen["unpaired"], chosen["pairs"], selection)
-    records = {"kto": kto, "listwise": listwise_rows(chosen["pairs"], selection)}
-    records["ties"] = tie_rows(chosen["pairs"], chosen["unpaired"], selection)
-    decontamination = None
-    if evaluation is not None:
-        prompts = eval_prompts(evaluation)
-        rows, dropped = decontaminate(rows, prompts, selection.ngram)
-        for record, table in records.items():
-            records[record], _ = decontaminate(table, prompts, selection.ngram, id_column=_RECORD_IDS[record])
-        decontamination = {"file": str(evaluation), "sha256": config["decontaminate_sha256"], "dropped": dropped}
     temporary = root / f".{name}.tmp-{os.getpid()}"
-    shutil.rmtree(temporary, ignore_errors=True)
+    work = root / f".{name}.work-{os.getpid()}"  # the build's database and what it spills: removed at the end
+    for stale in (temporary, work):
+        shutil.rmtree(stale, ignore_errors=True)
+    work.mkdir(parents=True)
     temporary.mkdir(parents=True)
+    con = None
     try:
-        outputs = _write_shards(rows, temporary)
-        written, left_out = _write_formats({"rows": rows, **records}, temporary)
-        outputs += written + _write_state(inputs, temporary)
-        split_rows = {s: int(pa.compute.sum(pa.compute.equal(rows.column("split"), s)).as_py() or 0) for s in SPLITS}
-        manifest: dict[str, Any] = {
-            "name": name,
-            "format": 2,
-            "log": log_url,
-            "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "since": since,
-            "selection": config,
-            "sources": sources,
-            "pairs_selected": chosen["pairs"].num_rows,
-            "signals_selected": chosen["unpaired"].num_rows,
-            "rows": split_rows,
-            "records": {r: counts(table) for r, table in records.items()},
-            "merged_duplicates": int(pa.compute.sum(rows.column("votes")).as_py() or 0) - rows.num_rows,
-            "contradicted_rows": int(pa.compute.sum(pa.compute.greater(rows.column("opposing_votes"), 0)).as_py() or 0),
-            "near_duplicate_prompts": near_duplicate_prompts(rows),
-            "left_out": left_out,
-            "decontamination": decontamination,
-            "watermark": watermark(files["pairs"] + files["unpaired"]),
-            "files": outputs,
-        }
-        if kto_left_out:
+        con = connect(memory_limit, spill=str(work / "spill"), database=str(work / "build.duckdb"))
+        step("reading the log")
+        inputs = read_inputs(con, log_url, root, selection, config, since)
+        step("cleaning the pairs")
+        query, args = dataset_rows("pairs", selection)
+        con.execute(f"CREATE TABLE rows AS {query}", args)
+        kto_left_out = _records(con, selection)
+        decontamination = None
+        if evaluation is not None:
+            step("decontaminating")
+            prompts = eval_prompts(evaluation)
+            dropped = decontaminate(con, "rows", prompts, selection.ngram)
+            for record, column in RECORD_IDS.items():
+                decontaminate(con, record, prompts, selection.ngram, id_column=column)
+            decontamination = {"file": str(evaluation), "sha256": config["decontaminate_sha256"], "dropped": dropped}
+        outputs: list[dict[str, Any]] = []
+        if "parquet" in formats:
+            step("writing data/ (Parquet)")
+            outputs += _write_shards(con, temporary)
+        step("writing the JSON lines")
+        written, left_out = _write_formats(con, temporary, formats, compress)
+        outputs += written
+        step("writing state/")
+        outputs += _write_state(con, temporary)
+        manifest = _manifest(con, name, log_url, since, config, inputs, outputs, left_out, formats, compress)
+        if kto_left_out and "kto" in formats:
             manifest["left_out"]["kto"] = kto_left_out
+        manifest["decontamination"] = decontamination
         manifest["content_hash"] = content_hash(outputs, config)  # the card is not in it: it may name it
+        by_column = {c: counts(con, "rows", c) for c in ("source", "kind", "model_version")}
         readme = temporary / "README.md"
-        readme.write_text(card(name, manifest, rows))
-        outputs.append({"path": "README.md", "sha256": sha256_file(readme), "rows": rows.num_rows})
+        readme.write_text(card(name, manifest, by_column))
+        outputs.append({"path": "README.md", "sha256": sha256_file(readme), "rows": sum(manifest["rows"].values())})
         (temporary / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        con.close()
+        con = None
         try:
             temporary.rename(folder)  # never onto a build: a folder that appeared meanwhile is not replaced
         except OSError as exc:
@@ -194,8 +263,57 @@ def build(log_url: str, root: Path, name: str, selection: Selection, since: str 
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
+    finally:
+        if con is not None:
+            con.close()
+        shutil.rmtree(work, ignore_errors=True)
     return manifest
 
 
-#: the id column of each record set (decontamination drops rows by it)
-_RECORD_IDS = {"kto": "example_id", "listwise": "feedback_id", "ties": "tie_id"}
+def _manifest(
+    con: Any,
+    name: str,
+    log_url: str,
+    since: str | None,
+    config: dict[str, Any],
+    inputs: Inputs,
+    outputs: list[dict[str, Any]],
+    left_out: dict[str, dict[str, int]],
+    formats: tuple[str, ...],
+    compress: str,
+) -> dict[str, Any]:
+    split_rows = _split_counts(con, "rows")
+    manifest: dict[str, Any] = {
+        "name": name,
+        "format": 2,
+        "log": log_url,
+        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "since": since,
+        "selection": config,
+        "sources": inputs.sources,
+        "pairs_selected": _scalar(con, f"SELECT count(*) FROM {CHOSEN['pairs']}"),
+        "signals_selected": _scalar(con, f"SELECT count(*) FROM {CHOSEN['unpaired']}"),
+        "rows": {s: split_rows.get(s, 0) for s in SPLITS},
+        "records": {r: _split_counts(con, r) for r in RECORD_IDS},
+        "merged_duplicates": _scalar(con, "SELECT sum(votes) - count(*) FROM rows"),
+        "contradicted_rows": _scalar(con, "SELECT count(*) FROM rows WHERE opposing_votes > 0"),
+        "near_duplicate_prompts": near_duplicate_prompts(con, "rows"),
+        "left_out": left_out,
+        "decontamination": None,
+        "watermark": watermark(inputs.files["pairs"] + inputs.files["unpaired"]),
+        "files": outputs,
+    }
+    if tuple(formats) != FORMATS or compress != "none":  # a build of every format, uncompressed, says nothing
+        manifest["formats"] = [f for f in FORMATS if f in formats]
+        manifest["compress"] = compress
+    manifest["bytes"] = _bytes_per_format(outputs)
+    return manifest
+
+
+def _bytes_per_format(outputs: list[dict[str, Any]]) -> dict[str, int]:
+    """The bytes each output folder (data/, a format, state/) takes."""
+    sizes: dict[str, int] = {}
+    for f in outputs:
+        top = f["path"].split("/")[0]
+        sizes[top] = sizes.get(top, 0) + f.get("bytes", 0)
+    return sizes

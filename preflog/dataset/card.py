@@ -6,14 +6,12 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-import pyarrow as pa
-
 from preflog.sinks.naming import parse_file_name
 
-__all__ = ["card", "counts", "watermark"]
+__all__ = ["JSONL", "card", "counts", "watermark"]
 
 #: the JSON-lines folders of a build, each a config of the card
-_JSONL = ("trl", "trl-conversational", "openai", "nemo", "kto", "listwise", "ties")
+JSONL = ("trl", "trl-conversational", "openai", "nemo", "kto", "listwise", "ties")
 
 
 def watermark(files: Iterable[str]) -> dict[str, int]:
@@ -32,12 +30,12 @@ def watermark(files: Iterable[str]) -> dict[str, int]:
     return dict(sorted(last.items()))
 
 
-def counts(rows: pa.Table, column: str) -> dict[str, dict[str, int]]:
-    """Rows per split and value of ``column`` (null as ``"-"``)."""
-    grouped = rows.group_by(["split", column]).aggregate([([], "count_all")]).to_pylist()
+def counts(con: Any, rows: str, column: str) -> dict[str, dict[str, int]]:
+    """Rows of relation ``rows`` per split and value of ``column`` (null as ``"-"``)."""
+    grouped = con.execute(f"SELECT split, {column}, count(*) FROM {rows} GROUP BY ALL").fetchall()
     out: dict[str, dict[str, int]] = {}
-    for g in sorted(grouped, key=lambda g: (g["split"], str(g[column]))):
-        out.setdefault(g["split"], {})[str(g[column]) if g[column] is not None else "-"] = g["count_all"]
+    for split, value, n in sorted(grouped, key=lambda g: (g[0], str(g[1]))):
+        out.setdefault(split, {})[str(value) if value is not None else "-"] = int(n)
     return out
 
 
@@ -49,7 +47,16 @@ def _table(title: str, by_split: dict[str, dict[str, int]]) -> list[str]:
     return lines
 
 
-def card(name: str, manifest: dict[str, Any], rows: pa.Table) -> str:
+def _formats(manifest: dict[str, Any]) -> list[str]:
+    """The formats line of a build that chose its formats or compressed them (a full build's card says nothing)."""
+    if "formats" not in manifest:
+        return []
+    sizes = ", ".join(f"{k} {v:,} bytes" for k, v in manifest.get("bytes", {}).items())
+    return [f"- formats written: {', '.join(manifest['formats'])} (JSON lines compression: {manifest['compress']}; "
+            f"{sizes})"]  # fmt: skip
+
+
+def card(name: str, manifest: dict[str, Any], by_column: dict[str, dict[str, dict[str, int]]]) -> str:
     """The dataset card: YAML front matter naming the split files, then counts, selection and provenance.
 
     Deterministic (no build time), so two builds of the same input have the same card.
@@ -57,7 +64,7 @@ def card(name: str, manifest: dict[str, Any], rows: pa.Table) -> str:
     front = ["---", "configs:"]
     # every JSON-lines format is a config, TRL's standard one the default: `datasets` takes one file type for
     # all the configs of a folder, so the Parquet shards are read with load_dataset("parquet", data_dir=".../data")
-    for fmt in _JSONL:
+    for fmt in JSONL:
         paths = sorted(f["path"] for f in manifest["files"] if f["path"].startswith(f"{fmt}/"))
         paths = [p for p in paths if not p.endswith(".provenance.jsonl")]
         if not paths:
@@ -82,10 +89,11 @@ def card(name: str, manifest: dict[str, Any], rows: pa.Table) -> str:
         "- other records per split (JSON lines in kto/, listwise/, ties/): "
         + "; ".join(f"{r} {dict(n) or 0}" for r, n in manifest.get("records", {}).items()),
         f"- left out of a format, by reason: {json.dumps(manifest['left_out'], sort_keys=True)}",
+        *_formats(manifest),
         "",
     ]
     for title, column in (("source", "source"), ("feedback kind", "kind"), ("model version", "model_version")):
-        body += [*_table(title, counts(rows, column)), ""]
+        body += [*_table(title, by_column[column]), ""]
     body += [
         "## Selection",
         "",

@@ -2,13 +2,15 @@
 
 Both sides are normalised by the expression the splits use
 (:data:`preflog.dataset.select.PROMPT_KEY`: lower case, runs of white space as
-one space), and their n-grams are made and matched by one DuckDB query.
+one space), and their n-grams are made and matched by one DuckDB query over the
+build's table: the rows' n-grams stream past the evaluation set's, never held.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -37,41 +39,39 @@ def eval_prompts(path: Path) -> list[str]:
     return prompts
 
 
-def decontaminate(
-    rows: pa.Table, prompts: list[str], n: int, id_column: str = "pair_id"
-) -> tuple[pa.Table, dict[str, int]]:
-    """``rows`` without the pairs whose prompt matches an evaluation prompt; how many went, by way.
+def decontaminate(con: Any, relation: str, prompts: list[str], n: int, id_column: str = "pair_id") -> dict[str, int]:
+    """Delete from table ``relation`` the rows whose prompt matches an evaluation prompt; how many ids went, by way.
 
     Args:
-        rows: dataset rows (with ``prompt`` and a unique ``id_column``).
+        con: the build's DuckDB connection.
+        relation: a table with ``prompt`` and ``id_column``.
         prompts: the evaluation prompts.
         n: n-gram length in words (0: exact matches only).
-        id_column: the rows' id.
+        id_column: the rows' id (every row with a matching id is deleted).
     """
-    import duckdb
 
-    def keyed(table: str) -> str:
-        return f"SELECT id, {PROMPT_KEY} AS k FROM {table}"
+    def keyed(table: str, column: str) -> str:
+        return f"SELECT {column} AS id, {PROMPT_KEY} AS k FROM {table}"
 
-    def ngrams(table: str) -> str:
-        split = f"SELECT id, string_split(k, ' ') AS w FROM ({keyed(table)})"
+    def ngrams(table: str, column: str) -> str:
+        split = f"SELECT id, string_split(k, ' ') AS w FROM ({keyed(table, column)})"
         starts = f"SELECT id, w, unnest(range(1, greatest(len(w) - {n} + 2, 1))) AS i FROM ({split})"
         return f"SELECT id, array_to_string(list_slice(w, i, i + {n} - 1), ' ') AS g FROM ({starts})"
 
-    con = duckdb.connect()
+    con.register("__evaluation", pa.table({"id": range(len(prompts)), "prompt": pa.array(prompts, pa.string())}))
     try:
-        con.register("rows", rows.select([id_column, "prompt"]).rename_columns(["id", "prompt"]))
-        con.register("evaluation", pa.table({"id": range(len(prompts)), "prompt": pa.array(prompts, pa.string())}))
-        query = f"SELECT DISTINCT r.id FROM ({keyed('rows')}) r JOIN ({keyed('evaluation')}) e USING (k)"
-        same = {r[0] for r in con.sql(query).fetchall()}
-        shared: set[str] = set()
+        same = f"""SELECT DISTINCT r.id FROM ({keyed(relation, id_column)}) r
+                   JOIN ({keyed("__evaluation", "id")}) e USING (k)"""
+        con.execute(f"CREATE OR REPLACE TEMP TABLE __same AS {same}")
+        con.execute("CREATE OR REPLACE TEMP TABLE __shared AS SELECT * FROM __same WHERE FALSE")
         if n > 0:
-            query = f"SELECT DISTINCT r.id FROM ({ngrams('rows')}) r JOIN ({ngrams('evaluation')}) e USING (g)"
-            shared = {r[0] for r in con.sql(query).fetchall()} - same
+            shared = f"""SELECT DISTINCT r.id FROM ({ngrams(relation, id_column)}) r
+                         SEMI JOIN ({ngrams("__evaluation", "id")}) e USING (g)"""
+            con.execute(f"CREATE OR REPLACE TEMP TABLE __shared AS {shared} EXCEPT SELECT id FROM __same")
+        exact = int(con.execute("SELECT count(*) FROM __same").fetchall()[0][0])
+        ngram = int(con.execute("SELECT count(*) FROM __shared").fetchall()[0][0])
+        con.execute(f"""DELETE FROM {relation} WHERE {id_column} IN (SELECT id FROM __same UNION ALL
+                                                                     SELECT id FROM __shared)""")
     finally:
-        con.close()
-    gone = same | shared
-    if gone:
-        keep = pa.compute.invert(pa.compute.is_in(rows.column(id_column), pa.array(sorted(gone), pa.string())))
-        rows = rows.filter(keep)
-    return rows, {"exact": len(same), "ngram": len(shared)}
+        con.unregister("__evaluation")
+    return {"exact": exact, "ngram": ngram}

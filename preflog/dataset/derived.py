@@ -19,17 +19,19 @@ Every row has the split its normalised prompt hashes to, the same as the pairs'.
 
 from __future__ import annotations
 
-from typing import Any
+from .select import Selection, split_of
 
-import pyarrow as pa
+__all__ = ["RECORD_IDS", "kto_rows", "listwise_rows", "tie_rows"]
 
-from .select import Selection, arrow_query, split_of
+#: the id column of each record set (decontamination drops rows by it)
+RECORD_IDS = {"kto": "example_id", "listwise": "feedback_id", "ties": "tie_id"}
 
-__all__ = ["kto_rows", "listwise_rows", "tie_rows"]
 
+def kto_rows(s: Selection) -> str:
+    """The query of KTO examples from relations ``signals`` and ``pairs``, by example_id.
 
-def kto_rows(signals: pa.Table, pairs: pa.Table, s: Selection) -> tuple[pa.Table, dict[str, int]]:
-    """KTO examples, by example_id, and the count of those the gate left out by reason."""
+    Its ``reason`` column says why the gate left an example out (NULL: kept).
+    """
     desirable = "NULL" if s.kto_desirable is None else float(s.kto_desirable)
     undesirable = "NULL" if s.kto_undesirable is None else float(s.kto_undesirable)
     between = "a score between the KTO thresholds (--kto-desirable, --kto-undesirable)"
@@ -67,14 +69,7 @@ def kto_rows(signals: pa.Table, pairs: pa.Table, s: Selection) -> tuple[pa.Table
         )
         SELECT * EXCLUDE (prompt_key), {split_of(s)} AS split FROM candidates ORDER BY example_id, prompt, completion
     """
-    rows = arrow_query({"signals": signals, "pairs": pairs}, query)
-    reasons = rows.column("reason").to_pylist()
-    left_out: dict[str, int] = {}
-    for reason in reasons:
-        if reason is not None:
-            left_out[reason] = left_out.get(reason, 0) + 1
-    kept = rows.filter(pa.compute.is_null(rows.column("reason"))).drop_columns(["reason"])
-    return kept, dict(sorted(left_out.items()))
+    return query
 
 
 def _answers() -> str:
@@ -93,8 +88,8 @@ def _answers() -> str:
     """
 
 
-def listwise_rows(pairs: pa.Table, s: Selection) -> pa.Table:
-    """One row per ranking or score list of three or more answers, best first, by feedback_id."""
+def listwise_rows(s: Selection) -> str:
+    """The query of one row per ranking or score list of three or more answers (relation ``pairs``), best first."""
     query = f"""
         WITH judged AS (  -- three answers or more take two pairs or more: most judgements are one pair
             SELECT * FROM pairs WHERE kind IN ('RANKING', 'SCORES') AND feedback_id IN (
@@ -124,11 +119,11 @@ def listwise_rows(pairs: pa.Table, s: Selection) -> pa.Table:
         FROM lists l JOIN first f USING (feedback_id)
         ORDER BY feedback_id
     """
-    return arrow_query({"pairs": pairs}, query)
+    return query
 
 
-def tie_rows(pairs: pa.Table, signals: pa.Table, s: Selection) -> pa.Table:
-    """Ties of a ranking and answers of one request that explicit ratings both call undesirable."""
+def tie_rows(s: Selection) -> str:
+    """The query of ties of a ranking and of answers of one request that explicit ratings both call undesirable."""
     query = f"""
         WITH ranked AS (  -- a tie leaves a ranking two pairs or more (two tied answers alone give none)
             SELECT * FROM pairs WHERE kind = 'RANKING' AND feedback_id IN (
@@ -171,12 +166,4 @@ def tie_rows(pairs: pa.Table, signals: pa.Table, s: Selection) -> pa.Table:
         FROM (SELECT * FROM ties UNION ALL BY NAME SELECT * FROM both_bad)
         ORDER BY tie_id
     """
-    return arrow_query({"pairs": pairs, "signals": signals}, query)
-
-
-def counts(rows: pa.Table) -> dict[str, Any]:
-    """Rows per split."""
-    if rows.num_rows == 0:
-        return {}
-    grouped = rows.group_by("split").aggregate([([], "count_all")]).to_pylist()
-    return {g["split"]: g["count_all"] for g in sorted(grouped, key=lambda g: g["split"])}
+    return query

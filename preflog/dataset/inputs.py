@@ -15,19 +15,19 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from preflog.sinks.read import data_files, read_table
+from preflog.sinks.read import data_files
+from preflog.sinks.scan import located, log_view, parquet_source
 from preflog.sinks.storage import Storage
 
 from .hashing import file_size, sha256_file, source_entry
-from .select import IDS, ORDER, Selection, arrow_query, selected
+from .select import IDS, ORDER, Selection, selected
 
-__all__ = ["STATE", "BuildError", "Inputs", "previous", "read_inputs"]
+__all__ = ["CHOSEN", "STATE", "BuildError", "Inputs", "previous", "read_inputs"]
 
 #: the folder of a build's selected rows and ids (read by the next ``--since`` build; not in the content hash)
 STATE = "state"
+#: the build database's table of each log table's selected rows (the record queries read these names)
+CHOSEN = {"pairs": "pairs", "unpaired": "signals"}
 
 
 class BuildError(Exception):
@@ -35,12 +35,13 @@ class BuildError(Exception):
 
 
 class Inputs:
-    """Per table: the files listed, the selected rows and the winning (id, path) of every id read."""
+    """Per table: the files listed; the selected rows and the winning ids are tables of the build's database.
+
+    ``CHOSEN[table]`` holds the selected rows, ``{table}_ids`` the winning (id, path) of every id read.
+    """
 
     def __init__(self) -> None:
         self.files: dict[str, list[str]] = {}
-        self.rows: dict[str, pa.Table] = {}
-        self.ids: dict[str, pa.Table] = {}
         self.sources: list[dict[str, Any]] = []
 
 
@@ -53,13 +54,16 @@ def _files(storage: Storage, table: str, log_url: str) -> list[str]:
         return []  # no signal logged yet
 
 
-def _file_ids(storage: Storage, table: str, paths: list[str]) -> pa.Table:
-    """(id, path) of every row of ``paths`` with an id, one column read per file."""
-    parts = [pa.table({"id": pa.array([], pa.string()), "path": pa.array([], pa.string())})]
-    for path in paths:
-        ids = pq.read_table(storage.path(path), columns=[IDS[table]], filesystem=storage.fs).column(0)
-        parts.append(pa.table({"id": ids.cast(pa.string()), "path": pa.repeat(pa.scalar(path), len(ids))}))
-    return pa.concat_tables(parts)
+def _file_ids(con: Any, storage: Storage, table: str, paths: list[str]) -> str:
+    """The query of (id, path) of every row of ``paths`` (relative), one column read per file."""
+    if not paths:
+        return "SELECT NULL::VARCHAR AS id, NULL::VARCHAR AS path WHERE FALSE"
+    where = located(con, storage, paths)
+    names = ", ".join(f"('{w.replace(chr(39), chr(39) * 2)}', '{p.replace(chr(39), chr(39) * 2)}')"
+                      for w, p in zip(where, paths, strict=True))  # fmt: skip
+    source = parquet_source(where, ", filename = true")
+    return f"""SELECT CAST(s.{IDS[table]} AS VARCHAR) AS id, f.path FROM (SELECT {IDS[table]}, filename FROM {source}) s
+               JOIN (VALUES {names}) f(filename, path) USING (filename)"""
 
 
 def previous(root: Path, since: str, config: dict[str, Any], log_url: str) -> dict[str, Any]:
@@ -87,8 +91,10 @@ def previous(root: Path, since: str, config: dict[str, Any], log_url: str) -> di
     return m
 
 
-def read_inputs(log_url: str, root: Path, selection: Selection, config: dict[str, Any], since: str | None) -> Inputs:
-    """Read the log (only the files ``since`` had not read, when given) into the build's inputs."""
+def read_inputs(
+    con: Any, log_url: str, root: Path, selection: Selection, config: dict[str, Any], since: str | None
+) -> Inputs:
+    """Read the log (only the files ``since`` had not read, when given) into the build database's tables."""
     storage = Storage(log_url)
     base = previous(root, since, config, log_url) if since else None
     known = {s["path"]: s for s in base["sources"]} if base else {}
@@ -107,32 +113,36 @@ def read_inputs(log_url: str, root: Path, selection: Selection, config: dict[str
         new = [p for p in listed if p not in known]
         out.sources += [known[p] if p in known else source_entry(storage, p) for p in listed]
         out.files[table] = listed
-        old_rows = old_ids = None
-        if base is not None:
-            old_rows = pq.read_table(root / str(since) / STATE / f"{table}.parquet")
-            old_ids = pq.read_table(root / str(since) / STATE / f"{table}.ids.parquet")
-        out.rows[table], out.ids[table] = _merge(
-            read_table(log_url, table, files=new), _file_ids(storage, table, new), old_rows, old_ids, selection, table
-        )
+        log_view(con, f"new_{table}", log_url, table, files=new)
+        con.execute(f"CREATE TABLE new_{table}_ids AS {_file_ids(con, storage, table, new)}")
+        state = root / str(since) / STATE if base is not None else None
+        _merge(con, table, selection, state)
     return out
 
 
-def _merge(
-    new_rows: pa.Table, new_ids: pa.Table, old_rows: pa.Table | None, old_ids: pa.Table | None, s: Selection, table: str
-) -> tuple[pa.Table, pa.Table]:
+def _merge(con: Any, table: str, s: Selection, state: Path | None) -> None:
     """The selected rows and winning ids of everything read: the new files' and, if any, a previous build's."""
     key = IDS[table]
-    ids = new_ids if old_ids is None else pa.concat_tables([old_ids, new_ids.cast(old_ids.schema)])
-    winners = arrow_query({"ids": ids}, "SELECT id, min(path) AS path FROM ids WHERE id <> '' GROUP BY id ORDER BY id")
-    fresh = selected(new_rows, s, table)
-    if old_rows is None:
-        return fresh, winners
-    won_by_new = arrow_query({"w": winners, "n": new_ids}, "SELECT DISTINCT w.id FROM w JOIN n USING (id, path)")
+    new_ids = f"new_{table}_ids"
+    ids = new_ids
+    if state is not None:
+        ids = f"(SELECT id, path FROM {_parquet(state / f'{table}.ids.parquet')} UNION ALL SELECT * FROM {new_ids})"
+    con.execute(
+        f"CREATE TABLE {table}_ids AS SELECT id, min(path) AS path FROM {ids} WHERE id <> '' GROUP BY id ORDER BY id"
+    )
+    fresh, args = selected(f"new_{table}", s, table)
+    if state is None:
+        con.execute(f"CREATE TABLE {CHOSEN[table]} AS {fresh}", args)
+        return
+    won = f"SELECT DISTINCT w.id FROM {table}_ids w JOIN {new_ids} n USING (id, path)"
     query = f"""SELECT * FROM (
-                    SELECT * FROM old WHERE coalesce({key}, '') = '' OR {key} NOT IN (SELECT id FROM won)
+                    SELECT * FROM {_parquet(state / f"{table}.parquet")}
+                    WHERE coalesce({key}, '') = '' OR {key} NOT IN ({won})
                     UNION ALL BY NAME
-                    SELECT * FROM fresh WHERE coalesce({key}, '') = '' OR {key} IN (SELECT id FROM won)
+                    SELECT * FROM ({fresh}) WHERE coalesce({key}, '') = '' OR {key} IN ({won})
                 ) ORDER BY {ORDER[table]}"""
-    merged = arrow_query({"old": old_rows, "fresh": fresh.cast(old_rows.schema), "won": won_by_new}, query)
-    return merged, winners
+    con.execute(f"CREATE TABLE {CHOSEN[table]} AS {query}", args)
 
+
+def _parquet(path: Path) -> str:
+    return f"read_parquet('{str(path).replace(chr(39), chr(39) * 2)}')"

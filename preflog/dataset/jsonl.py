@@ -15,13 +15,14 @@ the provenance of each written row goes line for line into a file beside it.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .select import ROW_ORDER, arrow_query
+from .select import ROW_ORDER_KEYS
 
-__all__ = ["LINES", "OPENAI_PROBLEM", "PROMPT_TEXT", "write_lines"]
+__all__ = ["COMPRESSIONS", "LINES", "OPENAI_PROBLEM", "PROMPT_TEXT", "write_lines"]
 
 PROMPT_TEXT = (
     "CASE WHEN len(coalesce(prompt_messages, [])) > 0 "
@@ -71,12 +72,12 @@ Fields = tuple[tuple[str, str], ...]
 
 #: format -> (the id its rows are ordered by, its own fields as (key, SQL expression), its provenance columns)
 LINES: dict[str, tuple[str, Fields, tuple[str, ...]]] = {
-    "trl": (ROW_ORDER, (("prompt", PROMPT_TEXT), ("chosen", "chosen"), ("rejected", "rejected")), PAIR_PROVENANCE),
+    "trl": (ROW_ORDER_KEYS, (("prompt", PROMPT_TEXT), ("chosen", "chosen"), ("rejected", "rejected")), PAIR_PROVENANCE),
     "trl-conversational": (
-        ROW_ORDER, (("prompt", INPUT), ("chosen", PREFERRED), ("rejected", NON_PREFERRED)), PAIR_PROVENANCE,
+        ROW_ORDER_KEYS, (("prompt", INPUT), ("chosen", PREFERRED), ("rejected", NON_PREFERRED)), PAIR_PROVENANCE,
     ),
     "openai": (  # its provenance goes to a file beside it: OpenAI takes only its own fields
-        ROW_ORDER,
+        ROW_ORDER_KEYS,
         (
             ("input", f"{{'messages': {INPUT}}}"),
             ("preferred_output", PREFERRED),
@@ -85,7 +86,7 @@ LINES: dict[str, tuple[str, Fields, tuple[str, ...]]] = {
         (),
     ),
     "nemo": (
-        ROW_ORDER,
+        ROW_ORDER_KEYS,
         (("prompt", PROMPT_TEXT), ("chosen_response", "chosen"), ("rejected_response", "rejected")),
         PAIR_PROVENANCE,
     ),
@@ -126,50 +127,93 @@ def _line(fmt: str) -> str:
     return _json(own + after)
 
 
-def _write(lines: pa.ChunkedArray, path: Path) -> None:
-    """``lines`` (JSON texts) to ``path``, one a line, joined by Arrow (no Python string per line)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as f:
-        for chunk in lines.chunks:
-            if len(chunk) == 0:
-                continue
-            text = chunk.cast(pa.large_string())
-            whole = pa.LargeListArray.from_arrays(pa.array([0, len(text)], pa.int64()), text)
-            f.write(pc.binary_join(whole, pa.scalar("\n", pa.large_string()))[0].as_buffer())
-            f.write(b"\n")
+#: how a build's JSON lines are compressed: the file suffix of each (``datasets.load_dataset`` reads both)
+COMPRESSIONS = {"none": ".jsonl", "gzip": ".jsonl.gz"}
+
+
+class _Lines:
+    """One JSON-lines file written as batches of lines arrive (joined by Arrow, no Python string per line)."""
+
+    def __init__(self, path: Path, compress: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.rows = 0
+        raw = pa.OSFile(str(path), "wb")
+        # gzip by Arrow's zlib (no timestamp in the header: the same lines give the same bytes)
+        self.f = pa.CompressedOutputStream(raw, "gzip") if compress == "gzip" else raw
+
+    def write(self, lines: pa.Array) -> None:
+        if len(lines) == 0:
+            return
+        text = lines.cast(pa.large_string())
+        whole = pa.LargeListArray.from_arrays(pa.array([0, len(text)], pa.int64()), text)
+        self.f.write(pc.binary_join(whole, pa.scalar("\n", pa.large_string()))[0].as_buffer())
+        self.f.write(b"\n")
+        self.rows += len(lines)
+
+    def close(self) -> None:
+        self.f.close()
 
 
 def write_lines(
-    rows: pa.Table, fmt: str, folder: Path, splits: tuple[str, ...]
+    rows: pa.Table | str,
+    fmt: str,
+    folder: Path,
+    splits: tuple[str, ...],
+    con: Any = None,
+    compress: str = "none",
+    ordered: bool = False,
+    batch_rows: int = 8192,
 ) -> tuple[list[tuple[Path, int]], dict[str, int]]:
-    """Write ``rows`` (with a ``split`` column) as ``folder/fmt/{split}.jsonl``.
+    """Write ``rows`` (with a ``split`` column) as ``folder/fmt/{split}.jsonl`` (``.jsonl.gz`` with gzip).
 
-    Returns the files written with their line counts, and the rows left out by reason.
+    ``rows`` is an Arrow table, or the name of a relation of DuckDB connection ``con``: the lines are then made
+    and written batch by batch, never all at once. Returns the files written with their line counts, and the
+    rows left out by reason. ``ordered`` says the relation is stored in the format's order already (a table
+    created with it): its rows are read as they are, not sorted again.
 
     OpenAI rows that break its rules are left out (counted by reason) and each written row's provenance
     goes to ``openai/{split}.provenance.jsonl``.
     """
+    own = con is None
+    if own:
+        from preflog.sinks.scan import connect
+
+        con = connect()
+        con.register("rows", rows)
+        rows = "rows"
     order = LINES[fmt][0]
     problem = OPENAI_PROBLEM if fmt == "openai" else "NULL"
     extra = f", {_json(tuple((c, c) for c in PAIR_PROVENANCE))} AS provenance" if fmt == "openai" else ""
-    query = f"""SELECT split, {problem} AS problem, {_line(fmt)} AS line{extra} FROM rows ORDER BY {order}"""
-    table = arrow_query({"rows": rows}, query)
+    query = f"SELECT split, {problem} AS problem, {_line(fmt)} AS line{extra} FROM {rows}"
+    if not ordered:
+        query += f" ORDER BY {order}"
+    suffix = COMPRESSIONS[compress]
+    files: dict[str, _Lines] = {}
     left_out: dict[str, int] = {}
-    broken = table.filter(pc.is_valid(table.column("problem")))
-    for g in broken.group_by("problem").aggregate([([], "count_all")]).to_pylist():
-        left_out[g["problem"]] = g["count_all"]
-    written = table.filter(pc.is_null(table.column("problem")))
-    paths: list[tuple[Path, int]] = []
-    for split in splits:
-        part = written.filter(pc.equal(written.column("split"), split))
-        if part.num_rows == 0:
-            continue
-        path = folder / fmt / f"{split}.jsonl"
-        _write(part.column("line"), path)
-        paths.append((path, part.num_rows))
-        if fmt == "openai":
-            beside = folder / fmt / f"{split}.provenance.jsonl"
-            _write(part.column("provenance"), beside)
-            paths.append((beside, part.num_rows))
+    try:
+        reader = con.sql(query).to_arrow_reader(batch_rows)
+        for batch in reader:
+            broken = batch.filter(pc.is_valid(batch.column("problem")))
+            for reason in broken.column("problem").to_pylist():
+                left_out[reason] = left_out.get(reason, 0) + 1
+            written = batch.filter(pc.is_null(batch.column("problem")))
+            for split in splits:
+                part = written.filter(pc.equal(written.column("split"), split))
+                if part.num_rows == 0:
+                    continue
+                if split not in files:
+                    files[split] = _Lines(folder / fmt / f"{split}{suffix}", compress)
+                    if fmt == "openai":
+                        beside = _Lines(folder / fmt / f"{split}.provenance{suffix}", compress)
+                        files[f"{split}.provenance"] = beside
+                files[split].write(part.column("line"))
+                if fmt == "openai":
+                    files[f"{split}.provenance"].write(part.column("provenance"))
+    finally:
+        for f in files.values():
+            f.close()
+        if own:
+            con.close()
+    paths = [(files[k].path, files[k].rows) for s in splits for k in (s, f"{s}.provenance") if k in files]
     return paths, dict(sorted(left_out.items()))
-

@@ -1,6 +1,6 @@
 """From audit-log pairs to dataset rows: selection, exact duplicates merged, contradictions resolved, splits.
 
-Two DuckDB queries over Arrow tables (no Python loop per row):
+Two DuckDB queries over the build's tables (no Python loop per row, memory bounded by DuckDB's limit):
 
 * :func:`selected` applies the judgement-level selection (dates of the
   feedback, model names, source types, feedback kinds, explicit or implicit,
@@ -12,7 +12,8 @@ Two DuckDB queries over Arrow tables (no Python loop per row):
 
 * **pair-level selection**: a minimum margin, a minimum score of the chosen answer;
 * **duplicates**: pairs with the same prompt, chosen and rejected text are one
-  row; ``votes`` counts them and the row keeps the smallest pair_id's fields;
+  row; ``votes`` counts them and the row keeps the smallest pair_id's fields
+  (texts compared by their md5, so the grouping runs on narrow rows);
 * **contradictions** (A over B and B over A for one prompt), by ``policy``:
   ``majority`` keeps the side with more votes (a tie drops both), ``drop``
   drops both, ``keep`` keeps both with ``weight`` = votes / all votes of the two;
@@ -168,8 +169,6 @@ _KEEP_SIGNAL = """
 """
 #: the id column of each table a build reads
 IDS = {"pairs": "pair_id", "unpaired": "signal_id"}
-#: the order of a dataset's rows: by pair_id, and rows without one (written before the tables had ids) by their texts
-ROW_ORDER = "pair_id, prompt, chosen, rejected"
 #: the order of a table's selected rows (ids first; rows without one by their content)
 ORDER = {"pairs": "pair_id, feedback_id, prompt, chosen, rejected", "unpaired": "signal_id, feedback_id, completion"}
 
@@ -189,59 +188,80 @@ def arrow_query(tables: dict[str, pa.Table], query: str, args: list[Any] | None 
     return result if isinstance(result, pa.Table) else result.read_all()
 
 
-def selected(table: pa.Table, s: Selection, name: str = "pairs") -> pa.Table:
-    """The rows of ``table`` (``pairs`` or ``unpaired``) that the judgement-level selection takes, ordered by id.
+def selected(source: str, s: Selection, name: str = "pairs") -> tuple[str, list[Any]]:
+    """The query (and its arguments) of the rows of relation ``source`` that the judgement-level selection takes.
 
-    Each row keeps the columns a build needs and ``prompt_key``, the normalised prompt.
+    ``source`` is a ``pairs`` or ``unpaired`` table of the log; the rows come ordered by id. Each row keeps
+    the columns a build needs and ``prompt_key``, the normalised prompt.
     """
     where, args = judgement_filter(s)
     keep = _KEEP if name == "pairs" else _KEEP_SIGNAL
-    query = f"SELECT {keep}, {PROMPT_KEY} AS prompt_key FROM src WHERE {where} ORDER BY {ORDER[name]}"
-    return arrow_query({"src": table}, query, args)
+    return f"SELECT {keep}, {PROMPT_KEY} AS prompt_key FROM {source} WHERE {where} ORDER BY {ORDER[name]}", args
 
 
-def dataset_rows(chosen: pa.Table, s: Selection) -> pa.Table:
-    """The rows of :func:`selected` pairs, by pair_id, with ``votes``, ``weight``, ``opposing_votes``, ``split``."""
+#: the order of a dataset's rows: by pair_id, and rows without one (written before the tables had ids) by their
+#: texts, which are compared only there (a pair_id is unique unless blank), so a sort need not carry them
+_BLANK = "coalesce(pair_id, '') = ''"
+ROW_ORDER_KEYS = (
+    f"pair_id, CASE WHEN {_BLANK} THEN prompt END, CASE WHEN {_BLANK} THEN chosen END, "
+    f"CASE WHEN {_BLANK} THEN rejected END"
+)
+
+
+def dataset_rows(chosen: str, s: Selection) -> tuple[str, list[Any]]:
+    """The query of the dataset rows of :func:`selected` pairs (relation ``chosen``, with a unique ``rowid``).
+
+    Rows by pair_id, with ``votes``, ``weight``, ``opposing_votes``, ``split``. Duplicates are grouped and
+    contradictions found on hashes of the texts (md5, 128 bits each), so the heavy work runs on narrow rows;
+    the texts are fetched once, for the rows kept.
+    """
     where, args = _pair_where(s)
     keep = {
         "majority": "o.votes IS NULL OR m.votes > o.votes",
         "drop": "o.votes IS NULL",
         "keep": "TRUE",
     }[s.contradictions]
-    query = f"""
-        WITH chosen_rows AS (
-            SELECT * EXCLUDE (chosen_index, rejected_index) FROM chosen WHERE {where}
-        ),
-        merged AS (  -- one row per (prompt, chosen, rejected): the whole row of its first pair, and the votes
-            SELECT prompt_key, prompt, chosen, rejected, votes,
-                   * EXCLUDE (prompt_key, prompt, chosen, rejected, votes, first)
-            FROM (
-                SELECT *, count(*) OVER texts AS votes,
-                       row_number() OVER (texts ORDER BY pair_id, feedback_id, feedback_time) AS first
-                FROM chosen_rows WINDOW texts AS (PARTITION BY prompt_key, prompt, chosen, rejected)
-            ) WHERE first = 1
-        )
-        SELECT m.* EXCLUDE (prompt_key),
-               coalesce(o.votes, 0) AS opposing_votes,
-               m.votes / (m.votes + coalesce(o.votes, 0)) AS weight,
-               {split_of(s, "m.prompt_key")} AS split
-        FROM merged m
-        LEFT JOIN merged o ON o.prompt = m.prompt AND o.chosen = m.rejected AND o.rejected = m.chosen
-        WHERE {keep}
-    """
+    caps = ""
     if s.caps:
+        order = f"md5('{s.seed}:' || pair_id), {ROW_ORDER_KEYS}"
         ranks = ", ".join(
-            f"row_number() OVER (PARTITION BY {column} ORDER BY md5('{s.seed}:' || pair_id), {ROW_ORDER}) AS rank_{i}"
+            f"row_number() OVER (PARTITION BY {column} ORDER BY {order}) AS rank_{i}"
             for i, (column, _) in enumerate(s.caps)
         )
         within = " AND ".join(f"rank_{i} <= {int(n)}" for i, (_, n) in enumerate(s.caps))
-        dropped = ", ".join(f"rank_{i}" for i in range(len(s.caps)))
-        query = f"SELECT * EXCLUDE ({dropped}) FROM (SELECT *, {ranks} FROM ({query})) WHERE {within}"
-    return arrow_query({"chosen": chosen}, f"SELECT * FROM ({query}) ORDER BY {ROW_ORDER}", args)
+        ranked = f"SELECT rid, {ranks} FROM kept k JOIN {chosen} c ON c.rowid = k.rid"
+        caps = f",\n        capped AS (SELECT rid FROM ({ranked}) WHERE {within})"
+    query = f"""
+        WITH keys AS (  -- the narrow rows: ids, order and the texts' hashes
+            SELECT rowid AS rid, pair_id, feedback_id, feedback_time, prompt_key,
+                   md5_number(prompt) AS hp, md5_number(chosen) AS hc, md5_number(rejected) AS hr
+            FROM {chosen} WHERE {where}
+        ),
+        merged AS (  -- one row per (prompt, chosen, rejected): its first pair, and the votes
+            SELECT * FROM (
+                SELECT rid, hp, hc, hr, prompt_key, count(*) OVER texts AS votes,
+                       row_number() OVER (texts ORDER BY pair_id, feedback_id, feedback_time) AS first
+                FROM keys WINDOW texts AS (PARTITION BY hp, hc, hr)
+            ) WHERE first = 1
+        ),
+        kept AS (
+            SELECT m.rid, m.votes, coalesce(o.votes, 0) AS opposing_votes,
+                   m.votes / (m.votes + coalesce(o.votes, 0)) AS weight, {split_of(s, "m.prompt_key")} AS split
+            FROM merged m LEFT JOIN merged o ON o.hp = m.hp AND o.hc = m.hr AND o.hr = m.hc
+            WHERE {keep}
+        ){caps}
+        SELECT c.prompt, c.chosen, c.rejected, k.votes,
+               c.* EXCLUDE (prompt, chosen, rejected, chosen_index, rejected_index, prompt_key),
+               k.opposing_votes, k.weight, k.split
+        FROM kept k JOIN {chosen} c ON c.rowid = k.rid
+        {"WHERE k.rid IN (SELECT rid FROM capped)" if s.caps else ""}
+        ORDER BY {ROW_ORDER_KEYS}
+    """
+    return query, args
 
 
-def near_duplicate_prompts(rows: pa.Table) -> int:
-    """How many normalised prompts of ``rows`` are written in more than one way (case or white space)."""
-    keys = f"SELECT {PROMPT_KEY} AS k FROM rows GROUP BY k HAVING count(DISTINCT prompt) > 1"
-    query = f"SELECT count(*) AS n FROM ({keys})"
-    return int(arrow_query({"rows": rows.select(["prompt"])}, query).column("n")[0].as_py())
+def near_duplicate_prompts(con: Any, rows: str) -> int:
+    """How many normalised prompts of relation ``rows`` are written in more than one way (case or white space)."""
+    keys = f"""SELECT md5_number({PROMPT_KEY}) AS k FROM {rows} GROUP BY k
+               HAVING count(DISTINCT md5_number(prompt)) > 1"""
+    return int(con.execute(f"SELECT count(*) FROM ({keys})").fetchall()[0][0])

@@ -38,13 +38,13 @@ def test_an_incremental_build_equals_a_full_one_and_reads_only_the_new_files(
     first = build(url, tmp_path / "ds", "first", SELECTION)
     _grow(log)
     read: list[list[str]] = []
-    real = build_module.read_table
+    real = build_module.log_view
 
-    def spy(url: str, table: str, **kw: Any) -> Any:
+    def spy(con: Any, name: str, url: str, table: str, **kw: Any) -> Any:
         read.append(list(kw["files"]))
-        return real(url, table, **kw)
+        return real(con, name, url, table, **kw)
 
-    monkeypatch.setattr(build_module, "read_table", spy)
+    monkeypatch.setattr(build_module, "log_view", spy)
     later = build(url, tmp_path / "ds", "later", SELECTION, since="first")
     monkeypatch.undo()
     old = {s["path"] for s in first["sources"]}
