@@ -83,7 +83,25 @@ def build(
         str | None,
         typer.Option(
             help="A previous build with the same selection: read only the log's files added since it; "
-            "the result is what a full build gives."
+            "the result is what a full build gives (every output is still rewritten)."
+        ),
+    ] = None,
+    fmt: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--format",
+            help="Write only these outputs (repeatable): parquet (data/), trl, trl-conversational, openai, nemo, kto, "
+            "listwise, ties. Default: all of them.",
+        ),
+    ] = None,
+    compress: Annotated[
+        str, typer.Option(help="JSON lines as they are (none) or gzip (.jsonl.gz, which datasets reads as it is).")
+    ] = "none",
+    memory_limit: Annotated[
+        str | None,
+        typer.Option(
+            help="Memory of the build, e.g. 512MB, 2GB or 10% (of RAM); beyond it DuckDB spills to disk beside the "
+            "build. Default: PREFLOG_MEMORY_LIMIT, else an eighth of RAM, at most 1 GiB."
         ),
     ] = None,
 ) -> None:
@@ -97,11 +115,16 @@ def build(
     pairs all land in one split, chosen by a hash of the normalised prompt, so a pair keeps its split
     when the set is rebuilt with more data.
 
+    Any size of log: the build reads the log's files with DuckDB within --memory-limit, spilling to disk
+    beyond it, and writes each output as it is produced. A large log takes a few copies of its text on
+    disk: choose the formats you train on (--format) and compress them (--compress gzip).
+
     Example: preflog dataset build dpo-2026-11 --start 2026-11-01 --source HUMAN_ANNOTATOR --test-fraction 0.05
     Then, a week later: preflog dataset build dpo-2026-11b --since dpo-2026-11 --start 2026-11-01
     --source HUMAN_ANNOTATOR --test-fraction 0.05
+    Only TRL's format, compressed: preflog dataset build dpo-small --format trl --compress gzip
     """
-    from ..dataset.build import BuildError
+    from ..dataset.build import FORMATS, BuildError
     from ..dataset.build import build as run_build
     from ..dataset.select import Selection
 
@@ -122,12 +145,24 @@ def build(
         )  # fmt: skip
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    formats = tuple(fmt or FORMATS)
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise typer.BadParameter(f"{', '.join(unknown)}: choose from {', '.join(FORMATS)}", param_hint="--format")
+    if compress not in ("none", "gzip"):
+        raise typer.BadParameter(f"{compress}: choose none or gzip", param_hint="--compress")
     target = _root(ctx, root)
     try:
-        with out.status(f"building {name} ..."):
-            m = run_build(url or settings.audit_url(), target, name, selection, since=since)
+        with out.status(f"building {name} ...") as status:
+            m = run_build(
+                url or settings.audit_url(), target, name, selection, since=since,
+                memory_limit=memory_limit or settings.memory_limit, formats=formats, compress=compress,
+                on_step=lambda step: status.update(f"building {name}: {step} ..."),
+            )  # fmt: skip
     except BuildError as exc:
         raise MissingLogError(str(exc)) if "no pairs table" in str(exc) else PreflogError(str(exc)) from None
+    except ValueError as exc:  # a memory limit that is not a size
+        raise typer.BadParameter(str(exc), param_hint="--memory-limit") from None
     rows = ", ".join(f"{split} {n}" for split, n in m["rows"].items() if n)
     out.print(f"built {name} in {target / name}: {rows or 'no rows'}", soft_wrap=True)
     out.print(
@@ -146,7 +181,17 @@ def build(
     for fmt, reasons in m["left_out"].items():
         for reason, n in reasons.items():
             out.print(f"  {fmt}: left out {n} row(s): {reason}", soft_wrap=True, markup=False)
+    sizes = ", ".join(f"{folder} {_size(n)}" for folder, n in m["bytes"].items())
+    out.print(f"bytes on disk: {sizes}", soft_wrap=True)
     out.print(f"content hash {m['content_hash']}")
+
+
+def _size(n: int) -> str:
+    """Bytes as people read them: 812 B, 12.4 kB, 3.1 MB, 40.2 GB."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:,.1f} {unit}"
+    return f"{n} B"
 
 
 @dataset_app.command("list")

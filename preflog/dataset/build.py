@@ -60,6 +60,7 @@ from typing import Any
 import pyarrow.compute as pc
 
 from preflog.sinks.scan import connect
+from preflog.sinks.scan import memory_limit as bytes_limit
 
 from .card import JSONL, card, counts, watermark
 from .decontaminate import decontaminate, eval_prompts
@@ -200,6 +201,7 @@ def build(
         raise ValueError(f"formats {', '.join(unknown) or '(none)'}: choose from {', '.join(FORMATS)}")
     if compress not in COMPRESSIONS:
         raise ValueError(f"compress={compress!r}: choose one of {', '.join(COMPRESSIONS)}")
+    limit = bytes_limit(memory_limit)  # a limit that is not a size fails before anything is written
     step = on_step or (lambda _: None)
     folder = root / name
     if folder.exists():
@@ -218,7 +220,7 @@ def build(
     temporary.mkdir(parents=True)
     con = None
     try:
-        con = connect(memory_limit, spill=str(work / "spill"), database=str(work / "build.duckdb"))
+        con = connect(limit, spill=str(work / "spill"), database=str(work / "build.duckdb"))
         step("reading the log")
         inputs = read_inputs(con, log_url, root, selection, config, since)
         step("cleaning the pairs")
