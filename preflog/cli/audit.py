@@ -25,25 +25,50 @@ INPUT_HEADERS = ("joined", "unmatched", "dead", "dup", "open", "pending", "unacc
 OUTPUT_COLUMNS = ("records", "in_files", "pending", "missing")
 
 
+MemoryOption = Annotated[
+    str | None,
+    typer.Option(
+        "--memory-limit",
+        help="Memory for counting and finding repeated ids, e.g. 512MB or 10% (of RAM); beyond it they spill to "
+        "disk. Env: PREFLOG_MEMORY_LIMIT. Default: an eighth of RAM, at most 1 GiB.",
+    ),
+]
+
+
+def _memory(given: str | None, settings: Any) -> str | None:
+    """``--memory-limit`` or the settings' limit, checked (a bad size is a usage error, not a traceback)."""
+    from ..sinks.scan import memory_limit
+
+    limit = given if given is not None else settings.memory_limit
+    try:
+        memory_limit(limit)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--memory-limit") from None
+    return limit
+
+
 def verify(
     ctx: typer.Context,
     url: Annotated[str | None, typer.Argument(help="Audit log root (default: the sink's, <data-dir>/audit).")] = None,
+    memory: MemoryOption = None,
 ) -> None:
     """Check the audit log: missing or altered files, offset gaps, files without manifest, duplicate ids.
 
-    Exit code 0 when everything checks out, 1 when anything is wrong.
+    Exit code 0 when everything checks out, 1 when anything is wrong. Memory: one file at a time, and the ids
+    counted on disk within --memory-limit.
     """
     from ..sinks.storage import Storage
     from ..sinks.verify import verify as run_verify
 
     settings = settings_of(ctx)
+    limit = _memory(memory, settings)
     root = url or settings.audit_url()
     storage = Storage(root, settings.sink.storage_options())
     if next(storage.list(""), None) is None:  # a mistyped root must not read as a clean log
         raise MissingLogError(f"no audit log at {root}: no files under it (is the URL right?)")
     with progress_bar() as progress:
         task = progress.add_task("verifying", total=None)
-        report = run_verify(storage, on_file=lambda _: progress.advance(task))
+        report = run_verify(storage, on_file=lambda _: progress.advance(task), memory=limit)
     table = Table(title=f"preflog verify {root}", show_header=False)
     table.add_row("files checked", str(report.files))
     table.add_row("rows", str(report.rows))
