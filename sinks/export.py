@@ -14,20 +14,24 @@
 Every row carries its provenance after the trainer's fields (pair_id or signal_id, request_id,
 feedback_id, model, model_version, source, kind, and margin and scores or the signal's value);
 trainers ignore extra columns. OpenAI's rows keep to its own fields: their provenance goes line
-for line to a file beside them (``export_rows(..., beside=True)``).
+for line to a file beside them (``export_rows(..., beside=True)``, or :func:`write_export` in the same pass).
+
+Rows come as an Arrow table or as record batches (:func:`preflog.sinks.filtered.iter_filtered`), converted
+and written one batch at a time, so an export of the whole log holds one batch, never the table.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from typing import Any
 
 import fsspec
 import pyarrow as pa
 
-__all__ = ["FORMATS", "export_rows", "openai_problem", "prompt_text", "provenance", "write_jsonl"]
+__all__ = ["FORMATS", "export_rows", "openai_problem", "prompt_text", "provenance", "write_export", "write_jsonl"]
 
 Row = dict[str, Any]
 
@@ -121,22 +125,35 @@ FORMATS: dict[str, tuple[str, Callable[[Row], Row]]] = {
 }
 
 
-def export_rows(
-    table: pa.Table, fmt: str, batch_rows: int = 10_000, left_out: Counter[str] | None = None, beside: bool = False
-) -> Iterator[Row]:
-    """Rows of ``table`` converted to ``fmt``; ``openai`` rows that break its rules go to ``left_out`` by reason.
-
-    With ``beside``, the provenance of each row that would be written, in the same order (OpenAI's file beside).
-    """
+def _converted(
+    rows: pa.Table | Iterable[pa.RecordBatch], fmt: str, batch_rows: int, left_out: Counter[str] | None
+) -> Iterator[tuple[Row, Row]]:
+    """(the row in ``fmt``, the log's row) for each row that would be written, one batch in Python at a time."""
     convert = FORMATS[fmt][1]
-    for batch in table.to_batches(max_chunksize=batch_rows):
+    batches = rows.to_batches(max_chunksize=batch_rows) if isinstance(rows, pa.Table) else rows
+    for batch in batches:
         for row in batch.to_pylist():
             out = convert(row)
             if fmt == "openai" and (problem := openai_problem(out)) is not None:
                 if left_out is not None:
                     left_out[problem] += 1
                 continue
-            yield provenance(row) if beside else out
+            yield out, row
+
+
+def export_rows(
+    rows: pa.Table | Iterable[pa.RecordBatch],
+    fmt: str,
+    batch_rows: int = 10_000,
+    left_out: Counter[str] | None = None,
+    beside: bool = False,
+) -> Iterator[Row]:
+    """Rows (a table or record batches) converted to ``fmt``; ``openai`` rows that break its rules go to ``left_out``.
+
+    With ``beside``, the provenance of each row that would be written, in the same order (OpenAI's file beside).
+    """
+    for out, row in _converted(rows, fmt, batch_rows, left_out):
+        yield provenance(row) if beside else out
 
 
 def write_jsonl(
@@ -150,6 +167,34 @@ def write_jsonl(
     with fsspec.open(url, "w", encoding="utf-8", **(storage_options or {})) as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += 1
+            if on_row:
+                on_row()
+    return n
+
+
+def write_export(
+    rows: pa.Table | Iterable[pa.RecordBatch],
+    fmt: str,
+    url: str,
+    beside: str | None = None,
+    left_out: Counter[str] | None = None,
+    on_row: Callable[[], None] | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> int:
+    """Rows converted to ``fmt`` as JSON lines at ``url``, in one pass; the count written.
+
+    With ``beside``, the provenance of each written row goes line for line to that file too (OpenAI's layout),
+    byte for byte what :func:`write_jsonl` of ``export_rows(..., beside=True)`` writes.
+    """
+    n, options = 0, storage_options or {}
+    with ExitStack() as files:
+        f = files.enter_context(fsspec.open(url, "w", encoding="utf-8", **options))
+        g = files.enter_context(fsspec.open(beside, "w", encoding="utf-8", **options)) if beside else None
+        for out, row in _converted(rows, fmt, 10_000, left_out):
+            f.write(json.dumps(out, ensure_ascii=False) + "\n")
+            if g is not None:
+                g.write(json.dumps(provenance(row), ensure_ascii=False) + "\n")
             n += 1
             if on_row:
                 on_row()

@@ -102,13 +102,18 @@ def export(
     end: Annotated[str | None, typer.Option(help="Last date, YYYY-MM-DD (inclusive).")] = None,
     model: Annotated[list[str] | None, typer.Option(help="Only these model names (repeatable).")] = None,
     source: Annotated[list[str] | None, typer.Option(help="Only these source types, e.g. HUMAN_ANNOTATOR.")] = None,
+    memory: MemoryOption = None,
 ) -> None:
     """Export pairs (or, with --format kto, unpaired signals) to a training format as JSON lines.
 
+    The rows read_pairs gives for the same filters, in its order, read and written batch by batch.
+
     Example: preflog export train.jsonl --format trl --start 2026-11-01 --source HUMAN_ANNOTATOR
     """
-    from ..sinks.export import FORMATS, export_rows, write_jsonl
-    from ..sinks.read import read_pairs
+    from ..sinks.export import FORMATS, write_export
+    from ..sinks.filtered import Filters, iter_filtered
+    from ..sinks.read import data_files
+    from ..sinks.storage import Storage
 
     if fmt not in FORMATS:
         raise typer.BadParameter(f"{fmt!r}; choose one of {', '.join(FORMATS)}", param_hint="--format")
@@ -119,47 +124,48 @@ def export(
             except ValueError:
                 raise typer.BadParameter(f"{day!r} is not a date; use YYYY-MM-DD", param_hint=name) from None
     settings = settings_of(ctx)
+    limit = _memory(memory, settings)
     root = url or settings.audit_url()
     options = settings.sink.storage_options()
+    table = FORMATS[fmt][0]
     try:
-        rows = read_pairs(root, start, end, model, source, table=FORMATS[fmt][0], storage_options=options)
+        files = data_files(Storage(root, options), table, root)
     except FileNotFoundError as exc:
         raise MissingLogError(str(exc)) from None
+    rows = iter_filtered(root, table, Filters(start, end, model, source), options, files, limit=limit)
+    # OpenAI takes only its own fields: the provenance goes beside, line for line, written in the same pass
+    beside = output.removesuffix(".jsonl") + ".provenance.jsonl" if fmt == "openai" else None
     left_out: Counter[str] = Counter()
     with progress_bar() as progress:
-        task = progress.add_task(f"exporting {fmt}", total=rows.num_rows)
-        n = write_jsonl(
-            export_rows(rows, fmt, left_out=left_out),
+        task = progress.add_task(f"exporting {fmt}", total=None)
+        n = write_export(
+            rows,
+            fmt,
             output,
+            beside,
+            left_out=left_out,
             on_row=lambda: progress.advance(task),
             storage_options=options if "://" in output else None,
         )
     out.print(f"wrote {n} {fmt} rows to {output}")
-    if fmt == "openai":  # OpenAI takes only its own fields: the provenance goes beside, line for line
-        beside = output.removesuffix(".jsonl") + ".provenance.jsonl"
-        write_jsonl(export_rows(rows, fmt, beside=True), beside, storage_options=options if "://" in output else None)
+    if beside is not None:
         out.print(f"wrote the provenance of each row, line for line, to {beside}")
     for reason, count in left_out.most_common():
         out.print(f"  left out {count} row(s): {reason}", soft_wrap=True, markup=False, highlight=False)
     if n == 0 and (start or end or model or source):
-        out.print(_what_is_there(root, FORMATS[fmt][0], options), soft_wrap=True, markup=False, highlight=False)
+        out.print(_what_is_there(root, table, options, limit), soft_wrap=True, markup=False, highlight=False)
 
 
-def _what_is_there(root: str, table: str, options: dict[str, Any]) -> str:
-    """What the filters could have matched: the table's dates, model names and source types."""
-    import pyarrow.compute as pc
+def _what_is_there(root: str, table: str, options: dict[str, Any], limit: str | None) -> str:
+    """What the filters could have matched: the table's dates, model names and source types (DuckDB aggregates)."""
+    from ..sinks.filtered import filter_values
 
-    from ..sinks.read import read_table
-
-    rows = read_table(root, table, columns=["dt", "model", "source"], storage_options=options)
-    if rows.num_rows == 0:
+    values = filter_values(root, table, options, limit)
+    if values.rows == 0:
         return f"the {table} table is empty"
-    dates = pc.min_max(rows.column("dt"))
-    models = sorted(pc.unique(pc.struct_field(rows.column("model"), "name")).to_pylist())
-    sources = sorted(pc.unique(pc.struct_field(rows.column("source"), "type")).to_pylist())
     return (
-        f"no row matched the filters; the {table} table has dates {dates['min']} to {dates['max']}, "
-        f"models {', '.join(models)}, sources {', '.join(sources)}"
+        f"no row matched the filters; the {table} table has dates {values.first} to {values.last}, "
+        f"models {', '.join(values.models)}, sources {', '.join(values.sources)}"
     )
 
 
