@@ -129,9 +129,13 @@ def output_ledger(
 # -- inputs -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InputRecord:
-    """What reconciliation needs of one inference or feedback record (``kind`` None: undecodable)."""
+    """What reconciliation needs of one inference or feedback record (``kind`` None: undecodable).
+
+    One is kept per input record the topics hold, so it has slots (no ``__dict__``): about 400 bytes with its
+    strings.
+    """
 
     topic: str
     partition: int
@@ -152,13 +156,22 @@ class Outcomes:
     dead letters keep their ids, so two different ones for one record show as a conflict, and re-emissions do not.
     """
 
-    joined: dict[Offset, set[str]] = field(default_factory=dict)  # offset -> request_ids
+    #: (topic, partition) -> offset -> the request_ids outputs name; one per input record the topics hold, so
+    #: nested by partition (no tuple key per record) and a tuple, mostly of one, instead of a set (216 bytes empty)
+    joined: dict[tuple[str, int], dict[int, tuple[str, ...]]] = field(default_factory=dict)
     unmatched: dict[Offset, set[tuple[str, str, str]]] = field(default_factory=dict)  # (reason, id, request_id)
     dead: dict[Offset, set[tuple[str, str]]] = field(default_factory=dict)  # (error class, id)
     stream: dict[int, int] = field(default_factory=dict)  # partition -> highest stream time an output reports
 
     def add_joined(self, at: Offset, request_id: str) -> None:
-        self.joined.setdefault(at, set()).add(request_id)
+        offsets = self.joined.setdefault(at[:2], {})
+        names = offsets.get(at[2], ())
+        if request_id not in names:
+            offsets[at[2]] = (*names, request_id)
+
+    def joined_at(self, at: Offset) -> tuple[str, ...]:
+        """The request_ids that outputs joined at ``at`` name (empty: none was joined there)."""
+        return self.joined.get(at[:2], {}).get(at[2], ())
 
     def add_unmatched(self, at: Offset, reason: str, record_id: str, request_id: str, stream_ms: int) -> None:
         self.unmatched.setdefault(at, set()).add((reason, record_id, request_id))
@@ -172,12 +185,13 @@ class Outcomes:
         at = (r.topic, r.partition, r.offset)
         found: list[str] = []
         problems: list[str] = []
-        names = set(self.joined.get(at, ())) | {rid for _, _, rid in self.unmatched.get(at, ())}
+        joined = self.joined_at(at)
+        names = set(joined) | {rid for _, _, rid in self.unmatched.get(at, ())}
         if r.kind is not None and names - {r.request_id, ""}:
             other = ", ".join(sorted(names - {r.request_id, ""}))
             problems.append(f"offset {r.offset}: outputs name request_id {other}, the record holds {r.request_id}")
         dead = sorted(self.dead.get(at, ()))
-        if at in self.joined:
+        if joined:
             found.append("joined")
             # some of a judgement's pairs can be dead-lettered (too large) while the others are stored
             dead = [(c, i) for c, i in dead if c not in PARTIAL_DEAD_LETTERS]

@@ -5,15 +5,26 @@ ListOffsets: see notes on the embedded broker), the committed offsets of the
 processor and the sink, and the audit log's manifests and ids; the ledgers
 themselves are computed in :mod:`.ledger`. Read-only: it joins no group and
 commits nothing.
+
+Memory: each record is decoded as it arrives and only what the ledgers need is
+kept (:class:`Facts`: an output's offset and id and what it says of its inputs,
+an input's :class:`~.ledger.InputRecord`), never its value; of the audit log,
+one file's id column at a time and the ids that the topics also hold. So it
+grows with what the topics retain (a few hundred bytes a record), not with the
+log.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from confluent_kafka import Message
 from confluent_kafka.admin import AdminClient
 
@@ -22,18 +33,18 @@ from preflog.kafka.config import admin_config
 from preflog.kafka.offsets import committed_offsets
 from preflog.kafka.reader import OFFSET_BEGINNING, RangeReader, ReadError, Span
 from preflog.schemas.codec import Codec
-from preflog.schemas.tables import OUTPUTS, TABLES
+from preflog.schemas.tables import INPUTS, OUTPUTS, TABLES, TOPIC_RECORDS
 from preflog.settings import Settings
 
 from .incarnation import topic_ids
 from .ledger import InputRecord, Ledger, Outcomes, input_ledger, output_ledger
 from .manifest import MANIFEST_DIR, Manifest
-from .parquet import read_ids
 from .storage import Storage
 
-__all__ = ["Reconciliation", "read_all", "reconcile"]
+__all__ = ["Facts", "Reconciliation", "each_record", "reconcile"]
 
 Progress = Callable[[str], None]
+_INPUT_ROLES = tuple(i.role for i in INPUTS)  # inference, then feedback
 
 
 @dataclass
@@ -64,30 +75,62 @@ class Reconciliation:
         }
 
 
-def read_all(
-    config: dict[str, Any], tps: list[tuple[str, int]], timeout: float = 120.0
-) -> dict[tuple[str, int], list[Message]]:
-    """Every record of each partition, from its first to its end as the fetch path reports it.
+def each_record(config: dict[str, Any], tps: list[tuple[str, int]], idle: float = 120.0) -> Iterator[Message]:
+    """Every record of each partition, from its first to its end as the fetch path reports it, one at a time.
 
     A partition that gets records after its end-of-partition is read on to its next end,
     so the reading stops once every partition has ended with nothing after it.
 
     Raises:
-        PreflogError: Not read to the end within ``timeout`` s, or a fatal client error.
+        PreflogError: Nothing came from the broker for ``idle`` s while partitions are unread, or a fatal client
+            error.
     """
-    out: dict[tuple[str, int], list[Message]] = {tp: [] for tp in tps}
     if not tps:
-        return out
+        return
     spans = [Span(t, p, OFFSET_BEGINNING) for t, p in tps]
     try:
         with RangeReader(
-            config, "preflog-reconcile", spans, timeout=timeout, strict=False, settle=True, batch=1000
+            config, "preflog-reconcile", spans, timeout=None, idle=idle, strict=False, settle=True, batch=1000
         ) as r:
-            for msg in r.records():
-                out[(msg.topic() or "", msg.partition() or 0)].append(msg)
+            yield from r.records()
     except ReadError as exc:
         raise PreflogError(f"reading every partition to its end: {exc}") from exc
-    return out
+
+
+@dataclass
+class Facts:
+    """What reconcile keeps of the records it read, per (topic, partition), in offset order; no record's value."""
+
+    ids: dict[tuple[str, int], dict[int, str | None]] = field(default_factory=dict)  #: outputs: offset -> id
+    problems: dict[tuple[str, int], list[str]] = field(default_factory=dict)  #: outputs that do not decode
+    inputs: dict[tuple[str, int], list[InputRecord]] = field(default_factory=dict)
+    outcomes: Outcomes = field(default_factory=Outcomes)
+
+    @classmethod
+    def read(cls, records: Iterable[Message], codec: Codec, roles: dict[str, str]) -> Facts:
+        """Decode each record as it comes and keep its facts (``roles``: role -> topic, inputs and outputs)."""
+        facts = cls()
+        role_of = {topic: role for role, topic in roles.items()}
+        for msg in records:
+            topic = sys.intern(msg.topic() or "")  # one string per topic, not per record
+            role = role_of.get(topic)
+            if role in _INPUT_ROLES:
+                record = _input(codec, msg, topic, role)
+                facts.inputs.setdefault((topic, record.partition), []).append(record)
+            elif role is not None:
+                facts._output(codec, msg, topic, role)
+        return facts
+
+    def _output(self, codec: Codec, msg: Message, topic: str, role: str) -> None:
+        partition, offset = msg.partition() or 0, msg.offset() or 0
+        ids = self.ids.setdefault((topic, partition), {})
+        try:
+            value = codec.decode(msg.value() or b"", TOPIC_RECORDS[role], topic)
+        except PreflogError as exc:
+            self.problems.setdefault((topic, partition), []).append(f"{topic}[{partition}] offset {offset}: {exc}")
+            return
+        ids[offset] = value.get(TABLES[role].id_column) or None
+        _add_outcome(self.outcomes, role, value)
 
 
 def _offset(at: dict[str, Any]) -> tuple[str, int, int]:
@@ -104,16 +147,24 @@ def _current(manifests: list[Manifest], topic_id: str) -> list[Manifest]:
     return [m for m in manifests if m.incarnation == newest]
 
 
-def _stored_ids(storage: Storage, table: str, manifests: Iterable[Manifest]) -> set[str]:
+def _stored_ids(storage: Storage, table: str, manifests: Iterable[Manifest], wanted: set[str]) -> set[str]:
+    """The ids of ``wanted`` that the table's files hold, read one file's id column at a time."""
     column = TABLES[table].id_column
-    ids: set[str] = set()
+    found: set[str] = set()
+    value_set = pa.array(sorted(i for i in wanted if i), pa.string())  # an empty id is no id
+    if not len(value_set):
+        return found
     for path in sorted({m.file for m in manifests if m.file}):
         try:
-            data = storage.read(path)
+            with storage.fs.open(storage.path(path), "rb") as f:
+                parquet = pq.ParquetFile(f)
+                if column not in parquet.schema_arrow.names:
+                    continue
+                ids = parquet.read(columns=[column]).column(column)
         except FileNotFoundError:
             continue  # reported: its range's ids are missing
-        ids.update(read_ids(data, column))
-    return ids
+        found.update(ids.filter(pc.is_in(ids, value_set=value_set)).to_pylist())
+    return found
 
 
 def reconcile(
@@ -137,42 +188,35 @@ def reconcile(
         raise PreflogError(f"topic(s) {', '.join(absent)} do not exist on {settings.kafka.bootstrap_servers}")
     tps = [(name, p) for name in roles.values() for p in sorted(metadata[name].partitions)]
     say(f"reading {len(tps)} partitions to their end")
-    records = read_all(config, tps)
+    facts = Facts.read(each_record(config, tps), codec, roles)
     ids = topic_ids(admin, roles.values())
-    outcomes = Outcomes()
     sink_committed = committed_offsets(admin, settings.sink.group_id)
-    for role, record_type in ((o.role, o.record) for o in OUTPUTS):
+    for role in (o.role for o in OUTPUTS):
         topic = roles[role]
         say(f"checking {topic} against the audit log")
         every = [
             Manifest.from_json(storage.read(p)) for p in storage.list(f"{MANIFEST_DIR}/{role}") if p.endswith(".json")
         ]
-        stored = _stored_ids(storage, role, every)
-        for partition in sorted(metadata[topic].partitions):
-            by_offset: dict[int, str | None] = {}
-            for msg in records[(topic, partition)]:
-                try:
-                    value = codec.decode(msg.value() or b"", record_type, topic)
-                except PreflogError as exc:
-                    result.problems.append(f"{topic}[{partition}] offset {msg.offset()}: {exc}")
-                    continue
-                by_offset[msg.offset() or 0] = value.get(TABLES[role].id_column) or None
-                _add_outcome(outcomes, role, value)
+        partitions = sorted(metadata[topic].partitions)
+        held = {rid for p in partitions for rid in facts.ids.get((topic, p), {}).values() if rid is not None}
+        stored = _stored_ids(storage, role, every, held)
+        for partition in partitions:
+            result.problems += facts.problems.get((topic, partition), [])
+            by_offset = facts.ids.get((topic, partition), {})
             mine = _current([m for m in every if (m.topic, m.partition) == (topic, partition)], ids.get(topic, ""))
             result.outputs.append(
                 output_ledger(topic, partition, by_offset, mine, sink_committed.get((topic, partition)), stored)
             )
     say("accounting for every input record")
     inputs: list[InputRecord] = []
-    for role, record_type in (("inference", "InferenceEvent"), ("feedback", "FeedbackEvent")):
+    for role in _INPUT_ROLES:
         topic = roles[role]
         for partition in sorted(metadata[topic].partitions):
-            for msg in records[(topic, partition)]:
-                inputs.append(_input(codec, msg, role, record_type))
+            inputs += facts.inputs.get((topic, partition), [])
     p = settings.processor
     committed = committed_offsets(admin, p.app_id)
     horizon = int((p.window_s + p.grace_s) * 1000)
-    result.inputs = input_ledger(inputs, outcomes, committed, horizon)
+    result.inputs = input_ledger(inputs, facts.outcomes, committed, horizon)
     if final:
         for led in result.inputs + result.outputs:
             for state in ("pending", "open"):
@@ -199,11 +243,11 @@ def _add_outcome(outcomes: Outcomes, role: str, value: dict[str, Any]) -> None:
         outcomes.add_joined(_offset(value["inference_offset"]), rid)  # judged, though no pair came of it
 
 
-def _input(codec: Codec, msg: Message, role: str, record_type: str) -> InputRecord:
-    topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
+def _input(codec: Codec, msg: Message, topic: str, role: str) -> InputRecord:
+    partition, offset = msg.partition() or 0, msg.offset() or 0
     value = msg.value() or b""
     try:
-        record = codec.decode(value, record_type, topic)
+        record = codec.decode(value, TOPIC_RECORDS[role], topic)
         event_ms = int(record["event_time"].timestamp() * 1000)
     except (PreflogError, KeyError, AttributeError, ValueError, OverflowError):
         return InputRecord(topic, partition, offset, None)
