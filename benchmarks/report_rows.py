@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TypedDict
 
-__all__ = ["Row", "timed_child", "write_rows"]
+__all__ = ["Row", "peak_rss_kb", "timed_child", "write_rows"]
 
 
 class Row(TypedDict):
@@ -29,10 +29,30 @@ def write_rows(path: str | Path, rows: Iterable[Row]) -> None:
     Path(path).write_text(json.dumps(list(rows), indent=2) + "\n")
 
 
+def peak_rss_kb() -> int:
+    """This process's peak resident memory in kB, since it started its program.
+
+    Linux's ``VmHWM``, not ``ru_maxrss``: a child started by ``subprocess`` inherits as its ``ru_maxrss`` the
+    parent's resident size at the fork (a child of a 900 MB parent reports at least 900 MB whatever it used).
+    ``ru_maxrss`` where there is no ``/proc``.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
 def timed_child(code: str, *args: str) -> tuple[int, float, float]:
     """Run ``code`` (a Python script) in a child process; the count, seconds and peak RSS in MB its last line gives.
 
-    The script prints ``count seconds ru_maxrss_kb`` last: a child of its own gives the peak memory of one run.
+    The script prints ``count seconds peak_kb`` last, the peak from :func:`peak_rss_kb` (``ru_maxrss`` would
+    count this process's size too): a child of its own gives the peak memory of one run.
     """
     out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True).stdout
     n, took, rss_kb = out.strip().splitlines()[-1].split()
