@@ -62,7 +62,7 @@ def memory_limit(text: str | int | None) -> int:
     """Bytes from ``"512MB"``, ``"2GiB"``, ``"10%"`` (of this machine's memory) or a number of bytes; None: the default.
 
     Raises:
-        ValueError: not a size, or below 64 MB (DuckDB needs a little to work at all).
+        ValueError: not a size, or below 128 MB (DuckDB needs a little to work at all with rows of long texts).
     """
     if text is None:
         return DEFAULT_MEMORY
@@ -74,8 +74,8 @@ def memory_limit(text: str | int | None) -> int:
             raise ValueError(f"memory limit {text!r}: write a size such as 512MB, 2GB, 4GiB or 10% (of RAM)")
         number, unit = float(found.group(1)), found.group(2).lower()
         size = int(number * _ram() / 100) if unit == "%" else int(number * _UNITS[unit])
-    if size < 64 * 10**6:
-        raise ValueError(f"memory limit {text!r}: at least 64MB (DuckDB spills to disk beyond it, but needs that)")
+    if size < 128 * 10**6:
+        raise ValueError(f"memory limit {text!r}: at least 128MB (DuckDB spills to disk beyond it, but needs that)")
     return size
 
 
@@ -174,10 +174,15 @@ def log_view(
         return listed
     drop = repeated_copies(con, storage, table, listed)
     paths = located(con, storage, listed)
-    rows = [(storage.path(p) if storage.local else paths[listed.index(p)], r) for p, rs in drop.items() for r in rs]
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {name}__copies (filename VARCHAR, file_row_number BIGINT)")
-    if rows:
-        con.executemany(f"INSERT INTO {name}__copies VALUES (?, ?)", rows)
+    where = dict(zip(listed, paths, strict=True))
+    copies = pa.table({
+        "filename": pa.array([where[p] for p, rs in drop.items() for _ in rs], pa.string()),
+        "file_row_number": pa.array([r for rs in drop.values() for r in rs], pa.int64()),
+    })  # fmt: skip
+    con.register(f"{name}__dropped", copies)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name}__copies AS SELECT * FROM {name}__dropped")
+    con.unregister(f"{name}__dropped")
+    rows = copies.num_rows
     source = parquet_source(paths, ", filename = true, file_row_number = true")
     con.execute(
         f"""CREATE OR REPLACE TEMP VIEW {name} AS

@@ -52,11 +52,12 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from preflog.sinks.scan import connect
@@ -68,8 +69,9 @@ from .derived import RECORD_IDS, kto_rows, listwise_rows, tie_rows
 from .hashing import sha256_file
 from .inputs import CHOSEN, STATE, BuildError, Inputs, read_inputs
 from .jsonl import COMPRESSIONS, LINES, write_lines
-from .select import Selection, dataset_rows, near_duplicate_prompts
+from .select import ORDER_KEYS, ROW_KEYS, Selection, dataset_rows, near_duplicate_prompts
 from .shards import ParquetOut, rows_per_group
+from .sort import sorted_batches
 
 __all__ = ["FORMATS", "MANIFEST", "SPLITS", "STATE", "BuildError", "build", "content_hash"]
 
@@ -77,7 +79,21 @@ MANIFEST = "manifest.json"
 SPLITS = ("train", "validation", "test")
 #: what a build can write: the Parquet shards (data/) and each JSON-lines format
 FORMATS: tuple[str, ...] = ("parquet", *JSONL)
-_BATCH = 8192
+
+
+#: the text columns of a table's selected rows (their messages hold the same texts again)
+_TEXTS = {"pairs": ("prompt", "chosen", "rejected", "prompt_key"), "unpaired": ("prompt", "completion", "prompt_key")}
+
+
+class Sorted:
+    """The build database's relations read back sorted, in bounded memory (:func:`sorted_batches`)."""
+
+    def __init__(self, con: Any, budget: int, work: Path) -> None:
+        self.con, self.budget, self.work = con, budget, work
+
+    def batches(self, source: str, select: str, keys: list[str]) -> Iterator[pa.Table]:
+        """The rows of ``SELECT {select} FROM {source} ORDER BY {keys}``, a bucket at a time."""
+        return sorted_batches(self.con, source, select, keys, self.budget, self.work)
 
 
 def content_hash(files: list[dict[str, Any]], selection: dict[str, Any]) -> str:
@@ -97,12 +113,12 @@ def _entry(folder: Path, path: Path, rows: int) -> dict[str, Any]:
     return {"path": relative, "sha256": sha256_file(path), "rows": rows, "bytes": path.stat().st_size}
 
 
-def _write_shards(con: Any, folder: Path) -> list[dict[str, Any]]:
+def _write_shards(out: Sorted, folder: Path) -> list[dict[str, Any]]:
     """``data/{split}-00000-of-00001.parquet``: the rows of each split, without their split column."""
-    group = rows_per_group(con, "rows", ("prompt", "chosen", "rejected"))
+    group = rows_per_group(out.con, "rows", ("prompt", "chosen", "rejected"))
     shards = {s: ParquetOut(folder / "data" / f"{s}-00000-of-00001.parquet", group, compression="zstd") for s in SPLITS}
     try:
-        for batch in con.sql("SELECT * FROM rows").to_arrow_reader(_BATCH):
+        for batch in out.batches("rows", "*", ROW_KEYS):
             for split, shard in shards.items():
                 part = batch.filter(pc.equal(batch.column("split"), split))
                 shard.write(part.drop_columns(["split"]))
@@ -112,37 +128,39 @@ def _write_shards(con: Any, folder: Path) -> list[dict[str, Any]]:
 
 
 def _write_formats(
-    con: Any, folder: Path, formats: tuple[str, ...], compress: str
+    out: Sorted, folder: Path, formats: tuple[str, ...], compress: str, step: Callable[[str], None]
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
     """Every chosen JSON-lines format of the rows (pairs) and records; the files and what each format left out."""
-    out: list[dict[str, Any]] = []
+    files: list[dict[str, Any]] = []
     left_out: dict[str, dict[str, int]] = {}
     for fmt in LINES:
         if fmt not in formats:
             continue
+        step(f"writing {fmt}/")
         source = fmt if fmt in RECORD_IDS else "rows"
-        written, broken = write_lines(source, fmt, folder, SPLITS, con=con, compress=compress, ordered=True)
-        out += [_entry(folder, p, n) for p, n in written]
+        written, broken = write_lines(source, fmt, folder, SPLITS, compress=compress, batches=out.batches)
+        files += [_entry(folder, p, n) for p, n in written]
         if broken:
             left_out[fmt] = broken
-    return out, left_out
+    return files, left_out
 
 
-def _write_state(con: Any, folder: Path) -> list[dict[str, Any]]:
+def _write_state(out: Sorted, folder: Path) -> list[dict[str, Any]]:
     """``state/{table}.parquet`` (the selected rows) and ``state/{table}.ids.parquet`` (every id read, its path)."""
     (folder / STATE).mkdir(parents=True)
-    out = []
+    files = []
     for table, chosen in CHOSEN.items():
         for name, relation in ((f"{table}.parquet", chosen), (f"{table}.ids.parquet", f"{table}_ids")):
-            texts = ("prompt",) if relation == chosen else ("id",)
+            texts, keys = (_TEXTS[table], ORDER_KEYS[table]) if relation == chosen else (("id", "path"), ["id"])
             path = folder / STATE / name
-            writer = ParquetOut(path, rows_per_group(con, relation, texts), compression="zstd", store_schema=False)
-            reader = con.sql(f"SELECT * FROM {relation}").to_arrow_reader(_BATCH)
-            for batch in reader:
+            writer = ParquetOut(path, rows_per_group(out.con, relation, texts), compression="zstd", store_schema=False)
+            schema = None
+            for batch in out.batches(relation, "*", keys):
                 writer.write(batch)
-            writer.close(reader.schema)
-            out.append(_entry(folder, path, writer.rows))
-    return out
+                schema = batch.schema
+            writer.close(schema)
+            files.append(_entry(folder, path, writer.rows))
+    return files
 
 
 def _records(con: Any, selection: Selection) -> dict[str, int]:
@@ -221,6 +239,8 @@ def build(
     con = None
     try:
         con = connect(limit, spill=str(work / "spill"), database=str(work / "build.duckdb"))
+
+        out = Sorted(con, budget=limit // 4, work=work)
         step("reading the log")
         inputs = read_inputs(con, log_url, root, selection, config, since)
         step("cleaning the pairs")
@@ -238,12 +258,11 @@ def build(
         outputs: list[dict[str, Any]] = []
         if "parquet" in formats:
             step("writing data/ (Parquet)")
-            outputs += _write_shards(con, temporary)
-        step("writing the JSON lines")
-        written, left_out = _write_formats(con, temporary, formats, compress)
+            outputs += _write_shards(out, temporary)
+        written, left_out = _write_formats(out, temporary, formats, compress, step)
         outputs += written
         step("writing state/")
-        outputs += _write_state(con, temporary)
+        outputs += _write_state(out, temporary)
         manifest = _manifest(con, name, log_url, since, config, inputs, outputs, left_out, formats, compress)
         if kto_left_out and "kto" in formats:
             manifest["left_out"]["kto"] = kto_left_out

@@ -21,14 +21,17 @@ from __future__ import annotations
 
 from .select import Selection, split_of
 
-__all__ = ["RECORD_IDS", "kto_rows", "listwise_rows", "tie_rows"]
+__all__ = ["KTO_KEYS", "RECORD_IDS", "kto_rows", "listwise_rows", "tie_rows"]
+
+#: the order of KTO examples: example_id, unique unless blank, then the texts
+KTO_KEYS = ["example_id", *(f"CASE WHEN coalesce(example_id, '') = '' THEN {c} END" for c in ("prompt", "completion"))]
 
 #: the id column of each record set (decontamination drops rows by it)
 RECORD_IDS = {"kto": "example_id", "listwise": "feedback_id", "ties": "tie_id"}
 
 
 def kto_rows(s: Selection) -> str:
-    """The query of KTO examples from relations ``signals`` and ``pairs``, by example_id.
+    """The query of KTO examples from relations ``signals`` and ``pairs`` (a build stores them by :data:`KTO_KEYS`).
 
     Its ``reason`` column says why the gate left an example out (NULL: kept).
     """
@@ -67,7 +70,7 @@ def kto_rows(s: Selection) -> str:
                    source, source_id, source_version, kind, explicit, feedback_time, tenant, user_id
             FROM scored WHERE {scores_taken}
         )
-        SELECT * EXCLUDE (prompt_key), {split_of(s)} AS split FROM candidates ORDER BY example_id, prompt, completion
+        SELECT * EXCLUDE (prompt_key), {split_of(s)} AS split FROM candidates
     """
     return query
 

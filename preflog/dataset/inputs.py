@@ -20,7 +20,7 @@ from preflog.sinks.scan import located, log_view, parquet_source
 from preflog.sinks.storage import Storage
 
 from .hashing import file_size, sha256_file, source_entry
-from .select import IDS, ORDER, Selection, selected
+from .select import IDS, Selection, selected
 
 __all__ = ["CHOSEN", "STATE", "BuildError", "Inputs", "previous", "read_inputs"]
 
@@ -121,26 +121,27 @@ def read_inputs(
 
 
 def _merge(con: Any, table: str, s: Selection, state: Path | None) -> None:
-    """The selected rows and winning ids of everything read: the new files' and, if any, a previous build's."""
+    """The selected rows and winning ids of everything read: the new files' and, if any, a previous build's.
+
+    Tables of the build database, in no order (the state is written sorted by :data:`ORDER_KEYS`).
+    """
     key = IDS[table]
     new_ids = f"new_{table}_ids"
     ids = new_ids
     if state is not None:
         ids = f"(SELECT id, path FROM {_parquet(state / f'{table}.ids.parquet')} UNION ALL SELECT * FROM {new_ids})"
     con.execute(
-        f"CREATE TABLE {table}_ids AS SELECT id, min(path) AS path FROM {ids} WHERE id <> '' GROUP BY id ORDER BY id"
+        f"CREATE TABLE {table}_ids AS SELECT id, min(path) AS path FROM {ids} WHERE id <> '' GROUP BY id"
     )
     fresh, args = selected(f"new_{table}", s, table)
     if state is None:
         con.execute(f"CREATE TABLE {CHOSEN[table]} AS {fresh}", args)
         return
     won = f"SELECT DISTINCT w.id FROM {table}_ids w JOIN {new_ids} n USING (id, path)"
-    query = f"""SELECT * FROM (
-                    SELECT * FROM {_parquet(state / f"{table}.parquet")}
-                    WHERE coalesce({key}, '') = '' OR {key} NOT IN ({won})
-                    UNION ALL BY NAME
-                    SELECT * FROM ({fresh}) WHERE coalesce({key}, '') = '' OR {key} IN ({won})
-                ) ORDER BY {ORDER[table]}"""
+    query = f"""SELECT * FROM {_parquet(state / f"{table}.parquet")}
+                WHERE coalesce({key}, '') = '' OR {key} NOT IN ({won})
+                UNION ALL BY NAME
+                SELECT * FROM ({fresh}) WHERE coalesce({key}, '') = '' OR {key} IN ({won})"""
     con.execute(f"CREATE TABLE {CHOSEN[table]} AS {query}", args)
 
 

@@ -14,13 +14,14 @@ the provenance of each written row goes line for line into a file beside it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .select import ROW_ORDER_KEYS
+from .derived import KTO_KEYS
+from .select import ROW_KEYS
 
 __all__ = ["COMPRESSIONS", "LINES", "OPENAI_PROBLEM", "PROMPT_TEXT", "write_lines"]
 
@@ -70,14 +71,14 @@ PAIR_PROVENANCE = (
 _SIGNAL = ("request_id", "feedback_id", "model", "model_version", "source", "kind", "explicit")
 Fields = tuple[tuple[str, str], ...]
 
-#: format -> (the id its rows are ordered by, its own fields as (key, SQL expression), its provenance columns)
-LINES: dict[str, tuple[str, Fields, tuple[str, ...]]] = {
-    "trl": (ROW_ORDER_KEYS, (("prompt", PROMPT_TEXT), ("chosen", "chosen"), ("rejected", "rejected")), PAIR_PROVENANCE),
+#: format -> (the sort keys of its rows, its own fields as (key, SQL expression), its provenance columns)
+LINES: dict[str, tuple[list[str], Fields, tuple[str, ...]]] = {
+    "trl": (ROW_KEYS, (("prompt", PROMPT_TEXT), ("chosen", "chosen"), ("rejected", "rejected")), PAIR_PROVENANCE),
     "trl-conversational": (
-        ROW_ORDER_KEYS, (("prompt", INPUT), ("chosen", PREFERRED), ("rejected", NON_PREFERRED)), PAIR_PROVENANCE,
+        ROW_KEYS, (("prompt", INPUT), ("chosen", PREFERRED), ("rejected", NON_PREFERRED)), PAIR_PROVENANCE,
     ),
     "openai": (  # its provenance goes to a file beside it: OpenAI takes only its own fields
-        ROW_ORDER_KEYS,
+        ROW_KEYS,
         (
             ("input", f"{{'messages': {INPUT}}}"),
             ("preferred_output", PREFERRED),
@@ -86,23 +87,23 @@ LINES: dict[str, tuple[str, Fields, tuple[str, ...]]] = {
         (),
     ),
     "nemo": (
-        ROW_ORDER_KEYS,
+        ROW_KEYS,
         (("prompt", PROMPT_TEXT), ("chosen_response", "chosen"), ("rejected_response", "rejected")),
         PAIR_PROVENANCE,
     ),
     "kto": (
-        "example_id, prompt, completion",
+        KTO_KEYS,
         (("prompt", PROMPT_TEXT), ("completion", "completion"), ("label", "label")),
         ("example_id", *_SIGNAL, "completion_model", "score"),
     ),
     "listwise": (
-        "feedback_id",
+        ["feedback_id"],
         (("prompt", PROMPT_TEXT), ("chosen", "chosen"), ("rejected", "rejected"), ("completions", "completions"),
          ("ranks", "ranks"), ("scores", "scores")),
         _SIGNAL,
     ),
     "ties": (
-        "tie_id",
+        ["tie_id"],
         (("prompt", PROMPT_TEXT), ("completion_a", "completion_a"), ("completion_b", "completion_b")),
         ("relation", "tie_id", *_SIGNAL),
     ),
@@ -142,9 +143,11 @@ class _Lines:
         # gzip by Arrow's zlib (no timestamp in the header: the same lines give the same bytes)
         self.f = pa.CompressedOutputStream(raw, "gzip") if compress == "gzip" else raw
 
-    def write(self, lines: pa.Array) -> None:
+    def write(self, lines: pa.Array | pa.ChunkedArray) -> None:
         if len(lines) == 0:
             return
+        if isinstance(lines, pa.ChunkedArray):
+            lines = lines.combine_chunks()
         text = lines.cast(pa.large_string())
         whole = pa.LargeListArray.from_arrays(pa.array([0, len(text)], pa.int64()), text)
         self.f.write(pc.binary_join(whole, pa.scalar("\n", pa.large_string()))[0].as_buffer())
@@ -155,45 +158,49 @@ class _Lines:
         self.f.close()
 
 
+#: ``batches(source, select, keys)``: the rows of ``SELECT {select} FROM {source} ORDER BY {keys}``, in parts
+Batches = Callable[[str, str, list[str]], Iterator[pa.Table]]
+
+
 def write_lines(
     rows: pa.Table | str,
     fmt: str,
     folder: Path,
     splits: tuple[str, ...],
-    con: Any = None,
     compress: str = "none",
-    ordered: bool = False,
-    batch_rows: int = 8192,
+    batches: Batches | None = None,
 ) -> tuple[list[tuple[Path, int]], dict[str, int]]:
     """Write ``rows`` (with a ``split`` column) as ``folder/fmt/{split}.jsonl`` (``.jsonl.gz`` with gzip).
 
-    ``rows`` is an Arrow table, or the name of a relation of DuckDB connection ``con``: the lines are then made
-    and written batch by batch, never all at once. Returns the files written with their line counts, and the
-    rows left out by reason. ``ordered`` says the relation is stored in the format's order already (a table
-    created with it): its rows are read as they are, not sorted again.
+    ``rows`` is an Arrow table, or the name of a relation that ``batches`` reads sorted (a build's, in bounded
+    memory): the lines are made and written part by part, never all at once. Returns the files written with
+    their line counts, and the rows left out by reason.
 
     OpenAI rows that break its rules are left out (counted by reason) and each written row's provenance
     goes to ``openai/{split}.provenance.jsonl``.
     """
-    own = con is None
-    if own:
+    keys = LINES[fmt][0]
+    problem = OPENAI_PROBLEM if fmt == "openai" else "NULL"
+    extra = f", {_json(tuple((c, c) for c in PAIR_PROVENANCE))} AS provenance" if fmt == "openai" else ""
+    select = f"split, {problem} AS problem, {_line(fmt)} AS line{extra}"
+    con = None
+    if batches is None:
+        if isinstance(rows, str):
+            raise TypeError("write_lines: give an Arrow table, or a relation's name with batches")
         from preflog.sinks.scan import connect
 
         con = connect()
         con.register("rows", rows)
-        rows = "rows"
-    order = LINES[fmt][0]
-    problem = OPENAI_PROBLEM if fmt == "openai" else "NULL"
-    extra = f", {_json(tuple((c, c) for c in PAIR_PROVENANCE))} AS provenance" if fmt == "openai" else ""
-    query = f"SELECT split, {problem} AS problem, {_line(fmt)} AS line{extra} FROM {rows}"
-    if not ordered:
-        query += f" ORDER BY {order}"
+        parts: Iterable[pa.Table | pa.RecordBatch] = con.sql(
+            f"SELECT {select} FROM rows ORDER BY {', '.join(keys)}"
+        ).to_arrow_reader(8192)
+    else:
+        parts = batches(str(rows), select, keys)
     suffix = COMPRESSIONS[compress]
     files: dict[str, _Lines] = {}
     left_out: dict[str, int] = {}
     try:
-        reader = con.sql(query).to_arrow_reader(batch_rows)
-        for batch in reader:
+        for batch in parts:
             broken = batch.filter(pc.is_valid(batch.column("problem")))
             for reason in broken.column("problem").to_pylist():
                 left_out[reason] = left_out.get(reason, 0) + 1
@@ -213,7 +220,7 @@ def write_lines(
     finally:
         for f in files.values():
             f.close()
-        if own:
+        if con is not None:
             con.close()
     paths = [(files[k].path, files[k].rows) for s in splits for k in (s, f"{s}.provenance") if k in files]
     return paths, dict(sorted(left_out.items()))

@@ -173,6 +173,17 @@ IDS = {"pairs": "pair_id", "unpaired": "signal_id"}
 ORDER = {"pairs": "pair_id, feedback_id, prompt, chosen, rejected", "unpaired": "signal_id, feedback_id, completion"}
 
 
+def _keys(order: str, id_column: str) -> list[str]:
+    """``order`` as sort keys that compare texts only where the id is blank (elsewhere it is unique)."""
+    first, *rest = [k.strip() for k in order.split(",")]
+    blank = f"coalesce({id_column}, '') = ''"
+    return [first, *(k if k.endswith("_id") else f"CASE WHEN {blank} THEN {k} END" for k in rest)]
+
+
+#: the sort keys of :data:`ORDER` (a build sorts with them: same order, texts carried only where needed)
+ORDER_KEYS = {table: _keys(ORDER[table], IDS[table]) for table in IDS}
+
+
 def arrow_query(tables: dict[str, pa.Table], query: str, args: list[Any] | None = None) -> pa.Table:
     """``query`` over the Arrow ``tables`` (by name) in a DuckDB of its own, in UTC; the result as Arrow."""
     import duckdb
@@ -191,27 +202,25 @@ def arrow_query(tables: dict[str, pa.Table], query: str, args: list[Any] | None 
 def selected(source: str, s: Selection, name: str = "pairs") -> tuple[str, list[Any]]:
     """The query (and its arguments) of the rows of relation ``source`` that the judgement-level selection takes.
 
-    ``source`` is a ``pairs`` or ``unpaired`` table of the log; the rows come ordered by id. Each row keeps
-    the columns a build needs and ``prompt_key``, the normalised prompt.
+    ``source`` is a ``pairs`` or ``unpaired`` table of the log; a build stores them by :data:`ORDER_KEYS`.
+    Each row keeps the columns a build needs and ``prompt_key``, the normalised prompt.
     """
     where, args = judgement_filter(s)
     keep = _KEEP if name == "pairs" else _KEEP_SIGNAL
-    return f"SELECT {keep}, {PROMPT_KEY} AS prompt_key FROM {source} WHERE {where} ORDER BY {ORDER[name]}", args
+    return f"SELECT {keep}, {PROMPT_KEY} AS prompt_key FROM {source} WHERE {where}", args
 
 
 #: the order of a dataset's rows: by pair_id, and rows without one (written before the tables had ids) by their
 #: texts, which are compared only there (a pair_id is unique unless blank), so a sort need not carry them
-_BLANK = "coalesce(pair_id, '') = ''"
-ROW_ORDER_KEYS = (
-    f"pair_id, CASE WHEN {_BLANK} THEN prompt END, CASE WHEN {_BLANK} THEN chosen END, "
-    f"CASE WHEN {_BLANK} THEN rejected END"
-)
+ROW_KEYS = _keys("pair_id, prompt, chosen, rejected", "pair_id")
+ROW_ORDER_KEYS = ", ".join(ROW_KEYS)
 
 
 def dataset_rows(chosen: str, s: Selection) -> tuple[str, list[Any]]:
     """The query of the dataset rows of :func:`selected` pairs (relation ``chosen``, with a unique ``rowid``).
 
-    Rows by pair_id, with ``votes``, ``weight``, ``opposing_votes``, ``split``. Duplicates are grouped and
+    A build stores them by :data:`ROW_KEYS`, with ``votes``, ``weight``, ``opposing_votes``, ``split``.
+    Duplicates are grouped and
     contradictions found on hashes of the texts (md5, 128 bits each), so the heavy work runs on narrow rows;
     the texts are fetched once, for the rows kept.
     """
@@ -255,7 +264,6 @@ def dataset_rows(chosen: str, s: Selection) -> tuple[str, list[Any]]:
                k.opposing_votes, k.weight, k.split
         FROM kept k JOIN {chosen} c ON c.rowid = k.rid
         {"WHERE k.rid IN (SELECT rid FROM capped)" if s.caps else ""}
-        ORDER BY {ROW_ORDER_KEYS}
     """
     return query, args
 

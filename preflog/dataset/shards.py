@@ -17,13 +17,16 @@ import pyarrow.parquet as pq
 
 __all__ = ["GROUP_BYTES", "ParquetOut", "rows_per_group"]
 
-#: the text a row group holds at most (about; a single row larger than this is a group of its own)
-GROUP_BYTES = 128 * 2**20
+#: the data a row group holds at most (about; a single row larger than this is a group of its own)
+GROUP_BYTES = 64 * 2**20
 _MAX_ROWS = 1024 * 1024  # pyarrow's default row group
 
 
 def rows_per_group(con: Any, relation: str, texts: Iterable[str]) -> int:
-    """Rows per row group for ``relation``: :data:`GROUP_BYTES` over its rows' average size of ``texts`` columns."""
+    """Rows per row group for ``relation``: :data:`GROUP_BYTES` over its rows' average size of ``texts`` columns.
+
+    Computed from the data alone (never from the memory limit), so a build's bytes do not depend on its limit.
+    """
     size = " + ".join(f"coalesce(strlen({c}), 0)" for c in texts)
     average = con.execute(f"SELECT avg({size}) FROM {relation}").fetchall()[0][0] or 0
     # the texts come twice in a row with messages, and the other columns add about 1 kB
@@ -39,27 +42,27 @@ class ParquetOut:
         self.options = options
         self.rows = 0
         self._writer: pq.ParquetWriter | None = None
-        self._pending: list[pa.RecordBatch] = []
+        self._pending: list[pa.Table] = []
         self._pending_rows = 0
 
-    def write(self, batch: pa.RecordBatch) -> None:
-        """Add ``batch``; every full row group is written."""
-        if batch.num_rows == 0:
+    def write(self, rows: pa.Table | pa.RecordBatch) -> None:
+        """Add ``rows``; every full row group is written."""
+        if rows.num_rows == 0:
             return
-        self._pending.append(batch)
-        self._pending_rows += batch.num_rows
+        self._pending.append(rows if isinstance(rows, pa.Table) else pa.Table.from_batches([rows]))
+        self._pending_rows += rows.num_rows
         while self._pending_rows >= self.group_rows:
             self._flush(self.group_rows)
 
     def _flush(self, n: int) -> None:
-        table = pa.Table.from_batches(self._pending)
+        table = pa.concat_tables(self._pending)
         group, rest = table.slice(0, n).combine_chunks(), table.slice(n)
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = pq.ParquetWriter(self.path, group.schema, **self.options)
         self._writer.write_table(group, row_group_size=max(n, 1))
         self.rows += group.num_rows
-        self._pending = rest.to_batches()
+        self._pending = [rest] if rest.num_rows else []
         self._pending_rows = rest.num_rows
 
     def close(self, schema: pa.Schema | None = None) -> bool:
