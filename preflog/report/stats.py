@@ -1,7 +1,8 @@
-"""The pure statistics of the analytics report: rankings, intervals, agreement, length control and drift.
+"""The pure statistics of the analytics report: intervals, agreement, length control and drift, and rankings.
 
-The fits work on aggregated arrays (a wins matrix, counts per time point), the rest is vectorised over the
-pairs; only online Elo loops over them, each update depending on the previous one.
+Everything works on aggregated counts (counts per time point, per length difference, per panel of verdicts),
+never an array per pair. The rankings (Bradley-Terry, its bootstrap, online Elo) are in :mod:`.ranking`,
+importable from here too.
 """
 
 from __future__ import annotations
@@ -12,13 +13,18 @@ from typing import Any, overload
 
 import numpy as np
 
+from .ranking import bootstrap_bradley_terry, bootstrap_wins, bradley_terry, bt_to_elo, elo, elo_batches
+
 __all__ = [
     "bootstrap_bradley_terry",
+    "bootstrap_wins",
     "bradley_terry",
     "bt_to_elo",
     "cohen_kappa",
     "elo",
+    "elo_batches",
     "krippendorff_alpha",
+    "krippendorff_alpha_counts",
     "length_controlled_win_rate",
     "logistic_fit",
     "trend",
@@ -41,108 +47,6 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     """The logistic function without overflow for large |x|."""
     e = np.exp(-np.abs(x))
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-
-
-def _reaches_all(adjacency: np.ndarray) -> bool:
-    """Whether every node is reachable from node 0 along the (boolean) adjacency matrix's edges."""
-    seen = np.zeros(len(adjacency), dtype=bool)
-    seen[0] = True
-    frontier = seen.copy()
-    while frontier.any():
-        frontier = adjacency[frontier].any(axis=0) & ~seen
-        seen |= frontier
-    return bool(seen.all())
-
-
-def bradley_terry(wins: np.ndarray, prior: float = 0.5, max_iter: int = 1000, tol: float = 1e-10) -> np.ndarray:
-    """Bradley-Terry log-strengths from a wins matrix (wins[i, j] = times i beat j), centred to mean 0.
-
-    MM algorithm (Hunter 2004). `prior` adds that many pseudo-wins each way between every pair that met (or
-    to every pair when the comparison graph is disconnected) so that undefeated or winless models stay finite.
-    Returns natural-log strengths; P(i beats j) = 1 / (1 + exp(s_j - s_i)).
-
-    Raises:
-        ValueError: if `wins` is not a square non-negative matrix, or if with `prior` 0 the maximum likelihood
-            estimate does not exist (some group of models never lost to the others: Hunter's condition).
-    """
-    w = np.array(wins, dtype=float)
-    if w.ndim != 2 or w.shape[0] != w.shape[1] or (w < 0).any() or prior < 0:
-        raise ValueError("wins must be a square matrix of non-negative counts and prior must be >= 0")
-    n = len(w)
-    if n < 2:
-        return np.zeros(n)
-    np.fill_diagonal(w, 0.0)
-    if prior > 0:
-        met = (w + w.T) > 0
-        mask = met if _reaches_all(met) else ~np.eye(n, dtype=bool)
-        w = w + prior * mask
-    beats = w > 0
-    if not (_reaches_all(beats) and _reaches_all(beats.T)):
-        raise ValueError("no finite Bradley-Terry fit (some models never lost or never won): use prior > 0")
-    games = w + w.T
-    total_wins = w.sum(axis=1)
-    s = np.zeros(n)
-    for _ in range(max_iter):
-        p = np.exp(s)
-        p_new = total_wins / (games / (p[:, None] + p[None, :])).sum(axis=1)
-        s_new = np.log(p_new)
-        s_new -= s_new.mean()
-        done = np.max(np.abs(s_new - s)) < tol
-        s = s_new
-        if done:
-            break
-    return s
-
-
-def bootstrap_bradley_terry(
-    winners: np.ndarray, losers: np.ndarray, n: int, rounds: int = 200, seed: int = 0, level: float = 0.95
-) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile bootstrap interval (low, high) of each model's log-strength (Bradley-Terry, default prior).
-
-    `winners` and `losers` are the model indices (0..n-1) of each pair. Resampling the pairs with replacement
-    is drawing a multinomial over the (winner, loser) cells with their observed frequencies, so each of the
-    `rounds` rounds (np.random.default_rng(seed)) is one draw over the cells of np.bincount(winners * n + losers):
-    the same distribution as resampling the pairs one by one, at a cost independent of the number of pairs.
-    """
-    winners, losers = np.asarray(winners, dtype=np.int64), np.asarray(losers, dtype=np.int64)
-    if winners.shape != losers.shape or winners.ndim != 1 or len(winners) == 0:
-        raise ValueError("winners and losers must be non-empty 1-d arrays of the same length")
-    if min(winners.min(), losers.min()) < 0 or max(winners.max(), losers.max()) >= n:
-        raise ValueError(f"model indices must be in 0..{n - 1}")
-    _z(level)
-    counts = np.bincount(winners * n + losers, minlength=n * n)
-    cells = np.flatnonzero(counts)
-    rng = np.random.default_rng(seed)
-    draws = rng.multinomial(len(winners), counts[cells] / len(winners), size=rounds)
-    fits = np.empty((rounds, n))
-    for r in range(rounds):
-        resampled = np.zeros(n * n)
-        resampled[cells] = draws[r]
-        fits[r] = bradley_terry(resampled.reshape(n, n))
-    tail = (1.0 - level) / 2.0
-    low, high = np.quantile(fits, [tail, 1.0 - tail], axis=0)
-    return low, high
-
-
-def elo(
-    winners: np.ndarray, losers: np.ndarray, n: int, k: float = 4.0, base: float = 1000.0, scale: float = 400.0
-) -> np.ndarray:
-    """Online Elo ratings after playing the games in the given order (the classic update).
-
-    Each game moves the winner up and the loser down by k * (1 - E), E = 1 / (1 + 10 ** ((R_l - R_w) / scale))
-    being the winner's expected score; every model starts at `base`.
-    """
-    ratings = [float(base)] * n
-    for w, lo in zip(np.asarray(winners).tolist(), np.asarray(losers).tolist(), strict=True):
-        step = k * (1.0 - 1.0 / (1.0 + 10.0 ** ((ratings[lo] - ratings[w]) / scale)))
-        ratings[w] += step
-        ratings[lo] -= step
-    return np.array(ratings)
-
-
-def bt_to_elo(strengths: np.ndarray, base: float = 1000.0, scale: float = 400.0) -> np.ndarray:
-    """Log-strengths on the Elo scale: base + scale * s / ln(10)."""
-    return base + scale * np.asarray(strengths, dtype=float) / math.log(10.0)
 
 
 @overload
@@ -220,9 +124,25 @@ def krippendorff_alpha(units: list[list[Any]] | np.ndarray, level: str = "nomina
     k = len(codes)
     cells = np.array(unit_ids, dtype=np.int64) * k + np.array(value_ids, dtype=np.int64)
     counts = np.bincount(cells, minlength=len(units) * k).reshape(len(units), k).astype(float)
+    return krippendorff_alpha_counts(counts)
+
+
+def krippendorff_alpha_counts(counts: np.ndarray, units: np.ndarray | None = None) -> float:
+    """:func:`krippendorff_alpha` (nominal) from counts: ``counts[u, c]`` = raters who gave unit ``u`` category ``c``.
+
+    ``units[u]`` (default 1) is how many units had that row of counts: a report aggregates its comparisons by
+    their panel of verdicts (say 3 raters, 2 to 1) and passes one row per panel with its number of comparisons.
+    """
+    counts = np.asarray(counts, dtype=float)
+    many = np.ones(len(counts)) if units is None else np.asarray(units, dtype=float)
+    if counts.ndim != 2 or many.shape != (len(counts),) or (counts < 0).any() or (many < 0).any():
+        raise ValueError("counts must be (units, categories) and units (rows,), both non-negative")
     m = counts.sum(axis=1)
-    counts, m = counts[m >= 2], m[m >= 2]
+    keep = m >= 2
+    counts, m, many = counts[keep], m[keep], many[keep]
     weighted = counts / (m - 1)[:, None]
+    if units is not None:
+        weighted = weighted * many[:, None]
     coincidences = weighted.T @ counts - np.diag(weighted.sum(axis=0))
     n_c = coincidences.sum(axis=1)
     total = n_c.sum()
@@ -258,24 +178,35 @@ def logistic_fit(
     return beta, np.sqrt(np.diag(np.linalg.inv(hessian)))
 
 
-def length_controlled_win_rate(wins: np.ndarray, length_delta: np.ndarray) -> dict[str, Any]:
+def length_controlled_win_rate(
+    wins: np.ndarray, length_delta: np.ndarray, counts: np.ndarray | None = None
+) -> dict[str, Any]:
     """AlpacaEval-style length control: the win rate had both answers been of the same length.
 
     Fits P(win) = sigmoid(b0 + b1 * tanh(length_delta / sd(length_delta))) on per-comparison outcomes (wins
     0/1, or 0.5 for a tie; length_delta = len(A) - len(B) in characters; sd with ddof 0). Returns
     {"raw": mean(wins), "length_controlled": sigmoid(b0), "length_coefficient": b1, "n": len(wins)}.
+
+    ``counts`` (default 1 each) says how many comparisons each (outcome, length_delta) row stands for: the
+    same fit from aggregated rows (one per outcome and length difference), with the sd and mean weighted.
     """
     y = np.asarray(wins, dtype=float)
     delta = np.asarray(length_delta, dtype=float)
-    if y.shape != delta.shape or y.ndim != 1:
-        raise ValueError("wins and length_delta must be 1-d arrays of the same length")
-    if len(y) == 0:
+    if y.shape != delta.shape or y.ndim != 1 or (counts is not None and np.shape(counts) != y.shape):
+        raise ValueError("wins, length_delta (and counts) must be 1-d arrays of the same length")
+    weights = None if counts is None else np.asarray(counts, dtype=float)
+    n = len(y) if weights is None else int(weights.sum())
+    if n == 0:
         return {"raw": math.nan, "length_controlled": math.nan, "length_coefficient": math.nan, "n": 0}
-    sd = float(delta.std())
+    if weights is None:
+        sd, raw = float(delta.std()), float(y.mean())
+    else:
+        mean = float(weights @ delta) / n
+        sd, raw = math.sqrt(float(weights @ (delta - mean) ** 2) / n), float(weights @ y) / n
     feature = np.tanh(delta / sd) if sd > 0 else np.zeros_like(delta)
-    beta, _ = logistic_fit(np.column_stack([np.ones_like(y), feature]), y)
+    beta, _ = logistic_fit(np.column_stack([np.ones_like(y), feature]), y, weights=weights)
     lc = float(_sigmoid(np.array(beta[0])))
-    return {"raw": float(y.mean()), "length_controlled": lc, "length_coefficient": float(beta[1]), "n": len(y)}
+    return {"raw": raw, "length_controlled": lc, "length_coefficient": float(beta[1]), "n": n}
 
 
 def trend(times: np.ndarray, successes: np.ndarray, totals: np.ndarray) -> dict[str, Any]:
