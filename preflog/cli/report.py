@@ -39,13 +39,22 @@ def report(
     a: Annotated[
         str | None,
         typer.Option(
-            "--a", help="A/B: the baseline, as name@version (default: the two versions of one model compared most "
-            "often, the earlier one as A)."
+            "--a",
+            help="A/B: the baseline, as name@version (default: the two versions of one model compared most "
+            "often, the earlier one as A).",
         ),
     ] = None,
     b: Annotated[str | None, typer.Option("--b", help="A/B: the challenger, as name@version.")] = None,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap rounds of the leaderboard's intervals.")] = 200,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap (the same seed, the same intervals).")] = 0,
+    memory_limit: Annotated[
+        str | None,
+        typer.Option(
+            help="The report's memory, e.g. 512MB, 2GB or 10% (of RAM): DuckDB gets it less 256 MiB (at most half) "
+            "and spills to a temporary folder beyond that (default: PREFLOG_MEMORY_LIMIT, else an eighth of "
+            "RAM, at most 1 GiB)."
+        ),
+    ] = None,
 ) -> None:
     """Analyse the audit log: leaderboard, A/B test, bias monitors, agreement, coverage and health.
 
@@ -60,13 +69,25 @@ def report(
     if (a is None) != (b is None):
         raise typer.BadParameter("give both --a and --b (name@version each), or neither", param_hint="--a/--b")
     settings = settings_of(ctx)
+    limit = _checked_limit(memory_limit or settings.memory_limit)
     selection = Selection(start=start, end=end, models=tuple(model or ()), model_versions=tuple(model_version or ()),
                           sources=tuple(source or ()),
                           kinds=tuple(kind or ()), tenants=tuple(tenant or ()))  # fmt: skip
     try:
-        write_report(settings, output or Path(settings.data_dir) / "report", selection, url, a, b, bootstrap, seed)
+        write_report(settings, output or Path(settings.data_dir) / "report", selection, url, a, b, bootstrap, seed,
+                     memory_limit=limit)  # fmt: skip
     except FileNotFoundError as exc:
         raise MissingLogError(str(exc)) from None
+
+
+def _checked_limit(text: str | None) -> str | None:
+    from ..sinks.scan import memory_limit
+
+    try:
+        memory_limit(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--memory-limit or PREFLOG_MEMORY_LIMIT") from None
+    return text
 
 
 def write_report(
@@ -78,8 +99,12 @@ def write_report(
     b: str | None = None,
     rounds: int = 200,
     seed: int = 0,
+    memory_limit: str | None = None,
 ) -> None:
     """Write the report into ``folder`` and print its summary and path.
+
+    The report's memory is ``memory_limit``, else ``settings.memory_limit``, else
+    :data:`preflog.sinks.scan.DEFAULT_MEMORY` (DuckDB spilling to disk beyond its share).
 
     Raises:
         FileNotFoundError: the audit log has no pairs yet.
@@ -89,7 +114,8 @@ def write_report(
 
     with out.status("computing the report ..."):
         done = run_report(url or settings.audit_url(), folder, selection or Selection(), a=a, b=b, rounds=rounds,
-                          seed=seed, storage_options=settings.sink.storage_options())  # fmt: skip
+                          seed=seed, storage_options=settings.sink.storage_options(),
+                          memory_limit=memory_limit or settings.memory_limit)  # fmt: skip
     _summary(done)
     out.print(f"report: {done.html.resolve()}", soft_wrap=True)
     figures = (done.folder / "figures").resolve()

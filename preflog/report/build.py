@@ -18,11 +18,12 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from preflog.dataset.select import Selection
+from preflog.errors import PreflogError
 
 from .agreement import human_agreement, reward_model_agreement
 from .bias import length_bias, position_bias
 from .charts import draw
-from .data import FILTERS, Inputs, load
+from .data import FILTERS, Inputs, duckdb_share, load
 from .figure import Figure
 from .health import coverage, health, join_latency
 from .html import page
@@ -87,18 +88,35 @@ def report(
     rounds: int = 200,
     seed: int = 0,
     storage_options: dict[str, Any] | None = None,
+    memory_limit: str | int | None = None,
 ) -> Report:
     """Compute, draw and write the report of the audit log at ``url`` into ``folder`` (files there are replaced).
 
+    ``memory_limit`` bounds the report's memory ("512MB", "2GB", "10%" of RAM; default
+    :data:`preflog.sinks.scan.DEFAULT_MEMORY`): the log is read once, in a streaming fashion, into narrow
+    tables of a temporary database, and every figure is an aggregate over them, DuckDB spilling to disk
+    beyond its share (:func:`.data.duckdb_share`).
+
     Raises:
         FileNotFoundError: the log has no pairs table.
+        ValueError: ``memory_limit`` is not a size, or below the least :func:`preflog.sinks.scan.memory_limit` takes.
+        PreflogError: DuckDB ran out of memory within the limit (a larger limit is the fix).
     """
-    inputs = load(url, selection, storage_options)
+    import duckdb
+
     try:
-        pairs = inputs.rows("SELECT count(*), min(feedback_time), max(feedback_time) FROM pairs")[0]
-        sections = _compute(inputs, a, b, rounds, seed)
-    finally:
-        inputs.close()
+        inputs = load(url, selection, storage_options, memory_limit)
+        try:
+            pairs = inputs.rows("SELECT count(*), min(feedback_time), max(feedback_time) FROM pairs")[0]
+            sections = _compute(inputs, a, b, rounds, seed)
+        finally:
+            inputs.close()
+    except duckdb.OutOfMemoryException as exc:
+        share = f"{duckdb_share(memory_limit) / 2**20:.0f} MiB"
+        raise PreflogError(
+            f"the report needs more memory than DuckDB's {share} of the limit {memory_limit or 'default'}: give a "
+            f"larger --memory-limit (PREFLOG_MEMORY_LIMIT). DuckDB: {str(exc).splitlines()[0]}"
+        ) from exc
     meta = {
         "log": url,
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -1,22 +1,32 @@
-"""The report's inputs: the audit log's tables as DuckDB views, selected like a dataset build.
+"""The report's inputs: the audit log's tables as narrow DuckDB tables, selected like a dataset build.
 
 ``pairs`` has one row per preference pair with flat columns: the model (``name@version``) of
 the request and of each side, the source type and id, the kind, both texts' lengths and
 indices, times and the join latency. ``signals`` (ratings and implicit signals), ``unmatched``
-and ``dead_letters`` back the coverage and health figures.
+and ``dead_letters`` back the coverage and health figures; ``judgements`` is every judgement
+(a feedback id of pairs or signals) once.
+
+Memory stays bounded: each table of the log is scanned once from its Parquet files
+(:func:`preflog.sinks.scan.log_view`: DuckDB's reader, the texts read only for their lengths),
+into a DuckDB database in a temporary folder (compressed on disk, cached up to ``memory_limit``),
+and every figure is an aggregate query over it, spilling to that folder beyond the limit.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from preflog.dataset.select import Selection, date_filter, judgement_filter
-from preflog.sinks.read import read_table
+from preflog.sinks.scan import connect, log_view
+from preflog.sinks.scan import memory_limit as size_of
 
-__all__ = ["FILTERS", "Inputs", "load", "narrowed"]
+__all__ = ["FILTERS", "PYTHON_SHARE", "Inputs", "duckdb_share", "load", "narrowed"]
 
 #: the selection fields a report takes (dates, and the judgement-level filters of a dataset build)
 FILTERS = ("start", "end", "models", "model_versions", "sources", "kinds", "tenants", "explicit")
@@ -25,6 +35,7 @@ FILTERS = ("start", "end", "models", "model_versions", "sources", "kinds", "tena
 def narrowed(s: Selection) -> bool:
     """Whether ``s`` filters by more than dates (the unmatched and dead-letter tables are filtered by date only)."""
     return any(getattr(s, k) not in (None, ()) for k in FILTERS if k not in ("start", "end"))
+
 
 _MODEL = "{m}.name || '@' || coalesce({m}.version, '-')"
 _PAIRS = f"""
@@ -47,48 +58,73 @@ _SIGNALS = f"""
 """
 
 
+#: the part of the report's memory limit left to Python (the interpreter and its libraries, about 130 MiB,
+#: Arrow results, DuckDB's own allocations outside its limit), at most half the limit: DuckDB gets the rest
+PYTHON_SHARE = 256 * 2**20
+
+
+def duckdb_share(limit: str | int | None) -> int:
+    """The bytes DuckDB may use of the report's memory ``limit`` (:func:`preflog.sinks.scan.memory_limit`)."""
+    total = size_of(limit)
+    return total - min(PYTHON_SHARE, total // 2)
+
+
+_JUDGEMENTS = """
+    SELECT DISTINCT ON (feedback_id) * FROM (
+        SELECT feedback_id, request_id, kind, source, feedback_time, join_latency_ms FROM pairs
+        UNION ALL SELECT feedback_id, request_id, kind, source, feedback_time, join_latency_ms FROM signals
+    ) ORDER BY feedback_id
+"""
+
+
 @dataclass
 class Inputs:
-    """A DuckDB connection with the views ``pairs``, ``signals``, ``unmatched`` and ``dead_letters``."""
+    """A DuckDB connection with the tables ``pairs``, ``signals``, ``unmatched``, ``dead_letters``, ``judgements``."""
 
     con: Any  # duckdb.DuckDBPyConnection
     selection: Selection
+    folder: Path | None = field(default=None)  # the temporary database's folder, removed by close()
 
     def rows(self, query: str, *args: Any) -> list[tuple[Any, ...]]:
-        """The rows of ``query`` as tuples."""
+        """The rows of ``query`` as tuples (for aggregates: a few rows, never one per pair)."""
         result: list[tuple[Any, ...]] = self.con.execute(query, list(args)).fetchall()
         return result
 
     def table(self, query: str, *args: Any) -> pa.Table:
-        """The result of ``query`` as an Arrow table."""
+        """The result of ``query`` as an Arrow table (for aggregates: a few rows, never one per pair)."""
         result = self.con.sql(query, params=list(args)).to_arrow_table()
         return result if isinstance(result, pa.Table) else result.read_all()
 
+    def batches(self, query: str, *args: Any, rows: int = 65_536) -> pa.RecordBatchReader:
+        """The result of ``query`` as a stream of Arrow batches of ``rows`` rows (memory: one batch)."""
+        reader: pa.RecordBatchReader = self.con.sql(query, params=list(args)).to_arrow_reader(rows)
+        return reader
+
     def close(self) -> None:
         self.con.close()
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _read(url: str, table: str, storage_options: dict[str, Any] | None) -> pa.Table:
-    try:
-        return read_table(url, table, storage_options=storage_options)
-    except FileNotFoundError:
-        if table == "pairs":
-            raise
-        return read_table(url, table, files=[], storage_options=storage_options)  # an empty table of its schema
+def load(
+    url: str,
+    selection: Selection,
+    storage_options: dict[str, Any] | None = None,
+    memory_limit: str | int | None = None,
+) -> Inputs:
+    """The audit log at ``url`` as the report's tables, with ``selection``'s judgement-level filters applied.
 
-
-def load(url: str, selection: Selection, storage_options: dict[str, Any] | None = None) -> Inputs:
-    """The audit log at ``url`` as the report's views, with ``selection``'s judgement-level filters applied.
+    ``memory_limit`` is the report's memory (:func:`preflog.sinks.scan.memory_limit`; default
+    :data:`preflog.sinks.scan.DEFAULT_MEMORY`): DuckDB gets :func:`duckdb_share` of it and spills to a
+    temporary folder beyond that, removed by :meth:`Inputs.close`.
 
     Raises:
         FileNotFoundError: the log has no pairs table.
     """
-    import duckdb
-
     where, args = judgement_filter(selection)
     unmatched, unmatched_args = date_filter(selection, "event_time")
     dead, dead_args = date_filter(selection, "failed_at")
-    views = (  # (view, table of the log, query over it as "raw", its arguments)
+    views = (  # (table, table of the log, query over it as "raw", its arguments)
         ("pairs", "pairs", _PAIRS.format(where=where), args),
         ("signals", "unpaired", _SIGNALS.format(where=where), args),
         ("unmatched", "unmatched", "SELECT CAST(reason AS VARCHAR) AS reason, record_type, request_id, feedback_id, "
@@ -96,11 +132,24 @@ def load(url: str, selection: Selection, storage_options: dict[str, Any] | None 
         ("dead_letters", "dead_letter", "SELECT error_class, stage, source_offset.topic AS topic, failed_at "
          f"FROM raw WHERE {dead}", dead_args),
     )  # fmt: skip
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    for view, table, query, query_args in views:
-        con.register("raw", _read(url, table, storage_options))
-        con.execute(f"CREATE TEMP TABLE {view} AS {query}", query_args)
-        con.unregister("raw")
-    return Inputs(con, selection)
-
+    folder = Path(tempfile.mkdtemp(prefix="preflog-report-"))
+    con = None
+    try:
+        con = connect(memory_limit, spill=str(folder / "spill"), database=str(folder / "report.duckdb"))
+        con.execute(f"SET memory_limit = '{duckdb_share(memory_limit)}B'")
+        con.execute("SET enable_progress_bar = false")  # a long query would draw on the terminal
+        for name, table, query, query_args in views:
+            try:
+                log_view(con, "raw", url, table, storage_options=storage_options)
+            except FileNotFoundError:
+                if table == "pairs":
+                    raise
+                log_view(con, "raw", url, table, files=[], storage_options=storage_options)  # empty, of its schema
+            con.execute(f"CREATE TABLE {name} AS {query}", query_args)  # "raw" is replaced by the next table's
+        con.execute(f"CREATE TABLE judgements AS {_JUDGEMENTS}")
+    except BaseException:
+        if con is not None:
+            con.close()
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return Inputs(con, selection, folder)
