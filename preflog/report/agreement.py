@@ -4,7 +4,8 @@ A comparison is one request's two candidates (the lower index first); a judgemen
 which of the two won. The reward model (source REWARD_MODEL) is set against every human
 judgement (HUMAN_ANNOTATOR, END_USER) of the same comparison: accuracy and Cohen's kappa,
 per reward-model version. Human annotators who judged the same comparison give
-Krippendorff's alpha (nominal), over the comparisons with two or more of them.
+Krippendorff's alpha (nominal), over the comparisons with two or more of them. Every figure is
+counted by DuckDB: a row per reward model and human source, a row per panel of annotators' verdicts.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pyarrow as pa
 
 from .data import Inputs
 from .figure import Figure
-from .stats import cohen_kappa, krippendorff_alpha
+from .stats import cohen_kappa, krippendorff_alpha_counts
 
 __all__ = ["human_agreement", "reward_model_agreement"]
 
@@ -83,8 +84,12 @@ def _scores(model: str, human: str, t: np.ndarray) -> dict[str, Any]:
 
 
 def human_agreement(inputs: Inputs) -> Figure:
-    """Krippendorff's alpha between human annotators over the comparisons two or more of them judged."""
-    units = inputs.table(
+    """Krippendorff's alpha between human annotators over the comparisons two or more of them judged.
+
+    The comparisons are counted by panel (how many annotators, how many of them for each candidate): the
+    figure's rows, and all alpha needs.
+    """
+    panels = inputs.table(
         f"""WITH j AS (  -- an annotator without an id is a rater of their own, each judgement
                 SELECT *, CASE WHEN source_id = '-' THEN feedback_id ELSE source_id END AS rater
                 FROM ({_JUDGED}) WHERE source = 'HUMAN_ANNOTATOR'
@@ -92,22 +97,27 @@ def human_agreement(inputs: Inputs) -> Figure:
             latest AS (  -- an annotator's latest verdict on a comparison
                 SELECT * FROM j QUALIFY row_number() OVER (PARTITION BY request_id, a, b, rater
                                                            ORDER BY feedback_time DESC, pair_id) = 1
+            ),
+            units AS (
+                SELECT count(*) FILTER (first_won) AS for_first, count(*) FILTER (NOT first_won) AS for_second
+                FROM latest GROUP BY request_id, a, b HAVING count(*) >= 2
             )
-            SELECT request_id, a, b, list(first_won ORDER BY rater) AS verdicts, count(*) AS annotators
-            FROM latest GROUP BY request_id, a, b HAVING count(*) >= 2"""
+            SELECT for_first + for_second AS annotators, for_first, for_second,
+                   (for_first = 0 OR for_second = 0) AS unanimous, count(*) AS comparisons
+            FROM units GROUP BY ALL ORDER BY annotators, for_first DESC"""
     )
-    verdicts = units.column("verdicts").to_pylist()
-    figure = Figure("human_agreement", "Agreement between human annotators on the same comparisons", units)
-    if not verdicts:
+    figure = Figure("human_agreement", "Agreement between human annotators on the same comparisons", panels)
+    counts = panels.column("comparisons").to_numpy().astype(float)
+    total = int(counts.sum())
+    if not total:
         figure.notes.append("no comparison was judged by two or more annotators: no inter-annotator agreement")
         return figure
-    alpha = krippendorff_alpha([list(v) for v in verdicts])
-    unanimous = sum(1 for v in verdicts if len(set(v)) == 1)
-    figure.summary = {"comparisons": len(verdicts), "krippendorff_alpha": alpha, "unanimous": unanimous / len(verdicts)}
-    if len(verdicts) < MIN_COMPARISONS:
-        figure.notes.append(f"only {len(verdicts)} comparisons judged by two or more annotators: too few to rely on")
-    figure.table = pa.table({"annotators": units.column("annotators"),
-                             "unanimous": [len(set(v)) == 1 for v in verdicts]})  # fmt: skip
-    if alpha < 0.667 and len(verdicts) >= MIN_COMPARISONS:
+    verdicts = np.column_stack([panels.column(c).to_numpy().astype(float) for c in ("for_first", "for_second")])
+    alpha = krippendorff_alpha_counts(verdicts, units=counts)
+    unanimous = int(counts[panels.column("unanimous").to_numpy(zero_copy_only=False)].sum())
+    figure.summary = {"comparisons": total, "krippendorff_alpha": alpha, "unanimous": unanimous / total}
+    if total < MIN_COMPARISONS:
+        figure.notes.append(f"only {total} comparisons judged by two or more annotators: too few to rely on")
+    if alpha < 0.667 and total >= MIN_COMPARISONS:
         figure.flags.append(f"annotators agree little (Krippendorff's alpha {alpha:.2f}, below 0.667)")
     return figure

@@ -162,9 +162,9 @@ def _rm(f: Figure, plt: Any) -> Any:
 def _humans(f: Figure, plt: Any) -> Any:
     rows = f.table.to_pylist()
     counts: dict[str, int] = {}
-    for r in rows:
+    for r in rows:  # one row per panel of verdicts, with its number of comparisons
         key = f"{r['annotators']} annotators, {'unanimous' if r['unanimous'] else 'split'}"
-        counts[key] = counts.get(key, 0) + 1
+        counts[key] = counts.get(key, 0) + r["comparisons"]
     alpha = f.summary.get("krippendorff_alpha", float("nan"))
     title = f"Annotators on the same comparison (Krippendorff's alpha = {alpha:.2f})"
     return _bars(sorted(counts), [counts[k] for k in sorted(counts)], title, "comparisons", plt)

@@ -16,29 +16,48 @@ import pyarrow.compute as pc
 
 from .data import Inputs
 from .figure import Figure
-from .stats import bootstrap_bradley_terry, bradley_terry, bt_to_elo, elo, length_controlled_win_rate, win_rate
+from .ranking import bootstrap_wins, bradley_terry, bt_to_elo, elo_batches
+from .stats import length_controlled_win_rate, win_rate
 
 __all__ = ["ab_tests", "leaderboard"]
 
 _CROSS = "chosen_id <> rejected_id"
+#: what the leaderboard's strengths are (the note under it)
+PRIOR = ("strength: a Bradley-Terry fit with a prior of one extra game between every two models that met, won "
+         "half by each side (between every two models when some never met others), so that a model that never "
+         "lost or never won keeps a finite strength; elo: online Elo (K = 4) over the pairs in time order")  # fmt: skip
 
 
-def _games(inputs: Inputs) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """The models that met, and each cross-model pair as (winner, loser) indices in event-time order."""
-    table = inputs.table(
-        f"SELECT chosen_id, rejected_id FROM pairs WHERE {_CROSS} ORDER BY feedback_time, pair_id"
+def _wins(inputs: Inputs) -> tuple[list[str], np.ndarray]:
+    """The models that met, and the wins matrix of their cross-model pairs (wins[i, j] = times i beat j)."""
+    counts = inputs.rows(f"SELECT chosen_id, rejected_id, count(*) FROM pairs WHERE {_CROSS} GROUP BY ALL")
+    models = sorted({m for c in counts for m in c[:2]})
+    index = {m: i for i, m in enumerate(models)}
+    wins = np.zeros((len(models), len(models)))
+    for winner, loser, n in counts:
+        wins[index[winner], index[loser]] = n
+    return models, wins
+
+
+def _online_elo(inputs: Inputs, models: list[str]) -> np.ndarray:
+    """Online Elo over the cross-model pairs in event-time order, streamed from DuckDB in batches of indices."""
+    reader = inputs.batches(
+        f"""SELECT list_position($1::VARCHAR[], chosen_id) - 1 AS winner,
+                   list_position($1::VARCHAR[], rejected_id) - 1 AS loser
+            FROM pairs WHERE {_CROSS} ORDER BY feedback_time, pair_id""",
+        models,
     )
-    both = pa.chunked_array(table.column("chosen_id").chunks + table.column("rejected_id").chunks, pa.string())
-    models = sorted(pc.unique(both).to_pylist())
-    known = pa.array(models, pa.string())
-    winners = pc.index_in(table.column("chosen_id"), value_set=known).to_numpy().astype(np.int64)
-    losers = pc.index_in(table.column("rejected_id"), value_set=known).to_numpy().astype(np.int64)
-    return models, winners, losers
+    games = ((b.column(0).to_numpy(), b.column(1).to_numpy()) for b in reader)
+    return elo_batches(games, len(models))
 
 
 def leaderboard(inputs: Inputs, rounds: int = 200, seed: int = 0) -> tuple[Figure, Figure]:
-    """The leaderboard (Bradley-Terry strength on the Elo scale with a bootstrap interval, and online Elo)."""
-    models, winners, losers = _games(inputs)
+    """The leaderboard (Bradley-Terry strength on the Elo scale with a bootstrap interval, and online Elo).
+
+    The strengths are :func:`~.stats.bradley_terry` with its prior: half a win each way between every two models
+    that met (one extra game, split), so that a model that never lost (or never won) has a finite strength.
+    """
+    models, wins = _wins(inputs)
     n = len(models)
     title = "Leaderboard: Bradley-Terry strength (Elo scale, 95% bootstrap interval)"
     board = Figure("leaderboard", title, pa.table({}))
@@ -46,11 +65,9 @@ def leaderboard(inputs: Inputs, rounds: int = 200, seed: int = 0) -> tuple[Figur
     if n < 2:
         board.notes.append("fewer than two models compared against each other: no leaderboard")
         return board, matrix
-    wins = np.zeros((n, n))
-    np.add.at(wins, (winners, losers), 1)
     strength = bt_to_elo(bradley_terry(wins))
-    low, high = (bt_to_elo(x) for x in bootstrap_bradley_terry(winners, losers, n, rounds=rounds, seed=seed))
-    ratings = elo(winners, losers, n)
+    low, high = (bt_to_elo(x) for x in bootstrap_wins(wins, rounds=rounds, seed=seed))
+    ratings = _online_elo(inputs, models)
     order = np.argsort(-strength)
     board.table = pa.table(
         {
@@ -63,7 +80,8 @@ def leaderboard(inputs: Inputs, rounds: int = 200, seed: int = 0) -> tuple[Figur
             "losses": [int(wins[:, i].sum()) for i in order],
         }
     )
-    board.summary = {"models": n, "pairs": len(winners), "top": models[order[0]], "bootstrap_rounds": rounds}
+    board.notes.append(PRIOR)
+    board.summary = {"models": n, "pairs": int(wins.sum()), "top": models[order[0]], "bootstrap_rounds": rounds}
     if len(order) > 1 and low[order[0]] <= high[order[1]]:
         first, second = models[order[0]], models[order[1]]
         board.notes.append(f"{first} and {second} overlap in their intervals: the order of the top two is not settled")
@@ -125,22 +143,27 @@ def ab_tests(inputs: Inputs, a: str | None = None, b: str | None = None) -> Figu
         figure.notes.append("no two models or versions were compared against each other: no A/B test")
         return figure
     a, b = pair
-    games = inputs.table(
+    games = inputs.table(  # one row per source, outcome and length difference: bounded by the answers' lengths
         f"""SELECT source, (chosen_id = ?) AS b_won,
-                   CASE WHEN chosen_id = ? THEN chosen_len - rejected_len ELSE rejected_len - chosen_len END AS delta
+                   CASE WHEN chosen_id = ? THEN chosen_len - rejected_len ELSE rejected_len - chosen_len END AS delta,
+                   count(*) AS n
             FROM pairs WHERE {_CROSS} AND least(chosen_id, rejected_id) = least(?, ?)
-                 AND greatest(chosen_id, rejected_id) = greatest(?, ?)""",
+                 AND greatest(chosen_id, rejected_id) = greatest(?, ?)
+            GROUP BY ALL ORDER BY source, b_won, delta""",
         b, b, a, b, a, b,
     )  # fmt: skip
     rows: list[dict[str, Any]] = []
     for source in ["ALL", *sorted(set(games.column("source").to_pylist()))]:
-        part = games if source == "ALL" else games.filter(pa.compute.equal(games.column("source"), source))
-        won = part.column("b_won").to_numpy().astype(float)
-        result = win_rate(int(won.sum()), len(won))
-        lc = length_controlled_win_rate(won, part.column("delta").to_numpy().astype(float))
+        part = games if source == "ALL" else games.filter(pc.equal(games.column("source"), source))
+        won = part.column("b_won").to_numpy(zero_copy_only=False).astype(float)
+        counts = part.column("n").to_numpy().astype(float)
+        delta = part.column("delta").to_numpy(zero_copy_only=False).astype(float)
+        n = int(counts.sum())
+        result = win_rate(int(counts @ won), n)
+        lc = length_controlled_win_rate(won, delta, counts=counts)
         rows.append({"source": source, **result, "length_controlled": lc["length_controlled"]})
         if not result["decided"]:
-            figure.notes.append(f"{source}: {len(won)} comparisons is too small a sample to tell {a} and {b} apart")
+            figure.notes.append(f"{source}: {n} comparisons is too small a sample to tell {a} and {b} apart")
     figure.table = pa.Table.from_pylist(rows)
     overall = rows[0]
     figure.summary = {"a": a, "b": b, **{k: overall[k] for k in ("rate", "low", "high", "n", "decided")}}
