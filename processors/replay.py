@@ -9,8 +9,15 @@ files byte for byte:
 * The join is the live worker's :class:`Joiner` over an in-memory dict; no
   wall clock is consulted (the idle fallback is off, and a dead letter's
   ``failed_at`` is its source record's timestamp).
-* Output files are cut every ``max_rows`` records of a (table, partition);
+* Output files are cut every ``max_rows`` records of a (table, partition),
+  or once they hold ``max_bytes`` of encoded records, as the live sink cuts;
   their names count records of the replay's own output, from 0.
+
+Memory does not grow with the range: the join state holds what the live
+worker's does (records inside their window, markers for ``late_retention``);
+each (table, partition) buffers one file's outputs at most; and an input read
+ahead of the other in event time (feedback is small, so a fetch covers more of
+it) is paused while its records pile up in the merge (:func:`.replay_merge.throttle`).
 
 What is still waiting in the join state at the end of the range (inferences
 inside their window, feedback whose inference has not come) is counted in
@@ -40,7 +47,7 @@ from preflog.sinks.storage import Storage
 
 from .join import Emit, JoinConfig, Joiner
 from .ranges import Range, RangeError
-from .replay_merge import Merge
+from .replay_merge import Merge, throttle
 
 __all__ = ["Replay", "ReplayOutputError", "Summary", "ensure_unused", "replay_group", "replay_output"]
 
@@ -173,6 +180,8 @@ class Replay:
         )
         self.formats = {o.role: TableFormat(o.role, default_store().latest(o.record)) for o in OUTPUTS}
         self.buffers: dict[tuple[str, int], list[bytes]] = {}  # (table, partition) -> encoded outputs
+        self.buffered: dict[tuple[str, int], int] = {}  # (table, partition) -> bytes of its buffered outputs
+        self.paused: set[tuple[str, int]] = set()  # inputs paused while the other input of their merge catches up
         self.written_upto: dict[tuple[str, int], int] = {}
         by_partition: dict[int, list[Range]] = {}
         for r in ranges:
@@ -224,6 +233,7 @@ class Replay:
             for partition, n in progress.items():
                 self.on_progress(partition, n)
             self._merge(reader)
+            throttle(reader, self.ranges.values(), self.merges, self.paused)
         self._merge(reader)  # the last ends may come without records
 
     def _merge(self, reader: RangeReader) -> None:
@@ -255,12 +265,15 @@ class Replay:
         if values is None:
             values = self.buffers[key] = []
         values.append(e.value)
-        if len(values) >= self.settings.sink.max_rows:
+        size = self.buffered[key] = self.buffered.get(key, 0) + len(e.value)
+        sink = self.settings.sink
+        if len(values) >= sink.max_rows or size >= sink.max_bytes:
             self._write(key)
 
     def _write(self, key: tuple[str, int]) -> None:
         """Cut the buffered outputs of ``key`` into files; a replay without storage only counts them."""
         values = self.buffers.pop(key, [])
+        self.buffered.pop(key, None)
         if not values:
             return
         role, partition = key

@@ -15,6 +15,8 @@ from typer.testing import CliRunner
 import preflog
 from preflog.cli import app
 from preflog.deploy.broker import EmbeddedBroker
+from preflog.processors import replay as replay_module
+from preflog.processors import replay_merge
 from preflog.producers import PreflogProducer
 from preflog.producers.generator import GeneratedEvent, TrafficProfile, generate
 from preflog.producers.traffic import send_traffic
@@ -36,13 +38,16 @@ def traffic(requests: int, seed: int) -> list[GeneratedEvent]:
     return generate(TrafficProfile(requests=requests, rate=50, seed=seed), start=T0)
 
 
-def run_replay(broker: EmbeddedBroker, topics: TopicSettings, data_dir: Path, *args: str) -> Any:
+def run_replay(
+    broker: EmbeddedBroker, topics: TopicSettings, data_dir: Path, *args: str, env: dict[str, str] | None = None
+) -> Any:
     env = {
         **_env(broker, topics),
         "PREFLOG_DATA_DIR": str(data_dir),
         "PREFLOG_SINK__MAX_ROWS": "250",
         "PREFLOG_PROCESSOR__WINDOW_S": "600",  # the live workers' join settings (tests/integration/conftest.py)
         "PREFLOG_PROCESSOR__GRACE_S": "60",
+        **(env or {}),
     }
     result = CliRunner().invoke(app, ["replay", *args], env=env)
     assert result.exit_code == 0, result.output
@@ -157,3 +162,40 @@ def test_replay_refuses_the_live_log_and_a_used_name(
     Storage(f"{live}/_replays/once").put("marker.txt", b"x")
     again = CliRunner().invoke(app, ["replay", "--name", "once"], env=env)
     assert "already holds files" in str(again.exception)
+
+
+def test_replay_pauses_an_input_read_ahead_and_cuts_files_by_bytes_with_the_same_rows(
+    broker: EmbeddedBroker,
+    kafka_config: dict[str, Any],
+    topics: TopicSettings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An input that runs ahead of the other in its merge is paused, then resumed: the same files.
+
+    Files are also cut at max_bytes of encoded outputs, as the live sink cuts them: more files, the same rows.
+    """
+    with PreflogProducer(kafka_config, CODEC, topics) as log:
+        send_traffic(traffic(3000, seed=41), log, pace=False)
+    data = tmp_path / "data"
+    pauses: list[int] = []
+
+    def counted(reader: Any, ranges: Any, merges: Any, paused: set[tuple[str, int]]) -> None:
+        before = set(paused)
+        replay_merge.throttle(reader, ranges, merges, paused)
+        pauses.append(len(paused - before))
+
+    monkeypatch.setattr(replay_module, "throttle", counted)
+    run_replay(broker, topics, data, "--name", "free", "--output", f"file://{tmp_path / 'free'}")
+    assert sum(pauses) == 0  # 16 MB: never reached here
+    monkeypatch.setattr(replay_merge, "MERGE_HIGH_BYTES", 2_000)
+    run_replay(broker, topics, data, "--name", "held", "--output", f"file://{tmp_path / 'held'}")
+    assert sum(pauses) > 0  # the input ahead was paused, and resumed: every record read, the same files
+    assert digests(tmp_path / "held") == digests(tmp_path / "free")
+
+    by_bytes = f"file://{tmp_path / 'bytes'}"
+    run_replay(broker, topics, data, "--name", "bytes", "--output", by_bytes, env={"PREFLOG_SINK__MAX_BYTES": "20000"})
+    free = f"file://{tmp_path / 'free'}"
+    assert len(digests(tmp_path / "bytes")) > len(digests(tmp_path / "free"))
+    assert rows(preflog.read_pairs(by_bytes), "pair_id") == rows(preflog.read_pairs(free), "pair_id")
+    assert verify(Storage(by_bytes)).ok

@@ -72,6 +72,9 @@ class FakeMessage:
     def offset(self) -> int:
         return self.off
 
+    def value(self) -> bytes:
+        return b"x" * (self.off + 1)
+
 
 streams = st.lists(st.integers(0, 50), max_size=30).map(sorted)
 
@@ -98,7 +101,7 @@ def test_merge_order_does_not_depend_on_how_records_arrive(
             out += merge.ready()
     merge.done.update({"inference": True, "feedback": True})
     out += merge.ready()
-    assert merge.finished
+    assert merge.finished and merge.held == {"inference": 0, "feedback": 0}  # the bytes held go with the records
     expected = sorted(inf + fb, key=lambda m: (m.ts, m.role != "inference", m.off))
     assert out == expected
 
@@ -107,9 +110,10 @@ def test_merge_waits_for_an_input_that_is_not_done() -> None:
     merge = Merge([Range("inference", "i", 0, 0, 2), Range("feedback", "f", 0, 0, 2)])
     merge.push("feedback", cast(Any, FakeMessage("feedback", 5, 0)))
     assert merge.ready() == []  # an inference at timestamp <= 5 could still come
-    merge.push("inference", cast(Any, FakeMessage("inference", 9, 0)))
+    assert merge.held == {"inference": 0, "feedback": 1}  # what throttle() pauses an input ahead by
+    merge.push("inference", cast(Any, FakeMessage("inference", 9, 3)))
     assert [cast(Any, m).role for m in merge.ready()] == ["feedback"]
-    assert not merge.finished
+    assert not merge.finished and merge.held == {"inference": 4, "feedback": 0}
 
 
 @pytest.mark.parametrize(
