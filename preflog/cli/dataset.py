@@ -100,8 +100,8 @@ def build(
     memory_limit: Annotated[
         str | None,
         typer.Option(
-            help="Memory of the build, e.g. 512MB, 2GB or 10% (of RAM); beyond it DuckDB spills to disk beside the "
-            "build. Default: PREFLOG_MEMORY_LIMIT, else an eighth of RAM, at most 1 GiB."
+            help="Memory of the build, e.g. 512MB, 2GB or 10% (of RAM), at least 256MB; beyond it the build spills "
+            "to disk beside it. Default: PREFLOG_MEMORY_LIMIT, else an eighth of RAM, at most 1 GiB."
         ),
     ] = None,
 ) -> None:

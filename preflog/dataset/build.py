@@ -203,8 +203,9 @@ def build(
         name: the new build's name.
         selection: what to take and how to clean and split it.
         since: a previous build of the same selection: read only the log's files it did not read.
-        memory_limit: DuckDB's memory (``"1GB"``, ``"10%"``, bytes; None: :data:`preflog.sinks.scan.DEFAULT_MEMORY`);
-            beyond it the build spills to a folder beside the build.
+        memory_limit: the build's memory (``"1GB"``, ``"10%"``, bytes; None:
+            :data:`preflog.sinks.scan.DEFAULT_MEMORY`), at least 256MB; beyond it the build spills to a folder
+            beside the build.
         formats: the outputs to write, of :data:`FORMATS` (the content hash covers the files written).
         compress: ``"none"`` or ``"gzip"`` (JSON lines as ``.jsonl.gz``).
         on_step: called with the name of each step as it starts (a progress display).
@@ -220,6 +221,8 @@ def build(
     if compress not in COMPRESSIONS:
         raise ValueError(f"compress={compress!r}: choose one of {', '.join(COMPRESSIONS)}")
     limit = bytes_limit(memory_limit)  # a limit that is not a size fails before anything is written
+    if limit < 256 * 10**6:
+        raise ValueError(f"memory limit {memory_limit!r}: a build needs at least 256MB (it spills beyond that)")
     step = on_step or (lambda _: None)
     folder = root / name
     if folder.exists():
@@ -238,9 +241,11 @@ def build(
     temporary.mkdir(parents=True)
     con = None
     try:
-        con = connect(limit, spill=str(work / "spill"), database=str(work / "build.duckdb"))
+        # the limit is the build's: DuckDB takes half, a sort's bucket a sixteenth (it is copied a few times over
+        # while sorted and written); the rest is Python's, its libraries and the writers' row groups
+        con = connect(limit // 2, spill=str(work / "spill"), database=str(work / "build.duckdb"))
 
-        out = Sorted(con, budget=limit // 4, work=work)
+        out = Sorted(con, budget=limit // 16, work=work)
         step("reading the log")
         inputs = read_inputs(con, log_url, root, selection, config, since)
         step("cleaning the pairs")

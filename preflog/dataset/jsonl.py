@@ -146,13 +146,14 @@ class _Lines:
     def write(self, lines: pa.Array | pa.ChunkedArray) -> None:
         if len(lines) == 0:
             return
-        if isinstance(lines, pa.ChunkedArray):
-            lines = lines.combine_chunks()
-        text = lines.cast(pa.large_string())
-        whole = pa.LargeListArray.from_arrays(pa.array([0, len(text)], pa.int64()), text)
-        self.f.write(pc.binary_join(whole, pa.scalar("\n", pa.large_string()))[0].as_buffer())
-        self.f.write(b"\n")
-        self.rows += len(lines)
+        for chunk in lines.chunks if isinstance(lines, pa.ChunkedArray) else [lines]:
+            if len(chunk) == 0:
+                continue
+            text = chunk.cast(pa.large_string())
+            whole = pa.LargeListArray.from_arrays(pa.array([0, len(text)], pa.int64()), text)
+            self.f.write(pc.binary_join(whole, pa.scalar("\n", pa.large_string()))[0].as_buffer())
+            self.f.write(b"\n")
+            self.rows += len(chunk)
 
     def close(self) -> None:
         self.f.close()

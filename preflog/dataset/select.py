@@ -49,7 +49,11 @@ __all__ = [
 Policy = Literal["majority", "drop", "keep"]
 POLICIES: tuple[str, ...] = ("majority", "drop", "keep")
 #: a prompt's normalised text, the key of splits, duplicates and decontamination (lower case, one space)
-PROMPT_KEY = "lower(regexp_replace(trim(prompt), '\\s+', ' ', 'g'))"
+PROMPT_KEY = (  # the regular expression only where it changes something (it reads about 20 MB/s, contains 1 GB/s)
+    "lower(CASE WHEN contains(prompt, '  ') OR contains(prompt, chr(9)) OR contains(prompt, chr(10)) "
+    "OR contains(prompt, chr(12)) OR contains(prompt, chr(13)) "
+    "THEN regexp_replace(trim(prompt), '\\s+', ' ', 'g') ELSE trim(prompt) END)"
+)
 #: the columns a build can cap rows per value of
 CAP_COLUMNS: tuple[str, ...] = ("model", "model_version", "source", "kind", "tenant", "user_id")
 

@@ -32,9 +32,9 @@ def sorted_batches(
 ) -> Iterator[pa.Table]:
     """The rows of ``SELECT {select} FROM {source} ORDER BY {keys}``, as tables in order, in bounded memory.
 
-    ``keys`` are SQL expressions over ``source``'s columns, ascending, nulls last; each table yielded holds
-    about ``budget`` bytes at most (a run of rows equal in the first key is never split). ``work`` is a folder
-    for the buckets, removed when the iteration ends.
+    ``keys`` are SQL expressions over ``source``'s columns, ascending, nulls last. A bucket holds about
+    ``budget`` bytes (a run of rows equal in the first key is never split) and is handed on in slices.
+    ``work`` is a folder for the buckets, removed when the iteration ends.
     """
     key_columns = ", ".join(f"{k} AS __key{i}" for i, k in enumerate(keys))
     query = f"SELECT {select}, {key_columns} FROM {source}"
@@ -58,9 +58,10 @@ def sorted_batches(
         _scatter(con.sql(query, params=args or []).to_arrow_reader(_BATCH), schema, bounds, folder)
         for path in sorted(folder.iterdir()):
             with pa.memory_map(str(path)) as mapped:
-                part = ipc.open_file(mapped).read_all()
+                part = _sort(ipc.open_file(mapped).read_all(), names)
             path.unlink()
-            yield _sort(part, names)
+            for first_row in range(0, part.num_rows, _BATCH):  # consumers copy what they take: in small parts
+                yield part.slice(first_row, _BATCH)
             del part
             pa.default_memory_pool().release_unused()
     finally:
