@@ -3,6 +3,12 @@
 import preflog
 pairs = preflog.read_pairs("file:///data/audit", start="2026-11-01", models=["acme-chat"])
 pairs.to_pandas()  # or polars.from_arrow(pairs), duckdb.sql("select ... from pairs")
+
+These functions return one Arrow table holding every row read: right for a notebook or a log of a
+few hundred thousand pairs (prompts and answers of 0.5-2 kB take about 4 GB a million pairs in
+memory). For a log of any size read it with :mod:`preflog.sinks.scan` instead: ``log_view`` (a
+DuckDB view, memory bounded by a limit, spilling to disk) or ``iter_batches`` (Arrow batches in
+this module's order), both with the same rows and the same first-copy-wins dedupe by id.
 """
 
 from __future__ import annotations
@@ -33,9 +39,10 @@ def read_table(
     storage_options: dict[str, Any] | None = None,
     files: Sequence[str] | None = None,
 ) -> pa.Table:
-    """One table of the audit log (pairs, unpaired, unmatched, dead_letter), deduplicated by its id.
+    """One table of the audit log (pairs, unpaired, unmatched, dead_letter), deduplicated by its id, in memory.
 
-    Reads the files preflog wrote (named by their offsets; any other file, such
+    For a large log use :func:`preflog.sinks.scan.log_view` or :func:`preflog.sinks.scan.iter_batches`: the
+    same rows without holding them. Reads the files preflog wrote (named by their offsets; any other file, such
     as a stray copy, is left out and reported by ``preflog verify``) in path
     order, rows in file order, so the same log always reads the same way.
     ``files`` (paths relative to the log root, as :func:`data_files` lists
@@ -128,6 +135,9 @@ def read_pairs(
     maps_as_lists: bool = False,
 ) -> pa.Table:
     """Preference pairs (or ``table="unpaired"`` signals) by date range (inclusive), model name and source type.
+
+    The whole selection is one Arrow table in memory: for a large log, ``preflog export`` or
+    :mod:`preflog.sinks.scan` read the same rows batch by batch.
 
     With ``maps_as_lists``, every Arrow map column (metadata, ``sampling.extra``) becomes a list of
     ``{key, value}`` structs (:func:`without_maps`): Hugging Face ``datasets`` has no map type
