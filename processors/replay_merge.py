@@ -11,12 +11,14 @@ from preflog.kafka.reader import RangeReader
 
 from .ranges import Range
 
-__all__ = ["MERGE_HIGH_BYTES", "ROLE_ORDER", "Merge", "throttle"]
+__all__ = ["MERGE_HIGH_BYTES", "RECORD_OVERHEAD", "ROLE_ORDER", "Merge", "throttle"]
 
 #: at one timestamp, inference comes before feedback
 ROLE_ORDER = {"inference": 0, "feedback": 1}
 #: bytes of one input's records waiting in a partition's merge before its reading pauses (resumed below half)
 MERGE_HIGH_BYTES = 16 * 2**20
+#: what a queued record costs beside its value: the Message, its key and topic, the queue's tuple (measured ~500)
+RECORD_OVERHEAD = 512
 
 
 class Merge:
@@ -32,13 +34,13 @@ class Merge:
         # comparing two heads never reaches the record
         self.queues: dict[str, deque[tuple[int, int, int, Message]]] = {r.role: deque() for r in ranges}
         self.done: dict[str, bool] = {r.role: r.planned == 0 for r in ranges}
-        #: bytes of the values queued per input: one input read ahead of the other in time waits here
+        #: bytes queued per input (values and :data:`RECORD_OVERHEAD`): an input read ahead in time waits here
         self.held: dict[str, int] = dict.fromkeys(self.queues, 0)
 
     def push(self, role: str, msg: Message) -> None:
         """Queue the next record of input ``role``."""
         self.queues[role].append((msg.timestamp()[1], ROLE_ORDER[role], msg.offset() or 0, msg))
-        self.held[role] += len(msg.value() or b"")
+        self.held[role] += len(msg.value() or b"") + RECORD_OVERHEAD
 
     def ready(self) -> list[Message]:
         """Records whose place in the order is settled: every open input has a record queued, or is done."""
@@ -55,7 +57,7 @@ class Merge:
             if best is None:
                 return out
             msg = queues[best].popleft()[3]
-            held[best] -= len(msg.value() or b"")
+            held[best] -= len(msg.value() or b"") + RECORD_OVERHEAD
             out.append(msg)
 
     @property

@@ -188,7 +188,7 @@ def test_replay_pauses_an_input_read_ahead_and_cuts_files_by_bytes_with_the_same
     monkeypatch.setattr(replay_module, "throttle", counted)
     run_replay(broker, topics, data, "--name", "free", "--output", f"file://{tmp_path / 'free'}")
     assert sum(pauses) == 0  # 16 MB: never reached here
-    monkeypatch.setattr(replay_merge, "MERGE_HIGH_BYTES", 2_000)
+    monkeypatch.setattr(replay_merge, "MERGE_HIGH_BYTES", 20_000)
     run_replay(broker, topics, data, "--name", "held", "--output", f"file://{tmp_path / 'held'}")
     assert sum(pauses) > 0  # the input ahead was paused, and resumed: every record read, the same files
     assert digests(tmp_path / "held") == digests(tmp_path / "free")

@@ -18,7 +18,7 @@ from preflog.kafka.offsets import pick_offset as _pick
 from preflog.processors.join import JoinConfig, Joiner
 from preflog.processors.ranges import Range, RangeError, parse_offset_spec
 from preflog.processors.replay import ReplayOutputError, _fewer_collections, ensure_unused, replay_output
-from preflog.processors.replay_merge import Merge
+from preflog.processors.replay_merge import RECORD_OVERHEAD, Merge
 from preflog.schemas.codec import SingleObjectCodec
 from preflog.sinks.storage import Storage
 
@@ -110,10 +110,10 @@ def test_merge_waits_for_an_input_that_is_not_done() -> None:
     merge = Merge([Range("inference", "i", 0, 0, 2), Range("feedback", "f", 0, 0, 2)])
     merge.push("feedback", cast(Any, FakeMessage("feedback", 5, 0)))
     assert merge.ready() == []  # an inference at timestamp <= 5 could still come
-    assert merge.held == {"inference": 0, "feedback": 1}  # what throttle() pauses an input ahead by
+    assert merge.held == {"inference": 0, "feedback": 1 + RECORD_OVERHEAD}  # what throttle() pauses an input by
     merge.push("inference", cast(Any, FakeMessage("inference", 9, 3)))
     assert [cast(Any, m).role for m in merge.ready()] == ["feedback"]
-    assert not merge.finished and merge.held == {"inference": 4, "feedback": 0}
+    assert not merge.finished and merge.held == {"inference": 4 + RECORD_OVERHEAD, "feedback": 0}
 
 
 @pytest.mark.parametrize(
