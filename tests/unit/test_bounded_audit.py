@@ -66,7 +66,7 @@ def test_verify_counts_repeated_ids_on_disk_as_the_counter_did(tmp_path: Path) -
     storage = _with_manifests(root)
     expected = _counted(root)
     assert expected["pairs"] > 60 and expected["unpaired"] > 20  # copies, third copies; blank ids are left out
-    report = verify(storage, memory="64MB")
+    report = verify(storage, memory="128MB")
     assert report.duplicate_ids == expected
     assert report.files == len(list(root.rglob("*.parquet")))
     assert report.rows == sum(pq.read_metadata(p).num_rows for p in root.rglob("*.parquet"))
@@ -94,7 +94,7 @@ def test_export_writes_the_bytes_the_in_memory_export_wrote(tmp_path: Path, fmt:
     before = tmp_path / "before.jsonl"
     write_jsonl(export_rows(rows, fmt), str(before))
     after = tmp_path / "after.jsonl"
-    args = ["export", str(after), "--format", fmt, "--url", url, "--memory-limit", "64MB", *flags]
+    args = ["export", str(after), "--format", fmt, "--url", url, "--memory-limit", "128MB", *flags]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert after.read_bytes() == before.read_bytes()
@@ -118,7 +118,7 @@ def test_iter_filtered_reads_a_file_of_an_older_schema_as_read_pairs_does(tmp_pa
     Storage(url).put(f"pairs/dt={dt}/{name}", encode(old))
     for filters in (Filters(), Filters(start="2026-11-01"), Filters(sources=["HUMAN_ANNOTATOR"], models=["acme-mini"])):
         expected = read_pairs(url, filters.start, filters.end, filters.models, filters.sources)
-        batches = list(iter_filtered(url, "pairs", filters, batch_rows=33, limit="64MB"))
+        batches = list(iter_filtered(url, "pairs", filters, batch_rows=33, limit="128MB"))
         assert pa.Table.from_batches(batches).to_pylist() == expected.to_pylist()
     columns = read_pairs(url).column_names
     assert ("rationale" in columns) == (dt == "2026-11-30")
