@@ -50,7 +50,7 @@ def report(
     memory_limit: Annotated[
         str | None,
         typer.Option(
-            help="The report's memory, e.g. 512MB, 2GB or 10% (of RAM): DuckDB gets it less 256 MiB (at most half) "
+            help="The report's memory, e.g. 512MB, 2GB or 10% (of RAM): DuckDB gets it less 384 MiB (at most half) "
             "and spills to a temporary folder beyond that (default: PREFLOG_MEMORY_LIMIT, else an eighth of "
             "RAM, at most 1 GiB)."
         ),
