@@ -157,11 +157,14 @@ def log_view(
     table: str = "pairs",
     files: Sequence[str] | None = None,
     storage_options: dict[str, Any] | None = None,
+    rid: int | None = None,
 ) -> list[str]:
     """Create the DuckDB view ``name`` of ``table`` of the audit log at ``url``; the files it reads (path order).
 
     ``files`` (relative to the log root, as :func:`preflog.sinks.read.data_files` lists them) pins the view to
-    those files; by default every file preflog wrote for the table. The view has the table's columns and ``dt``.
+    those files; by default every file preflog wrote for the table. The view has the table's columns and ``dt``;
+    with ``rid``, also ``__rid``, a row's identity: ``(rid + i) << 32 | row`` for row ``row`` of the i-th file
+    (a query can join on it to read a row's texts again without holding them).
 
     Raises:
         FileNotFoundError: the log has no such table (and ``files`` was not given).
@@ -170,7 +173,8 @@ def log_view(
     listed = list(files) if files is not None else data_files(storage, table, url)
     if not listed:
         con.register(f"{name}__empty", _schema(table).empty_table())
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {name}__empty")
+        extra = ", NULL::BIGINT AS __rid" if rid is not None else ""
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT *{extra} FROM {name}__empty")
         return listed
     drop = repeated_copies(con, storage, table, listed)
     paths = located(con, storage, listed)
@@ -184,6 +188,12 @@ def log_view(
     con.unregister(f"{name}__dropped")
     rows = copies.num_rows
     source = parquet_source(paths, ", filename = true, file_row_number = true")
+    if rid is not None:
+        con.register(f"{name}__order", pa.table({"filename": paths, "__idx": list(range(rid, rid + len(paths)))}))
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name}__files AS SELECT * FROM {name}__order")
+        con.unregister(f"{name}__order")
+        rid_of = "(f.__idx << 32) | s.file_row_number"
+        source = f"(SELECT s.*, {rid_of} AS __rid FROM {source} s JOIN {name}__files f USING (filename))"
     con.execute(
         f"""CREATE OR REPLACE TEMP VIEW {name} AS
             SELECT * EXCLUDE (filename, file_row_number) FROM {source}

@@ -100,7 +100,7 @@ def build(
     memory_limit: Annotated[
         str | None,
         typer.Option(
-            help="Memory of the build, e.g. 512MB, 2GB or 10% (of RAM), at least 256MB; beyond it the build spills "
+            help="Memory of the build, e.g. 512MB, 2GB or 10% (of RAM), at least 512MB; beyond it the build spills "
             "to disk beside it. Default: PREFLOG_MEMORY_LIMIT, else an eighth of RAM, at most 1 GiB."
         ),
     ] = None,

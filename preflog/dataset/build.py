@@ -69,7 +69,7 @@ from .derived import RECORD_IDS, kto_rows, listwise_rows, tie_rows
 from .hashing import sha256_file
 from .inputs import CHOSEN, STATE, BuildError, Inputs, read_inputs
 from .jsonl import COMPRESSIONS, LINES, write_lines
-from .select import ORDER_KEYS, ROW_KEYS, Selection, dataset_rows, near_duplicate_prompts
+from .select import ORDER_KEYS, ROW_KEYS, Selection, dataset_rows, dataset_view, near_duplicate_prompts
 from .shards import ParquetOut, rows_per_group
 from .sort import sorted_batches
 
@@ -155,7 +155,8 @@ def _write_state(out: Sorted, folder: Path) -> list[dict[str, Any]]:
             path = folder / STATE / name
             writer = ParquetOut(path, rows_per_group(out.con, relation, texts), compression="zstd", store_schema=False)
             schema = None
-            for batch in out.batches(relation, "*", keys):
+            select = "* EXCLUDE (__rid)" if relation == chosen else "*"
+            for batch in out.batches(relation, select, keys):
                 writer.write(batch)
                 schema = batch.schema
             writer.close(schema)
@@ -165,14 +166,25 @@ def _write_state(out: Sorted, folder: Path) -> list[dict[str, Any]]:
 
 def _records(con: Any, selection: Selection) -> dict[str, int]:
     """The KTO, listwise and tie tables of the build database; the KTO examples the gate left out, by reason."""
-    con.execute(f"CREATE TABLE kto_all AS {kto_rows(selection)}")
+    con.execute(f"CREATE TEMP VIEW kto_all AS {kto_rows(selection)}")
     reasons = "SELECT reason, count(*) FROM kto_all WHERE reason IS NOT NULL GROUP BY ALL"
     left_out = dict(con.execute(reasons).fetchall())
-    con.execute("CREATE TABLE kto AS SELECT * EXCLUDE (reason) FROM kto_all WHERE reason IS NULL")
-    con.execute("DROP TABLE kto_all")
+    con.execute("CREATE TEMP VIEW kto AS SELECT * EXCLUDE (reason) FROM kto_all WHERE reason IS NULL")
     con.execute(f"CREATE TABLE listwise AS {listwise_rows(selection)}")
     con.execute(f"CREATE TABLE ties AS {tie_rows(selection)}")
     return {str(k): int(v) for k, v in sorted(left_out.items())}
+
+
+def _drop_decontaminated(con: Any) -> None:
+    """Leave out of the rows and records every id :func:`decontaminate` found (``{relation}_gone``)."""
+    gone_pairs = "SELECT k.rid FROM kept k JOIN pairs c ON c.__rid = k.rid WHERE c.pair_id IN (FROM rows_gone)"
+    con.execute(f"DELETE FROM kept WHERE rid IN ({gone_pairs})")
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW kto AS SELECT * EXCLUDE (reason) FROM kto_all WHERE reason IS NULL "
+        "AND NOT coalesce(example_id IN (SELECT id FROM kto_gone), FALSE)"
+    )
+    for record in ("listwise", "ties"):
+        con.execute(f"DELETE FROM {record} WHERE {RECORD_IDS[record]} IN (SELECT id FROM {record}_gone)")
 
 
 def _split_counts(con: Any, relation: str) -> dict[str, int]:
@@ -204,7 +216,7 @@ def build(
         selection: what to take and how to clean and split it.
         since: a previous build of the same selection: read only the log's files it did not read.
         memory_limit: the build's memory (``"1GB"``, ``"10%"``, bytes; None:
-            :data:`preflog.sinks.scan.DEFAULT_MEMORY`), at least 256MB; beyond it the build spills to a folder
+            :data:`preflog.sinks.scan.DEFAULT_MEMORY`), at least 512MB; beyond it the build spills to a folder
             beside the build.
         formats: the outputs to write, of :data:`FORMATS` (the content hash covers the files written).
         compress: ``"none"`` or ``"gzip"`` (JSON lines as ``.jsonl.gz``).
@@ -221,8 +233,8 @@ def build(
     if compress not in COMPRESSIONS:
         raise ValueError(f"compress={compress!r}: choose one of {', '.join(COMPRESSIONS)}")
     limit = bytes_limit(memory_limit)  # a limit that is not a size fails before anything is written
-    if limit < 256 * 10**6:
-        raise ValueError(f"memory limit {memory_limit!r}: a build needs at least 256MB (it spills beyond that)")
+    if limit < 512 * 10**6:
+        raise ValueError(f"memory limit {memory_limit!r}: a build needs at least 512MB (it spills beyond that)")
     step = on_step or (lambda _: None)
     folder = root / name
     if folder.exists():
@@ -241,16 +253,22 @@ def build(
     temporary.mkdir(parents=True)
     con = None
     try:
-        # the limit is the build's: DuckDB takes half, a sort's bucket a sixteenth (it is copied a few times over
-        # while sorted and written); the rest is Python's, its libraries and the writers' row groups
-        con = connect(limit // 2, spill=str(work / "spill"), database=str(work / "build.duckdb"))
+        # the limit is the build's: DuckDB takes three quarters (it needs a few vectors of long texts per thread,
+        # and the input's row groups), a sort's bucket a sixteenth (it is copied a few times over while sorted and
+        # written); Python, its libraries and the writers' row groups take about 300 MB beside it
+        con = connect(limit * 3 // 4, spill=str(work / "spill"), database=str(work / "build.duckdb"))
+        # a join's right side is its hash table, as the queries are written: DuckDB's estimates would otherwise
+        # build it from the log's rows, texts and all, where the narrow side (the kept rows) belongs
+        con.execute("SET disabled_optimizers = 'join_order,build_side_probe_side'")
+        con.execute("SET preserve_insertion_order = false")  # every output is sorted by its keys (dataset/sort.py)
 
         out = Sorted(con, budget=limit // 16, work=work)
         step("reading the log")
         inputs = read_inputs(con, log_url, root, selection, config, since)
         step("cleaning the pairs")
         query, args = dataset_rows("pairs", selection)
-        con.execute(f"CREATE TABLE rows AS {query}", args)
+        con.execute(f"CREATE TABLE kept AS {query}", args)
+        con.execute(f"CREATE TEMP VIEW rows AS {dataset_view('pairs', 'kept')}")
         kto_left_out = _records(con, selection)
         decontamination = None
         if evaluation is not None:
@@ -259,6 +277,7 @@ def build(
             dropped = decontaminate(con, "rows", prompts, selection.ngram)
             for record, column in RECORD_IDS.items():
                 decontaminate(con, record, prompts, selection.ngram, id_column=column)
+            _drop_decontaminated(con)
             decontamination = {"file": str(evaluation), "sha256": config["decontaminate_sha256"], "dropped": dropped}
         outputs: list[dict[str, Any]] = []
         if "parquet" in formats:
@@ -308,7 +327,7 @@ def _manifest(
     formats: tuple[str, ...],
     compress: str,
 ) -> dict[str, Any]:
-    split_rows = _split_counts(con, "rows")
+    split_rows = _split_counts(con, "kept")
     manifest: dict[str, Any] = {
         "name": name,
         "format": 2,
@@ -321,8 +340,8 @@ def _manifest(
         "signals_selected": _scalar(con, f"SELECT count(*) FROM {CHOSEN['unpaired']}"),
         "rows": {s: split_rows.get(s, 0) for s in SPLITS},
         "records": {r: _split_counts(con, r) for r in RECORD_IDS},
-        "merged_duplicates": _scalar(con, "SELECT sum(votes) - count(*) FROM rows"),
-        "contradicted_rows": _scalar(con, "SELECT count(*) FROM rows WHERE opposing_votes > 0"),
+        "merged_duplicates": _scalar(con, "SELECT sum(votes) - count(*) FROM kept"),
+        "contradicted_rows": _scalar(con, "SELECT count(*) FROM kept WHERE opposing_votes > 0"),
         "near_duplicate_prompts": near_duplicate_prompts(con, "rows"),
         "left_out": left_out,
         "decontamination": None,

@@ -40,14 +40,16 @@ def eval_prompts(path: Path) -> list[str]:
 
 
 def decontaminate(con: Any, relation: str, prompts: list[str], n: int, id_column: str = "pair_id") -> dict[str, int]:
-    """Delete from table ``relation`` the rows whose prompt matches an evaluation prompt; how many ids went, by way.
+    """The ids of ``relation``'s rows whose prompt matches an evaluation prompt; how many, by way.
+
+    The ids go to the table ``{relation}_gone`` (``id``): the build leaves every row with one of them out.
 
     Args:
         con: the build's DuckDB connection.
-        relation: a table with ``prompt`` and ``id_column``.
+        relation: a relation with ``prompt`` and ``id_column``.
         prompts: the evaluation prompts.
         n: n-gram length in words (0: exact matches only).
-        id_column: the rows' id (every row with a matching id is deleted).
+        id_column: the rows' id (every row with a matching id is left out).
     """
 
     def keyed(table: str, column: str) -> str:
@@ -70,8 +72,7 @@ def decontaminate(con: Any, relation: str, prompts: list[str], n: int, id_column
             con.execute(f"CREATE OR REPLACE TEMP TABLE __shared AS {shared} EXCEPT SELECT id FROM __same")
         exact = int(con.execute("SELECT count(*) FROM __same").fetchall()[0][0])
         ngram = int(con.execute("SELECT count(*) FROM __shared").fetchall()[0][0])
-        con.execute(f"""DELETE FROM {relation} WHERE {id_column} IN (SELECT id FROM __same UNION ALL
-                                                                     SELECT id FROM __shared)""")
+        con.execute(f"CREATE OR REPLACE TABLE {relation}_gone AS FROM __same UNION ALL FROM __shared")
     finally:
         con.unregister("__evaluation")
     return {"exact": exact, "ngram": ngram}

@@ -113,7 +113,7 @@ def read_inputs(
         new = [p for p in listed if p not in known]
         out.sources += [known[p] if p in known else source_entry(storage, p) for p in listed]
         out.files[table] = listed
-        log_view(con, f"new_{table}", log_url, table, files=new)
+        log_view(con, f"new_{table}", log_url, table, files=new, rid=1)
         con.execute(f"CREATE TABLE new_{table}_ids AS {_file_ids(con, storage, table, new)}")
         state = root / str(since) / STATE if base is not None else None
         _merge(con, table, selection, state)
@@ -123,7 +123,9 @@ def read_inputs(
 def _merge(con: Any, table: str, s: Selection, state: Path | None) -> None:
     """The selected rows and winning ids of everything read: the new files' and, if any, a previous build's.
 
-    Tables of the build database, in no order (the state is written sorted by :data:`ORDER_KEYS`).
+    The selected rows are a view (the log's files are read again by each query that needs the texts: the
+    texts are never copied into the build's database); the ids a table (narrow). The previous build's rows
+    have ``__rid`` their row number in its state, the new files' ``(1 + i) << 32 | row``.
     """
     key = IDS[table]
     new_ids = f"new_{table}_ids"
@@ -135,15 +137,38 @@ def _merge(con: Any, table: str, s: Selection, state: Path | None) -> None:
     )
     fresh, args = selected(f"new_{table}", s, table)
     if state is None:
-        con.execute(f"CREATE TABLE {CHOSEN[table]} AS {fresh}", args)
+        con.execute(f"CREATE TEMP VIEW {CHOSEN[table]} AS {_inline(fresh, args)}")
         return
     won = f"SELECT DISTINCT w.id FROM {table}_ids w JOIN {new_ids} n USING (id, path)"
-    query = f"""SELECT * FROM {_parquet(state / f"{table}.parquet")}
-                WHERE coalesce({key}, '') = '' OR {key} NOT IN ({won})
+    con.execute(f"CREATE TABLE {table}_won AS {won}")
+    old = f"read_parquet('{_quote(state / f'{table}.parquet')}', file_row_number = true)"
+    query = f"""SELECT * EXCLUDE (file_row_number), file_row_number AS __rid FROM {old}
+                WHERE coalesce({key}, '') = '' OR {key} NOT IN (SELECT id FROM {table}_won)
                 UNION ALL BY NAME
-                SELECT * FROM ({fresh}) WHERE coalesce({key}, '') = '' OR {key} IN ({won})"""
-    con.execute(f"CREATE TABLE {CHOSEN[table]} AS {query}", args)
+                SELECT * FROM ({fresh}) WHERE coalesce({key}, '') = '' OR {key} IN (SELECT id FROM {table}_won)"""
+    con.execute(f"CREATE TEMP VIEW {CHOSEN[table]} AS {_inline(query, args)}")
+
+
+def _quote(text: object) -> str:
+    return str(text).replace("'", "''")
 
 
 def _parquet(path: Path) -> str:
-    return f"read_parquet('{str(path).replace(chr(39), chr(39) * 2)}')"
+    return f"read_parquet('{_quote(path)}')"
+
+
+def _inline(query: str, args: list[Any]) -> str:
+    """``query`` with its ``?`` arguments written in (a view takes no parameters); they are texts, numbers, booleans."""
+    parts = query.split("?")
+    if len(parts) != len(args) + 1:
+        raise ValueError("a query's placeholders and arguments differ in number")
+    out = [parts[0]]
+    for value, part in zip(args, parts[1:], strict=True):
+        if isinstance(value, bool):
+            literal = "TRUE" if value else "FALSE"
+        elif isinstance(value, int | float):
+            literal = repr(value)
+        else:
+            literal = f"'{_quote(value)}'"
+        out += [literal, part]
+    return "".join(out)

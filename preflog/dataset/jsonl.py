@@ -14,6 +14,7 @@ the provenance of each written row goes line for line into a file beside it.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -115,7 +116,16 @@ _NEMO_HAS_REWARDS = "chosen_score IS NOT NULL AND rejected_score IS NOT NULL"
 
 
 def _json(fields: Fields) -> str:
-    return "to_json({" + ", ".join(f"'{key}': {expr}" for key, expr in fields) + "})::VARCHAR"
+    """The SQL of one JSON object of ``fields``, as ``to_json`` of their struct writes it.
+
+    Each value is written by ``to_json`` on its own and the object joined by one ``concat``: ``to_json`` of a
+    struct of kilobyte texts took several copies of each (seen: over 184 MiB for 2,048 rows of 5 kB).
+    """
+    parts = []
+    for i, (key, expr) in enumerate(fields):
+        opening = "," if i else "{"
+        parts.append(f"""'{opening}"{key}":', coalesce(to_json({expr})::VARCHAR, 'null')""")
+    return f"concat({', '.join(parts)}, '}}')"  # one concat: a chain of || made a copy of the line at each step
 
 
 def _line(fmt: str) -> str:
@@ -139,9 +149,10 @@ class _Lines:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.rows = 0
-        raw = pa.OSFile(str(path), "wb")
-        # gzip by Arrow's zlib (no timestamp in the header: the same lines give the same bytes)
-        self.f = pa.CompressedOutputStream(raw, "gzip") if compress == "gzip" else raw
+        self.f = path.open("wb")
+        # gzip at level 1 (level 9, Arrow's, wrote 9 MB/s; 1 writes about 70, 17% larger), without a time in its
+        # header: the same lines give the same bytes however they are fed
+        self.zip = zlib.compressobj(1, zlib.DEFLATED, 31) if compress == "gzip" else None
 
     def write(self, lines: pa.Array | pa.ChunkedArray) -> None:
         if len(lines) == 0:
@@ -151,11 +162,16 @@ class _Lines:
                 continue
             text = chunk.cast(pa.large_string())
             whole = pa.LargeListArray.from_arrays(pa.array([0, len(text)], pa.int64()), text)
-            self.f.write(pc.binary_join(whole, pa.scalar("\n", pa.large_string()))[0].as_buffer())
-            self.f.write(b"\n")
+            self._out(pc.binary_join(whole, pa.scalar("\n", pa.large_string()))[0].as_buffer())
+            self._out(b"\n")
             self.rows += len(chunk)
 
+    def _out(self, data: bytes | pa.Buffer) -> None:
+        self.f.write(self.zip.compress(data) if self.zip is not None else data)
+
     def close(self) -> None:
+        if self.zip is not None:
+            self.f.write(self.zip.flush())
         self.f.close()
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "Selection",
     "arrow_query",
     "dataset_rows",
+    "dataset_view",
     "date_filter",
     "judgement_filter",
     "near_duplicate_prompts",
@@ -207,26 +208,24 @@ def selected(source: str, s: Selection, name: str = "pairs") -> tuple[str, list[
     """The query (and its arguments) of the rows of relation ``source`` that the judgement-level selection takes.
 
     ``source`` is a ``pairs`` or ``unpaired`` table of the log; a build stores them by :data:`ORDER_KEYS`.
-    Each row keeps the columns a build needs and ``prompt_key``, the normalised prompt.
+    Each row keeps the columns a build needs, ``prompt_key`` (the normalised prompt) and ``__rid``.
     """
     where, args = judgement_filter(s)
     keep = _KEEP if name == "pairs" else _KEEP_SIGNAL
-    return f"SELECT {keep}, {PROMPT_KEY} AS prompt_key FROM {source} WHERE {where}", args
+    return f"SELECT {keep}, {PROMPT_KEY} AS prompt_key, __rid FROM {source} WHERE {where}", args
 
 
 #: the order of a dataset's rows: by pair_id, and rows without one (written before the tables had ids) by their
 #: texts, which are compared only there (a pair_id is unique unless blank), so a sort need not carry them
 ROW_KEYS = _keys("pair_id, prompt, chosen, rejected", "pair_id")
-ROW_ORDER_KEYS = ", ".join(ROW_KEYS)
 
 
 def dataset_rows(chosen: str, s: Selection) -> tuple[str, list[Any]]:
-    """The query of the dataset rows of :func:`selected` pairs (relation ``chosen``, with a unique ``rowid``).
+    """The query of the kept rows of :func:`selected` pairs (relation ``chosen``, each row with its ``__rid``).
 
-    A build stores them by :data:`ROW_KEYS`, with ``votes``, ``weight``, ``opposing_votes``, ``split``.
-    Duplicates are grouped and
-    contradictions found on hashes of the texts (md5, 128 bits each), so the heavy work runs on narrow rows;
-    the texts are fetched once, for the rows kept.
+    Narrow rows only: ``rid``, ``votes``, ``opposing_votes``, ``weight``, ``split``. Duplicates are grouped and
+    contradictions found on hashes of the texts (md5, 128 bits each) and the caps ranked on narrow columns;
+    :func:`dataset_view` joins them back to their texts, read again from the log, never held.
     """
     where, args = _pair_where(s)
     keep = {
@@ -235,41 +234,55 @@ def dataset_rows(chosen: str, s: Selection) -> tuple[str, list[Any]]:
         "keep": "TRUE",
     }[s.contradictions]
     caps = ""
+    cap_columns = "".join(f", {column}" for column, _ in s.caps)
     if s.caps:
-        order = f"md5('{s.seed}:' || pair_id), {ROW_ORDER_KEYS}"
+        order = f"md5('{s.seed}:' || pair_id), pair_id, blank_prompt, blank_chosen, blank_rejected"
         ranks = ", ".join(
             f"row_number() OVER (PARTITION BY {column} ORDER BY {order}) AS rank_{i}"
             for i, (column, _) in enumerate(s.caps)
         )
         within = " AND ".join(f"rank_{i} <= {int(n)}" for i, (_, n) in enumerate(s.caps))
-        ranked = f"SELECT rid, {ranks} FROM kept k JOIN {chosen} c ON c.rowid = k.rid"
+        ranked = f"SELECT rid, {ranks} FROM kept JOIN keys USING (rid)"
         caps = f",\n        capped AS (SELECT rid FROM ({ranked}) WHERE {within})"
+    blank = "coalesce(pair_id, '') = ''"
     query = f"""
-        WITH keys AS (  -- the narrow rows: ids, order and the texts' hashes
-            SELECT rowid AS rid, pair_id, feedback_id, feedback_time, prompt_key,
-                   md5_number(prompt) AS hp, md5_number(chosen) AS hc, md5_number(rejected) AS hr
+        WITH keys AS (  -- the narrow rows: ids, order, the texts' hashes (texts only where the id is blank)
+            SELECT __rid AS rid, pair_id, feedback_id, feedback_time, {split_of(s, "prompt_key")} AS split,
+                   md5_number(prompt) AS hp, md5_number(chosen) AS hc, md5_number(rejected) AS hr,
+                   CASE WHEN {blank} THEN prompt END AS blank_prompt,
+                   CASE WHEN {blank} THEN chosen END AS blank_chosen,
+                   CASE WHEN {blank} THEN rejected END AS blank_rejected{cap_columns}
             FROM {chosen} WHERE {where}
         ),
         merged AS (  -- one row per (prompt, chosen, rejected): its first pair, and the votes
             SELECT * FROM (
-                SELECT rid, hp, hc, hr, prompt_key, count(*) OVER texts AS votes,
+                SELECT rid, hp, hc, hr, split, count(*) OVER texts AS votes,
                        row_number() OVER (texts ORDER BY pair_id, feedback_id, feedback_time) AS first
                 FROM keys WINDOW texts AS (PARTITION BY hp, hc, hr)
             ) WHERE first = 1
         ),
         kept AS (
             SELECT m.rid, m.votes, coalesce(o.votes, 0) AS opposing_votes,
-                   m.votes / (m.votes + coalesce(o.votes, 0)) AS weight, {split_of(s, "m.prompt_key")} AS split
+                   m.votes / (m.votes + coalesce(o.votes, 0)) AS weight, m.split
             FROM merged m LEFT JOIN merged o ON o.hp = m.hp AND o.hc = m.hr AND o.hr = m.hc
             WHERE {keep}
         ){caps}
-        SELECT c.prompt, c.chosen, c.rejected, k.votes,
-               c.* EXCLUDE (prompt, chosen, rejected, chosen_index, rejected_index, prompt_key),
-               k.opposing_votes, k.weight, k.split
-        FROM kept k JOIN {chosen} c ON c.rowid = k.rid
-        {"WHERE k.rid IN (SELECT rid FROM capped)" if s.caps else ""}
+        SELECT * FROM kept {"WHERE rid IN (SELECT rid FROM capped)" if s.caps else ""}
     """
     return query, args
+
+
+def dataset_view(chosen: str, kept: str) -> str:
+    """The query of the dataset rows: the ``kept`` rows (of :func:`dataset_rows`) with their columns from ``chosen``.
+
+    A build writes them ordered by :data:`ROW_KEYS`, with ``votes``, ``weight``, ``opposing_votes``, ``split``.
+    """
+    return f"""
+        SELECT c.prompt, c.chosen, c.rejected, k.votes,
+               c.* EXCLUDE (prompt, chosen, rejected, chosen_index, rejected_index, prompt_key, __rid),
+               k.opposing_votes, k.weight, k.split
+        FROM {chosen} c JOIN {kept} k ON c.__rid = k.rid  -- the narrow kept rows are the hash table (see build)
+    """
 
 
 def near_duplicate_prompts(con: Any, rows: str) -> int:

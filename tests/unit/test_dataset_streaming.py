@@ -60,7 +60,7 @@ def test_the_streaming_build_writes_the_bytes_the_in_memory_build_wrote(tmp_path
     evaluation.write_text("\n".join(json.dumps({"prompt": p}) for p in EVALUATION) + "\n")
     selections = _selections(evaluation)
     for name, selection in selections.items():
-        m = build(url, tmp_path / "ds", name, selection, memory_limit="256MB")
+        m = build(url, tmp_path / "ds", name, selection, memory_limit="512MB")
         assert _data_files(m) == GOLDEN[name]["files"], name
         if "content_hash" in GOLDEN[name]:
             assert m["content_hash"] == GOLDEN[name]["content_hash"], name
@@ -92,8 +92,8 @@ def test_a_build_chooses_its_formats_and_compresses_them_and_says_what_each_took
     assert verify(tmp_path / "ds", "some").ok
     with pytest.raises(ValueError, match="choose from parquet"):
         build(url, tmp_path / "ds", "bad", Selection(), formats=("csv",))
-    with pytest.raises(ValueError, match="at least 256MB"):
-        build(url, tmp_path / "ds", "bad", Selection(), memory_limit="200MB")
+    with pytest.raises(ValueError, match="at least 512MB"):
+        build(url, tmp_path / "ds", "bad", Selection(), memory_limit="400MB")
     assert not (tmp_path / "ds" / "bad").exists()
 
 
@@ -121,6 +121,7 @@ def _big_log(root: Path, pairs: int, seed: int = 3) -> tuple[str, int]:
             prompt, chosen, rejected = texts
             records.append({
                 **SAMPLE, "pair_id": f"00000000-0000-4000-8000-{i:012d}", "prompt": prompt, "chosen": chosen,
+                "feedback_id": f"00000000-0000-4000-9000-{i:012d}", "request_id": f"00000000-0000-4000-a000-{i:012d}",
                 "rejected": rejected, "prompt_messages": [{"role": "user", "content": prompt}],
             })  # fmt: skip
         name = file_name("preflog.pairs.v1", 0, first, first + len(records) - 1)
@@ -133,13 +134,14 @@ def _big_log(root: Path, pairs: int, seed: int = 3) -> tuple[str, int]:
 
 
 def test_a_build_larger_than_its_memory_limit_gives_the_unlimited_builds_content(tmp_path: Path) -> None:
-    url, text = _big_log(tmp_path / "log", 40_000)
-    assert text > 170 * 10**6  # with messages and prompt keys, the rows hold twice that: above the limit
-    small = build(url, tmp_path / "ds", "small", Selection(), memory_limit="256MB", formats=("parquet", "trl"))
-    large = build(url, tmp_path / "ds", "large", Selection(), memory_limit="4GB", formats=("parquet", "trl"))
+    url, text = _big_log(tmp_path / "log", 120_000)
+    assert text > 512 * 10**6  # the texts alone are above the limit (with messages and prompt keys, twice that)
+    formats = ("parquet", "trl", "nemo")
+    small = build(url, tmp_path / "ds", "small", Selection(), memory_limit="512MB", formats=formats, compress="gzip")
+    large = build(url, tmp_path / "ds", "large", Selection(), memory_limit="6GB", formats=formats, compress="gzip")
     assert small["content_hash"] == large["content_hash"]
-    assert small["pairs_selected"] == 40_000 and small["merged_duplicates"] == 4_000
-    lines = (tmp_path / "ds" / "small" / "trl" / "train.jsonl").read_text().splitlines()
+    assert small["pairs_selected"] == 120_000 and small["merged_duplicates"] == 12_000
+    lines = gzip.decompress((tmp_path / "ds" / "small" / "trl" / "train.jsonl.gz").read_bytes()).decode().splitlines()
     ids = [json.loads(line)["pair_id"] for line in lines]
     assert ids == sorted(ids) and len(set(ids)) == len(ids) == small["rows"]["train"]
 
