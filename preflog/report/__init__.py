@@ -1,4 +1,4 @@
-"""The analytics report over the audit log's preference pairs; :mod:`preflog.report.stats` holds its statistics."""
+"""The analytics report over the audit log's preference pairs; :mod:`.stats` and :mod:`.ranking` hold its statistics."""
 
 from __future__ import annotations
 

@@ -8,8 +8,8 @@ and ``dead_letters`` back the coverage and health figures; ``judgements`` is eve
 
 Memory stays bounded: each table of the log is scanned once from its Parquet files
 (:func:`preflog.sinks.scan.log_view`: DuckDB's reader, the texts read only for their lengths),
-into a DuckDB database in a temporary folder (compressed on disk, cached up to ``memory_limit``),
-and every figure is an aggregate query over it, spilling to that folder beyond the limit.
+into a DuckDB database in a temporary folder (compressed on disk, cached within DuckDB's share of
+``memory_limit``), and every figure is an aggregate query over it, spilling to that folder beyond it.
 """
 
 from __future__ import annotations

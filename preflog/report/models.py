@@ -2,7 +2,8 @@
 
 Only pairs whose chosen and rejected answers come from different models or versions
 (``chosen_id != rejected_id``, arena-style requests) compare models; the counts are
-aggregated by DuckDB and the fits run on the small wins matrix.
+aggregated by DuckDB and the fits run on the small wins matrix (online Elo, sequential, takes the
+games from DuckDB in batches).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def _online_elo(inputs: Inputs, models: list[str]) -> np.ndarray:
 def leaderboard(inputs: Inputs, rounds: int = 200, seed: int = 0) -> tuple[Figure, Figure]:
     """The leaderboard (Bradley-Terry strength on the Elo scale with a bootstrap interval, and online Elo).
 
-    The strengths are :func:`~.stats.bradley_terry` with its prior: half a win each way between every two models
+    The strengths are :func:`~.ranking.bradley_terry` with its prior: half a win each way between every two models
     that met (one extra game, split), so that a model that never lost (or never won) has a finite strength.
     """
     models, wins = _wins(inputs)
