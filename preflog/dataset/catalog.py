@@ -79,15 +79,29 @@ def verify(root: Path, name: str, sources: bool = True) -> Check:
     return check
 
 
-def _splits(folder: Path) -> dict[str, str]:
-    """pair_id -> split of a build's rows."""
-    import pyarrow.parquet as pq
+def _pairs(folder: Path) -> str:
+    """The SQL of (pair_id, split) of a build's rows, from its Parquet shards (none: no row)."""
+    shards = sorted(str(p).replace("'", "''") for p in (folder / "data").glob("*.parquet"))
+    if not shards:
+        return "SELECT NULL::VARCHAR AS pair_id, NULL::VARCHAR AS split WHERE FALSE"
+    files = "[" + ", ".join(f"'{p}'" for p in shards) + "]"
+    split = "split_part(parse_filename(filename), '-', 1)"
+    return f"SELECT pair_id, {split} AS split FROM read_parquet({files}, filename = true)"
 
-    out: dict[str, str] = {}
-    for path in sorted((folder / "data").glob("*.parquet")):
-        split = path.name.split("-")[0]
-        out.update(dict.fromkeys(pq.read_table(path, columns=["pair_id"]).column("pair_id").to_pylist(), split))
-    return out
+
+def _compare(root: Path, a: str, b: str) -> dict[str, int]:
+    """Pairs added, removed and moved to another split from build ``a`` to ``b`` (a DuckDB join, bounded memory)."""
+    from preflog.sinks.scan import connect
+
+    con = connect()
+    try:
+        query = f"""SELECT count(*) FILTER (x.pair_id IS NULL), count(*) FILTER (y.pair_id IS NULL),
+                           count(*) FILTER (x.split <> y.split)
+                    FROM ({_pairs(root / a)}) x FULL JOIN ({_pairs(root / b)}) y USING (pair_id)"""
+        added, removed, moved = con.execute(query).fetchall()[0]
+    finally:
+        con.close()
+    return {"pairs_added": int(added), "pairs_removed": int(removed), "pairs_moved_split": int(moved)}
 
 
 def diff(root: Path, a: str, b: str) -> dict[str, Any]:
@@ -99,8 +113,6 @@ def diff(root: Path, a: str, b: str) -> dict[str, Any]:
     ma, mb = manifest(root, a), manifest(root, b)
     sa = {s["path"]: s["sha256"] for s in ma["sources"]}
     sb = {s["path"]: s["sha256"] for s in mb["sources"]}
-    pa_, pb = _splits(root / a), _splits(root / b)
-    both = pa_.keys() & pb.keys()
     keys = sorted(ma["selection"].keys() | mb["selection"].keys())
     changed = {k: [ma["selection"].get(k), mb["selection"].get(k)] for k in keys}
     return {
@@ -110,7 +122,5 @@ def diff(root: Path, a: str, b: str) -> dict[str, Any]:
         "sources_removed": sorted(sa.keys() - sb.keys()),
         "sources_changed": sorted(p for p in sa.keys() & sb.keys() if sa[p] != sb[p]),
         "rows": {s: [ma["rows"].get(s, 0), mb["rows"].get(s, 0)] for s in ("train", "validation", "test")},
-        "pairs_added": len(pb.keys() - pa_.keys()),
-        "pairs_removed": len(pa_.keys() - pb.keys()),
-        "pairs_moved_split": sum(1 for p in both if pa_[p] != pb[p]),
+        **_compare(root, a, b),
     }
