@@ -305,8 +305,13 @@ def build(
             if folder.exists():
                 raise BuildError(f"dataset {name!r} was built by another run meanwhile; pick a new name") from exc
             raise
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(temporary, ignore_errors=True)
+        if type(exc).__name__ == "OutOfMemoryException":  # duckdb's, imported lazily
+            raise BuildError(
+                f"the build ran out of memory under a limit of {limit / 1e6:,.0f} MB: DuckDB works on 2,048 rows "
+                "at a time per thread, so rows of long texts need more; give it more with --memory-limit (e.g. 2GB)"
+            ) from exc
         raise
     finally:
         if con is not None:

@@ -97,11 +97,13 @@ def test_a_build_chooses_its_formats_and_compresses_them_and_says_what_each_took
     assert not (tmp_path / "ds" / "bad").exists()
 
 
-def _big_log(root: Path, pairs: int, seed: int = 3) -> tuple[str, int]:
-    """``pairs`` pairs of 1-3 kB texts (repeated prompts and exact duplicates among them); the URL and text bytes."""
+def _big_log(
+    root: Path, pairs: int, sizes: tuple[tuple[int, int], ...] = ((1000, 3000), (500, 2000), (500, 2000)), seed: int = 3
+) -> tuple[str, int]:
+    """``pairs`` pairs of texts of ``sizes`` (every tenth an exact duplicate of the one before); URL and text bytes."""
     rng = random.Random(seed)
     words = [f"w{i}{'x' * (i % 7)}" for i in range(5000)]
-    corpus = " ".join(rng.choice(words) for _ in range(400_000))
+    corpus = " ".join(rng.choice(words) for _ in range(600_000))
     schema = arrow_schema(default_store().latest("PreferencePair").raw)
     storage = Storage(f"file://{root}")
     text = 0
@@ -111,7 +113,7 @@ def _big_log(root: Path, pairs: int, seed: int = 3) -> tuple[str, int]:
         records = []
         for i in range(first, min(first + per_file, pairs)):
             texts = []
-            for low, high in ((1000, 3000), (500, 2000), (500, 2000)):
+            for low, high in sizes:
                 start, n = rng.randrange(len(corpus) - high), rng.randrange(low, high)
                 texts.append(corpus[start : start + n])
             if i % 10 == 9:
@@ -136,7 +138,7 @@ def _big_log(root: Path, pairs: int, seed: int = 3) -> tuple[str, int]:
 def test_a_build_larger_than_its_memory_limit_gives_the_unlimited_builds_content(tmp_path: Path) -> None:
     url, text = _big_log(tmp_path / "log", 120_000)
     assert text > 512 * 10**6  # the texts alone are above the limit (with messages and prompt keys, twice that)
-    formats = ("parquet", "trl", "nemo")
+    formats = ("parquet", "trl")
     small = build(url, tmp_path / "ds", "small", Selection(), memory_limit="512MB", formats=formats, compress="gzip")
     large = build(url, tmp_path / "ds", "large", Selection(), memory_limit="6GB", formats=formats, compress="gzip")
     assert small["content_hash"] == large["content_hash"]
