@@ -6,7 +6,8 @@ streaming fashion with memory bounded by a limit, spilling to disk where a query
 
 * :func:`log_view` makes a DuckDB view of one table over an explicit list of its files (DuckDB's own
   Parquet reader, partition pruning, projection pushdown);
-* :func:`iter_batches` yields Arrow record batches in path order, rows in file order (exports, checks).
+* :func:`iter_batches` yields Arrow record batches in path order, rows in file order (exports, checks),
+  with ``read_pairs``' filters applied as it applies them (:mod:`preflog.sinks.filtered`).
 
 Both read the same rows :func:`preflog.sinks.read.read_table` does: the files preflog named, in path
 order, the first copy of each non-empty id kept (:func:`repeated_copies` finds the later copies from
@@ -26,11 +27,10 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 
 from preflog.schemas.tables import TABLES
 
-from .read import PARTITIONING, _schema, data_files
+from .read import _schema, data_files
 from .storage import Storage
 
 __all__ = [
@@ -90,6 +90,7 @@ def connect(limit: str | int | None = None, spill: str | None = None, database: 
     con.execute("SET TimeZone = 'UTC'")  # dates and times read the same on every machine
     con.execute(f"SET memory_limit = '{memory_limit(limit)}B'")
     con.execute(f"SET temp_directory = '{_quote(spill or os.path.join(tempfile.gettempdir(), 'preflog-spill'))}'")
+    con.execute("SET enable_progress_bar = false")  # a command's own output must not be drawn over
     return con
 
 
@@ -205,41 +206,20 @@ def log_view(
 def iter_batches(
     url: str,
     table: str = "pairs",
-    filter: ds.Expression | None = None,
+    filters: Any = None,
     columns: Sequence[str] | None = None,
     storage_options: dict[str, Any] | None = None,
     files: Sequence[str] | None = None,
     batch_rows: int = 4096,
     limit: str | int | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """The rows :func:`preflog.sinks.read.read_table` gives, as Arrow batches in the same order, never all at once.
+    """The rows :func:`preflog.sinks.read.read_pairs` gives, as Arrow batches in the same order, never all at once.
 
-    Memory: one batch, the row group being read, and the positions of the repeated copies.
+    ``filters`` is a :class:`preflog.sinks.filtered.Filters` (dates, models, sources), applied as ``read_pairs``
+    applies them: before the first copy of each id is chosen. Memory: one batch, the page being read, and the
+    positions of the repeated copies.
     """
-    storage = Storage(url, storage_options)
-    listed = list(files) if files is not None else data_files(storage, table, url)
-    if not listed:
-        return
-    con = connect(limit)
-    try:
-        drop = repeated_copies(con, storage, table, listed)
-    finally:
-        con.close()
-    paths = [storage.path(p) for p in listed]
-    dataset = ds.dataset(paths, filesystem=storage.fs, format="parquet", partitioning=PARTITIONING,
-                         partition_base_dir=storage.path(table), exclude_invalid_files=False)  # fmt: skip
-    wanted = list(columns) if columns else None
-    for relative, fragment in zip(listed, dataset.get_fragments(), strict=True):
-        skip = drop.get(relative)
-        seen = 0
-        for batch in fragment.to_batches(schema=dataset.schema, batch_size=batch_rows):
-            if skip:
-                positions = pa.array(range(seen, seen + batch.num_rows), pa.int64())
-                batch = batch.filter(pa.compute.invert(pa.compute.is_in(positions, pa.array(skip, pa.int64()))))
-            seen += batch.num_rows if not skip else len(positions)
-            if filter is not None:
-                batch = pa.Table.from_batches([batch]).filter(filter).combine_chunks().to_batches()
-                batch = batch[0] if batch else None
-            if batch is None or batch.num_rows == 0:
-                continue
-            yield batch.select(wanted) if wanted else batch
+    from .filtered import iter_filtered
+
+    for batch in iter_filtered(url, table, filters, storage_options, files, batch_rows, limit):
+        yield batch.select(list(columns)) if columns else batch
