@@ -119,7 +119,6 @@ def iter_filtered(
     if not listed:
         return
     con = connect(limit)
-    con.execute("SET enable_progress_bar = false")  # DuckDB's bar would land in the command's output
     try:
         drop = filtered_copies(con, storage, table, listed, filters)
     finally:
@@ -192,7 +191,6 @@ def filter_values(
     if not listed:
         return Values(0, None, None, [], [])
     con = connect(limit)
-    con.execute("SET enable_progress_bar = false")  # DuckDB's bar would land in the command's output
     try:
         query = f"""
             SELECT count(*), min(dt), max(dt),

@@ -46,7 +46,6 @@ class IdCounts:
         self.folder = tempfile.mkdtemp(prefix="preflog-ids-")
         database = os.path.join(self.folder, "ids.duckdb")
         self.con: Any = connect(limit, spill=os.path.join(self.folder, "spill"), database=database)
-        self.con.execute("SET enable_progress_bar = false")  # DuckDB's bar would land in the command's output
         self.clear()
 
     def clear(self) -> None:

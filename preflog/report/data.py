@@ -138,7 +138,6 @@ def load(
     try:
         con = connect(memory_limit, spill=str(folder / "spill"), database=str(folder / "report.duckdb"))
         con.execute(f"SET memory_limit = '{duckdb_share(memory_limit)}B'")
-        con.execute("SET enable_progress_bar = false")  # a long query would draw on the terminal
         for name, table, query, query_args in views:
             try:
                 log_view(con, "raw", url, table, storage_options=storage_options)
