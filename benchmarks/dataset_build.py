@@ -114,7 +114,8 @@ def run_size(pairs: int, args: argparse.Namespace) -> dict[str, Any]:
     scratch = Path(tempfile.mkdtemp(prefix="preflog-dataset-bench-", dir=args.dir))
     log, datasets = scratch / "log", scratch / "datasets"
     formats = "" if args.formats == "all" else args.formats
-    fig: dict[str, Any] = {}
+    nan = float("nan")  # a step left out (--steps) prints nan
+    fig: dict[str, Any] = {"inc_s": nan, "inc_mb": nan, "duck_s": nan, "duck_mb": nan, "duck_written": 0}
 
     def build(name: str, since: str = "") -> tuple[int, float, float, list[str]]:
         options = (since, args.memory_limit or "", formats, args.compress)
@@ -127,8 +128,9 @@ def run_size(pairs: int, args: argparse.Namespace) -> dict[str, Any]:
             text, parquet = write_files(write_file, jobs(log, 0, first_part, PER_FILE, args), args.workers)
             write_s = time.perf_counter() - started
             disk.step("log (90%)")
-            build("base")
-            disk.step("base build")
+            if "incremental" in args.steps:
+                build("base")
+                disk.step("base build")
             started = time.perf_counter()
             more = write_files(write_file, jobs(log, first_part, pairs, PER_FILE, args), args.workers)
             write_s += time.perf_counter() - started
@@ -143,15 +145,19 @@ def run_size(pairs: int, args: argparse.Namespace) -> dict[str, Any]:
             print(f"  build: {rows:,} rows in {fig['build_s']:.1f} s, peak RSS {fig['build_mb']:.0f} MB; "
                   f"{fig['outputs']}{takes_no}", flush=True)  # fmt: skip
             shutil.rmtree(datasets / "full")
-            inc_rows, fig["inc_s"], fig["inc_mb"], _ = build("incremental", "base")
-            disk.step("incremental build")
-            if inc_rows != rows:
-                raise SystemExit(f"the incremental build has {inc_rows} rows, the full one {rows}")
-            print(f"  incremental (+10%): {fig['inc_s']:.1f} s, peak RSS {fig['inc_mb']:.0f} MB", flush=True)
-            shutil.rmtree(datasets)
+            if "incremental" in args.steps:
+                inc_rows, fig["inc_s"], fig["inc_mb"], _ = build("incremental", "base")
+                disk.step("incremental build")
+                if inc_rows != rows:
+                    raise SystemExit(f"the incremental build has {inc_rows} rows, the full one {rows}")
+                print(f"  incremental (+10%): {fig['inc_s']:.1f} s, peak RSS {fig['inc_mb']:.0f} MB", flush=True)
+            shutil.rmtree(datasets, ignore_errors=True)
             written = ",".join(ALL_FORMATS) if "formats" in ignored or not formats else formats
             compress = "none" if "compress" in ignored else args.compress
             fig["formats"] = f"{written} ({compress})"
+            if "baseline" not in args.steps:
+                fig["disk"], fig["steps"] = disk.peak, disk.steps
+                return fig
             duck = (str(log), str(scratch / "duckdb"), args.memory_limit or "", written, compress)
             duck_rows, fig["duck_s"], fig["duck_mb"], _ = child(BUILD_CHILD, *duck, scratch=scratch)
             disk.step("DuckDB")
@@ -231,6 +237,11 @@ def main() -> None:
         help=f"the build's outputs, comma-separated, or 'all' (of {', '.join(ALL_FORMATS)})",
     )
     parser.add_argument("--compress", choices=("gzip", "none"), default="gzip", help="of the JSON lines")  # fmt: skip
+    parser.add_argument(
+        "--steps", type=lambda v: set(v.split(",")), default={"incremental", "baseline"},
+        help="besides the full build: incremental (a base build of 90%%, then --since), baseline (DuckDB); "
+        "e.g. --steps none for the full build alone",
+    )  # fmt: skip
     args = parser.parse_args()
     unknown = set(args.formats.split(",")) - {*ALL_FORMATS, "all"}
     if unknown:
