@@ -20,10 +20,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from preflog.schemas.tables import TABLES
-
 from .read import PARTITIONING, _filters, data_files
-from .scan import connect, located, parquet_source
+from .scan import connect, located, parquet_source, repeated_copies
 from .storage import Storage
 
 __all__ = ["Filters", "Values", "filter_values", "filtered_copies", "iter_filtered"]
@@ -68,32 +66,7 @@ def filtered_copies(
 
     Returns ``{relative path: [row numbers in that file]}``; rows without an id are always kept.
     """
-    column = TABLES[table].id_column
-    if not files or column is None:
-        return {}
-    paths = located(con, storage, files)
-    order = pa.table({"filename": paths, "relative": list(files), "idx": list(range(len(files)))})
-    where, params = filters.sql()
-    con.register("__preflog_files", order)
-    try:
-        query = f"""
-            WITH ids AS (
-                SELECT s.id, f.relative, f.idx, s.file_row_number
-                FROM (SELECT {column} AS id, filename, file_row_number
-                      FROM {parquet_source(paths, ", filename = true, file_row_number = true")}
-                      WHERE coalesce({column}, '') <> '' AND ({where})) s
-                JOIN __preflog_files f USING (filename)
-            )
-            SELECT relative, file_row_number FROM ids
-            WHERE id IN (SELECT id FROM ids GROUP BY id HAVING count(*) > 1)
-            QUALIFY row_number() OVER (PARTITION BY id ORDER BY idx, file_row_number) > 1
-        """
-        found: dict[str, list[int]] = {}
-        for relative, row in con.execute(query, params).fetchall():
-            found.setdefault(relative, []).append(int(row))
-    finally:
-        con.unregister("__preflog_files")
-    return {path: sorted(rows) for path, rows in found.items()}
+    return repeated_copies(con, storage, table, files, *filters.sql())
 
 
 def iter_filtered(

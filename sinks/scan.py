@@ -118,14 +118,17 @@ def parquet_source(paths: list[str], extra: str = "") -> str:
     return f"read_parquet({_sql_list(paths)}, {options}{extra})"
 
 
-def repeated_copies(con: Any, storage: Storage, table: str, files: Sequence[str]) -> dict[str, list[int]]:
+def repeated_copies(
+    con: Any, storage: Storage, table: str, files: Sequence[str], where: str = "true", params: list[Any] | None = None
+) -> dict[str, list[int]]:
     """The rows to drop from ``files`` (relative paths, path order): every copy of an id after its first.
 
-    Returns ``{relative path: [row numbers in that file]}``; rows without an id are always kept. Reads the id
-    column only; the grouping spills to disk beyond the connection's memory limit.
+    Only rows passing the condition ``where`` (with ``params``) count, as ``read_pairs`` filters before it
+    keeps the first copy. Returns ``{relative path: [row numbers in that file]}``; rows without an id are always
+    kept. Reads the id (and the filtered) columns only; the grouping spills to disk beyond the memory limit.
     """
     column = TABLES[table].id_column
-    if not files:
+    if not files or column is None:
         return {}
     paths = located(con, storage, files)
     order = pa.table({"filename": paths, "relative": list(files), "idx": list(range(len(files)))})
@@ -133,18 +136,18 @@ def repeated_copies(con: Any, storage: Storage, table: str, files: Sequence[str]
     try:
         query = f"""
             WITH ids AS (
-                SELECT {column} AS id, f.relative, f.idx, s.file_row_number
-                FROM (SELECT {column}, filename, file_row_number
-                      FROM {parquet_source(paths, ", filename = true, file_row_number = true")}) s
+                SELECT s.id, f.relative, f.idx, s.file_row_number
+                FROM (SELECT {column} AS id, filename, file_row_number
+                      FROM {parquet_source(paths, ", filename = true, file_row_number = true")}
+                      WHERE coalesce({column}, '') <> '' AND ({where})) s
                 JOIN __preflog_files f USING (filename)
-                WHERE coalesce({column}, '') <> ''
             )
             SELECT relative, file_row_number FROM ids
             WHERE id IN (SELECT id FROM ids GROUP BY id HAVING count(*) > 1)
             QUALIFY row_number() OVER (PARTITION BY id ORDER BY idx, file_row_number) > 1
         """
         found: dict[str, list[int]] = {}
-        for relative, row in con.execute(query).fetchall():
+        for relative, row in con.execute(query, params or []).fetchall():
             found.setdefault(relative, []).append(int(row))
     finally:
         con.unregister("__preflog_files")
