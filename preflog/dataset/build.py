@@ -165,7 +165,7 @@ def _write_state(out: Sorted, folder: Path) -> list[dict[str, Any]]:
 
 
 def _records(con: Any, selection: Selection) -> dict[str, int]:
-    """The KTO, listwise and tie tables of the build database; the KTO examples the gate left out, by reason."""
+    """The KTO view, the listwise and tie tables of the build database; the KTO examples left out, by reason."""
     con.execute(f"CREATE TEMP VIEW kto_all AS {kto_rows(selection)}")
     reasons = "SELECT reason, count(*) FROM kto_all WHERE reason IS NOT NULL GROUP BY ALL"
     left_out = dict(con.execute(reasons).fetchall())

@@ -35,9 +35,10 @@ class BuildError(Exception):
 
 
 class Inputs:
-    """Per table: the files listed; the selected rows and the winning ids are tables of the build's database.
+    """Per table: the files listed, and their manifest entries; the rest lives in the build's database.
 
-    ``CHOSEN[table]`` holds the selected rows, ``{table}_ids`` the winning (id, path) of every id read.
+    ``CHOSEN[table]`` is the view of the selected rows, ``{table}_ids`` the table of the winning (id, path) of
+    every id read.
     """
 
     def __init__(self) -> None:
