@@ -30,14 +30,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import pyarrow as pa
-
 __all__ = [
     "CAP_COLUMNS",
     "POLICIES",
     "PROMPT_KEY",
     "Selection",
-    "arrow_query",
     "dataset_rows",
     "dataset_view",
     "date_filter",
@@ -187,21 +184,6 @@ def _keys(order: str, id_column: str) -> list[str]:
 
 #: the sort keys of :data:`ORDER` (a build sorts with them: same order, texts carried only where needed)
 ORDER_KEYS = {table: _keys(ORDER[table], IDS[table]) for table in IDS}
-
-
-def arrow_query(tables: dict[str, pa.Table], query: str, args: list[Any] | None = None) -> pa.Table:
-    """``query`` over the Arrow ``tables`` (by name) in a DuckDB of its own, in UTC; the result as Arrow."""
-    import duckdb
-
-    con = duckdb.connect()
-    try:
-        con.execute("SET TimeZone = 'UTC'")  # dates and times read the same on every machine
-        for name, table in tables.items():
-            con.register(name, table)
-        result = con.sql(query, params=args or []).to_arrow_table()
-    finally:
-        con.close()
-    return result if isinstance(result, pa.Table) else result.read_all()
 
 
 def selected(source: str, s: Selection, name: str = "pairs") -> tuple[str, list[Any]]:
