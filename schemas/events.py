@@ -185,7 +185,7 @@ def feedback_record(
                 problems.append(f"{field}: set, but kind is {kind} (set only the {PAYLOAD_FIELD[kind]} field)")
         if data.get(PAYLOAD_FIELD[kind]) is None:
             problems.append(f"{PAYLOAD_FIELD[kind]}: missing; kind {kind} needs it")
-        if kind == "SCORES" and is_list(data["scores"]):
+        if kind == "SCORES" and is_list(data.get("scores")):
             record["scores"] = [_with_float_score(s) for s in data["scores"]]
     problems += reference_problems(record, candidate_count)
 

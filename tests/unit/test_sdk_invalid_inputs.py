@@ -206,6 +206,9 @@ CASES = [
     Bad("rationale surrogate", "feedback", {"rationale": "\udcff"}, "rationale"),
     Bad("feedback metadata value dict", "feedback", {"metadata": {"k": {"a": 1}}}, "metadata.k"),
     Bad("feedback unknown field", "feedback", {"label": True}, "label"),
+    Bad(  # it raised a bare KeyError
+        "SCORES without scores", "feedback", {"kind": "SCORES", "pairwise": None, "source": REWARD_MODEL}, "scores"
+    ),
 ]
 
 
