@@ -19,12 +19,12 @@ Every row has the split its normalised prompt hashes to, the same as the pairs'.
 
 from __future__ import annotations
 
-from .select import Selection, split_of
+from .select import Selection, sort_keys, split_of
 
 __all__ = ["KTO_KEYS", "RECORD_IDS", "kto_rows", "listwise_rows", "tie_rows"]
 
 #: the order of KTO examples: example_id, unique unless blank, then the texts
-KTO_KEYS = ["example_id", *(f"CASE WHEN coalesce(example_id, '') = '' THEN {c} END" for c in ("prompt", "completion"))]
+KTO_KEYS = sort_keys("example_id, prompt, completion", "example_id")
 
 #: the id column of each record set (decontamination drops rows by it)
 RECORD_IDS = {"kto": "example_id", "listwise": "feedback_id", "ties": "tie_id"}

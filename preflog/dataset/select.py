@@ -41,6 +41,7 @@ __all__ = [
     "judgement_filter",
     "near_duplicate_prompts",
     "selected",
+    "sort_keys",
     "split_of",
 ]
 
@@ -175,7 +176,7 @@ IDS = {"pairs": "pair_id", "unpaired": "signal_id"}
 ORDER = {"pairs": "pair_id, feedback_id, prompt, chosen, rejected", "unpaired": "signal_id, feedback_id, completion"}
 
 
-def _keys(order: str, id_column: str) -> list[str]:
+def sort_keys(order: str, id_column: str) -> list[str]:
     """``order`` as sort keys that compare texts only where the id is blank (elsewhere it is unique)."""
     first, *rest = [k.strip() for k in order.split(",")]
     blank = f"coalesce({id_column}, '') = ''"
@@ -183,7 +184,7 @@ def _keys(order: str, id_column: str) -> list[str]:
 
 
 #: the sort keys of :data:`ORDER` (a build sorts with them: same order, texts carried only where needed)
-ORDER_KEYS = {table: _keys(ORDER[table], IDS[table]) for table in IDS}
+ORDER_KEYS = {table: sort_keys(ORDER[table], IDS[table]) for table in IDS}
 
 
 def selected(source: str, s: Selection, name: str = "pairs") -> tuple[str, list[Any]]:
@@ -199,7 +200,7 @@ def selected(source: str, s: Selection, name: str = "pairs") -> tuple[str, list[
 
 #: the order of a dataset's rows: by pair_id, and rows without one (written before the tables had ids) by their
 #: texts, which are compared only there (a pair_id is unique unless blank), so a sort need not carry them
-ROW_KEYS = _keys("pair_id, prompt, chosen, rejected", "pair_id")
+ROW_KEYS = sort_keys("pair_id, prompt, chosen, rejected", "pair_id")
 
 
 def dataset_rows(chosen: str, s: Selection) -> tuple[str, list[Any]]:
