@@ -34,7 +34,7 @@ def rows_per_group(con: Any, relation: str, texts: Iterable[str]) -> int:
 
 
 class ParquetOut:
-    """A Parquet file written in row groups of ``group_rows``, from batches of any size."""
+    """A Parquet file written in row groups of ``group_rows``, from tables of any size."""
 
     def __init__(self, path: Path, group_rows: int, **options: Any) -> None:
         self.path = path
@@ -45,11 +45,11 @@ class ParquetOut:
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
 
-    def write(self, rows: pa.Table | pa.RecordBatch) -> None:
+    def write(self, rows: pa.Table) -> None:
         """Add ``rows``; every full row group is written."""
         if rows.num_rows == 0:
             return
-        self._pending.append(rows if isinstance(rows, pa.Table) else pa.Table.from_batches([rows]))
+        self._pending.append(rows)
         self._pending_rows += rows.num_rows
         while self._pending_rows >= self.group_rows:
             self._flush(self.group_rows)
