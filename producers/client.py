@@ -25,7 +25,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -34,6 +34,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from preflog.kafka.config import producer_config
+from preflog.privacy.sealer import Privacy, Sealer, privacy_fields, stamp
 from preflog.schemas.codec import Codec
 from preflog.schemas.events import feedback_record, inference_record
 from preflog.schemas.exceptions import ValidationError
@@ -74,12 +75,19 @@ class PreflogProducer:
         remember_requests: int = 100_000,
         on_delivery: DeliveryCallback | None = None,
         max_value_bytes: int | None = None,
+        sealer: Sealer | None = None,
+        redactors: Sequence[Any] = (),
+        watch: Any = None,
     ) -> None:
         """A producer on ``kafka_config`` (librdkafka keys) writing with ``codec``.
 
         ``max_value_bytes`` refuses encoded events larger than this (RecordTooLargeError) on top of
         ``message.max.bytes``; :meth:`from_settings` sets it to ``processor.max_input_bytes``, past
         which the join would dead-letter the event (InputTooLarge).
+
+        ``sealer`` (privacy on) pseudonymises ids and seals personal fields; ``redactors``
+        (:func:`preflog.producers.redact.redactors`) redact texts first; ``watch`` (a
+        :class:`preflog.privacy.store.KeyWatch`) tells the sealer which keys were erased.
         """
         config = producer_config(kafka_config)
         self._producer = Producer(config)
@@ -89,6 +97,9 @@ class PreflogProducer:
         self.topics = topics or TopicSettings()
         self.max_block_ms = max_block_ms
         self.on_delivery = on_delivery
+        self.sealer = sealer
+        self.redactors = tuple(redactors)
+        self._watch = watch
         self._candidates: OrderedDict[str, int] = OrderedDict()
         self._remember = remember_requests
         self.produced = 0  # records handed to the Kafka client so far
@@ -109,11 +120,42 @@ class PreflogProducer:
         }
         kwargs.setdefault("max_block_ms", p.max_block_ms)
         kwargs.setdefault("max_value_bytes", settings.processor.max_input_bytes)
+        if settings.privacy.redact and "redactors" not in kwargs:
+            from .redact import redactors
+
+            kwargs["redactors"] = redactors(settings.privacy.redact)
+        if settings.privacy.enabled and "sealer" not in kwargs:
+            from preflog.privacy.keys import load_masters, load_secret
+            from preflog.privacy.store import open_store, open_watch
+
+            kwargs["sealer"] = Sealer(load_secret(settings), load_masters(settings)[0], open_store(settings))
+            kwargs.setdefault("watch", open_watch(settings))
         return cls(config, settings.make_codec(), settings.topics, **kwargs)
 
     def _poll_loop(self) -> None:
         while not self._closed.is_set():
             self._producer.poll(0.1)
+            if self._watch is not None and self.sealer is not None:
+                erased = self._watch.poll()
+                if erased:
+                    self.sealer.forget(erased)
+
+    def _protect(self, record_type: str, record: dict[str, Any], p: Privacy) -> dict[str, Any]:
+        """``record`` redacted, then sealed (privacy on) or only stamped with its consent and retention."""
+        if self.redactors:
+            from .redact import count, redact_record
+
+            record, counts = redact_record(record_type, record, self.redactors)
+            count(counts)
+        if self.sealer is None:
+            if p.subject is not None:
+                raise ValidationError(
+                    record_type, ["subject: needs privacy on (PREFLOG_PRIVACY__ENABLED=true and its keys)"]
+                )
+            return stamp(record, p)
+        if record_type == "InferenceEvent":
+            return self.sealer.inference(record, p)
+        return self.sealer.feedback(record, p)
 
     def log_inference(self, event: Mapping[str, Any] | None = None, **fields: Any) -> Future[Delivered]:
         """Validate and send an InferenceEvent given as a mapping and/or keyword fields.
@@ -124,9 +166,11 @@ class PreflogProducer:
             BackpressureError: the local queue stayed full for ``max_block_ms``.
             DeliveryError: the Kafka client refused the record outright.
         """
-        record = inference_record(_fields("InferenceEvent", event, fields))
+        data = _fields("InferenceEvent", event, fields)
+        about = privacy_fields("InferenceEvent", data)
+        record = inference_record(data)
         _check_event_time("InferenceEvent", record)
-        value = self._encode("InferenceEvent", record, self.topics.inference)
+        value = self._encode("InferenceEvent", self._protect("InferenceEvent", record, about), self.topics.inference)
         future = self.send(self.topics.inference, record["request_id"], value)
         self.remember_inference(record)
         return future
@@ -154,6 +198,7 @@ class PreflogProducer:
         also checked against its candidate count.
         """
         data = _fields("FeedbackEvent", event, fields)
+        about = privacy_fields("FeedbackEvent", data)
         request_id = data.get("request_id")
         known = self._candidates.get(request_id) if isinstance(request_id, str) else None
         record = feedback_record(data, candidate_count=known)
@@ -162,7 +207,7 @@ class PreflogProducer:
             if known is not None:
                 record = feedback_record(data, candidate_count=known)
         _check_event_time("FeedbackEvent", record)
-        value = self._encode("FeedbackEvent", record, self.topics.feedback)
+        value = self._encode("FeedbackEvent", self._protect("FeedbackEvent", record, about), self.topics.feedback)
         return self.send(self.topics.feedback, record["request_id"], value)
 
     def _encode(self, record_type: str, record: Mapping[str, Any], topic: str) -> bytes:
@@ -236,6 +281,10 @@ class PreflogProducer:
         remaining = self.flush(timeout)
         self._closed.set()
         self._poller.join()
+        if self._watch is not None:
+            self._watch.close()
+        if self.sealer is not None:
+            self.sealer.store.close()
         return remaining
 
     def __enter__(self) -> PreflogProducer:

@@ -133,8 +133,15 @@ def read_pairs(
     table: str = "pairs",
     storage_options: dict[str, Any] | None = None,
     maps_as_lists: bool = False,
+    keys: Any = "auto",
 ) -> pa.Table:
     """Preference pairs (or ``table="unpaired"`` signals) by date range (inclusive), model name and source type.
+
+    Sealed personal fields (privacy on) are opened with ``keys``: a
+    :class:`preflog.privacy.keyring.Keyring`, ``"auto"`` (the environment's settings, read only when a
+    sealed field is met) or ``"sealed"`` (leave them sealed). Opened tables have two more columns:
+    ``subject`` (the pseudonym of the person a row is about) and ``erased`` (its subject was erased: its
+    personal fields are null; such rows are kept, and counted by every preflog command).
 
     The whole selection is one Arrow table in memory: for a large log, ``preflog export`` or
     :mod:`preflog.sinks.scan` read the same rows batch by batch.
@@ -144,7 +151,21 @@ def read_pairs(
     (huggingface/datasets#5612), so ``datasets.Dataset(pyarrow_table)`` takes this view.
     """
     rows = read_table(url, table, _filters(start, end, models, sources), storage_options=storage_options)
+    rows = opened(rows, table, keys)
     return without_maps(rows) if maps_as_lists else rows
+
+
+def opened(rows: pa.Table, table: str, keys: Any) -> pa.Table:
+    """``rows`` of ``table`` with sealed fields opened by ``keys`` (see :func:`read_pairs`)."""
+    if isinstance(keys, str) and keys not in ("auto", "sealed"):
+        raise ValueError(f"keys: expected a Keyring, 'auto' or 'sealed', got {keys!r}")
+    if keys == "sealed":
+        return rows
+    from preflog.privacy.keyring import any_sealed, open_table, reader_keyring
+
+    if not any_sealed(rows):
+        return rows
+    return open_table(rows, table, reader_keyring() if keys == "auto" else keys)
 
 
 def _unmap(array: pa.Array) -> pa.Array:

@@ -162,8 +162,12 @@ def log_view(
     files: Sequence[str] | None = None,
     storage_options: dict[str, Any] | None = None,
     rid: int | None = None,
+    keyring: Any = None,
 ) -> list[str]:
     """Create the DuckDB view ``name`` of ``table`` of the audit log at ``url``; the files it reads (path order).
+
+    With ``keyring`` (a :class:`preflog.privacy.keyring.Keyring`) the view's personal fields are opened and
+    it has two more columns, ``subject`` and ``erased`` (:func:`preflog.privacy.keyring.opened_view`).
 
     ``files`` (relative to the log root, as :func:`preflog.sinks.read.data_files` lists them) pins the view to
     those files; by default every file preflog wrote for the table. The view has the table's columns and ``dt``;
@@ -173,6 +177,12 @@ def log_view(
     Raises:
         FileNotFoundError: the log has no such table (and ``files`` was not given).
     """
+    if keyring is not None:
+        from preflog.privacy.keyring import opened_view
+
+        listed = log_view(con, f"{name}__sealed", url, table, files, storage_options, rid)
+        opened_view(con, name, f"SELECT * FROM {name}__sealed", table, _schema(table), keyring)
+        return listed
     storage = Storage(url, storage_options)
     listed = list(files) if files is not None else data_files(storage, table, url)
     if not listed:

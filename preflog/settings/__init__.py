@@ -19,6 +19,7 @@ from ..errors import ConfigError
 from .sections import (
     CodecSettings,
     KafkaSettings,
+    PrivacySettings,
     ProcessorSettings,
     ProducerSettings,
     SinkSettings,
@@ -28,6 +29,7 @@ from .sections import (
 __all__ = [
     "CodecSettings",
     "KafkaSettings",
+    "PrivacySettings",
     "ProcessorSettings",
     "ProducerSettings",
     "Settings",
@@ -49,6 +51,7 @@ class Settings(BaseSettings):
     producer: ProducerSettings = Field(default_factory=ProducerSettings)
     processor: ProcessorSettings = Field(default_factory=ProcessorSettings)
     sink: SinkSettings = Field(default_factory=SinkSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     data_dir: Path = Field(Path(".preflog"), description="where the embedded stack keeps its data and logs")
     memory_limit: str | None = Field(
         None,

@@ -1,4 +1,4 @@
-"""The sections of the settings model: Kafka, topics, codec, producer, processor and sink.
+"""The sections of the settings model: Kafka, topics, codec, producer, processor, sink and privacy.
 
 Each is a pydantic model nested in :class:`preflog.settings.Settings`, so every
 field is an environment variable (``PREFLOG_<SECTION>__<FIELD>``).
@@ -16,6 +16,7 @@ from ..schemas.tables import OUTPUTS, TABLES
 __all__ = [
     "CodecSettings",
     "KafkaSettings",
+    "PrivacySettings",
     "ProcessorSettings",
     "ProducerSettings",
     "SinkSettings",
@@ -235,3 +236,46 @@ class ProducerSettings(BaseModel):
     linger_ms: int = Field(5, ge=0)
     queue_max_messages: int = Field(100_000, ge=1)
     delivery_timeout_ms: int = Field(120_000, ge=1000)
+
+
+class PrivacySettings(BaseModel):
+    """Pseudonyms, sealed personal fields, consent and erasure (README: Personal data).
+
+    With ``enabled`` the SDK replaces user, session and annotator ids by keyed pseudonyms and seals
+    every personal field (prompt, candidates, rationale, metadata) with its subject's data key before
+    anything is encoded; readers open them with the data keys from ``keys_topic``, unwrapped by the
+    master key. The processor and the sink need neither secret.
+    """
+
+    enabled: bool = Field(False, description="pseudonymise ids and seal personal fields in the SDK")
+    pseudonym_secret: SecretStr | None = Field(
+        None, description="the HMAC-SHA256 key of pseudonyms (16 bytes or more); a new one makes new pseudonyms"
+    )
+    pseudonym_secret_file: Path | None = Field(None, description="... or a file holding it")
+    master_key: SecretStr | None = Field(None, description="the master key wrapping the data keys: 32 bytes, base64")
+    master_key_file: Path | None = Field(None, description="... or a file holding it (base64)")
+    previous_master_key_files: list[Path] = Field(
+        default_factory=list, description="master keys being rotated out: readers still unwrap with them"
+    )
+    keys_topic: str = Field("preflog.keys.v1", description="the compacted topic of data keys, keyed by subject")
+    keys_dir: Path | None = Field(
+        None, description="keep the data keys in this directory instead of keys_topic (the embedded stack's default)"
+    )
+    unstated_consent: list[str] = Field(
+        default_factory=lambda: ["training", "analytics"],
+        description="what a record stating no consent allows (records logged before consent existed); [] for nothing",
+    )
+    redact: list[str] = Field(
+        default_factory=list, description="SDK redactors applied before sealing: email, phone, card, iban, ip, or all"
+    )
+
+    @model_validator(mode="after")
+    def _known(self) -> PrivacySettings:
+        from ..privacy.fields import parse_consent
+
+        parse_consent(self.unstated_consent, "privacy.unstated_consent")
+        kinds = {"email", "phone", "card", "iban", "ip", "all"}
+        unknown = sorted(set(self.redact) - kinds)
+        if unknown:
+            raise ValueError(f"privacy.redact: unknown redactor(s) {unknown}; choose from {', '.join(sorted(kinds))}")
+        return self

@@ -1,0 +1,254 @@
+"""The readers' side: open sealed fields with the data keys of the keys topic; erased rows read as erased.
+
+A :class:`Keyring` holds a snapshot of the keys topic and the master keys. A sealed value opens with its
+data key; a value whose key an erasure deleted reads as null, and its row is marked erased (counted by
+every reader, never dropped silently). A value sealed with a key the topic does not have and no erasure
+names is an error that names the fix: the keys were lost, and saying "erased" would hide it. The
+snapshot is read again (at most once a second) before a key is called missing, so a reader never
+mistakes a key stored after it started for a lost one.
+
+:func:`open_table` opens an Arrow table of the audit log (pairs, unpaired) and adds two columns:
+``subject`` (the pseudonym of the person the row is about) and ``erased``. :meth:`Keyring.register`
+gives a DuckDB connection the function ``preflog_open(text)`` and the table ``preflog_keys`` (key id,
+subject, consent, expiry, erased).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from . import fields as f
+from .envelope import MARK, key_of, open_text
+from .keys import KeyError_, Wrapper, load_masters, pick
+from .store import DirKeyStore, KeyStore, Snapshot, open_store
+
+__all__ = ["PERSONAL", "Keyring", "open_table"]
+
+#: the personal columns of each audit-log table: text columns, and list-of-message columns (their content)
+PERSONAL: dict[str, tuple[str, ...]] = {
+    "pairs": (
+        "prompt", "prompt_messages", "chosen", "rejected", "chosen_messages", "rejected_messages", "rationale",
+        "inference_metadata", "feedback_metadata",
+    ),
+    "unpaired": ("prompt", "prompt_messages", "completion", "completion_messages"),
+}  # fmt: skip
+
+
+class Keyring:
+    """Data keys for reading; thread-safe."""
+
+    def __init__(
+        self, snapshot: Snapshot, masters: Sequence[Wrapper], store: KeyStore | DirKeyStore | None = None
+    ) -> None:
+        self.snapshot = snapshot
+        self.masters = list(masters)
+        self.store = store
+        self._open: dict[str, AESGCM] = {}
+        self._lock = threading.Lock()
+        self._loaded = time.monotonic()
+        self.erased_values = 0
+
+    @classmethod
+    def load(cls, settings: Any) -> Keyring:
+        """The keyring of ``settings`` (privacy.keys_topic on settings.kafka, privacy's master keys)."""
+        masters = load_masters(settings)
+        store = open_store(settings)
+        return cls(store.load(), masters, store)
+
+    def reload(self) -> None:
+        if self.store is None:
+            return
+        snap = self.store.load()
+        with self._lock:
+            self.snapshot = snap
+            self._loaded = time.monotonic()
+
+    def aead(self, key_id: str) -> AESGCM | None:
+        """The data key ``key_id``, or None when an erasure deleted it.
+
+        Raises:
+            KeyError_: the key is unknown to the keys topic and no erasure names it, or its master key is not loaded.
+        """
+        found = self._open.get(key_id)
+        if found is not None:
+            return found
+        record = self.snapshot.keys.get(key_id)
+        stale = time.monotonic() - self._loaded > 1.0
+        if record is None and key_id not in self.snapshot.erased and self.store is not None and stale:
+            self.reload()
+            record = self.snapshot.keys.get(key_id)
+        if record is None:
+            if key_id in self.snapshot.erased:
+                return None
+            where = self.store.topic if self.store is not None else "the keys topic"
+            raise KeyError_(
+                f"a value is sealed with data key {key_id}, which {where} does not have and no erasure names: the "
+                "keys topic was lost, recreated or is not the one the producers wrote (privacy.keys_topic); restore "
+                "it from its backup. Nothing was read as erased"
+            )
+        aead = AESGCM(record.unwrap(pick(self.masters, record.master)))
+        with self._lock:
+            self._open[key_id] = aead
+        return aead
+
+    def open(self, value: str | None) -> str | None:
+        """``value`` opened; a text that is not sealed as it is; None when its key was erased."""
+        if value is None or not value.startswith(MARK):
+            return value
+        key_id = key_of(value)
+        if key_id is None:
+            return value
+        aead = self.aead(key_id)
+        if aead is None:
+            self.erased_values += 1
+            return None
+        return open_text(aead, key_id, value)
+
+    def state(self, key_id: str | None) -> str:
+        """``sealed`` (its key is live), ``erased``, or ``plain`` (no key id)."""
+        if key_id is None:
+            return "plain"
+        return "erased" if self.aead(key_id) is None else "sealed"
+
+    def register(self, con: Any) -> None:
+        """Give DuckDB ``preflog_open(VARCHAR) -> VARCHAR`` and the table ``preflog_keys``."""
+        import duckdb
+
+        def open_arrow(values: pa.Array) -> pa.Array:
+            return pa.array([self.open(v) for v in values.to_pylist()], pa.string())
+
+        con.create_function(
+            "preflog_open", open_arrow, [duckdb.sqltype("VARCHAR")], duckdb.sqltype("VARCHAR"),
+            type="arrow", null_handling="special", side_effects=False,
+        )  # fmt: skip
+        snap = self.snapshot
+        live = list(snap.keys.values())
+        keys = pa.table({
+            "key_id": [k.key_id for k in live] + list(snap.erased),
+            "subject": [k.subject for k in live] + [None] * len(snap.erased),
+            "consent": [k.consent for k in live] + [None] * len(snap.erased),
+            "expires_ms": pa.array([k.expires_ms for k in live] + [None] * len(snap.erased), pa.int64()),
+            "erased": [False] * len(live) + [True] * len(snap.erased),
+        })  # fmt: skip
+        con.register("preflog_keys__arrow", keys)
+        con.execute("CREATE OR REPLACE TEMP TABLE preflog_keys AS SELECT * FROM preflog_keys__arrow")
+        con.unregister("preflog_keys__arrow")
+
+
+def _strings(array: pa.Array, fn: Callable[[str | None], str | None]) -> pa.Array:
+    """``fn`` of each value of a string, list-of-message or map array (message contents, map values)."""
+    t = array.type
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return pa.array([fn(v) for v in array.to_pylist()], t)
+    if pa.types.is_map(t):
+        items = _strings(array.items, fn)
+        return pa.MapArray.from_arrays(array.offsets, array.keys, items, mask=_nulls(array))
+    if pa.types.is_list(t) and pa.types.is_struct(t.value_type):
+        structs = array.values
+        names = [structs.type.field(i).name for i in range(structs.type.num_fields)]
+        children = [structs.field(i) for i in range(len(names))]
+        children = [_strings(c, fn) if n == "content" else c for n, c in zip(names, children, strict=True)]
+        fields = [structs.type.field(i).with_nullable(True) for i in range(len(names))]
+        new = pa.StructArray.from_arrays(children, fields=fields, mask=_nulls(structs))
+        return pa.ListArray.from_arrays(array.offsets, new, mask=_nulls(array))
+    return array
+
+
+def _nulls(array: pa.Array) -> pa.Array | None:
+    return array.is_null() if array.null_count else None
+
+
+def open_table(table: pa.Table, name: str, keyring: Keyring) -> pa.Table:
+    """``table`` (of the audit-log table ``name``) with its personal fields opened, plus ``subject`` and ``erased``.
+
+    A row is erased when its prompt's data key was erased; its sealed fields are null then.
+    """
+    columns = [c for c in PERSONAL.get(name, ()) if c in table.column_names]
+    if not columns or table.num_rows == 0:
+        return table
+    prompts = table.column("prompt").combine_chunks() if "prompt" in table.column_names else None
+    key_ids = [key_of(v) if v else None for v in prompts.to_pylist()] if prompts is not None else []
+    erased = pa.array([keyring.state(k) == "erased" for k in key_ids], pa.bool_())
+    subjects = _subjects(table, key_ids, keyring)
+    out = table
+    for c in columns:
+        i = out.schema.get_field_index(c)
+        array = out.column(c).combine_chunks()
+        out = out.set_column(i, out.schema.field(i).with_nullable(True), _strings(array, keyring.open))
+    out = out.append_column(pa.field("subject", pa.string()), subjects)
+    return out.append_column(pa.field("erased", pa.bool_()), erased)
+
+
+def _subjects(table: pa.Table, key_ids: list[str | None], keyring: Keyring) -> pa.Array:
+    """The subject of each row: its metadata's, else its prompt's data key's."""
+    stated: list[str | None] = [None] * table.num_rows
+    if "inference_metadata" in table.column_names:
+        maps = table.column("inference_metadata").to_pylist()
+        stated = [None if m is None else dict(m).get(f.SUBJECT) for m in maps]
+    keys = keyring.snapshot.keys
+    of_key = [keys[k].subject if k in keys else None for k in key_ids]
+    return pa.array([s if s is not None else k for s, k in zip(stated, of_key, strict=True)], pa.string())
+
+
+_KEY_SQL = "CASE WHEN starts_with({c}, 'pf1:') AND substr({c}, 21, 1) = ':' THEN substr({c}, 5, 16) END"
+
+
+def _open_sql(column: str, type_: pa.DataType) -> str:
+    """DuckDB expression opening the sealed values of ``column``."""
+    if pa.types.is_map(type_):
+        return (f"map_from_entries(list_transform(map_entries({column}), "
+                f"lambda e: struct_pack(key := e.key, value := preflog_open(e.value))))")  # fmt: skip
+    if pa.types.is_list(type_):
+        return f"list_transform({column}, lambda m: struct_pack(role := m.role, content := preflog_open(m.content)))"
+    return f"preflog_open({column})"
+
+
+def opened_view(con: Any, name: str, source: str, table: str, schema: pa.Schema, keyring: Keyring) -> None:
+    """Create the view ``name`` over the query ``source`` (rows of audit-log ``table``) with its fields opened.
+
+    Adds ``subject`` and ``erased`` (the prompt's data key was erased: its sealed fields read as null).
+    """
+    try:
+        keyring.register(con)
+    except Exception as exc:  # already registered on this connection
+        if "already" not in str(exc).lower():
+            raise
+    personal = [c for c in PERSONAL.get(table, ()) if c in schema.names]
+    opens = ", ".join(f"{_open_sql(c, schema.field(c).type)} AS {c}" for c in personal)
+    replace = f" REPLACE ({opens})" if opens else ""
+    stated = "v.inference_metadata['preflog.subject']" if "inference_metadata" in schema.names else "NULL"
+    key = _KEY_SQL.format(c="v.prompt") if "prompt" in schema.names else "NULL"
+    con.execute(
+        f"""CREATE OR REPLACE TEMP VIEW {name} AS
+            SELECT * EXCLUDE (__erased, __subject){replace},
+                   __subject AS subject, coalesce(__erased, false) AS erased
+            FROM (SELECT v.*, k.erased AS __erased, coalesce({stated}, k.subject) AS __subject
+                  FROM ({source}) v LEFT JOIN preflog_keys k ON k.key_id = {key})"""
+    )
+
+
+def any_sealed(table: pa.Table) -> bool:
+    """Whether ``table`` holds sealed fields (its prompts are sealed)."""
+    if "prompt" not in table.column_names or table.num_rows == 0:
+        return False
+    return bool(pc.any(pc.starts_with(table.column("prompt"), MARK)).as_py())
+
+
+def reader_keyring(settings: Any = None) -> Keyring:
+    """The keyring of ``settings`` (the environment's by default), for a reader that met sealed fields."""
+    from preflog.settings import load_settings
+
+    settings = settings or load_settings()
+    try:
+        return Keyring.load(settings)
+    except KeyError_ as exc:
+        raise KeyError_(
+            f"the audit log holds sealed personal fields: {exc} (or read them sealed: keys='sealed')"
+        ) from None
