@@ -8,18 +8,41 @@ callable (``str -> str``) is a redactor too (kind ``custom``).
 
     text, counts = redact("write to ana@example.org", DEFAULT)   # ("write to [EMAIL]", {"email": 1})
 
-Not wired into the SDK yet: issue 20 has it applied to every text field before encoding, with counts
-per kind in metrics.
+The SDK applies the redactors the ``privacy.redact`` setting names (:func:`redactors`) to every text
+field of an event before it is sealed and encoded (:func:`redact_record`), and counts the replacements
+per kind in ``preflog_sdk_redactions_total{kind}`` (:func:`count`). Redaction is best effort: it finds
+the formats it knows; a name or an address in free text is protected by sealing, not by redaction.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["DEFAULT", "Redactor", "card", "email", "iban", "ip", "luhn", "mod97", "phone", "redact"]
+from prometheus_client import Counter as Metric
+
+__all__ = [
+    "DEFAULT",
+    "REDACTIONS",
+    "Redactor",
+    "card",
+    "count",
+    "email",
+    "iban",
+    "ip",
+    "luhn",
+    "mod97",
+    "phone",
+    "redact",
+    "redact_record",
+    "redactors",
+]
+
+REDACTIONS = Metric("preflog_sdk_redactions", "Personal data the SDK redacted before encoding, by kind", ["kind"])
 
 
 @dataclass(frozen=True)
@@ -93,9 +116,7 @@ ip = Redactor(
 DEFAULT: tuple[Redactor, ...] = (email, iban, card, phone, ip)
 
 
-def redact(
-    text: str, redactors: Iterable[Redactor | Callable[[str], str]] = DEFAULT
-) -> tuple[str, dict[str, int]]:
+def redact(text: str, redactors: Iterable[Redactor | Callable[[str], str]] = DEFAULT) -> tuple[str, dict[str, int]]:
     """``text`` with every redactor applied in turn; the count of replacements per kind (only kinds found)."""
     counts: dict[str, int] = {}
     for redactor in redactors:
@@ -108,3 +129,68 @@ def redact(
         if n:
             counts[kind] = counts.get(kind, 0) + n
     return text, counts
+
+
+def redactors(
+    names: Iterable[str], custom: Iterable[Callable[[str], str]] = ()
+) -> tuple[Redactor | Callable[[str], str], ...]:
+    """The built-in redactors ``names`` gives (``all`` for every one), in :data:`DEFAULT`'s order, then ``custom``.
+
+    Raises:
+        ValueError: an unknown name (the message lists the known ones).
+    """
+    wanted = set(names)
+    known = {r.kind for r in DEFAULT}
+    unknown = sorted(wanted - known - {"all"})
+    if unknown:
+        raise ValueError(f"unknown redactor(s) {unknown}; choose from {', '.join(sorted(known | {'all'}))}")
+    chosen = [r for r in DEFAULT if "all" in wanted or r.kind in wanted]
+    return (*chosen, *custom)
+
+
+Redactors = Iterable[Redactor | Callable[[str], str]]
+
+
+def _messages(messages: list[Mapping[str, Any]] | None, apply: Callable[[str], str]) -> list[dict[str, Any]] | None:
+    if messages is None:
+        return None
+    return [{**m, "content": apply(m["content"])} if isinstance(m.get("content"), str) else dict(m) for m in messages]
+
+
+def redact_record(
+    record_type: str, record: Mapping[str, Any], chosen: Redactors
+) -> tuple[dict[str, Any], Counter[str]]:
+    """``record`` (an inference or feedback event, validated) with every text field redacted; counts per kind.
+
+    Inference: prompt, prompt messages, candidates' texts and messages, metadata values. Feedback:
+    rationale and metadata values. Ids, names and numbers are left as they are (ids are pseudonymised
+    by the sealer). Reserved ``preflog.*`` metadata keys are never redacted.
+    """
+    chosen = tuple(chosen)
+    counts: Counter[str] = Counter()
+
+    def apply(text: str) -> str:
+        out, found = redact(text, chosen)
+        counts.update(found)
+        return out
+
+    out = dict(record)
+    if record_type == "InferenceEvent":
+        out["prompt"] = apply(record["prompt"])
+        out["prompt_messages"] = _messages(record.get("prompt_messages"), apply)
+        out["candidates"] = [
+            {**c, "text": apply(c["text"]), "messages": _messages(c.get("messages"), apply)}
+            for c in record["candidates"]
+        ]
+    elif record.get("rationale") is not None:
+        out["rationale"] = apply(record["rationale"])
+    if record.get("metadata"):
+        out["metadata"] = {k: v if k.startswith("preflog.") else apply(v) for k, v in record["metadata"].items()}
+    return out, counts
+
+
+def count(counts: Mapping[str, int]) -> None:
+    """Add ``counts`` (kind -> replacements) to ``preflog_sdk_redactions_total``."""
+    for kind, n in counts.items():
+        if n:
+            REDACTIONS.labels(kind=kind).inc(n)

@@ -111,6 +111,20 @@ def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _dev_privacy(env: Settings, overrides: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``overrides`` with the demo's dev privacy (``preflog up --demo``) when nothing else configures privacy."""
+    import os
+
+    from ..privacy.dev import dev_privacy
+
+    if any(k.startswith("PREFLOG_PRIVACY__") for k in os.environ) or (overrides or {}).get("privacy"):
+        return overrides
+    dev = dev_privacy(Path((overrides or {}).get("data_dir") or env.data_dir))
+    if dev is None:
+        return overrides
+    return {**(overrides or {}), "privacy": dev}
+
+
 def load_settings(
     overrides: dict[str, Any] | None = None, discover: Callable[[Path], str | None] | None = None
 ) -> Settings:
@@ -118,6 +132,8 @@ def load_settings(
 
     When neither gives ``kafka.bootstrap_servers``, ``discover(data_dir)`` may supply it (the
     command line passes a lookup of the ``preflog up`` stack running from the data directory).
+    When neither configures privacy and ``preflog up --demo`` left its dev keys in the data directory,
+    those are used (:mod:`preflog.privacy.dev`).
     """
     from pydantic import ValidationError
     from pydantic_settings import SettingsError
@@ -133,6 +149,7 @@ def load_settings(
             found = discover(Path((overrides or {}).get("data_dir") or env.data_dir))
             if found:
                 overrides = {**(overrides or {}), "kafka": {**given, "bootstrap_servers": found}}
+        overrides = _dev_privacy(env, overrides)
         if not overrides:
             return env
         return Settings.model_validate(_merge(env.model_dump(), overrides))

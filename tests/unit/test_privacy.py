@@ -107,7 +107,8 @@ def test_sealed_inference_and_feedback_hold_no_marker_and_no_raw_id(parts: tuple
 def test_a_model_judge_keeps_its_id_and_an_anonymous_request_is_its_own_subject(parts: tuple) -> None:
     sealer, _, _ = parts
     rid = str(uuid.uuid4())
-    fb = sealer.feedback(_feedback(rid, {"type": "REWARD_MODEL", "id": "rm-3", "name": "rm", "version": "1"}), Privacy())
+    judge = {"type": "REWARD_MODEL", "id": "rm-3", "name": "rm", "version": "1"}
+    fb = sealer.feedback(_feedback(rid, judge), Privacy())
     assert fb["source"]["id"] == "rm-3"
     assert fb["metadata"][f.SUBJECT] == request_subject(rid, SECRET)
     inf = sealer.inference(_inference(str(uuid.uuid4()), user=None), Privacy(subject="bob"))
@@ -214,7 +215,7 @@ def test_privacy_fields_are_checked_and_reserved_keys_refused() -> None:
         privacy_fields("InferenceEvent", {"consent": "training,marketing"})
     with pytest.raises(ValidationError, match="retention_days"):
         privacy_fields("InferenceEvent", {"retention_days": 0})
-    with pytest.raises(ValidationError, match="preflog.subject"):
+    with pytest.raises(ValidationError, match=r"preflog\.subject"):
         privacy_fields("InferenceEvent", {"metadata": {"preflog.subject": "x"}})
     data = {"subject": "eve", "consent": ["analytics"], "prompt": "p"}
     p = privacy_fields("InferenceEvent", data)
