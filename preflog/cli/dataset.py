@@ -158,6 +158,7 @@ def build(
                 url or settings.audit_url(), target, name, selection, since=since,
                 memory_limit=memory_limit or settings.memory_limit, formats=formats, compress=compress,
                 on_step=lambda step: status.update(f"building {name}: {step} ..."),
+                unstated_consent=tuple(settings.privacy.unstated_consent),
             )  # fmt: skip
     except BuildError as exc:
         raise MissingLogError(str(exc)) if "no pairs table" in str(exc) else PreflogError(str(exc)) from None
@@ -178,6 +179,10 @@ def build(
     if m["decontamination"]:
         d = m["decontamination"]["dropped"]
         out.print(f"decontamination dropped {d['exact']} exact and {d['ngram']} n-gram matches of {decontaminate}")
+    privacy = {reason: n for reason, n in m.get("privacy", {}).items() if n}
+    if privacy:
+        said = ", ".join(f"{n} {reason}" for reason, n in privacy.items())
+        out.print(f"left out for privacy (consent to training, retention): {said}", soft_wrap=True)
     for fmt, reasons in m["left_out"].items():
         for reason, n in reasons.items():
             out.print(f"  {fmt}: left out {n} row(s): {reason}", soft_wrap=True, markup=False)

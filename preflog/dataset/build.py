@@ -18,11 +18,16 @@ and writes, into a folder of its own that is never rewritten:
   since and gives what a full build gives;
 * ``README.md``: a dataset card (Hugging Face conventions: the split files in
   its front matter; counts per split, source, kind and model version; the
-  selection and the audit-log watermark);
+  selection and the audit-log watermark; what consent and retention left out);
 * ``manifest.json``: the source files with their sha256, the full selection,
-  row counts per split, every output file's sha256 and a content hash over
+  row counts per split, the rows consent and retention left out by reason
+  (``privacy``), every output file's sha256 and a content hash over
   the outputs and the selection. Two builds of the same log and selection
   have the same content hash; ``preflog dataset verify`` recomputes it.
+
+A build takes only rows whose consent allows training and whose retention has not run out at the build's
+time (``built_at``; :mod:`preflog.dataset.consent`); rows stating no consent allow ``unstated_consent``
+(the ``privacy.unstated_consent`` setting), which the selection records when it leaves training out.
 
 The folder is written under a temporary name and renamed when complete, so a
 build that dies leaves no half-written dataset under its name.
@@ -64,6 +69,7 @@ from preflog.sinks.scan import connect
 from preflog.sinks.scan import memory_limit as bytes_limit
 
 from .card import JSONL, card, counts, watermark
+from .consent import Purpose
 from .decontaminate import decontaminate, eval_prompts
 from .derived import RECORD_IDS, kto_rows, listwise_rows, tie_rows
 from .hashing import sha256_file
@@ -206,6 +212,7 @@ def build(
     formats: tuple[str, ...] = FORMATS,
     compress: str = "none",
     on_step: Callable[[str], None] | None = None,
+    unstated_consent: tuple[str, ...] | list[str] = ("training", "analytics"),
 ) -> dict[str, Any]:
     """Build dataset ``name`` under ``root`` from the audit log at ``log_url``; its manifest.
 
@@ -221,11 +228,14 @@ def build(
         formats: the outputs to write, of :data:`FORMATS` (the content hash covers the files written).
         compress: ``"none"`` or ``"gzip"`` (JSON lines as ``.jsonl.gz``).
         on_step: called with the name of each step as it starts (a progress display).
+        unstated_consent: what a row stating no consent allows (``privacy.unstated_consent``); without
+            ``training`` such rows are left out, and the selection records it.
 
     Raises:
         BuildError: ``root/name`` exists already (a build is never rewritten), the log has no pairs, or
             ``since`` cannot be the base of this build.
-        ValueError: an unknown format or compression, or a memory limit that is not a size.
+        ValueError: an unknown format or compression, an unknown purpose in ``unstated_consent``, or a memory
+            limit that is not a size.
     """
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:
@@ -235,11 +245,14 @@ def build(
     limit = bytes_limit(memory_limit)  # a limit that is not a size fails before anything is written
     if limit < 512 * 10**6:
         raise ValueError(f"memory limit {memory_limit!r}: a build needs at least 512MB (it spills beyond that)")
+    purpose = Purpose("training", tuple(unstated_consent), now=datetime.now(timezone.utc).replace(microsecond=0))
     step = on_step or (lambda _: None)
     folder = root / name
     if folder.exists():
         raise BuildError(f"dataset {name!r} exists already at {folder}: a build is never rewritten; pick a new name")
     config = dataclasses.asdict(selection)
+    if "training" not in purpose.unstated:  # recorded only then: every build before consent existed allowed it
+        config["unstated_consent"] = list(purpose.unstated)
     evaluation = Path(selection.decontaminate) if selection.decontaminate else None
     if evaluation is not None:
         if not evaluation.exists():
@@ -264,7 +277,7 @@ def build(
 
         out = Sorted(con, budget=limit // 16, work=work)
         step("reading the log")
-        inputs = read_inputs(con, log_url, root, selection, config, since)
+        inputs = read_inputs(con, log_url, root, selection, config, since, purpose)
         step("cleaning the pairs")
         query, args = dataset_rows("pairs", selection)
         con.execute(f"CREATE TABLE kept AS {query}", args)
@@ -288,6 +301,7 @@ def build(
         step("writing state/")
         outputs += _write_state(out, temporary)
         manifest = _manifest(con, name, log_url, since, config, inputs, outputs, left_out, formats, compress)
+        manifest["built_at"] = purpose.now.isoformat(timespec="seconds")  # the time retention was measured to
         if kto_left_out and "kto" in formats:
             manifest["left_out"]["kto"] = kto_left_out
         manifest["decontamination"] = decontamination
@@ -337,7 +351,7 @@ def _manifest(
         "name": name,
         "format": 2,
         "log": log_url,
-        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "built_at": None,  # build() says when: the time retention is measured to
         "since": since,
         "selection": config,
         "sources": inputs.sources,
@@ -349,6 +363,7 @@ def _manifest(
         "contradicted_rows": _scalar(con, "SELECT count(*) FROM kept WHERE opposing_votes > 0"),
         "near_duplicate_prompts": near_duplicate_prompts(con, "rows"),
         "left_out": left_out,
+        "privacy": inputs.left_out,
         "decontamination": None,
         "watermark": watermark(inputs.files["pairs"] + inputs.files["unpaired"]),
         "files": outputs,

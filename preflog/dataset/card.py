@@ -8,6 +8,8 @@ from typing import Any
 
 from preflog.sinks.naming import parse_file_name
 
+from .consent import REASONS
+
 __all__ = ["JSONL", "card", "counts", "watermark"]
 
 #: the JSON-lines folders of a build, each a config of the card
@@ -56,6 +58,18 @@ def _formats(manifest: dict[str, Any]) -> list[str]:
             f"{sizes})"]  # fmt: skip
 
 
+def _privacy(manifest: dict[str, Any]) -> list[str]:
+    """What consent and retention left out, when they left anything out (a card of a log without them says nothing)."""
+    left_out = manifest.get("privacy", {})
+    if not any(left_out.values()):
+        return []
+    said = ", ".join(f"{n} {REASONS.get(reason, reason)} ({reason})" for reason, n in left_out.items())
+    return [
+        f"- rows of the log (pairs and signals) left out for privacy (consent to training; retention to the "
+        f"build's time, `built_at` in manifest.json): {said}"
+    ]
+
+
 def card(name: str, manifest: dict[str, Any], by_column: dict[str, dict[str, dict[str, int]]]) -> str:
     """The dataset card: YAML front matter naming the split files, then counts, selection and provenance.
 
@@ -90,6 +104,7 @@ def card(name: str, manifest: dict[str, Any], by_column: dict[str, dict[str, dic
         + "; ".join(f"{r} {dict(n) or 0}" for r, n in manifest.get("records", {}).items()),
         f"- left out of a format, by reason: {json.dumps(manifest['left_out'], sort_keys=True)}",
         *_formats(manifest),
+        *_privacy(manifest),
         "",
     ]
     for title, column in (("source", "source"), ("feedback kind", "kind"), ("model version", "model_version")):

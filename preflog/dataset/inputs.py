@@ -7,6 +7,11 @@ selects. An incremental build must give the same rows, so every build keeps, bes
 path sorts first: a new copy that sorts before the old one replaces the old row (selected or not),
 one that sorts after is dropped, as a full read would. Rows without an id (written before the tables
 had ids) are always kept, as a full read keeps them.
+
+Consent and retention (:mod:`preflog.dataset.consent`, purpose ``training``) then leave rows out, counted
+by reason in ``Inputs.left_out``. An incremental build checks the previous build's rows again (a retention
+runs out meanwhile) and adds its counts to the previous build's, counting a new copy of a row that build
+left out once, as a full read would.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from preflog.sinks.read import data_files
 from preflog.sinks.scan import located, log_view, parquet_source
 from preflog.sinks.storage import Storage
 
+from .consent import COLUMNS, REASONS, Purpose, count_left_out
 from .hashing import file_size, sha256_file, source_entry
 from .select import IDS, Selection, selected
 
@@ -38,12 +44,14 @@ class Inputs:
     """Per table: the files listed, and their manifest entries; the rest lives in the build's database.
 
     ``CHOSEN[table]`` is the view of the selected rows, ``{table}_ids`` the table of the winning (id, path) of
-    every id read.
+    every id read. ``left_out`` counts the rows of the log (pairs and signals) that the selection takes but
+    consent or retention leave out, per key of :data:`preflog.dataset.consent.REASONS`.
     """
 
     def __init__(self) -> None:
         self.files: dict[str, list[str]] = {}
         self.sources: list[dict[str, Any]] = []
+        self.left_out: dict[str, int] = dict.fromkeys(REASONS, 0)
 
 
 def _files(storage: Storage, table: str, log_url: str) -> list[str]:
@@ -93,13 +101,24 @@ def previous(root: Path, since: str, config: dict[str, Any], log_url: str) -> di
 
 
 def read_inputs(
-    con: Any, log_url: str, root: Path, selection: Selection, config: dict[str, Any], since: str | None
+    con: Any,
+    log_url: str,
+    root: Path,
+    selection: Selection,
+    config: dict[str, Any],
+    since: str | None,
+    purpose: Purpose,
 ) -> Inputs:
-    """Read the log (only the files ``since`` had not read, when given) into the build database's tables."""
+    """Read the log (only the files ``since`` had not read, when given) into the build database's tables.
+
+    ``purpose`` says which rows consent and retention leave out (:attr:`Inputs.left_out` counts them).
+    """
     storage = Storage(log_url)
     base = previous(root, since, config, log_url) if since else None
     known = {s["path"]: s for s in base["sources"]} if base else {}
     out = Inputs()
+    if base is not None:  # what the previous build left out (a build before consent existed left nothing out)
+        out.left_out = {r: int(base.get("privacy", {}).get(r, 0)) for r in REASONS}
     for table in IDS:
         listed = _files(storage, table, log_url)
         here = set(listed)
@@ -117,37 +136,48 @@ def read_inputs(
         log_view(con, f"new_{table}", log_url, table, files=new, rid=1)
         con.execute(f"CREATE TABLE new_{table}_ids AS {_file_ids(con, storage, table, new)}")
         state = root / str(since) / STATE if base is not None else None
-        _merge(con, table, selection, state)
+        left_out = _merge(con, table, selection, state, purpose)
+        out.left_out = {r: out.left_out[r] + left_out[r] for r in REASONS}
     return out
 
 
-def _merge(con: Any, table: str, s: Selection, state: Path | None) -> None:
+def _merge(con: Any, table: str, s: Selection, state: Path | None, purpose: Purpose) -> dict[str, int]:
     """The selected rows and winning ids of everything read: the new files' and, if any, a previous build's.
 
     The selected rows are a view (the log's files are read again by each query that needs the texts: the
     texts are never copied into the build's database); the ids a table (narrow). The previous build's rows
-    have ``__rid`` their row number in its state, the new files' ``(1 + i) << 32 | row``.
+    have ``__rid`` their row number in its state, the new files' ``(1 + i) << 32 | row``. Rows ``purpose``
+    leaves out are not in the view; returned: how many, by reason (beyond those the previous build counted).
     """
     key = IDS[table]
     new_ids = f"new_{table}_ids"
     ids = new_ids
     if state is not None:
         ids = f"(SELECT id, path FROM {_parquet(state / f'{table}.ids.parquet')} UNION ALL SELECT * FROM {new_ids})"
-    con.execute(
-        f"CREATE TABLE {table}_ids AS SELECT id, min(path) AS path FROM {ids} WHERE id <> '' GROUP BY id"
-    )
+    con.execute(f"CREATE TABLE {table}_ids AS SELECT id, min(path) AS path FROM {ids} WHERE id <> '' GROUP BY id")
     fresh, args = selected(f"new_{table}", s, table)
+    reason = purpose.reason()
     if state is None:
-        con.execute(f"CREATE TEMP VIEW {CHOSEN[table]} AS {_inline(fresh, args)}")
-        return
+        left_out = count_left_out(con, f"SELECT {reason} AS reason FROM ({fresh})", args)
+        kept = f"SELECT * FROM ({_inline(fresh, args)}) WHERE ({reason}) IS NULL"
+        con.execute(f"CREATE TEMP VIEW {CHOSEN[table]} AS {kept}")
+        return left_out
     won = f"SELECT DISTINCT w.id FROM {table}_ids w JOIN {new_ids} n USING (id, path)"
     con.execute(f"CREATE TABLE {table}_won AS {won}")
     old = f"read_parquet('{_quote(state / f'{table}.parquet')}', file_row_number = true)"
-    query = f"""SELECT * EXCLUDE (file_row_number), file_row_number AS __rid FROM {old}
-                WHERE coalesce({key}, '') = '' OR {key} NOT IN (SELECT id FROM {table}_won)
-                UNION ALL BY NAME
-                SELECT * FROM ({fresh}) WHERE coalesce({key}, '') = '' OR {key} IN (SELECT id FROM {table}_won)"""
+    have = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {old}").fetchall()}
+    missing = "".join(f", {empty} AS {column}" for column, empty in COLUMNS.items() if column not in have)
+    earlier = f"""SELECT * EXCLUDE (file_row_number), file_row_number AS __rid{missing} FROM {old}
+                  WHERE coalesce({key}, '') = '' OR {key} NOT IN (SELECT id FROM {table}_won)"""
+    later = f"SELECT * FROM ({fresh}) WHERE coalesce({key}, '') = '' OR {key} IN (SELECT id FROM {table}_won)"
+    # a new copy of a row the previous build read but did not select: that build counted it if it was left out
+    counted = f"""{key} IN (SELECT id FROM {_parquet(state / f"{table}.ids.parquet")})
+                  AND {key} NOT IN (SELECT {key} FROM {old} WHERE coalesce({key}, '') <> '')"""
+    again = count_left_out(con, f"SELECT {reason} AS reason FROM ({earlier})")  # retentions run out meanwhile
+    added = count_left_out(con, f"SELECT {reason} AS reason FROM ({later}) WHERE NOT coalesce({counted}, FALSE)", args)
+    query = f"SELECT * FROM ({earlier} UNION ALL BY NAME {later}) WHERE ({reason}) IS NULL"
     con.execute(f"CREATE TEMP VIEW {CHOSEN[table]} AS {_inline(query, args)}")
+    return {r: again[r] + added[r] for r in REASONS}
 
 
 def _quote(text: object) -> str:

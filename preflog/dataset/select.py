@@ -30,6 +30,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .consent import COLUMNS, privacy_columns
+
 __all__ = [
     "CAP_COLUMNS",
     "POLICIES",
@@ -152,23 +154,26 @@ def split_of(s: Selection, key: str = "prompt_key") -> str:
     return f"CASE WHEN {u} < {test_end} THEN 'test' WHEN {u} < {validation_end} THEN 'validation' ELSE 'train' END"
 
 
-#: the columns of a dataset row, from the representative pair of each merged group
-_KEEP = """
+#: the columns of a dataset row, from the representative pair of each merged group, and the privacy columns
+#: (:data:`preflog.dataset.consent.COLUMNS`)
+_KEEP = f"""
     prompt, chosen, rejected, prompt_messages, chosen_messages, rejected_messages,
     pair_id, request_id, feedback_id, chosen_index, rejected_index, model.name AS model, model.version AS model_version,
     chosen_model.name AS chosen_model, rejected_model.name AS rejected_model,
     CAST(source.type AS VARCHAR) AS source, source.id AS source_id, source.version AS source_version,
     CAST(feedback_kind AS VARCHAR) AS kind, explicit, margin, chosen_score, rejected_score,
-    CAST(feedback_time AS VARCHAR) AS feedback_time, context.tenant AS tenant, context.user_id AS user_id
+    CAST(feedback_time AS VARCHAR) AS feedback_time, context.tenant AS tenant, context.user_id AS user_id,
+    {privacy_columns("inference_metadata", "feedback_metadata")}
 """
-#: the columns of a selected signal (the unpaired table: ratings and implicit signals)
-_KEEP_SIGNAL = """
+#: the columns of a selected signal (the unpaired table: ratings and implicit signals; it has no metadata maps)
+_KEEP_SIGNAL = f"""
     prompt, prompt_messages, completion, completion_messages, completion_index, label, value, signal,
     signal_id, request_id, feedback_id, model.name AS model, model.version AS model_version,
     coalesce(completion_model.name, model.name) AS completion_model,
     CAST(source.type AS VARCHAR) AS source, source.id AS source_id, source.version AS source_version,
     CAST(feedback_kind AS VARCHAR) AS kind, explicit,
-    CAST(feedback_time AS VARCHAR) AS feedback_time, context.tenant AS tenant, context.user_id AS user_id
+    CAST(feedback_time AS VARCHAR) AS feedback_time, context.tenant AS tenant, context.user_id AS user_id,
+    {privacy_columns(None, None)}
 """
 #: the id column of each table a build reads
 IDS = {"pairs": "pair_id", "unpaired": "signal_id"}
@@ -191,7 +196,9 @@ def selected(source: str, s: Selection, name: str = "pairs") -> tuple[str, list[
     """The query (and its arguments) of the rows of relation ``source`` that the judgement-level selection takes.
 
     ``source`` is a ``pairs`` or ``unpaired`` table of the log; a build stores them by :data:`ORDER_KEYS`.
-    Each row keeps the columns a build needs, ``prompt_key`` (the normalised prompt) and ``__rid``.
+    Each row keeps the columns a build needs, ``prompt_key`` (the normalised prompt), ``__rid`` and the privacy
+    columns (:data:`preflog.dataset.consent.COLUMNS`; consent and retention are applied to these rows by
+    :func:`preflog.dataset.inputs.read_inputs`).
     """
     where, args = judgement_filter(s)
     keep = _KEEP if name == "pairs" else _KEEP_SIGNAL
@@ -258,11 +265,13 @@ def dataset_rows(chosen: str, s: Selection) -> tuple[str, list[Any]]:
 def dataset_view(chosen: str, kept: str) -> str:
     """The query of the dataset rows: the ``kept`` rows (of :func:`dataset_rows`) with their columns from ``chosen``.
 
-    A build writes them ordered by :data:`ROW_KEYS`, with ``votes``, ``weight``, ``opposing_votes``, ``split``.
+    A build writes them ordered by :data:`ROW_KEYS`, with ``votes``, ``weight``, ``opposing_votes``, ``split``
+    (and without the privacy columns, :data:`preflog.dataset.consent.COLUMNS`).
     """
+    privacy = ", ".join(COLUMNS)
     return f"""
         SELECT c.prompt, c.chosen, c.rejected, k.votes,
-               c.* EXCLUDE (prompt, chosen, rejected, chosen_index, rejected_index, prompt_key, __rid),
+               c.* EXCLUDE (prompt, chosen, rejected, chosen_index, rejected_index, prompt_key, __rid, {privacy}),
                k.opposing_votes, k.weight, k.split
         FROM {chosen} c JOIN {kept} k ON c.__rid = k.rid  -- the narrow kept rows are the hash table (see build)
     """

@@ -30,6 +30,7 @@ __all__ = [
     "consent_sql",
     "consent_text",
     "parse_consent",
+    "retention_sql",
 ]
 
 PREFIX = "preflog."
@@ -71,21 +72,24 @@ def allows(metadata: Mapping[str, str] | None, purpose: str, unstated: Sequence[
     return purpose in purposes
 
 
-def consent_sql(column: str, purpose: str, unstated: Sequence[str]) -> str:
-    """A DuckDB condition: the metadata map ``column`` allows ``purpose`` (``unstated`` when it states none)."""
+def consent_sql(consent: str, purpose: str, unstated: Sequence[str]) -> str:
+    """A DuckDB condition: ``consent`` (an expression of a ``preflog.consent`` value) allows ``purpose``.
+
+    A NULL value (the record states no consent) allows what ``unstated`` allows. For a metadata map
+    ``m`` pass ``m['preflog.consent']``.
+    """
     if purpose not in PURPOSES:
         raise ValueError(f"unknown purpose {purpose!r}; choose from {', '.join(PURPOSES)}")
     default = "'" + consent_text(unstated) + "'"
-    return f"list_contains(string_split(coalesce({column}['{CONSENT}'], {default}), ','), '{purpose}')"
+    return f"list_contains(string_split(coalesce({consent}, {default}), ','), '{purpose}')"
 
 
-def retention_sql(metadata: str, event_time: str, now: str = "now()") -> str:
-    """A DuckDB condition: the record's retention (``preflog.retention_days`` of ``metadata``) has run out.
+def retention_sql(days: str, event_time: str, now: str = "now()") -> str:
+    """A DuckDB condition: a retention of ``days`` (an expression of a ``preflog.retention_days`` value) has run out.
 
     ``event_time`` is the record's time column (a timestamp); a record without a retention never expires.
     Compared in days, never as a timestamp plus an interval: whatever the value (``1e9``, ``inf``, ``nan``,
     text), the condition cannot overflow and fail the query (a value that is no number never expires).
     """
-    days = f"TRY_CAST({metadata}['{RETENTION}'] AS DOUBLE)"
     age = f"(epoch_ms({now}) - epoch_ms({event_time})) / 86400000.0"
-    return f"coalesce({days} <= {age}, false)"
+    return f"coalesce(TRY_CAST({days} AS DOUBLE) <= {age}, false)"

@@ -1,0 +1,105 @@
+"""Consent and retention in dataset builds: rows that do not allow training are left out, and counted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from preflog.dataset.build import build
+from preflog.dataset.catalog import verify
+from preflog.dataset.select import Selection
+
+from .dataset_helpers import rows, signal, write_table
+
+SELECTION = Selection(test_fraction=0.2, seed=3)
+#: the inference's metadata, the feedback's, and why the row is left out (None: kept) of each question
+CASES: list[tuple[dict[str, str], dict[str, str], str | None]] = [
+    ({}, {}, None),  # an old record: states nothing
+    ({"preflog.consent": "training,analytics"}, {}, None),
+    ({"preflog.consent": "training"}, {"preflog.consent": "training"}, None),
+    ({"preflog.consent": "analytics"}, {}, "no_consent"),
+    ({"preflog.consent": ""}, {}, "no_consent"),  # stated: no purpose at all
+    ({}, {"preflog.consent": "analytics"}, "no_consent"),  # the judge withheld training
+    ({"preflog.retention_days": "3650"}, {}, None),  # the sample's inference is of 2026-11-01
+    ({"preflog.retention_days": "1"}, {}, "expired"),
+    ({"preflog.retention_days": "0.5", "preflog.consent": "analytics"}, {}, "no_consent"),  # the first reason
+    ({"preflog.retention_days": "not a number"}, {}, None),  # never expires, never fails the build
+]
+
+
+def _log(root: Path, copies: int = 3) -> str:
+    pairs, metadata = [], []
+    for i, (inference, feedback, _) in enumerate(CASES * copies):
+        pairs.append((f"Question {i}?", "yes", "no", "END_USER"))
+        metadata.append((inference, feedback))
+    records = rows(pairs)
+    for r, (inference, feedback) in zip(records, metadata, strict=True):
+        r["inference_metadata"] = {"region": "eu", **inference}
+        r["feedback_metadata"] = feedback
+    return write_table(root, "pairs", records)
+
+
+def _prompts(folder: Path) -> set[str]:
+    table = pa.concat_tables(pq.read_table(p) for p in sorted((folder / "data").glob("*.parquet")))
+    return set(table.column("prompt").to_pylist())
+
+
+def _expected(copies: int = 3) -> tuple[set[str], dict[str, int]]:
+    kept, left_out = set(), {"no_consent": 0, "expired": 0}
+    for i, (_, _, reason) in enumerate(CASES * copies):
+        if reason is None:
+            kept.add(f"Question {i}?")
+        else:
+            left_out[reason] += 1
+    return kept, left_out
+
+
+def test_rows_without_training_consent_or_past_retention_are_left_out_and_counted(tmp_path: Path) -> None:
+    url = _log(tmp_path / "log")
+    m = build(url, tmp_path / "ds", "v1", SELECTION)
+    kept, left_out = _expected()
+    assert _prompts(tmp_path / "ds" / "v1") == kept
+    assert m["privacy"] == left_out
+    assert "unstated_consent" not in m["selection"]
+    card = (tmp_path / "ds" / "v1" / "README.md").read_text()
+    assert "left out for privacy" in card
+    assert f"{left_out['no_consent']} without consent (no_consent)" in card
+    assert f"{left_out['expired']} past their retention (expired)" in card
+    assert verify(tmp_path / "ds", "v1").ok
+    for line in (tmp_path / "ds" / "v1" / "trl" / "train.jsonl").read_text().splitlines():
+        assert json.loads(line)["prompt"] in kept  # the JSON lines too
+
+
+def test_unstated_consent_follows_the_setting_and_the_selection_records_it(tmp_path: Path) -> None:
+    url = _log(tmp_path / "log", copies=1)
+    write_table(tmp_path / "log", "unpaired", [signal(i, f"signal {i}?", "a", 0, True) for i in range(4)])
+    m = build(url, tmp_path / "ds", "strict", SELECTION, unstated_consent=("analytics",))
+    stated = {f"Question {i}?" for i, (inf, _, why) in enumerate(CASES) if why is None and "preflog.consent" in inf}
+    assert _prompts(tmp_path / "ds" / "strict") == stated
+    assert m["selection"]["unstated_consent"] == ["analytics"]
+    unstated = sum(1 for inf, _, reason in CASES if reason != "no_consent" and "preflog.consent" not in inf)
+    assert m["privacy"]["no_consent"] == _expected(1)[1]["no_consent"] + unstated + 4  # the 4 signals too
+    assert m["privacy"]["expired"] == 0  # the expired row states no consent: its first reason is no_consent
+
+
+def test_a_log_without_privacy_facts_builds_as_before(tmp_path: Path) -> None:
+    url = write_table(tmp_path / "log", "pairs", rows([(f"Q {i}?", "a", "b", "END_USER") for i in range(10)]))
+    m = build(url, tmp_path / "ds", "plain", SELECTION)
+    assert m["privacy"] == {"no_consent": 0, "expired": 0}
+    assert "left out for privacy" not in (tmp_path / "ds" / "plain" / "README.md").read_text()
+
+
+def test_an_incremental_build_counts_and_keeps_as_a_full_one(tmp_path: Path) -> None:
+    url = _log(tmp_path / "log", copies=2)
+    build(url, tmp_path / "ds", "first", SELECTION)
+    later_rows = rows([(f"Later {i}?", "yes", "no", "END_USER") for i in range(len(CASES))], first=1000)
+    for r, (inference, feedback, _) in zip(later_rows, CASES, strict=True):
+        r["inference_metadata"], r["feedback_metadata"] = inference, feedback
+    write_table(tmp_path / "log", "pairs", later_rows, first=1000)
+    later = build(url, tmp_path / "ds", "later", SELECTION, since="first")
+    full = build(url, tmp_path / "ds", "full", SELECTION)
+    assert later["privacy"] == full["privacy"] == {k: 3 * v for k, v in _expected(1)[1].items()}
+    assert later["content_hash"] == full["content_hash"]
