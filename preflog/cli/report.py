@@ -106,8 +106,12 @@ def write_report(
     The report's memory is ``memory_limit``, else ``settings.memory_limit``, else
     :data:`preflog.sinks.scan.DEFAULT_MEMORY` (DuckDB spilling to disk beyond its share).
 
+    Rows whose consent does not allow analytics, whose retention ran out or whose subject was erased are left
+    out and counted (``settings.privacy``: what unstated consent allows, and the keys of a sealed log).
+
     Raises:
         FileNotFoundError: the audit log has no pairs yet.
+        SealedLogError: the log is sealed and ``settings`` hold no keys that open it (PREFLOG_PRIVACY__*).
     """
     from ..dataset.select import Selection
     from ..report.build import report as run_report
@@ -115,7 +119,7 @@ def write_report(
     with out.status("computing the report ..."):
         done = run_report(url or settings.audit_url(), folder, selection or Selection(), a=a, b=b, rounds=rounds,
                           seed=seed, storage_options=settings.sink.storage_options(),
-                          memory_limit=memory_limit or settings.memory_limit)  # fmt: skip
+                          memory_limit=memory_limit or settings.memory_limit, settings=settings)  # fmt: skip
     _summary(done)
     out.print(f"report: {done.html.resolve()}", soft_wrap=True)
     figures = (done.folder / "figures").resolve()
@@ -123,9 +127,14 @@ def write_report(
 
 
 def _summary(done: Report) -> None:
+    from ..report.privacy import said
+
     figures = {f.name: f for f in done.figures()}
     meta = done.meta
     out.print(f"[bold]{meta['pairs']:,} pairs[/bold] from {meta['from']} to {meta['to']}")
+    left_out = said(meta.get("privacy"))
+    if left_out:
+        out.print(left_out, soft_wrap=True, markup=False)
     board = figures["leaderboard"]
     if not board.empty:
         table = Table(title="Leaderboard (Bradley-Terry, Elo scale)", box=SIMPLE_HEAD)

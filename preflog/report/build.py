@@ -3,6 +3,9 @@
 The folder holds ``report.html`` (charts inline as SVG, no script, no network), ``summary.json``
 (every figure's headline numbers, notes and flags) and ``figures/{name}.parquet`` and
 ``.json`` (the data each chart draws, for notebooks).
+
+None of them holds a text of the log: the figures are counts, rates and lengths by model, source, kind,
+index and time (:mod:`.privacy`: what consent, retention and erasure leave out, counted in the summary).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from .figure import Figure
 from .health import coverage, health, join_latency
 from .html import page
 from .models import ab_tests, leaderboard
+from .privacy import Privacy
 
 __all__ = ["SECTIONS", "Report", "report"]
 
@@ -89,6 +93,9 @@ def report(
     seed: int = 0,
     storage_options: dict[str, Any] | None = None,
     memory_limit: str | int | None = None,
+    settings: Any = None,
+    keyring: Any = None,
+    now: datetime | None = None,
 ) -> Report:
     """Compute, draw and write the report of the audit log at ``url`` into ``folder`` (files there are replaced).
 
@@ -97,15 +104,24 @@ def report(
     tables of a temporary database, and every figure is an aggregate over them, DuckDB spilling to disk
     beyond its share (:func:`.data.duckdb_share`).
 
+    The report reads only the pairs and signals whose consent allows analytics, whose retention has not run
+    out at ``now`` (default: the time it starts) and whose subject was not erased (:mod:`.privacy`); what it
+    leaves out is counted in ``meta["privacy"]`` (absent when nothing was and the log was not sealed).
+    ``settings`` gives what unstated consent allows (``privacy.unstated_consent``; default: everything) and
+    the keys that open a sealed log (default: the environment's), unless ``keyring`` (a
+    :class:`preflog.privacy.keyring.Keyring`) is given.
+
     Raises:
         FileNotFoundError: the log has no pairs table.
         ValueError: ``memory_limit`` is not a size, or below the least :func:`preflog.sinks.scan.memory_limit` takes.
         PreflogError: DuckDB ran out of memory within the limit (a larger limit is the fix).
+        SealedLogError: the log holds sealed fields and no keys open them (the message names the settings).
     """
     import duckdb
 
+    privacy = Privacy.of(settings, now, keyring)
     try:
-        inputs = load(url, selection, storage_options, memory_limit)
+        inputs = load(url, selection, storage_options, memory_limit, privacy)
         try:
             pairs = inputs.rows("SELECT count(*), min(feedback_time), max(feedback_time) FROM pairs")[0]
             sections = _compute(inputs, a, b, rounds, seed)
@@ -119,12 +135,15 @@ def report(
         ) from exc
     meta = {
         "log": url,
-        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "generated_at": privacy.purpose.now.astimezone(timezone.utc).isoformat(timespec="seconds"),
         "pairs": int(pairs[0]),
         "from": pairs[1].strftime("%Y-%m-%d %H:%M UTC") if pairs[1] else None,
         "to": pairs[2].strftime("%Y-%m-%d %H:%M UTC") if pairs[2] else None,
         "selection": {k: getattr(selection, k) for k in FILTERS if getattr(selection, k) not in (None, ())},
     }
+    left_out = privacy.meta()
+    if left_out is not None:  # a log without privacy facts reports as before
+        meta["privacy"] = left_out
     done = Report(sections, folder, meta)
     (folder / "figures").mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"meta": meta, "figures": {}}

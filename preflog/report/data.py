@@ -10,6 +10,10 @@ Memory stays bounded: each table of the log is scanned once from its Parquet fil
 (:func:`preflog.sinks.scan.log_view`: DuckDB's reader, the texts read only for their lengths),
 into a DuckDB database in a temporary folder (compressed on disk, cached within DuckDB's share of
 ``memory_limit``), and every figure is an aggregate query over it, spilling to that folder beyond it.
+
+Pairs and signals hold only the rows the report may read (:mod:`.privacy`): consent to analytics, a retention
+not run out, a subject not erased; a sealed log is read opened (the lengths are the texts', never their
+ciphertext's).
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ import pyarrow as pa
 from preflog.dataset.select import Selection, date_filter, judgement_filter
 from preflog.sinks.scan import connect, log_view
 from preflog.sinks.scan import memory_limit as size_of
+
+from .privacy import REASONS, Privacy, SealedLogError
 
 __all__ = ["FILTERS", "PYTHON_SHARE", "Inputs", "duckdb_share", "load", "narrowed"]
 
@@ -47,13 +53,14 @@ _PAIRS = f"""
            {_MODEL.format(m="coalesce(rejected_model, model)")} AS rejected_id,
            chosen_index, rejected_index, length(chosen) AS chosen_len, length(rejected) AS rejected_len,
            margin, chosen_score, rejected_score, feedback_time, inference_time, join_latency_ms,
-           context.tenant AS tenant
+           context.tenant AS tenant, {{privacy}}
     FROM raw WHERE {{where}}
 """
 _SIGNALS = f"""
     SELECT signal_id, request_id, feedback_id, CAST(feedback_kind AS VARCHAR) AS kind,
            CAST(source.type AS VARCHAR) AS source, explicit, label, {_MODEL.format(m="model")} AS model_id,
-           feedback_time, inference_time, epoch_ms(feedback_time) - epoch_ms(inference_time) AS join_latency_ms
+           feedback_time, inference_time, epoch_ms(feedback_time) - epoch_ms(inference_time) AS join_latency_ms,
+           {{privacy}}
     FROM raw WHERE {{where}}
 """
 
@@ -85,6 +92,7 @@ class Inputs:
     con: Any  # duckdb.DuckDBPyConnection
     selection: Selection
     folder: Path | None = field(default=None)  # the temporary database's folder, removed by close()
+    privacy: Privacy = field(default_factory=Privacy.of)  # what consent, retention and erasure left out
 
     def rows(self, query: str, *args: Any) -> list[tuple[Any, ...]]:
         """The rows of ``query`` as tuples (for aggregates: a few rows, never one per pair)."""
@@ -112,6 +120,7 @@ def load(
     selection: Selection,
     storage_options: dict[str, Any] | None = None,
     memory_limit: str | int | None = None,
+    privacy: Privacy | None = None,
 ) -> Inputs:
     """The audit log at ``url`` as the report's tables, with ``selection``'s judgement-level filters applied.
 
@@ -119,15 +128,20 @@ def load(
     :data:`preflog.sinks.scan.DEFAULT_MEMORY`): DuckDB gets :func:`duckdb_share` of it and spills to a
     temporary folder beyond that, removed by :meth:`Inputs.close`.
 
+    ``privacy`` (default: :meth:`.privacy.Privacy.of` with no settings, now) says which rows of pairs and
+    signals consent, retention and erasure leave out (counted in its ``left_out``) and opens a sealed log.
+
     Raises:
         FileNotFoundError: the log has no pairs table.
+        SealedLogError: the log is sealed and no keys open it (the message names the settings to give).
     """
+    privacy = privacy if privacy is not None else Privacy.of()
     where, args = judgement_filter(selection)
     unmatched, unmatched_args = date_filter(selection, "event_time")
     dead, dead_args = date_filter(selection, "failed_at")
     views = (  # (table, table of the log, query over it as "raw", its arguments)
-        ("pairs", "pairs", _PAIRS.format(where=where), args),
-        ("signals", "unpaired", _SIGNALS.format(where=where), args),
+        ("pairs", "pairs", _PAIRS.format(where=where, privacy=_PRIVATE), args),
+        ("signals", "unpaired", _SIGNALS.format(where=where, privacy=_PRIVATE), args),
         ("unmatched", "unmatched", "SELECT CAST(reason AS VARCHAR) AS reason, record_type, request_id, feedback_id, "
          f"event_time FROM raw WHERE {unmatched}", unmatched_args),
         ("dead_letters", "dead_letter", "SELECT error_class, stage, source_offset.topic AS topic, failed_at "
@@ -140,16 +154,83 @@ def load(
         con.execute(f"SET memory_limit = '{duckdb_share(memory_limit)}B'")
         for name, table, query, query_args in views:
             try:
-                log_view(con, "raw", url, table, storage_options=storage_options)
+                log_view(con, "raw__log", url, table, storage_options=storage_options)
             except FileNotFoundError:
                 if table == "pairs":
                     raise
-                log_view(con, "raw", url, table, files=[], storage_options=storage_options)  # empty, of its schema
-            con.execute(f"CREATE TABLE {name} AS {query}", query_args)  # "raw" is replaced by the next table's
+                log_view(con, "raw__log", url, table, files=[], storage_options=storage_options)  # empty, of its schema
+            if table in PRIVATE:
+                _private(con, name, table, query, query_args, privacy)
+            else:  # no text, no consent facts: read as they are
+                con.execute("CREATE OR REPLACE TEMP VIEW raw AS SELECT * FROM raw__log")
+                con.execute(f"CREATE TABLE {name} AS {query}", query_args)  # "raw" is replaced by the next table's
         con.execute(f"CREATE TABLE judgements AS {_JUDGEMENTS}")
     except BaseException:
         if con is not None:
             con.close()
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    return Inputs(con, selection, folder)
+    return Inputs(con, selection, folder, privacy)
+
+
+#: the log's tables whose rows are people's data: consent, retention and erasure leave rows out (:mod:`.privacy`)
+PRIVATE = ("pairs", "unpaired")
+_PRIVATE = "{reason} AS __reason, {sealed} AS __sealed"
+
+
+def _private(con: Any, name: str, table: str, query: str, args: list[Any], privacy: Privacy) -> None:
+    """The report's table ``name`` of the log's ``table`` (the view ``raw__log``): its rows ``privacy`` keeps.
+
+    Read opened when ``privacy`` opens every table, or when the rows read as they are show a sealed value
+    (then read again, opened). Counts what it leaves out in ``privacy.left_out[name]``.
+    """
+    import duckdb
+
+    opened = privacy.opened or privacy.keyring is not None
+    while True:
+        _raw(con, table, privacy if opened else None)
+        sealed = "false" if opened else Privacy.sealed(table)
+        full = query.format(reason=privacy.reason(), sealed=sealed)
+        try:
+            con.execute(f"CREATE OR REPLACE TABLE {name}__all AS {full}", args)
+        except duckdb.Error as exc:
+            _keys_failed(exc)
+            raise
+        if opened or not con.execute(f"SELECT coalesce(bool_or(__sealed), false) FROM {name}__all").fetchall()[0][0]:
+            break
+        opened = True  # sealed values: read it again, opened (never a figure over ciphertext)
+    counts = f"SELECT __reason, count(*) FROM {name}__all WHERE __reason IS NOT NULL GROUP BY ALL"
+    counted = dict(con.execute(counts).fetchall())
+    privacy.left_out[name] = {r: int(counted.get(r, 0)) for r in REASONS}
+    con.execute(f"CREATE TABLE {name} AS SELECT * EXCLUDE (__reason, __sealed) FROM {name}__all WHERE __reason IS NULL")
+    con.execute(f"DROP TABLE {name}__all")
+
+
+def _raw(con: Any, table: str, privacy: Privacy | None) -> None:
+    """The view ``raw`` of ``raw__log`` with ``table``'s consent facts and ``erased``; opened with ``privacy``'s keys.
+
+    The facts are read before the fields are opened (the ``preflog.*`` metadata values are never sealed), so no
+    metadata value is opened for them.
+    """
+    source = f"SELECT *, {Privacy.facts(table)} FROM raw__log"
+    if privacy is None:
+        con.execute(f"CREATE OR REPLACE TEMP VIEW raw AS SELECT *, false AS erased FROM ({source})")
+        return
+    from preflog.privacy.keyring import opened_view
+
+    schema = con.sql(f"SELECT * FROM ({source}) LIMIT 0").to_arrow_table().schema
+    opened_view(con, "raw__opened", source, table, schema, privacy.keys())
+    columns = {row[0] for row in con.execute("DESCRIBE raw__opened").fetchall()}
+    # a keyring that knows the consent each data key records: a row stating none of its own takes its key's
+    keys = " REPLACE (coalesce(__inference_consent, subject_consent) AS __inference_consent)"
+    con.execute(f"CREATE OR REPLACE TEMP VIEW raw AS SELECT *{keys if 'subject_consent' in columns else ''} "
+                "FROM raw__opened")  # fmt: skip
+
+
+def _keys_failed(exc: Exception) -> None:
+    """Raise what a key the keyring could not use (raised within DuckDB's call of ``preflog_open``) says, if it was."""
+    text = str(exc)
+    for name in ("KeyError_: ", "SealError: "):
+        if name in text:
+            said = text.split(name, 1)[1].strip()
+            raise SealedLogError(f"the audit log's sealed fields do not open: {said}") from None

@@ -8,6 +8,7 @@ from html import escape
 from typing import Any
 
 from .figure import Figure
+from .privacy import said
 
 __all__ = ["page"]
 
@@ -80,6 +81,12 @@ def _article(figure: Figure) -> str:
     return "".join(parts)
 
 
+def _privacy(meta: dict[str, Any]) -> str:
+    """The line of what consent, retention and erasure left out ("" when nothing was: a page as before)."""
+    line = said(meta.get("privacy"))
+    return "" if line is None else f'<p id="privacy">{escape(line)}</p>'
+
+
 def page(sections: dict[str, list[Figure]], questions: dict[str, str], meta: dict[str, Any]) -> str:
     """The whole HTML document."""
     flags = [flag for figures in sections.values() for f in figures for flag in f.flags]
@@ -87,7 +94,7 @@ def page(sections: dict[str, list[Figure]], questions: dict[str, str], meta: dic
     header = (
         f"<header><h1>preflog report</h1><p>{meta['pairs']:,} preference pairs from {escape(str(meta['from']))} "
         f"to {escape(str(meta['to']))} · log {escape(meta['log'])}</p>"
-        f"<p>selection: {escape(selection)} · generated {escape(meta['generated_at'])}</p></header>"
+        f"<p>selection: {escape(selection)} · generated {escape(meta['generated_at'])}</p>{_privacy(meta)}</header>"
     )
     body = ["<main>"]
     if flags:
