@@ -152,13 +152,18 @@ def build(
     if compress not in ("none", "gzip"):
         raise typer.BadParameter(f"{compress}: choose none or gzip", param_hint="--compress")
     target = _root(ctx, root)
+    keyring = None
+    if settings.privacy.enabled:  # a sealed log's fields are opened; a log that is not sealed reads as it is
+        from ..privacy.keyring import reader_keyring
+
+        keyring = reader_keyring(settings)
     try:
         with out.status(f"building {name} ...") as status:
             m = run_build(
                 url or settings.audit_url(), target, name, selection, since=since,
                 memory_limit=memory_limit or settings.memory_limit, formats=formats, compress=compress,
                 on_step=lambda step: status.update(f"building {name}: {step} ..."),
-                unstated_consent=tuple(settings.privacy.unstated_consent),
+                unstated_consent=tuple(settings.privacy.unstated_consent), keyring=keyring,
             )  # fmt: skip
     except BuildError as exc:
         raise MissingLogError(str(exc)) if "no pairs table" in str(exc) else PreflogError(str(exc)) from None
@@ -182,7 +187,7 @@ def build(
     privacy = {reason: n for reason, n in m.get("privacy", {}).items() if n}
     if privacy:
         said = ", ".join(f"{n} {reason}" for reason, n in privacy.items())
-        out.print(f"left out for privacy (consent to training, retention): {said}", soft_wrap=True)
+        out.print(f"left out for privacy (erasures, consent to training, retention): {said}", soft_wrap=True)
     for fmt, reasons in m["left_out"].items():
         for reason, n in reasons.items():
             out.print(f"  {fmt}: left out {n} row(s): {reason}", soft_wrap=True, markup=False)

@@ -82,6 +82,8 @@ from .sort import sorted_batches
 __all__ = ["FORMATS", "MANIFEST", "SPLITS", "STATE", "BuildError", "build", "content_hash"]
 
 MANIFEST = "manifest.json"
+#: the subjects of a sealed log's build (:func:`_write_lineage`), relative to its folder
+LINEAGE = Path("lineage") / "subjects.parquet"
 SPLITS = ("train", "validation", "test")
 #: what a build can write: the Parquet shards (data/) and each JSON-lines format
 FORMATS: tuple[str, ...] = ("parquet", *JSONL)
@@ -170,6 +172,17 @@ def _write_state(out: Sorted, folder: Path) -> list[dict[str, Any]]:
     return files
 
 
+def _write_lineage(con: Any, folder: Path) -> dict[str, Any]:
+    """``lineage/subjects.parquet``: every subject (pseudonym) of a row the build selected, once, sorted."""
+    (folder / LINEAGE).parent.mkdir(parents=True)
+    subjects = " UNION ".join(f"SELECT subject FROM {chosen} WHERE subject IS NOT NULL" for chosen in CHOSEN.values())
+    path = folder / LINEAGE
+    quoted = str(path).replace("'", "''")
+    con.execute(f"COPY (SELECT DISTINCT subject FROM ({subjects}) ORDER BY subject) TO '{quoted}' (FORMAT parquet)")
+    rows = con.execute(f"SELECT count(*) FROM read_parquet('{quoted}')").fetchone()[0]
+    return _entry(folder, path, rows)
+
+
 def _records(con: Any, selection: Selection) -> dict[str, int]:
     """The KTO view, the listwise and tie tables of the build database; the KTO examples left out, by reason."""
     con.execute(f"CREATE TEMP VIEW kto_all AS {kto_rows(selection)}")
@@ -213,6 +226,7 @@ def build(
     compress: str = "none",
     on_step: Callable[[str], None] | None = None,
     unstated_consent: tuple[str, ...] | list[str] = ("training", "analytics"),
+    keyring: Any = None,
 ) -> dict[str, Any]:
     """Build dataset ``name`` under ``root`` from the audit log at ``log_url``; its manifest.
 
@@ -230,6 +244,9 @@ def build(
         on_step: called with the name of each step as it starts (a progress display).
         unstated_consent: what a row stating no consent allows (``privacy.unstated_consent``); without
             ``training`` such rows are left out, and the selection records it.
+        keyring: a :class:`preflog.privacy.keyring.Keyring` to open a sealed log's personal fields (a sealed log
+            is refused without one); its erased rows are left out and counted, every row carries its ``subject``
+            and the build lists the subjects it holds in ``lineage/subjects.parquet`` (``preflog erase`` reads it).
 
     Raises:
         BuildError: ``root/name`` exists already (a build is never rewritten), the log has no pairs, or
@@ -277,11 +294,11 @@ def build(
 
         out = Sorted(con, budget=limit // 16, work=work)
         step("reading the log")
-        inputs = read_inputs(con, log_url, root, selection, config, since, purpose)
+        inputs = read_inputs(con, log_url, root, selection, config, since, purpose, keyring)
         step("cleaning the pairs")
         query, args = dataset_rows("pairs", selection)
         con.execute(f"CREATE TABLE kept AS {query}", args)
-        con.execute(f"CREATE TEMP VIEW rows AS {dataset_view('pairs', 'kept')}")
+        con.execute(f"CREATE TEMP VIEW rows AS {dataset_view('pairs', 'kept', subject=keyring is not None)}")
         kto_left_out = _records(con, selection)
         decontamination = None
         if evaluation is not None:
@@ -300,6 +317,8 @@ def build(
         outputs += written
         step("writing state/")
         outputs += _write_state(out, temporary)
+        if keyring is not None:
+            outputs.append(_write_lineage(con, temporary))
         manifest = _manifest(con, name, log_url, since, config, inputs, outputs, left_out, formats, compress)
         manifest["built_at"] = purpose.now.isoformat(timespec="seconds")  # the time retention was measured to
         if kto_left_out and "kto" in formats:

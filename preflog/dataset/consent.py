@@ -4,14 +4,15 @@ The facts ride in reserved metadata keys (:mod:`preflog.privacy.fields`): ``pref
 ``preflog.retention_days`` of the inference (a pair's ``inference_metadata``) and of the feedback
 (``feedback_metadata``). A row is left out for the first reason of :data:`REASONS` that applies:
 
+* ``erased``: the row is sealed and its subject's data key was erased (:mod:`preflog.privacy.keyring`);
 * ``no_consent``: the inference's consent does not allow the purpose (an inference stating none allows
   what ``unstated`` says: the ``privacy.unstated_consent`` setting), or the feedback states a consent that
   does not (a feedback stating none restricts nothing);
 * ``expired``: the inference's retention ran out before the reading's time (``now``), counted from the
   inference's time.
 
-The unpaired table (ratings, implicit signals) has no metadata maps: its rows state no consent and no
-retention, and follow ``unstated``. Only these
+The unpaired table (ratings, implicit signals) has no metadata maps: its rows state no retention, and
+their consent is their data key's when sealed (the key record carries it), else ``unstated``. Only these
 values and the inference time are read, never a text.
 """
 
@@ -24,11 +25,16 @@ from typing import Any
 
 from preflog.privacy.fields import CONSENT, PURPOSES, RETENTION, consent_sql, parse_consent, retention_sql
 
-__all__ = ["COLUMNS", "REASONS", "Purpose", "count_left_out", "privacy_columns", "sql_time"]
+__all__ = ["COLUMNS", "REASONS", "Purpose", "columns", "count_left_out", "privacy_columns", "sql_time"]
 
 #: why a row is left out, checked in this order (the first that applies counts), and how people read it
-REASONS: dict[str, str] = {"no_consent": "without consent", "expired": "past their retention"}
-#: the columns a build's selected rows carry for :class:`Purpose` (with their value where a row has none): the
+REASONS: dict[str, str] = {
+    "erased": "erased at their subject's request",
+    "no_consent": "without consent",
+    "expired": "past their retention",
+}
+#: the columns a sealed log's build's selected rows carry for :class:`Purpose` (with their value where a row has
+#: none; :func:`columns` gives those of a log that is not sealed): the
 #: inference's and the feedback's consent, the inference's retention and time, so that a later build
 #: (``--since``) checks the rows it takes from a previous build's state again (a retention runs out
 #: meanwhile) without the log. Scalars, not the metadata maps: a build carries them through every sort.
@@ -37,18 +43,35 @@ COLUMNS: dict[str, str] = {
     "consent": "CAST(NULL AS VARCHAR)",
     "feedback_consent": "CAST(NULL AS VARCHAR)",
     "retention_days": "CAST(NULL AS VARCHAR)",
+    "subject": "CAST(NULL AS VARCHAR)",
+    "erased": "false",
 }
 
 
-def privacy_columns(inference: str | None, feedback: str | None) -> str:
-    """The select list of :data:`COLUMNS` from metadata maps ``inference`` and ``feedback`` (None: a table without)."""
+
+def privacy_columns(inference: str | None, feedback: str | None, sealed: bool = False) -> str:
+    """The select list of :data:`COLUMNS` from metadata maps ``inference`` and ``feedback`` (None: a table without).
+
+    A ``sealed`` relation (a keyring's view) has the columns ``subject``, ``erased`` and ``subject_consent``; a
+    row stating no consent of its own takes its data key's, and the list has ``subject`` and ``erased``
+    (:func:`columns`). A build of a log that is not sealed carries neither (every byte counts in a build
+    at its memory limit).
+    """
+
     def value(column: str | None, key: str) -> str:
         return f"{column}['{key}']" if column else "CAST(NULL AS VARCHAR)"
 
+    consent = f"coalesce({value(inference, CONSENT)}, subject_consent)" if sealed else value(inference, CONSENT)
+    keyring = ", subject, erased" if sealed else ""
     return (
-        f"inference_time, {value(inference, CONSENT)} AS consent, {value(feedback, CONSENT)} AS feedback_consent, "
-        f"{value(inference, RETENTION)} AS retention_days"
+        f"inference_time, {consent} AS consent, {value(feedback, CONSENT)} AS feedback_consent, "
+        f"{value(inference, RETENTION)} AS retention_days{keyring}"
     )
+
+
+def columns(sealed: bool) -> dict[str, str]:
+    """:data:`COLUMNS` of a build: a sealed log's rows carry ``subject`` and ``erased`` too."""
+    return COLUMNS if sealed else {c: v for c, v in COLUMNS.items() if c not in ("subject", "erased")}
 
 
 def sql_time(at: datetime) -> str:
@@ -75,17 +98,22 @@ class Purpose:
         feedback_consent: str = "feedback_consent",
         retention_days: str = "retention_days",
         time: str = "inference_time",
+        erased: str = "false",
     ) -> str:
         """The SQL expression of why a row is left out (a key of :data:`REASONS`), NULL when it is kept.
 
         The arguments are expressions of the inference's consent, the feedback's, the inference's retention
-        (``preflog.*`` metadata values; NULL where not stated) and its time; by default :data:`COLUMNS`.
+        (``preflog.*`` metadata values; NULL where not stated) and its time, by default :data:`COLUMNS`; and of
+        whether the row was erased (a keyring view's ``erased``; by default no row is).
         """
         allowed = (
             f"{consent_sql(consent, self.name, self.unstated)} AND {consent_sql(feedback_consent, self.name, PURPOSES)}"
         )
         expired = retention_sql(retention_days, time, sql_time(self.now))
-        return f"CASE WHEN NOT ({allowed}) THEN 'no_consent' WHEN {expired} THEN 'expired' END"
+        return (
+            f"CASE WHEN {erased} THEN 'erased' WHEN NOT ({allowed}) THEN 'no_consent' "
+            f"WHEN {expired} THEN 'expired' END"
+        )
 
 
 def count_left_out(con: Any, query: str, args: Sequence[Any] = ()) -> dict[str, int]:

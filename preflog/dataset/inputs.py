@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from preflog.sinks.read import data_files
-from preflog.sinks.scan import located, log_view, parquet_source
+from preflog.sinks.scan import connect, located, log_view, parquet_source
 from preflog.sinks.storage import Storage
 
-from .consent import COLUMNS, REASONS, Purpose, count_left_out
+from .consent import REASONS, Purpose, columns, count_left_out
 from .hashing import file_size, sha256_file, source_entry
 from .select import IDS, Selection, selected
 
@@ -108,10 +108,13 @@ def read_inputs(
     config: dict[str, Any],
     since: str | None,
     purpose: Purpose,
+    keyring: Any = None,
 ) -> Inputs:
     """Read the log (only the files ``since`` had not read, when given) into the build database's tables.
 
     ``purpose`` says which rows consent and retention leave out (:attr:`Inputs.left_out` counts them).
+    ``keyring`` (:class:`preflog.privacy.keyring.Keyring`) opens a sealed log's personal fields; its erased
+    rows are left out too. Without one, a sealed log is refused (:class:`SealedLogError`).
     """
     storage = Storage(log_url)
     base = previous(root, since, config, log_url) if since else None
@@ -133,15 +136,51 @@ def read_inputs(
         new = [p for p in listed if p not in known]
         out.sources += [known[p] if p in known else source_entry(storage, p) for p in listed]
         out.files[table] = listed
-        log_view(con, f"new_{table}", log_url, table, files=new, rid=1)
+        _view(con, f"new_{table}", log_url, table, new, keyring)
         con.execute(f"CREATE TABLE new_{table}_ids AS {_file_ids(con, storage, table, new)}")
         state = root / str(since) / STATE if base is not None else None
-        left_out = _merge(con, table, selection, state, purpose)
+        left_out = _merge(con, table, selection, state, purpose, keyring is not None)
         out.left_out = {r: out.left_out[r] + left_out[r] for r in REASONS}
     return out
 
 
-def _merge(con: Any, table: str, s: Selection, state: Path | None, purpose: Purpose) -> dict[str, int]:
+class SealedLogError(BuildError):
+    """The log holds sealed personal fields and the build was given no keyring to open them."""
+
+
+_SEALED = {
+    "pairs": "inference_metadata['preflog.key'] IS NOT NULL",
+    "unpaired": "starts_with(prompt, 'pf1:')",
+}
+
+
+def _view(con: Any, name: str, log_url: str, table: str, files: list[str], keyring: Any) -> None:
+    """The view ``name`` of ``files`` of ``table``: a keyring's (its fields opened), else the log's if not sealed.
+
+    The check runs on a connection of its own: what it reads must not stay in the build's memory.
+    """
+    log_view(con, name, log_url, table, files=files, rid=1, keyring=keyring)
+    if keyring is None and _sealed(log_url, table, files):
+        raise SealedLogError(
+            f"the log's {table} hold sealed personal fields: give the build its privacy settings "
+            "(PREFLOG_PRIVACY__ENABLED=true, PREFLOG_PRIVACY__MASTER_KEY_FILE and the keys topic or directory "
+            "the producers used) so it opens them"
+        )
+
+
+def _sealed(log_url: str, table: str, files: list[str]) -> bool:
+    """Whether ``files`` of ``table`` hold sealed personal fields."""
+    check = connect(256 * 10**6)
+    try:
+        log_view(check, "log", log_url, table, files=files)
+        return check.execute(f"SELECT 1 FROM log WHERE {_SEALED[table]} LIMIT 1").fetchone() is not None
+    finally:
+        check.close()
+
+
+def _merge(
+    con: Any, table: str, s: Selection, state: Path | None, purpose: Purpose, sealed: bool
+) -> dict[str, int]:
     """The selected rows and winning ids of everything read: the new files' and, if any, a previous build's.
 
     The selected rows are a view (the log's files are read again by each query that needs the texts: the
@@ -155,8 +194,8 @@ def _merge(con: Any, table: str, s: Selection, state: Path | None, purpose: Purp
     if state is not None:
         ids = f"(SELECT id, path FROM {_parquet(state / f'{table}.ids.parquet')} UNION ALL SELECT * FROM {new_ids})"
     con.execute(f"CREATE TABLE {table}_ids AS SELECT id, min(path) AS path FROM {ids} WHERE id <> '' GROUP BY id")
-    fresh, args = selected(f"new_{table}", s, table)
-    reason = purpose.reason()
+    fresh, args = selected(f"new_{table}", s, table, sealed)
+    reason = purpose.reason(erased="erased" if sealed else "false")
     if state is None:
         left_out = count_left_out(con, f"SELECT {reason} AS reason FROM ({fresh})", args)
         kept = f"SELECT * FROM ({_inline(fresh, args)}) WHERE ({reason}) IS NULL"
@@ -166,7 +205,7 @@ def _merge(con: Any, table: str, s: Selection, state: Path | None, purpose: Purp
     con.execute(f"CREATE TABLE {table}_won AS {won}")
     old = f"read_parquet('{_quote(state / f'{table}.parquet')}', file_row_number = true)"
     have = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {old}").fetchall()}
-    missing = "".join(f", {empty} AS {column}" for column, empty in COLUMNS.items() if column not in have)
+    missing = "".join(f", {v} AS {column}" for column, v in columns(sealed).items() if column not in have)
     earlier = f"""SELECT * EXCLUDE (file_row_number), file_row_number AS __rid{missing} FROM {old}
                   WHERE coalesce({key}, '') = '' OR {key} NOT IN (SELECT id FROM {table}_won)"""
     later = f"SELECT * FROM ({fresh}) WHERE coalesce({key}, '') = '' OR {key} IN (SELECT id FROM {table}_won)"

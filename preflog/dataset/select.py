@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .consent import COLUMNS, privacy_columns
+from .consent import columns, privacy_columns
 
 __all__ = [
     "CAP_COLUMNS",
@@ -156,24 +156,24 @@ def split_of(s: Selection, key: str = "prompt_key") -> str:
 
 #: the columns of a dataset row, from the representative pair of each merged group, and the privacy columns
 #: (:data:`preflog.dataset.consent.COLUMNS`)
-_KEEP = f"""
+_KEEP = """
     prompt, chosen, rejected, prompt_messages, chosen_messages, rejected_messages,
     pair_id, request_id, feedback_id, chosen_index, rejected_index, model.name AS model, model.version AS model_version,
     chosen_model.name AS chosen_model, rejected_model.name AS rejected_model,
     CAST(source.type AS VARCHAR) AS source, source.id AS source_id, source.version AS source_version,
     CAST(feedback_kind AS VARCHAR) AS kind, explicit, margin, chosen_score, rejected_score,
     CAST(feedback_time AS VARCHAR) AS feedback_time, context.tenant AS tenant, context.user_id AS user_id,
-    {privacy_columns("inference_metadata", "feedback_metadata")}
+    {privacy}
 """
 #: the columns of a selected signal (the unpaired table: ratings and implicit signals; it has no metadata maps)
-_KEEP_SIGNAL = f"""
+_KEEP_SIGNAL = """
     prompt, prompt_messages, completion, completion_messages, completion_index, label, value, signal,
     signal_id, request_id, feedback_id, model.name AS model, model.version AS model_version,
     coalesce(completion_model.name, model.name) AS completion_model,
     CAST(source.type AS VARCHAR) AS source, source.id AS source_id, source.version AS source_version,
     CAST(feedback_kind AS VARCHAR) AS kind, explicit,
     CAST(feedback_time AS VARCHAR) AS feedback_time, context.tenant AS tenant, context.user_id AS user_id,
-    {privacy_columns(None, None)}
+    {privacy}
 """
 #: the id column of each table a build reads
 IDS = {"pairs": "pair_id", "unpaired": "signal_id"}
@@ -192,16 +192,19 @@ def sort_keys(order: str, id_column: str) -> list[str]:
 ORDER_KEYS = {table: sort_keys(ORDER[table], IDS[table]) for table in IDS}
 
 
-def selected(source: str, s: Selection, name: str = "pairs") -> tuple[str, list[Any]]:
+def selected(source: str, s: Selection, name: str = "pairs", sealed: bool = False) -> tuple[str, list[Any]]:
     """The query (and its arguments) of the rows of relation ``source`` that the judgement-level selection takes.
 
     ``source`` is a ``pairs`` or ``unpaired`` table of the log; a build stores them by :data:`ORDER_KEYS`.
     Each row keeps the columns a build needs, ``prompt_key`` (the normalised prompt), ``__rid`` and the privacy
     columns (:data:`preflog.dataset.consent.COLUMNS`; consent and retention are applied to these rows by
-    :func:`preflog.dataset.inputs.read_inputs`).
+    :func:`preflog.dataset.inputs.read_inputs`), from a keyring's view when ``sealed``.
     """
     where, args = judgement_filter(s)
-    keep = _KEEP if name == "pairs" else _KEEP_SIGNAL
+    if name == "pairs":
+        keep = _KEEP.format(privacy=privacy_columns("inference_metadata", "feedback_metadata", sealed))
+    else:
+        keep = _KEEP_SIGNAL.format(privacy=privacy_columns(None, None, sealed))
     return f"SELECT {keep}, {PROMPT_KEY} AS prompt_key, __rid FROM {source} WHERE {where}", args
 
 
@@ -262,17 +265,19 @@ def dataset_rows(chosen: str, s: Selection) -> tuple[str, list[Any]]:
     return query, args
 
 
-def dataset_view(chosen: str, kept: str) -> str:
+def dataset_view(chosen: str, kept: str, subject: bool = False) -> str:
     """The query of the dataset rows: the ``kept`` rows (of :func:`dataset_rows`) with their columns from ``chosen``.
 
     A build writes them ordered by :data:`ROW_KEYS`, with ``votes``, ``weight``, ``opposing_votes``, ``split``
-    (and without the privacy columns, :data:`preflog.dataset.consent.COLUMNS`).
+    (and without the privacy columns, :data:`preflog.dataset.consent.COLUMNS`, but ``subject`` when asked: a
+    sealed log's build carries every row's subject).
     """
-    privacy = ", ".join(COLUMNS)
+    privacy = ", ".join(columns(subject))
+    carried = ", c.subject" if subject else ""
     return f"""
         SELECT c.prompt, c.chosen, c.rejected, k.votes,
                c.* EXCLUDE (prompt, chosen, rejected, chosen_index, rejected_index, prompt_key, __rid, {privacy}),
-               k.opposing_votes, k.weight, k.split
+               k.opposing_votes, k.weight, k.split{carried}
         FROM {chosen} c JOIN {kept} k ON c.__rid = k.rid  -- the narrow kept rows are the hash table (see build)
     """
 

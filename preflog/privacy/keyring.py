@@ -213,7 +213,8 @@ def _open_sql(column: str, type_: pa.DataType) -> str:
 def opened_view(con: Any, name: str, source: str, table: str, schema: pa.Schema, keyring: Keyring) -> None:
     """Create the view ``name`` over the query ``source`` (rows of audit-log ``table``) with its fields opened.
 
-    Adds ``subject`` and ``erased`` (the prompt's data key was erased: its sealed fields read as null).
+    Adds ``subject``, ``erased`` (the prompt's data key was erased: its sealed fields read as null) and
+    ``subject_consent`` (the consent its data key records; null when unstated or not sealed).
     """
     try:
         keyring.register(con)
@@ -227,9 +228,10 @@ def opened_view(con: Any, name: str, source: str, table: str, schema: pa.Schema,
     key = _KEY_SQL.format(c="v.prompt") if "prompt" in schema.names else "NULL"
     con.execute(
         f"""CREATE OR REPLACE TEMP VIEW {name} AS
-            SELECT * EXCLUDE (__erased, __subject){replace},
-                   __subject AS subject, coalesce(__erased, false) AS erased
-            FROM (SELECT v.*, k.erased AS __erased, coalesce({stated}, k.subject) AS __subject
+            SELECT * EXCLUDE (__erased, __subject, __consent){replace},
+                   __subject AS subject, coalesce(__erased, false) AS erased, __consent AS subject_consent
+            FROM (SELECT v.*, k.erased AS __erased, coalesce({stated}, k.subject) AS __subject,
+                         k.consent AS __consent
                   FROM ({source}) v LEFT JOIN preflog_keys k ON k.key_id = {key})"""
     )
 

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from preflog.dataset.build import build
 from preflog.dataset.catalog import verify
+from preflog.dataset.inputs import SealedLogError
 from preflog.dataset.select import Selection
+from preflog.privacy.keyring import Keyring
+from preflog.privacy.keys import MasterKey, generate_master
+from preflog.privacy.pseudonym import pseudonym
+from preflog.privacy.sealer import Privacy, Sealer
+from preflog.privacy.store import DirKeyStore
+from preflog.schemas.events import feedback_record, inference_record
 
 from .dataset_helpers import rows, signal, write_table
 
@@ -48,7 +57,7 @@ def _prompts(folder: Path) -> set[str]:
 
 
 def _expected(copies: int = 3) -> tuple[set[str], dict[str, int]]:
-    kept, left_out = set(), {"no_consent": 0, "expired": 0}
+    kept, left_out = set(), {"erased": 0, "no_consent": 0, "expired": 0}
     for i, (_, _, reason) in enumerate(CASES * copies):
         if reason is None:
             kept.add(f"Question {i}?")
@@ -88,7 +97,7 @@ def test_unstated_consent_follows_the_setting_and_the_selection_records_it(tmp_p
 def test_a_log_without_privacy_facts_builds_as_before(tmp_path: Path) -> None:
     url = write_table(tmp_path / "log", "pairs", rows([(f"Q {i}?", "a", "b", "END_USER") for i in range(10)]))
     m = build(url, tmp_path / "ds", "plain", SELECTION)
-    assert m["privacy"] == {"no_consent": 0, "expired": 0}
+    assert m["privacy"] == {"erased": 0, "no_consent": 0, "expired": 0}
     assert "left out for privacy" not in (tmp_path / "ds" / "plain" / "README.md").read_text()
 
 
@@ -103,3 +112,63 @@ def test_an_incremental_build_counts_and_keeps_as_a_full_one(tmp_path: Path) -> 
     full = build(url, tmp_path / "ds", "full", SELECTION)
     assert later["privacy"] == full["privacy"] == {k: 3 * v for k, v in _expected(1)[1].items()}
     assert later["content_hash"] == full["content_hash"]
+
+
+SECRET = b"dataset-privacy-test-secret-0123"
+USERS = ("alice", "bob", "carol")
+
+
+def _sealed_log(tmp_path: Path, n: int = 30) -> tuple[str, DirKeyStore, MasterKey]:
+    """A log of ``n`` pairs sealed by the SDK's sealer, of three users in turn (question i is USERS[i % 3]'s)."""
+    master = generate_master(tmp_path / "master.key")
+    store = DirKeyStore(tmp_path / "keys")
+    sealer = Sealer(SECRET, master, store)
+    records = rows([(f"Question {i}?", f"yes {i}", f"no {i}", "END_USER") for i in range(n)])
+    for i, r in enumerate(records):
+        user = USERS[i % len(USERS)]
+        inference = sealer.inference(inference_record({
+            "request_id": str(uuid.uuid4()), "event_time": "2026-12-01T10:00:00Z", "prompt": r["prompt"],
+            "prompt_messages": [{"role": "user", "content": r["prompt"]}], "candidates": [r["rejected"], r["chosen"]],
+            "model": "m", "context": {"user_id": user}, "metadata": {"ticket": f"T-{i}"},
+        }), Privacy())  # fmt: skip
+        feedback = sealer.feedback(feedback_record({
+            "feedback_id": str(uuid.uuid4()), "request_id": inference["request_id"],
+            "event_time": "2026-12-01T10:01:00Z", "kind": "PAIRWISE", "pairwise": {"chosen": 1, "rejected": 0},
+            "source": {"type": "END_USER", "id": user}, "rationale": f"because {i}",
+        }), Privacy())  # fmt: skip
+        r.update(
+            prompt=inference["prompt"], prompt_messages=inference["prompt_messages"],
+            chosen=inference["candidates"][1]["text"], rejected=inference["candidates"][0]["text"],
+            chosen_messages=None, rejected_messages=None, rationale=feedback["rationale"],
+            inference_metadata=inference["metadata"], feedback_metadata=feedback["metadata"],
+            context={**r["context"], "user_id": inference["context"]["user_id"]},
+        )  # fmt: skip
+    return write_table(tmp_path / "log", "pairs", records), store, master
+
+
+def test_a_sealed_log_builds_opened_with_subjects_and_erased_rows_left_out(tmp_path: Path) -> None:
+    url, store, master = _sealed_log(tmp_path)
+    with pytest.raises(SealedLogError, match="PREFLOG_PRIVACY__"):
+        build(url, tmp_path / "ds", "blind", SELECTION)
+    assert not (tmp_path / "ds" / "blind").exists()
+
+    m = build(url, tmp_path / "ds", "before", SELECTION, keyring=Keyring(store.load(), [master], store))
+    table = pa.concat_tables(pq.read_table(p) for p in sorted((tmp_path / "ds" / "before" / "data").glob("*.parquet")))
+    assert sorted(table.column("prompt").to_pylist()) == sorted(f"Question {i}?" for i in range(30))
+    by_prompt = dict(zip(table.column("prompt").to_pylist(), table.column("subject").to_pylist(), strict=True))
+    assert all(by_prompt[f"Question {i}?"] == pseudonym(USERS[i % 3], SECRET) for i in range(30))
+    lineage = pq.read_table(tmp_path / "ds" / "before" / "lineage" / "subjects.parquet").column("subject")
+    assert lineage.to_pylist() == sorted(pseudonym(u, SECRET) for u in USERS)
+    assert m["privacy"]["erased"] == 0 and verify(tmp_path / "ds", "before").ok
+    for path in (tmp_path / "ds" / "before").rglob("*.jsonl"):
+        assert "pf1:" not in path.read_text()  # no ciphertext reaches a training file
+
+    alice = pseudonym("alice", SECRET)
+    store.erase(store.load().of_subject(alice), "erasure-1")
+    m = build(url, tmp_path / "ds", "after", SELECTION, keyring=Keyring(store.load(), [master], store))
+    table = pa.concat_tables(pq.read_table(p) for p in sorted((tmp_path / "ds" / "after" / "data").glob("*.parquet")))
+    assert sorted(table.column("prompt").to_pylist()) == sorted(f"Question {i}?" for i in range(30) if i % 3)
+    assert m["privacy"]["erased"] == 10  # alice's 10 pairs: counted, not silently gone
+    assert alice not in pq.read_table(tmp_path / "ds" / "after" / "lineage" / "subjects.parquet").column(
+        "subject"
+    ).to_pylist()
