@@ -11,6 +11,7 @@ from __future__ import annotations
 from .audit import export, reconcile, verify
 from .dataset import dataset_app
 from .offsets import offsets_app
+from .privacy import erase, privacy_app
 from .produce import generate, produce
 from .replay import replay
 from .report import report
@@ -23,8 +24,9 @@ from .up import up
 __all__ = ["app", "main"]
 
 # The order of `preflog --help`: commands first, then the groups.
-for _command in (produce, generate, process, sink, verify, export, report, tail, replay, reconcile, up):
+for _command in (produce, generate, process, sink, verify, export, report, tail, replay, reconcile, erase, up):
     app.command()(_command)
 app.add_typer(topics_app, name="topics")
 app.add_typer(offsets_app, name="offsets")
 app.add_typer(dataset_app, name="dataset")
+app.add_typer(privacy_app, name="privacy")

@@ -241,7 +241,10 @@ def verify(
     from ..dataset.catalog import verify as check_build
 
     try:
-        check = check_build(_root(ctx, root), name, sources=sources)
+        from ..privacy.erase import receipts
+
+        erasures = receipts(Path(settings_of(ctx).data_dir))
+        check = check_build(_root(ctx, root), name, sources=sources, erasures=erasures)
     except FileNotFoundError as exc:
         raise PreflogError(str(exc)) from None
     for problem in check.problems:

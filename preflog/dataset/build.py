@@ -65,6 +65,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from preflog.privacy.erase import LINEAGE
 from preflog.sinks.scan import connect
 from preflog.sinks.scan import memory_limit as bytes_limit
 
@@ -82,8 +83,6 @@ from .sort import sorted_batches
 __all__ = ["FORMATS", "MANIFEST", "SPLITS", "STATE", "BuildError", "build", "content_hash"]
 
 MANIFEST = "manifest.json"
-#: the subjects of a sealed log's build (:func:`_write_lineage`), relative to its folder
-LINEAGE = Path("lineage") / "subjects.parquet"
 SPLITS = ("train", "validation", "test")
 #: what a build can write: the Parquet shards (data/) and each JSON-lines format
 FORMATS: tuple[str, ...] = ("parquet", *JSONL)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from preflog.privacy.erase import WITHDRAWN
 from preflog.sinks.storage import Storage
 
-from .build import MANIFEST, content_hash
+from .build import LINEAGE, MANIFEST, content_hash
 from .hashing import sha256_file, sha256_source
 
 __all__ = ["Check", "builds", "diff", "manifest", "verify"]
@@ -50,11 +52,24 @@ class Check:
         return not self.problems
 
 
-def verify(root: Path, name: str, sources: bool = True) -> Check:
-    """Recompute build ``name``'s file hashes and content hash; with ``sources``, its source files' too."""
+def verify(root: Path, name: str, sources: bool = True, erasures: list[dict[str, Any]] | None = None) -> Check:
+    """Recompute build ``name``'s file hashes and content hash; with ``sources``, its source files' too.
+
+    A build an erasure withdrew (``WITHDRAWN.json``), or one holding a subject that an erasure of
+    ``erasures`` (receipts, :func:`preflog.privacy.erase.receipts`) erased, is a problem: rebuild it.
+    """
     m = manifest(root, name)
     folder = root / name
     check = Check()
+    withdrawn = folder / WITHDRAWN
+    if withdrawn.exists():
+        mark = json.loads(withdrawn.read_text())
+        check.problems.append(
+            f"withdrawn by {mark['erasure']} at {mark['at']}: it held a subject that was erased, and its data was "
+            "deleted; rebuild it (a rebuild leaves erased subjects out)"
+        )
+        return check
+    check.problems += _erased_subjects(folder, m.get("built_at"), erasures or [])
     for f in m["files"]:
         path = folder / f["path"]
         if not path.exists():
@@ -77,6 +92,27 @@ def verify(root: Path, name: str, sources: bool = True) -> Check:
             if digest != s["sha256"]:
                 check.problems.append(f"source {s['path']}: its sha256 is not the one the build read")
     return check
+
+
+def _erased_subjects(folder: Path, built_at: str | None, erasures: list[dict[str, Any]]) -> list[str]:
+    """A problem per erasure, made since the build, of a subject the build's lineage holds.
+
+    An erasure before the build is no problem: the build left the erased rows out (a subject's later
+    data, sealed with a new key, is theirs to give).
+    """
+    lineage = folder / LINEAGE
+    erasures = [e for e in erasures if built_at is None or e["at"] >= built_at]
+    if not erasures or not lineage.exists():
+        return []
+    import pyarrow.parquet as pq
+
+    held = pq.read_table(lineage, columns=["subject"]).column("subject").to_pylist()
+    digests = {hashlib.sha256(s.encode()).hexdigest() for s in held if s}
+    return [
+        f"holds a subject erased by {e['erasure']} at {e['at']}: rebuild it (a rebuild leaves erased subjects out)"
+        for e in erasures
+        if digests & set(e.get("subjects", []))
+    ]
 
 
 def _pairs(folder: Path) -> str:

@@ -37,6 +37,7 @@ __all__ = [
     "generate_master",
     "load_masters",
     "load_secret",
+    "master_from_file",
     "new_key_id",
     "pick",
 ]
@@ -166,17 +167,18 @@ def load_masters(settings: Any) -> list[MasterKey]:
     if p.master_key is not None:
         keys.append(MasterKey(_read_key_text(p.master_key.get_secret_value(), "PREFLOG_PRIVACY__MASTER_KEY"), "(env)"))
     elif p.master_key_file is not None:
-        keys.append(_from_file(Path(p.master_key_file), "privacy.master_key_file"))
+        keys.append(master_from_file(Path(p.master_key_file), "privacy.master_key_file"))
     else:
         raise KeyError_(
             "privacy is on but no master key is set: set PREFLOG_PRIVACY__MASTER_KEY_FILE to the file of the key "
             "that wrapped the data keys (preflog privacy new-key makes one)"
         )
-    keys += [_from_file(Path(f), "privacy.previous_master_key_files") for f in p.previous_master_key_files]
+    keys += [master_from_file(Path(f), "privacy.previous_master_key_files") for f in p.previous_master_key_files]
     return keys
 
 
-def _from_file(path: Path, setting: str) -> MasterKey:
+def master_from_file(path: Path, setting: str) -> MasterKey:
+    """The master key in ``path``; KeyError_ naming ``setting`` when it cannot be read."""
     try:
         text = path.read_text()
     except OSError as exc:

@@ -137,6 +137,7 @@ def _sealed_log(tmp_path: Path, n: int = 30) -> tuple[str, DirKeyStore, MasterKe
             "source": {"type": "END_USER", "id": user}, "rationale": f"because {i}",
         }), Privacy())  # fmt: skip
         r.update(
+            request_id=inference["request_id"], feedback_id=feedback["feedback_id"],
             prompt=inference["prompt"], prompt_messages=inference["prompt_messages"],
             chosen=inference["candidates"][1]["text"], rejected=inference["candidates"][0]["text"],
             chosen_messages=None, rejected_messages=None, rationale=feedback["rationale"],

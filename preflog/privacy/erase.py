@@ -1,0 +1,209 @@
+"""Erasure: a subject's data keys deleted, the copies in the clear withdrawn, and a receipt.
+
+Every copy preflog keeps of a subject's personal fields is sealed with that subject's data keys: the
+raw and output topics, the processor's state and changelog, the audit log, replays. Deleting the keys
+(tombstones in the keys topic, an erasure mark kept for ever so readers say "erased", never "lost")
+makes all of them unreadable at once, backups and object versions included, without rewriting a byte.
+Producers running with a key watch drop the keys from their caches, so later events of the subject get
+a new key.
+
+Copies in the clear are what readers wrote: dataset builds and exports. A build lists its subjects in
+``lineage/subjects.parquet``, an export in its subjects file (:mod:`.lineage`); each one holding the
+subject is withdrawn: its data files are deleted, its manifest and card stay, and ``WITHDRAWN.json``
+says by which erasure (``preflog dataset verify`` reports it; a rebuild leaves the subject out).
+Reports hold counts and lengths, never a text: they are not touched.
+
+The receipt (``<data dir>/privacy/erasures/<id>.json``) says what was erased, when, which stores it
+reached and counts; it names key ids, builds and export paths, never a text or a raw id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import pyarrow.parquet as pq
+
+from .keys import DataKey
+from .lineage import exports_holding
+from .store import DirKeyStore, KeyStore
+
+__all__ = [
+    "LINEAGE", "RECEIPTS", "WITHDRAWN", "Receipt", "builds_holding", "erase", "receipts", "subjects_of_request",
+    "withdraw",
+]  # fmt: skip
+
+#: the folder of receipts, under the data directory
+RECEIPTS = Path("privacy") / "erasures"
+#: the mark of a withdrawn build or export
+WITHDRAWN = "WITHDRAWN.json"
+#: the subjects of a sealed log's dataset build, relative to its folder (written by the build)
+LINEAGE = Path("lineage") / "subjects.parquet"
+_KEEP = {"manifest.json", "README.md", WITHDRAWN}
+
+
+@dataclass
+class Receipt:
+    """What an erasure did (no personal data: subjects appear as a digest of their pseudonyms)."""
+
+    erasure: str
+    at: str
+    by: str  # "subject" or "request_id"
+    subjects: list[str]  # sha256 of each pseudonym: proves which, reveals nothing
+    keys_erased: list[str]
+    rows: dict[str, int] = field(default_factory=dict)  # audit-log rows now reading as erased, by table
+    builds_withdrawn: list[str] = field(default_factory=list)
+    exports_withdrawn: list[str] = field(default_factory=list)
+    stores: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+
+def builds_holding(root: Path, subjects: set[str]) -> list[str]:
+    """The builds under ``root`` whose lineage holds any of ``subjects`` (withdrawn ones excluded), by name."""
+    if not root.is_dir():
+        return []
+    found = []
+    for lineage in sorted(root.glob(f"*/{LINEAGE.as_posix()}")):
+        folder = lineage.parent.parent
+        if (folder / WITHDRAWN).exists() or folder.name.startswith("."):
+            continue
+        held = set(pq.read_table(lineage, columns=["subject"]).column("subject").to_pylist())
+        if held & subjects:
+            found.append(folder.name)
+    return found
+
+
+def withdraw(folder: Path, erasure: str, at: str) -> None:
+    """Delete build ``folder``'s data (every file but its manifest and card) and mark it withdrawn."""
+    (folder / WITHDRAWN).write_text(json.dumps({"erasure": erasure, "at": at}) + "\n")
+    for path in folder.iterdir():
+        if path.name in _KEEP:
+            continue
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def _rows(log_url: str | None, keys: set[str]) -> dict[str, int]:
+    """Rows of the audit log sealed with ``keys`` (they now read as erased), by table; {} without a log."""
+    if not log_url or not keys:
+        return {}
+    from preflog.sinks.scan import connect, log_view
+
+    con = connect(512 * 10**6)
+    out: dict[str, int] = {}
+    try:
+        con.execute("CREATE TEMP TABLE erased_keys (key_id VARCHAR)")
+        con.executemany("INSERT INTO erased_keys VALUES (?)", [[k] for k in sorted(keys)])
+        key_of = {
+            "pairs": "inference_metadata['preflog.key']",
+            "unpaired": "CASE WHEN starts_with(prompt, 'pf1:') THEN substr(prompt, 5, 16) END",
+        }
+        for table, key in key_of.items():
+            try:
+                log_view(con, table, log_url, table)
+            except FileNotFoundError:
+                continue
+            query = f"SELECT count(*) FROM {table} WHERE {key} IN (SELECT key_id FROM erased_keys)"
+            out[table] = int(con.execute(query).fetchone()[0])
+    finally:
+        con.close()
+    return out
+
+
+def erase(
+    store: KeyStore | DirKeyStore,
+    subjects: set[str],
+    data_dir: Path,
+    datasets: Path,
+    log_url: str | None = None,
+    by: str = "subject",
+    storage_options: dict[str, Any] | None = None,
+) -> Receipt:
+    """Erase ``subjects`` (pseudonyms): their keys, the builds and exports holding them; the receipt, written.
+
+    An erasure of a subject without keys still withdraws copies and writes its receipt (it may have been
+    erased before: erasing again is harmless).
+    """
+    at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    erasure = f"erasure-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    snapshot = store.load()
+    keys: list[DataKey] = [k for s in sorted(subjects) for k in snapshot.of_subject(s)]
+    store.erase(keys, erasure)
+    key_ids = sorted(k.key_id for k in keys)
+    builds = builds_holding(datasets, subjects)
+    for name in builds:
+        withdraw(datasets / name, erasure, at)
+    exports = []
+    for entry in exports_holding(data_dir, subjects, storage_options):
+        fs, path = fsspec.core.url_to_fs(entry["path"], **((storage_options or {}) if "://" in entry["path"] else {}))
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+        with fs.open(path + ".withdrawn.json", "w") as mark:
+            mark.write(json.dumps({"erasure": erasure, "at": at}) + "\n")
+        exports.append(entry["path"])
+    where = store.topic
+    receipt = Receipt(
+        erasure=erasure,
+        at=at,
+        by=by,
+        subjects=sorted(hashlib.sha256(s.encode()).hexdigest() for s in subjects),
+        keys_erased=key_ids,
+        rows=_rows(log_url, set(key_ids)),
+        builds_withdrawn=builds,
+        exports_withdrawn=exports,
+        stores={
+            "keys": f"{where}: {len(key_ids)} data keys deleted (tombstones), erasure marks kept",
+            "topics, processor state and changelogs, audit log, replays": "sealed with the deleted keys: unreadable",
+            "dataset builds": f"{len(builds)} withdrawn (data deleted, WITHDRAWN.json)",
+            "exports": f"{len(exports)} withdrawn",
+            "reports": "hold counts and lengths, no text: unchanged",
+        },
+    )
+    folder = Path(data_dir) / RECEIPTS
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{erasure}.json").write_text(receipt.to_json())
+    return receipt
+
+
+def subjects_of_request(log_url: str, request_id: str, snapshot: Any) -> set[str]:
+    """The subjects of ``request_id``'s rows in the audit log: pairs state theirs, signals by their data key."""
+    from preflog.sinks.scan import connect, log_view
+
+    queries = {
+        "pairs": "SELECT DISTINCT inference_metadata['preflog.subject'], NULL FROM pairs WHERE request_id = ?",
+        "unpaired": "SELECT DISTINCT NULL, substr(prompt, 5, 16) FROM unpaired WHERE request_id = ? "
+        "AND starts_with(prompt, 'pf1:')",
+    }
+    con = connect(512 * 10**6)
+    found: set[str] = set()
+    try:
+        for table, query in queries.items():
+            try:
+                log_view(con, table, log_url, table)
+            except FileNotFoundError:
+                continue
+            for subject, key_id in con.execute(query, [request_id]).fetchall():
+                if subject:
+                    found.add(subject)
+                elif key_id in snapshot.keys:
+                    found.add(snapshot.keys[key_id].subject)
+    finally:
+        con.close()
+    return found
+
+
+def receipts(data_dir: Path) -> list[dict[str, Any]]:
+    """Every receipt under ``data_dir``, oldest first."""
+    folder = Path(data_dir) / RECEIPTS
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []

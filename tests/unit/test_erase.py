@@ -1,0 +1,96 @@
+"""``preflog erase``: keys deleted, builds holding the subject withdrawn, a receipt without personal data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from preflog.cli import app
+from preflog.privacy.pseudonym import pseudonym
+
+from .test_dataset_privacy import SECRET, _sealed_log
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, list[str]]:
+    """A sealed log of alice, bob and carol (10 pairs each), privacy settings for it; (log URL, base args)."""
+    url, _, _ = _sealed_log(tmp_path)
+    (tmp_path / "secret").write_bytes(SECRET + b"\n")
+    monkeypatch.setenv("PREFLOG_PRIVACY__ENABLED", "true")
+    monkeypatch.setenv("PREFLOG_PRIVACY__MASTER_KEY_FILE", str(tmp_path / "master.key"))
+    monkeypatch.setenv("PREFLOG_PRIVACY__PSEUDONYM_SECRET_FILE", str(tmp_path / "secret"))
+    monkeypatch.setenv("PREFLOG_PRIVACY__KEYS_DIR", str(tmp_path / "keys"))
+    return url, ["--data-dir", str(tmp_path / "data")]
+
+
+def _invoke(args: list[str]) -> str:
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result.output
+
+
+def _prompts(folder: Path) -> list[str]:
+    table = pa.concat_tables(pq.read_table(p) for p in sorted((folder / "data").glob("*.parquet")))
+    return sorted(table.column("prompt").to_pylist())
+
+
+def test_erase_withdraws_the_builds_holding_the_subject_and_a_rebuild_leaves_it_out(
+    tmp_path: Path, env: tuple[str, list[str]]
+) -> None:
+    url, base = env
+    datasets = tmp_path / "data" / "datasets"
+    _invoke([*base, "dataset", "build", "before", "--url", url])
+    assert len(_prompts(datasets / "before")) == 30
+    assert _invoke([*base, "privacy", "pseudonym", "alice"]).strip() == pseudonym("alice", SECRET)
+
+    said = _invoke([*base, "erase", "--subject", "alice", "--url", url])
+    assert "withdrew dataset build before" in said
+    assert "pairs 10" in said  # alice's ten pairs now read as erased
+    assert not (datasets / "before" / "data").exists() and not (datasets / "before" / "state").exists()
+    verified = CliRunner().invoke(app, [*base, "dataset", "verify", "before"])
+    assert verified.exit_code == 1 and "withdrawn by erasure-" in verified.output
+
+    _invoke([*base, "dataset", "build", "after", "--url", url])
+    assert _prompts(datasets / "after") == sorted(f"Question {i}?" for i in range(30) if i % 3)
+    assert json.loads((datasets / "after" / "manifest.json").read_text())["privacy"]["erased"] == 10
+    assert _invoke([*base, "dataset", "verify", "after"]).strip().endswith("OK")
+
+    receipts = list((tmp_path / "data" / "privacy" / "erasures").glob("*.json"))
+    assert len(receipts) == 1
+    text = receipts[0].read_text()
+    receipt = json.loads(text)
+    assert receipt["rows"] == {"pairs": 10} and receipt["builds_withdrawn"] == ["before"]
+    assert len(receipt["keys_erased"]) == 1 and receipt["by"] == "subject"
+    assert "alice" not in text and pseudonym("alice", SECRET) not in text and "Question" not in text
+
+
+def test_a_copy_of_a_build_made_before_an_erasure_is_flagged_by_verify(
+    tmp_path: Path, env: tuple[str, list[str]]
+) -> None:
+    url, base = env
+    elsewhere = tmp_path / "elsewhere"
+    _invoke([*base, "dataset", "build", "copy", "--url", url, "--root", str(elsewhere)])
+    _invoke([*base, "erase", "--subject", "bob", "--url", url])  # erase does not know this folder
+    assert (elsewhere / "copy" / "data").exists()
+    verified = CliRunner().invoke(app, [*base, "dataset", "verify", "copy", "--root", str(elsewhere)])
+    assert verified.exit_code == 1 and "holds a subject erased by erasure-" in verified.output
+
+
+def test_erase_by_request_id_reaches_the_person_and_erasing_twice_is_harmless(
+    tmp_path: Path, env: tuple[str, list[str]]
+) -> None:
+    url, base = env
+    table = pq.read_table(next((tmp_path / "log" / "pairs").rglob("*.parquet")))
+    rows = table.select(["request_id", "prompt"]).to_pylist()
+    carol = rows[2]["request_id"]  # question 2 is carol's
+    said = _invoke([*base, "erase", "--request-id", carol, "--url", url])
+    assert "pairs 10" in said
+    again = _invoke([*base, "erase", "--subject", "carol", "--url", url])
+    assert "0 data keys deleted" in again
+    listed = _invoke([*base, "privacy", "erasures"])
+    assert listed.count("erasure-") == 2 and "by request_id" in listed
