@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -27,7 +27,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from . import fields as f
 from .envelope import MARK, key_of, open_text
 from .keys import KeyError_, Wrapper, load_masters, pick
-from .store import DirKeyStore, KeyStore, Snapshot, open_store
+
+if TYPE_CHECKING:  # the store needs Kafka's client: loaded only by a keyring that reads keys
+    from .store import DirKeyStore, KeyStore, Snapshot
 
 __all__ = ["PERSONAL", "Keyring", "open_table"]
 
@@ -59,6 +61,8 @@ class Keyring:
     def load(cls, settings: Any) -> Keyring:
         """The keyring of ``settings`` (privacy.keys_topic on settings.kafka, privacy's master keys)."""
         masters = load_masters(settings)
+        from .store import open_store
+
         store = open_store(settings)
         return cls(store.load(), masters, store)
 
@@ -181,7 +185,8 @@ def open_table(table: pa.Table, name: str, keyring: Keyring) -> pa.Table:
     for c in columns:
         i = out.schema.get_field_index(c)
         array = out.column(c).combine_chunks()
-        out = out.set_column(i, out.schema.field(i).with_nullable(True), _strings(array, keyring.open))
+        opened = _strings(array, keyring.open)  # its fields nullable: an erased value reads as null
+        out = out.set_column(i, pa.field(c, opened.type, nullable=True), opened)
     out = out.append_column(pa.field("subject", pa.string()), subjects)
     return out.append_column(pa.field("erased", pa.bool_()), erased)
 

@@ -173,3 +173,18 @@ def test_a_sealed_log_builds_opened_with_subjects_and_erased_rows_left_out(tmp_p
     assert alice not in pq.read_table(tmp_path / "ds" / "after" / "lineage" / "subjects.parquet").column(
         "subject"
     ).to_pylist()
+
+
+def test_read_pairs_opens_a_sealed_log_file_and_reads_erased_messages_as_null(tmp_path: Path) -> None:
+    from preflog.sinks.read import read_pairs
+
+    url, store, master = _sealed_log(tmp_path, n=6)
+    store.erase(store.load().of_subject(pseudonym("bob", SECRET)), "erasure-1")
+    table = read_pairs(url, keys=Keyring(store.load(), [master], store))
+    rows = sorted(table.to_pylist(), key=lambda r: r["pair_id"])  # ids follow the questions
+    assert [r["erased"] for r in rows] == [i % 3 == 1 for i in range(6)]  # bob's: questions 1 and 4
+    for i, r in enumerate(rows):
+        if i % 3 == 1:
+            assert r["prompt"] is None and r["prompt_messages"] == [{"role": "user", "content": None}]
+        else:
+            assert r["prompt"] == f"Question {i}?" and r["prompt_messages"][0]["content"] == f"Question {i}?"
