@@ -14,13 +14,23 @@ topics_app = typer.Typer(help="Create and inspect preflog's Kafka topics.", no_a
 
 @topics_app.command("create")
 def topics_create(ctx: typer.Context) -> None:
-    """Create every preflog topic that does not exist yet, with --partitions partitions."""
+    """Create every preflog topic that does not exist yet, with --partitions partitions.
+
+    With privacy on (and no privacy.keys_dir), also the keys topic: one partition, compacted, with a
+    bounded compaction lag so an erased key leaves the broker's disk within a day (KIP-354).
+    """
     from ..kafka.topics import ensure_topics
 
     s = settings_of(ctx)
     created = ensure_topics(
         s.kafka.client_config(), s.topics.all().values(), s.topics.partitions, s.topics.replication_factor
     )
+    if s.privacy.enabled and s.privacy.keys_dir is None:
+        from ..privacy.store import TOPIC_CONFIG
+
+        created += ensure_topics(
+            s.kafka.client_config(), [s.privacy.keys_topic], 1, s.topics.replication_factor, config=TOPIC_CONFIG
+        )
     out.print(f"created {len(created)} topic(s): {', '.join(created) or 'none, all exist'}")
 
 

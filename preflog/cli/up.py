@@ -138,7 +138,7 @@ def up(
     from ..deploy.stack import Stack
 
     with StopSignals() as signals:
-        stack = Stack(settings_of(ctx))
+        stack = Stack(_demo_privacy(settings_of(ctx)) if demo else settings_of(ctx))
         settings = stack.settings
         stop = threading.Event()
         sender: threading.Thread | None = None
@@ -187,6 +187,23 @@ def up(
     _report(settings, monitor.counts if monitor is not None else None, sent, earlier)
     if demo and not signals.urgent():
         _analyse(settings)
+
+
+def _demo_privacy(settings: Settings) -> Settings:
+    """``settings`` with privacy on for the demo: dev-only keys in the data directory, said so loudly."""
+    if settings.privacy.enabled:
+        return settings
+    from ..privacy.dev import make_dev
+    from ..settings.sections import PrivacySettings
+
+    conf, made = make_dev(Path(settings.data_dir))
+    out.print(
+        f"[bold yellow]privacy on with DEV-ONLY keys[/] {'made' if made else 'found'} in "
+        f"{Path(settings.data_dir).resolve() / 'privacy'}: keys beside the data protect nothing. "
+        "Production sets PREFLOG_PRIVACY__* (README: Personal data).",
+        soft_wrap=True,
+    )
+    return settings.model_copy(update={"privacy": PrivacySettings.model_validate(conf)})
 
 
 def _analyse(settings: Settings) -> None:
