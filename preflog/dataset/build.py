@@ -178,7 +178,7 @@ def _write_lineage(con: Any, folder: Path) -> dict[str, Any]:
     path = folder / LINEAGE
     quoted = str(path).replace("'", "''")
     con.execute(f"COPY (SELECT DISTINCT subject FROM ({subjects}) ORDER BY subject) TO '{quoted}' (FORMAT parquet)")
-    rows = con.execute(f"SELECT count(*) FROM read_parquet('{quoted}')").fetchone()[0]
+    rows = con.execute(f"SELECT count(*) FROM read_parquet('{quoted}')").fetchall()[0][0]
     return _entry(folder, path, rows)
 
 

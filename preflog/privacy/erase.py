@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .keys import DataKey
@@ -103,8 +104,7 @@ def _rows(log_url: str | None, keys: set[str]) -> dict[str, int]:
     con = connect(512 * 10**6)
     out: dict[str, int] = {}
     try:
-        con.execute("CREATE TEMP TABLE erased_keys (key_id VARCHAR)")
-        con.executemany("INSERT INTO erased_keys VALUES (?)", [[k] for k in sorted(keys)])
+        con.register("erased_keys", pa.table({"key_id": pa.array(sorted(keys), pa.string())}))
         key_of = {
             "pairs": "inference_metadata['preflog.key']",
             "unpaired": "CASE WHEN starts_with(prompt, 'pf1:') THEN substr(prompt, 5, 16) END",
@@ -115,7 +115,7 @@ def _rows(log_url: str | None, keys: set[str]) -> dict[str, int]:
             except FileNotFoundError:
                 continue
             query = f"SELECT count(*) FROM {table} WHERE {key} IN (SELECT key_id FROM erased_keys)"
-            out[table] = int(con.execute(query).fetchone()[0])
+            out[table] = int(con.execute(query).fetchall()[0][0])
     finally:
         con.close()
     return out
@@ -139,8 +139,9 @@ def erase(
     erasure = f"erasure-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     snapshot = store.load()
     keys: list[DataKey] = [k for s in sorted(subjects) for k in snapshot.of_subject(s)]
-    store.erase(keys, erasure)
     key_ids = sorted(k.key_id for k in keys)
+    rows = _rows(log_url, set(key_ids))  # first: what fails here has erased nothing yet
+    store.erase(keys, erasure)
     builds = builds_holding(datasets, subjects)
     for name in builds:
         withdraw(datasets / name, erasure, at)
@@ -159,7 +160,7 @@ def erase(
         by=by,
         subjects=sorted(hashlib.sha256(s.encode()).hexdigest() for s in subjects),
         keys_erased=key_ids,
-        rows=_rows(log_url, set(key_ids)),
+        rows=rows,
         builds_withdrawn=builds,
         exports_withdrawn=exports,
         stores={

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from preflog.cli import app
 from preflog.privacy.pseudonym import pseudonym
 
+from .dataset_helpers import signal, write_table
 from .test_dataset_privacy import SECRET, _sealed_log
 
 
@@ -20,6 +21,7 @@ from .test_dataset_privacy import SECRET, _sealed_log
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, list[str]]:
     """A sealed log of alice, bob and carol (10 pairs each), privacy settings for it; (log URL, base args)."""
     url, _, _ = _sealed_log(tmp_path)
+    write_table(tmp_path / "log", "unpaired", [signal(i, f"signal {i}?", "a", 0, True) for i in range(3)])
     (tmp_path / "secret").write_bytes(SECRET + b"\n")
     monkeypatch.setenv("PREFLOG_PRIVACY__ENABLED", "true")
     monkeypatch.setenv("PREFLOG_PRIVACY__MASTER_KEY_FILE", str(tmp_path / "master.key"))
@@ -64,7 +66,7 @@ def test_erase_withdraws_the_builds_holding_the_subject_and_a_rebuild_leaves_it_
     assert len(receipts) == 1
     text = receipts[0].read_text()
     receipt = json.loads(text)
-    assert receipt["rows"] == {"pairs": 10} and receipt["builds_withdrawn"] == ["before"]
+    assert receipt["rows"] == {"pairs": 10, "unpaired": 0} and receipt["builds_withdrawn"] == ["before"]
     assert len(receipt["keys_erased"]) == 1 and receipt["by"] == "subject"
     assert "alice" not in text and pseudonym("alice", SECRET) not in text and "Question" not in text
 
