@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -82,6 +83,9 @@ def verify(
     ]
     for label, items in problems:
         table.add_row(label, str(len(items)))
+    erased = _erased_rows(settings, root)
+    if erased is not None:
+        table.add_row("rows erased (their keys deleted; not a problem)", str(erased))
     out.print(table)
     for label, items in problems:
         for item in items[:50]:
@@ -91,6 +95,17 @@ def verify(
     out.print("OK" if report.ok else "PROBLEMS FOUND")
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _erased_rows(settings: Any, root: str) -> int | None:
+    """Rows of the log sealed with keys an erasure of this data directory deleted (None: no erasure here)."""
+    from ..privacy.erase import erased_rows, receipts
+
+    found = receipts(Path(settings.data_dir))
+    if not found:
+        return None
+    keys = {k for r in found for k in r["keys_erased"]}
+    return sum(erased_rows(root, keys, settings.sink.storage_options()).values())
 
 
 def export(

@@ -175,6 +175,12 @@ def erase(
     finally:
         store.close()
     out.print(f"{receipt.erasure}: {len(subjects)} subject(s), {len(receipt.keys_erased)} data keys deleted")
+    if not receipt.keys_erased:
+        out.print(
+            "no data keys for them: an id preflog never saw (check it with `preflog privacy pseudonym`, and the "
+            "pseudonym secret), or erased before (`preflog privacy erasures`)",
+            soft_wrap=True,
+        )
     rows = ", ".join(f"{table} {n}" for table, n in receipt.rows.items()) or "none"
     out.print(f"audit-log rows that now read as erased: {rows}", soft_wrap=True)
     for name in receipt.builds_withdrawn:

@@ -37,8 +37,8 @@ from .lineage import exports_holding
 from .store import DirKeyStore, KeyStore
 
 __all__ = [
-    "LINEAGE", "RECEIPTS", "WITHDRAWN", "Receipt", "builds_holding", "erase", "receipts", "subjects_of_request",
-    "withdraw",
+    "LINEAGE", "RECEIPTS", "WITHDRAWN", "Receipt", "builds_holding", "erase", "erased_rows", "receipts",
+    "subjects_of_request", "withdraw",
 ]  # fmt: skip
 
 #: the folder of receipts, under the data directory
@@ -95,8 +95,10 @@ def withdraw(folder: Path, erasure: str, at: str) -> None:
             path.unlink()
 
 
-def _rows(log_url: str | None, keys: set[str]) -> dict[str, int]:
-    """Rows of the audit log sealed with ``keys`` (they now read as erased), by table; {} without a log."""
+def erased_rows(
+    log_url: str | None, keys: set[str], storage_options: dict[str, Any] | None = None
+) -> dict[str, int]:
+    """Rows of the audit log sealed with ``keys`` (they read as erased once the keys are), by table; {} without."""
     if not log_url or not keys:
         return {}
     from preflog.sinks.scan import connect, log_view
@@ -111,7 +113,7 @@ def _rows(log_url: str | None, keys: set[str]) -> dict[str, int]:
         }
         for table, key in key_of.items():
             try:
-                log_view(con, table, log_url, table)
+                log_view(con, table, log_url, table, storage_options=storage_options)
             except FileNotFoundError:
                 continue
             query = f"SELECT count(*) FROM {table} WHERE {key} IN (SELECT key_id FROM erased_keys)"
@@ -140,7 +142,7 @@ def erase(
     snapshot = store.load()
     keys: list[DataKey] = [k for s in sorted(subjects) for k in snapshot.of_subject(s)]
     key_ids = sorted(k.key_id for k in keys)
-    rows = _rows(log_url, set(key_ids))  # first: what fails here has erased nothing yet
+    rows = erased_rows(log_url, set(key_ids), storage_options)  # first: what fails here has erased nothing yet
     store.erase(keys, erasure)
     builds = builds_holding(datasets, subjects)
     for name in builds:
@@ -148,6 +150,8 @@ def erase(
     exports = []
     for entry in exports_holding(data_dir, subjects, storage_options):
         fs, path = fsspec.core.url_to_fs(entry["path"], **((storage_options or {}) if "://" in entry["path"] else {}))
+        if not fs.exists(path) and fs.exists(path + ".withdrawn.json"):
+            continue  # withdrawn by an earlier erasure
         if fs.exists(path):
             fs.rm(path, recursive=True)
         with fs.open(path + ".withdrawn.json", "w") as mark:

@@ -50,8 +50,16 @@ def test_erase_withdraws_the_builds_holding_the_subject_and_a_rebuild_leaves_it_
     assert len(_prompts(datasets / "before")) == 30
     assert _invoke([*base, "privacy", "pseudonym", "alice"]).strip() == pseudonym("alice", SECRET)
 
+    export = tmp_path / "pairs.jsonl"
+    _invoke([*base, "export", str(export), "--url", url])
+    assert export.exists()
     said = _invoke([*base, "erase", "--subject", "alice", "--url", url])
     assert "withdrew dataset build before" in said
+    assert f"withdrew export {export}" in said and not export.exists()
+    verified = CliRunner().invoke(app, [*base, "verify", url]).output  # (the test's log has no manifests)
+    assert "rows erased (their keys deleted; not a problem) │ 10" in verified
+    again = _invoke([*base, "erase", "--subject", "alice", "--url", url])
+    assert "withdrew" not in again and "no data keys for them" in again  # erasing twice: harmless
     assert "pairs 10" in said  # alice's ten pairs now read as erased
     assert not (datasets / "before" / "data").exists() and not (datasets / "before" / "state").exists()
     verified = CliRunner().invoke(app, [*base, "dataset", "verify", "before"])
@@ -62,9 +70,10 @@ def test_erase_withdraws_the_builds_holding_the_subject_and_a_rebuild_leaves_it_
     assert json.loads((datasets / "after" / "manifest.json").read_text())["privacy"]["erased"] == 10
     assert _invoke([*base, "dataset", "verify", "after"]).strip().endswith("OK")
 
-    receipts = list((tmp_path / "data" / "privacy" / "erasures").glob("*.json"))
-    assert len(receipts) == 1
-    text = receipts[0].read_text()
+    receipts = sorted((tmp_path / "data" / "privacy" / "erasures").glob("*.json"))
+    assert len(receipts) == 2
+    first = [json.loads(p.read_text()) for p in receipts]
+    text = next(p.read_text() for p, r in zip(receipts, first, strict=True) if r["keys_erased"])
     receipt = json.loads(text)
     assert receipt["rows"] == {"pairs": 10, "unpaired": 0} and receipt["builds_withdrawn"] == ["before"]
     assert len(receipt["keys_erased"]) == 1 and receipt["by"] == "subject"
