@@ -280,6 +280,9 @@ def reconcile(
         t = settings.topics
         horizon_s = settings.processor.window_s + settings.processor.grace_s
         _print(result, root, {t.inference: "inference", t.feedback: "feedback"}, horizon_s)
+        erased = _erased_rows(settings, root)
+        if erased is not None:
+            out.print(f"rows of the audit log erased by erasures (their keys deleted; accounted above): {erased}")
     if not result.ok:
         raise typer.Exit(1)
 
