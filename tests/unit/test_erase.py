@@ -56,8 +56,8 @@ def test_erase_withdraws_the_builds_holding_the_subject_and_a_rebuild_leaves_it_
     said = _invoke([*base, "erase", "--subject", "alice", "--url", url])
     assert "withdrew dataset build before" in said
     assert f"withdrew export {export}" in said and not export.exists()
-    verified = CliRunner().invoke(app, [*base, "verify", url]).output  # (the test's log has no manifests)
-    assert "rows erased (their keys deleted; not a problem) │ 10" in verified
+    log_check = CliRunner().invoke(app, [*base, "verify", url]).output  # (the test's log has no manifests)
+    assert "rows erased (their keys deleted; not a problem) │ 10" in log_check
     again = _invoke([*base, "erase", "--subject", "alice", "--url", url])
     assert "withdrew" not in again and "no data keys for them" in again  # erasing twice: harmless
     assert "pairs 10" in said  # alice's ten pairs now read as erased
