@@ -198,7 +198,9 @@ def _merge(
     reason = purpose.reason(erased="erased" if sealed else "false")
     if state is None:
         left_out = count_left_out(con, f"SELECT {reason} AS reason FROM ({fresh})", args)
-        kept = f"SELECT * FROM ({_inline(fresh, args)}) WHERE ({reason}) IS NULL"
+        kept = _inline(fresh, args)
+        if any(left_out.values()):  # else no filter: a log without privacy facts builds as it did before them
+            kept = f"SELECT * FROM ({kept}) WHERE ({reason}) IS NULL"
         con.execute(f"CREATE TEMP VIEW {CHOSEN[table]} AS {kept}")
         return left_out
     won = f"SELECT DISTINCT w.id FROM {table}_ids w JOIN {new_ids} n USING (id, path)"
@@ -214,7 +216,9 @@ def _merge(
                   AND {key} NOT IN (SELECT {key} FROM {old} WHERE coalesce({key}, '') <> '')"""
     again = count_left_out(con, f"SELECT {reason} AS reason FROM ({earlier})")  # retentions run out meanwhile
     added = count_left_out(con, f"SELECT {reason} AS reason FROM ({later}) WHERE NOT coalesce({counted}, FALSE)", args)
-    query = f"SELECT * FROM ({earlier} UNION ALL BY NAME {later}) WHERE ({reason}) IS NULL"
+    query = f"{earlier} UNION ALL BY NAME {later}"
+    if any(count_left_out(con, f"SELECT {reason} AS reason FROM ({query})", args).values()):
+        query = f"SELECT * FROM ({query}) WHERE ({reason}) IS NULL"
     con.execute(f"CREATE TEMP VIEW {CHOSEN[table]} AS {_inline(query, args)}")
     return {r: again[r] + added[r] for r in REASONS}
 
