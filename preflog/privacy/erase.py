@@ -37,7 +37,7 @@ from .lineage import exports_holding
 from .store import DirKeyStore, KeyStore
 
 __all__ = [
-    "LINEAGE", "RECEIPTS", "WITHDRAWN", "Receipt", "builds_holding", "erase", "erased_rows", "receipts",
+    "FINAL", "LINEAGE", "RECEIPTS", "WITHDRAWN", "Receipt", "builds_holding", "erase", "erased_rows", "receipts",
     "subjects_of_request", "withdraw",
 ]  # fmt: skip
 
@@ -48,6 +48,12 @@ WITHDRAWN = "WITHDRAWN.json"
 #: the subjects of a sealed log's dataset build, relative to its folder (written by the build)
 LINEAGE = Path("lineage") / "subjects.parquet"
 _KEEP = {"manifest.json", "README.md", WITHDRAWN}
+#: what makes an erasure in a keys topic final (a tombstone hides a key; compaction removes its record)
+FINAL = (
+    "tombstones written: the old key records leave the brokers' disks when the topic is compacted (within "
+    "max.compaction.lag.ms, a day as preflog topics create sets it); to make it final now, or on a broker that "
+    "does not compact, rotate the master key (preflog privacy rotate) and destroy the old one"
+)
 
 
 @dataclass
@@ -168,7 +174,8 @@ def erase(
         builds_withdrawn=builds,
         exports_withdrawn=exports,
         stores={
-            "keys": f"{where}: {len(key_ids)} data keys deleted (tombstones), erasure marks kept",
+            "keys": f"{where}: {len(key_ids)} data keys deleted, erasure marks kept"
+            + (f"; {FINAL}" if isinstance(store, KeyStore) else " (their files removed)"),
             "topics, processor state and changelogs, audit log, replays": "sealed with the deleted keys: unreadable",
             "dataset builds": f"{len(builds)} withdrawn (data deleted, WITHDRAWN.json)",
             "exports": f"{len(exports)} withdrawn",

@@ -105,3 +105,27 @@ def test_erase_by_request_id_reaches_the_person_and_erasing_twice_is_harmless(
     assert "0 data keys deleted" in again
     listed = _invoke([*base, "privacy", "erasures"])
     assert listed.count("erasure-") == 2 and "by request_id" in listed
+
+
+def test_a_rotation_after_an_erasure_leaves_the_erased_keys_wrapped_by_the_old_master_only(
+    tmp_path: Path, env: tuple[str, list[str]]
+) -> None:
+    from preflog.privacy.keyring import Keyring
+    from preflog.privacy.keys import KeyError_, master_from_file
+    from preflog.privacy.store import DirKeyStore
+    from preflog.sinks.read import read_pairs
+
+    url, base = env
+    store = DirKeyStore(tmp_path / "keys")
+    alice_keys = store.load().of_subject(pseudonym("alice", SECRET))  # what a raw copy of the topic still holds
+    _invoke([*base, "erase", "--subject", "alice", "--url", url])
+    _invoke(["privacy", "new-key", str(tmp_path / "new.key")])
+    said = _invoke([*base, "privacy", "rotate", "--new-key-file", str(tmp_path / "new.key")])
+    assert "re-wrapped 2 data keys" in said  # bob's and carol's
+    new = master_from_file(tmp_path / "new.key", "test")
+    snapshot = store.load()
+    assert {k.master for k in snapshot.keys.values()} == {new.id}
+    table = read_pairs(url, keys=Keyring(snapshot, [new], store))  # the new master alone reads every live row
+    assert sum(table.column("erased").to_pylist()) == 10 and table.column("prompt").null_count == 10
+    with pytest.raises(KeyError_):
+        alice_keys[0].unwrap(new)  # the erased key's old record: useless once the old master is destroyed
