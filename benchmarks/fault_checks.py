@@ -262,7 +262,8 @@ def ok(results: dict[str, Any]) -> bool:
     """The goal: nothing lost, nothing duplicated, every bad input and every expected outcome accounted for.
 
     ``preflog reconcile --final`` must agree: a record with two outcomes (say joined, and also unmatched
-    NO_FEEDBACK) is a wrong audit log even when every expected outcome is there.
+    NO_FEEDBACK) is a wrong audit log even when every expected outcome is there. With privacy on, its checks
+    (``fault_privacy.check``) must pass too.
     """
     p, b = results["pairs"], results["bad_inputs"]
     return (
@@ -277,4 +278,5 @@ def ok(results: dict[str, Any]) -> bool:
         and results["dead_letters"]["duplicated_by_offset"] == 0
         and not results["never_delivered"]
         and results["reconcile"].get("exit_code") == 0  # every record has exactly one outcome, none pending
+        and results.get("privacy", {"ok": True})["ok"]
     )

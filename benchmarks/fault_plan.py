@@ -46,6 +46,8 @@ class Plan:
     stall_s: float = 25.0
     seed: int = 11
     snapshot: bool = True  # run the services from a copy of the code taken at the start
+    privacy: bool = False  # the SDK seals the generated traffic (keys on a keys topic); users erased midway
+    erase_users: int = 2  # how many generated users the privacy run erases midway
 
 
 SHORT = Plan(

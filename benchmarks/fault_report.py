@@ -55,6 +55,12 @@ def table(results: dict[str, Any]) -> str:
         ("records never delivered", str(len(results["never_delivered"]))),
         ("services crashed by themselves", str(len(results["crashes"]))),
         ("reconcile", _reconcile_summary(results["reconcile"])),
+    ]
+    if "privacy" in results:
+        from fault_privacy import summary_rows
+
+        rows += summary_rows(results["privacy"])
+    rows += [
         ("code", results["code"]),
         ("runtime", f"{results['runtime_s']} s"),
         ("RESULT", "PASS" if results["ok"] else "FAIL"),

@@ -1,7 +1,9 @@
 """One fault-suite run (:class:`Run`): moto, Tansu behind a proxy, the processor and sink services, the traffic.
 
 The services run from a copy of the code taken at the start (``snapshot``),
-so edits made to the working tree during a long run do not reach them.
+so edits made to the working tree during a long run do not reach them. With
+``plan.privacy`` the run also makes the privacy keys and the keys topic
+(``fault_privacy.py``) and the valid generated events go through the SDK sealed.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import zlib
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fault_inputs import BadInput
 from fault_plan import Plan
@@ -28,6 +30,9 @@ from preflog.settings import TopicSettings
 from tests.integration.s3_helpers import CREDENTIALS, MotoServer
 from tests.service_env import processor_env, sink_env
 from tests.tcp_proxy import TcpProxy
+
+if TYPE_CHECKING:
+    from fault_privacy import PrivacyRun
 
 __all__ = ["REPO", "Run"]
 
@@ -54,6 +59,7 @@ class Run:
         self.notes: list[str] = []
         self.crashes: list[str] = []
         suffix = uuid.uuid4().hex[:6]
+        self.suffix = suffix
         self.topics = TopicSettings(
             **{role: f"{name}.{suffix}" for role, name in TopicSettings().all().items()},
             partitions=plan.partitions,
@@ -65,6 +71,7 @@ class Run:
         self.processor: Service | None = None
         self.sink: Service | None = None
         self.sender: Sender | None = None
+        self.privacy: PrivacyRun | None = None  # the keys, settings and erasure of a privacy run
         self.bucket = "audit"
         self.prefix = f"log-{suffix}"
         self.converged = False
@@ -102,6 +109,10 @@ class Run:
         self.kafka_proxy.target = self.tansu.port
         self.tansu.start()
         ensure_topics(self.kafka_config, self.topics.all().values(), p.partitions)
+        if p.privacy:
+            from fault_privacy import setup
+
+            self.privacy = setup(self)
         topics = self.topics.all()
         penv = processor_env(
             self.bootstrap,
@@ -131,7 +142,7 @@ class Run:
         self.sink = Service("sink", ["sink"], senv, self.dir, self.code_dir)
         self.processor.start()
         self.sink.start()
-        self.sender = Sender(self.kafka_config, self.topics)
+        self.sender = Sender(self.kafka_config, self.topics, self.privacy.settings if self.privacy else None)
 
     def close(self) -> None:
         """Kills every piece the run started (services with kill -9), whatever state it is in."""
@@ -158,13 +169,23 @@ class Run:
         return generate(profile, start), start
 
     def send_traffic(self, events: list[GeneratedEvent], stop: threading.Event) -> None:
-        """Sends ``events`` at their offsets in time from now, until done or ``stop`` is set."""
+        """Sends ``events`` at their offsets in time from now, until done or ``stop`` is set.
+
+        With privacy on, valid events go through the SDK's ``log_*`` (sealed); invalid ones are encoded here
+        without validation, as always (unsealed: the SDK would refuse them).
+        """
         assert self.sender is not None
         t0 = time.monotonic()
         for i, e in enumerate(events):
             delay = t0 + e.at - time.monotonic()
             if delay > 0 and stop.wait(delay):
                 return
+            if self.privacy is not None and e.event_type != "garbage" and not e.invalid_reason:
+                try:
+                    self.sender.send_event(f"gen:{i}", e)
+                except Exception as exc:  # a finding (a valid event the SDK refused): its outcomes go missing
+                    self.crashes.append(f"the SDK refused generated event gen:{i}: {type(exc).__name__}: {exc}")
+                continue
             role, value = generated_value(e)
             self.sender.send(Sent(f"gen:{i}", role, e.key.encode(), value))
 

@@ -3,6 +3,7 @@
     python benchmarks/faults.py            # the short run (what tests/integration/test_faults.py runs)
     python benchmarks/faults.py --full     # >=10 kill -9 of each service, broker restart, outages, every bad input
     python benchmarks/faults.py --full --json
+    python benchmarks/faults.py --privacy  # the same with privacy on: sealed traffic, an erasure midway
 
 What it starts (loopback only, every child in its own process group, all
 killed on exit): moto's S3 server; Tansu with its log in S3 (``--storage-engine
@@ -23,6 +24,13 @@ S3); the broker's network cut (connections refused, or blackholed); the object
 store cut (the sink's S3 proxy refuses or blackholes); hostile records sent
 raw beside the traffic. Exit code 1 unless nothing is lost, nothing
 duplicated and every bad input is accounted for.
+
+``--privacy`` runs the same plan with privacy on (``fault_privacy.py``): the
+generated traffic goes through the SDK sealed, its data keys on a keys topic
+of the same broker; halfway through the traffic ``preflog erase`` erases
+generated users. Then, beside the checks above, the log is read with the
+keyring: the erased users' rows read as erased (counted against the
+generator's truth), every other row opens to what was sent.
 """
 
 from __future__ import annotations
@@ -50,6 +58,8 @@ for path in (HERE, HERE.parent):  # fault_* helpers beside this file; tests.tcp_
 from fault_checks import check, expectations, ok, reconcile  # noqa: E402
 from fault_inputs import BadInput, bad_inputs  # noqa: E402
 from fault_plan import FULL, SHORT, Plan, log  # noqa: E402
+from fault_privacy import check as privacy_check  # noqa: E402
+from fault_privacy import erase_midway  # noqa: E402
 from fault_readback import converge, dump, topic_pairs  # noqa: E402
 from fault_report import table  # noqa: E402
 from fault_run import Run  # noqa: E402
@@ -73,6 +83,10 @@ def run_plan(plan: Plan, workdir: Path | None = None) -> dict[str, Any]:
         traffic = threading.Thread(target=run.send_traffic, args=(events, stop), daemon=True)
         wall0 = time.monotonic()
         traffic.start()
+        eraser = None
+        if plan.privacy:  # halfway through the traffic, beside the faults
+            eraser = threading.Thread(target=erase_midway, args=(run, events, wall0), daemon=True)
+            eraser.start()
         time.sleep(3)
         for name, step in schedule(run):
             watchdog(run)
@@ -85,6 +99,8 @@ def run_plan(plan: Plan, workdir: Path | None = None) -> dict[str, Any]:
                 run.send_bad(bad)
             step()
         traffic.join()
+        if eraser is not None:
+            eraser.join()
         watchdog(run)
         assert run.sender is not None
         undelivered = run.sender.flush_and_retry()
@@ -97,6 +113,8 @@ def run_plan(plan: Plan, workdir: Path | None = None) -> dict[str, Any]:
         topic_ids = topic_pairs(run)
         results = check(run, exp, rows, topic_ids)
         results["reconcile"] = reconcile(run)
+        if plan.privacy:
+            results["privacy"] = privacy_check(run, events)
     finally:
         run.close()
     results.update(
@@ -107,7 +125,7 @@ def run_plan(plan: Plan, workdir: Path | None = None) -> dict[str, Any]:
         runtime_s=round(time.monotonic() - started, 1),
         faults=dict(run.faults),
         crashes=run.crashes,
-        notes=run.notes,
+        notes=run.notes + (run.sender.sdk_retries if run.sender else []),
         events_sent={
             "generated": len(events),
             "bad inputs (with companions)": len(bad),
@@ -115,6 +133,8 @@ def run_plan(plan: Plan, workdir: Path | None = None) -> dict[str, Any]:
             "records delivered": sum(len(s.offsets) for s in run.sender.sent) if run.sender else 0,
         },
     )
+    if plan.privacy and run.sender:
+        results["events_sent"]["sealed by the SDK (privacy)"] = sum(1 for s in run.sender.sent if s.sealed_at)
     results["ok"] = ok(results)
     (workdir / "results.json").write_text(json.dumps(results, indent=2, default=str))
     (workdir / "table.txt").write_text(table(results) + "\n")
@@ -137,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true", help="the full suite (about 15 minutes)")
+    parser.add_argument(
+        "--privacy", action="store_true", help="privacy on: the SDK seals the traffic, users are erased midway"
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON (after the table)")
     parser.add_argument("--requests", type=int, help="override the number of generated requests")
     parser.add_argument("--seed", type=int, help="override the seed")
@@ -158,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         plan.seed = args.seed
     if args.store:
         plan.store = args.store
+    plan.privacy = args.privacy
     results = run_plan(plan, args.workdir)
     print(table(results))
     if args.json:

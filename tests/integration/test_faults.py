@@ -46,3 +46,23 @@ def test_short_fault_suite_loses_nothing_and_accounts_for_every_bad_input(tmp_pa
     # exactly one dead letter per bad record, also after a processor restart re-emits it
     assert results["dead_letters"]["duplicated_by_offset"] == 0, report
     assert results["reconcile"]["exit_code"] == 0, report  # every record has one outcome, nothing pending
+
+
+@pytest.mark.timeout(400)
+def test_short_fault_suite_with_privacy_loses_nothing_and_the_erasure_reaches_only_its_users(tmp_path: Path) -> None:
+    """The same suite with the traffic sealed by the SDK (keys on a keys topic) and two users erased midway."""
+    faults = _faults()
+    plan = copy.deepcopy(faults.SHORT)
+    plan.privacy = True
+    results = faults.run_plan(plan, tmp_path / "faults")
+    report = faults.table(results)
+    print(report)
+    pairs, privacy = results["pairs"], results["privacy"]
+    assert (pairs["lost"], pairs["duplicated"], pairs["unexpected"]) == (0, 0, 0), report
+    assert results["reconcile"]["exit_code"] == 0, report
+    assert results["events_sent"]["sealed by the SDK (privacy)"] > 200, report
+    assert privacy["erasure"]["exit_code"] == 0 and privacy["keys_erased"] >= 1, report
+    # their rows sealed before the erasure read erased; no other row does, and every other row opens as sent
+    assert privacy["pairs"]["sealed before the erasure began"] > 0, report
+    assert privacy["ok"], report
+    assert results["ok"], report  # everything the plain run checks, too
