@@ -282,7 +282,7 @@ def reconcile(
         _print(result, root, {t.inference: "inference", t.feedback: "feedback"}, horizon_s)
         erased = _erased_rows(settings, root)
         if erased is not None:
-            out.print(f"rows of the audit log erased by erasures (their keys deleted; accounted above): {erased}")
+            out.print(f"rows of the audit log erased (keys deleted; accounted for above): {erased}", soft_wrap=True)
     if not result.ok:
         raise typer.Exit(1)
 
