@@ -180,10 +180,6 @@ def erase_midway(run: Run, events: list[GeneratedEvent], wall0: float) -> None:
             **run.sink.env,  # the broker, the topics, the audit log's url and credentials, the code's copy
             **p.env,
             "PREFLOG_SINK__S3_ENDPOINT_URL": run.moto.endpoint,  # moto itself: the sink's proxy may be cut
-            # `preflog erase` counts the rows it erases without the sink's storage options (its s3_endpoint_url):
-            # botocore's own variable points that count at moto too (without it the count, and so the erasure,
-            # fails on a log in an S3 other than AWS's)
-            "AWS_ENDPOINT_URL": run.moto.endpoint,
         }
         command = [sys.executable, "-m", "preflog", "erase"]
         for user in p.users:

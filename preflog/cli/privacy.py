@@ -165,12 +165,13 @@ def erase(
         if request_id:
             snapshot = store.load()
             for rid in request_id:
-                subjects |= subjects_of_request(log_url, rid, snapshot) | {request_subject(rid, secret)}
+                found = subjects_of_request(log_url, rid, snapshot, settings.sink.storage_options())
+                subjects |= found | {request_subject(rid, secret)}
         datasets = root or Path(settings.data_dir) / "datasets"
         with out.status("erasing ..."):
             receipt = run(
                 store, subjects, Path(settings.data_dir), datasets, log_url,
-                by="request_id" if request_id else "subject",
+                by="request_id" if request_id else "subject", storage_options=settings.sink.storage_options(),
             )  # fmt: skip
     finally:
         store.close()

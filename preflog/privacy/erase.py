@@ -188,7 +188,9 @@ def erase(
     return receipt
 
 
-def subjects_of_request(log_url: str, request_id: str, snapshot: Any) -> set[str]:
+def subjects_of_request(
+    log_url: str, request_id: str, snapshot: Any, storage_options: dict[str, Any] | None = None
+) -> set[str]:
     """The subjects of ``request_id``'s rows in the audit log: pairs state theirs, signals by their data key."""
     from preflog.sinks.scan import connect, log_view
 
@@ -202,7 +204,7 @@ def subjects_of_request(log_url: str, request_id: str, snapshot: Any) -> set[str
     try:
         for table, query in queries.items():
             try:
-                log_view(con, table, log_url, table)
+                log_view(con, table, log_url, table, storage_options=storage_options)
             except FileNotFoundError:
                 continue
             for subject, key_id in con.execute(query, [request_id]).fetchall():
