@@ -184,7 +184,8 @@ def _merge(
     """The selected rows and winning ids of everything read: the new files' and, if any, a previous build's.
 
     The selected rows are a view (the log's files are read again by each query that needs the texts: the
-    texts are never copied into the build's database); the ids a table (narrow). The previous build's rows
+    texts are never copied into the build's database, but a sealed log's, opened once: :func:`_chosen`);
+    the ids a table (narrow). The previous build's rows
     have ``__rid`` their row number in its state, the new files' ``(1 + i) << 32 | row``. Rows ``purpose``
     leaves out are not in the view; returned: how many, by reason (beyond those the previous build counted).
     """
@@ -201,7 +202,7 @@ def _merge(
         kept = _inline(fresh, args)
         if any(left_out.values()):  # else no filter: a log without privacy facts builds as it did before them
             kept = f"SELECT * FROM ({kept}) WHERE ({reason}) IS NULL"
-        con.execute(f"CREATE TEMP VIEW {CHOSEN[table]} AS {kept}")
+        _chosen(con, table, kept, sealed)
         return left_out
     won = f"SELECT DISTINCT w.id FROM {table}_ids w JOIN {new_ids} n USING (id, path)"
     con.execute(f"CREATE TABLE {table}_won AS {won}")
@@ -219,8 +220,21 @@ def _merge(
     query = f"{earlier} UNION ALL BY NAME {later}"
     if any(count_left_out(con, f"SELECT {reason} AS reason FROM ({query})", args).values()):
         query = f"SELECT * FROM ({query}) WHERE ({reason}) IS NULL"
-    con.execute(f"CREATE TEMP VIEW {CHOSEN[table]} AS {_inline(query, args)}")
+    _chosen(con, table, _inline(query, args), sealed)
     return {r: again[r] + added[r] for r in REASONS}
+
+
+def _chosen(con: Any, table: str, query: str, sealed: bool) -> None:
+    """The relation ``CHOSEN[table]`` of ``query``: a view, or for a sealed log a table of the opened rows.
+
+    A build reads the selected rows several times (cleaning, each output, its state); over a keyring's view
+    each read would open every value again, so a sealed log's rows are opened once, into the build's
+    database on disk (a temporary copy of the selected texts, removed with the build's work folder).
+    """
+    if sealed:
+        con.execute(f"CREATE TABLE {table}_opened AS {query}")
+        query = f"SELECT * FROM {table}_opened"
+    con.execute(f"CREATE TEMP VIEW {CHOSEN[table]} AS {query}")
 
 
 def _quote(text: object) -> str:

@@ -172,9 +172,12 @@ class Sealer:
         else:
             subject = request_subject(record["request_id"], self.secret)
         key_id, aead = self._key(subject, record["event_time"], p)
+        sealed: dict[str, str] = {}
 
-        def s(text: str) -> str:
-            return seal(aead, key_id, text)
+        def s(text: str) -> str:  # a text repeated in the event (the prompt as its user message) is sealed once
+            if text not in sealed:
+                sealed[text] = seal(aead, key_id, text)
+            return sealed[text]
 
         out = dict(record)
         out["prompt"] = s(record["prompt"])

@@ -48,6 +48,7 @@ def test_short_fault_suite_loses_nothing_and_accounts_for_every_bad_input(tmp_pa
     assert results["reconcile"]["exit_code"] == 0, report  # every record has one outcome, nothing pending
 
 
+@pytest.mark.heavy
 @pytest.mark.timeout(400)
 def test_short_fault_suite_with_privacy_loses_nothing_and_the_erasure_reaches_only_its_users(tmp_path: Path) -> None:
     """The same suite with the traffic sealed by the SDK (keys on a keys topic) and two users erased midway."""
