@@ -8,8 +8,9 @@ preflog`` both call :func:`main`.
 
 from __future__ import annotations
 
-from .audit import export, reconcile, verify
+from .audit import reconcile, verify
 from .dataset import dataset_app
+from .export import export
 from .offsets import offsets_app
 from .privacy import erase, privacy_app
 from .produce import generate, produce
