@@ -193,10 +193,11 @@ def open_table(table: pa.Table, name: str, keyring: Keyring) -> pa.Table:
     columns = [c for c in PERSONAL.get(name, ()) if c in table.column_names]
     if not columns or table.num_rows == 0:
         return table
-    prompts = table.column("prompt").combine_chunks() if "prompt" in table.column_names else None
-    key_ids = [key_of(v) if v else None for v in prompts.to_pylist()] if prompts is not None else []
-    erased = pa.array([keyring.state(k) == "erased" for k in key_ids], pa.bool_())
-    subjects = _subjects(table, key_ids, keyring)
+    key_ids = _key_ids(table)
+    unique = [k for k in pc.unique(key_ids).to_pylist() if k is not None]
+    erased_keys = pa.array([k for k in unique if keyring.state(k) == "erased"], pa.string())
+    erased = pc.fill_null(pc.is_in(key_ids, value_set=erased_keys), False)
+    subjects = _subjects(table, key_ids, unique, keyring)
     out = table
     for c in columns:
         i = out.schema.get_field_index(c)
@@ -207,15 +208,30 @@ def open_table(table: pa.Table, name: str, keyring: Keyring) -> pa.Table:
     return out.append_column(pa.field("erased", pa.bool_()), erased)
 
 
-def _subjects(table: pa.Table, key_ids: list[str | None], keyring: Keyring) -> pa.Array:
+def _key_ids(table: pa.Table) -> pa.Array:
+    """The data key id of each row's prompt (null where it is not sealed), as :func:`.envelope.key_of` reads it."""
+    if "prompt" not in table.column_names:
+        return pa.nulls(table.num_rows, pa.string())
+    prompts = table.column("prompt").combine_chunks()
+    shaped = pc.fill_null(pc.match_substring_regex(prompts, f"^{MARK}[0-9a-f]{{16}}:."), False)
+    return pc.if_else(shaped, pc.utf8_slice_codeunits(prompts, 4, 20), pa.scalar(None, pa.string()))
+
+
+def _subjects(table: pa.Table, key_ids: pa.Array, unique: list[str], keyring: Keyring) -> pa.Array:
     """The subject of each row: its metadata's, else its prompt's data key's."""
-    stated: list[str | None] = [None] * table.num_rows
-    if "inference_metadata" in table.column_names:
-        maps = table.column("inference_metadata").to_pylist()
-        stated = [None if m is None else dict(m).get(f.SUBJECT) for m in maps]
     keys = keyring.snapshot.keys
-    of_key = [keys[k].subject if k in keys else None for k in key_ids]
-    return pa.array([s if s is not None else k for s, k in zip(stated, of_key, strict=True)], pa.string())
+    of_key = pc.take(
+        pa.array([keys[k].subject if k in keys else None for k in unique], pa.string()),
+        pc.index_in(key_ids, value_set=pa.array(unique, pa.string())),
+    )
+    if "inference_metadata" not in table.column_names:
+        return of_key
+    metadata = table.column("inference_metadata").combine_chunks()
+    if pa.types.is_map(metadata.type):
+        stated = pc.map_lookup(metadata, f.SUBJECT, "first")
+    else:  # a map read as a list of key/value pairs
+        stated = pa.array([None if m is None else dict(m).get(f.SUBJECT) for m in metadata.to_pylist()], pa.string())
+    return pc.coalesce(stated, of_key)
 
 
 _KEY_SQL = "CASE WHEN starts_with({c}, 'pf1:') AND substr({c}, 21, 1) = ':' THEN substr({c}, 5, 16) END"
