@@ -158,6 +158,7 @@ class KeyStore:
     def close(self) -> None:
         if self._producer is not None:
             self._producer.flush(10)
+            self._producer = None  # librdkafka's client goes with its last reference (no reconnecting after)
             self._producer = None
 
 
