@@ -11,6 +11,7 @@ from __future__ import annotations
 from .audit import reconcile, verify
 from .dataset import dataset_app
 from .export import export
+from .keys import keys_app
 from .offsets import offsets_app
 from .privacy import erase, privacy_app
 from .produce import generate, produce
@@ -31,3 +32,4 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(offsets_app, name="offsets")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(privacy_app, name="privacy")
+app.add_typer(keys_app, name="keys")

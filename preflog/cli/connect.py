@@ -24,7 +24,7 @@ __all__ = ["BROKER_COMMANDS", "CommandGroup", "StackDiscovery", "command_args", 
 # Commands that always talk to Kafka (first word after `preflog`), except in the modes below.
 BROKER_COMMANDS = {"produce", "generate", "tail", "topics", "offsets", "process", "sink", "replay", "reconcile"}
 # Commands that never talk to Kafka (`up` starts its own broker).
-NO_BROKER_COMMANDS = {"up", "verify", "export", "dataset", "report"}
+NO_BROKER_COMMANDS = {"up", "verify", "export", "dataset", "report", "keys"}
 # Long-running services: they keep their client's log (it is their output, e.g. under `preflog up`).
 SERVICES = {"process", "sink"}
 _ARGS_KEY = "preflog.command_args"

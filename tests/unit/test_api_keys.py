@@ -1,0 +1,82 @@
+"""API keys (issue 21's first part): tenants, scopes, browser keys, hashed at rest, revocable."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from preflog.api.keys import KeyFile, KeyRefused, parse
+from preflog.cli import app
+
+
+def test_a_key_is_checked_for_its_tenant_s_scopes_and_only_its_hash_is_kept(tmp_path: Path) -> None:
+    keys = KeyFile.load(tmp_path / "keys.json")
+    text, record = keys.create("acme", ["inference", "feedback"], name="chat-api")
+    assert text.startswith("pfk_") and parse(text)[0] == record.id
+    stored = (tmp_path / "keys.json").read_text()
+    assert parse(text)[1] not in stored and text not in stored  # the secret is not at rest
+    assert stat.S_IMODE((tmp_path / "keys.json").stat().st_mode) == 0o600
+    again = KeyFile.load(tmp_path / "keys.json")  # another process reads the same keys
+    assert again.check(text, "inference").tenant == "acme"
+    assert again.check(text, "feedback").tenant == "acme"
+
+    other, _ = keys.create("globex", ["feedback"])
+    with pytest.raises(KeyRefused, match="may not send inference"):
+        keys.check(other, "inference")
+    forged = text[:-4] + ("AAAA" if not text.endswith("AAAA") else "BBBB")  # right id, wrong secret
+    with pytest.raises(KeyRefused, match="unknown API key"):
+        keys.check(forged, "feedback")
+    with pytest.raises(KeyRefused, match="not a preflog API key"):
+        keys.check("Bearer something", "feedback")
+
+
+def test_a_revoked_key_is_refused_as_revoked_and_its_id_is_never_reused(tmp_path: Path) -> None:
+    keys = KeyFile.load(tmp_path / "keys.json")
+    text, record = keys.create("acme", ["feedback"])
+    first = keys.revoke(record.id).revoked_ms
+    assert keys.revoke(record.id).revoked_ms == first  # revoking twice keeps the first time
+    with pytest.raises(KeyRefused, match="revoked"):
+        KeyFile.load(tmp_path / "keys.json").check(text, "feedback")
+    assert record.id in json.loads((tmp_path / "keys.json").read_text())["keys"][0]["id"]
+    with pytest.raises(KeyError, match="no API key"):
+        keys.revoke("0" * 16)
+
+
+def test_a_browser_key_sends_feedback_only_from_its_origins(tmp_path: Path) -> None:
+    keys = KeyFile.load(tmp_path / "keys.json")
+    text, _ = keys.create("acme", ["feedback"], public=True, origins=["https://chat.acme.com"])
+    assert keys.check(text, "feedback", origin="https://chat.acme.com").public
+    with pytest.raises(KeyRefused, match="other origins"):
+        keys.check(text, "feedback", origin="https://evil.example")
+    with pytest.raises(KeyRefused, match="other origins"):
+        keys.check(text, "feedback")  # no origin: not a browser
+    with pytest.raises(ValueError, match="only send feedback"):
+        keys.create("acme", ["inference", "feedback"], public=True, origins=["https://chat.acme.com"])
+    with pytest.raises(ValueError, match="needs the origins"):
+        keys.create("acme", ["feedback"], public=True)
+    with pytest.raises(ValueError, match="without a path"):
+        keys.create("acme", ["feedback"], public=True, origins=["https://chat.acme.com/page"])
+    with pytest.raises(ValueError, match="tenant"):
+        keys.create("", ["feedback"])
+    with pytest.raises(ValueError, match="choose from"):
+        keys.create("acme", ["read"])
+
+
+def test_the_commands_create_list_and_revoke_without_ever_printing_a_stored_key(tmp_path: Path) -> None:
+    base = ["--data-dir", str(tmp_path / "data"), "keys"]
+    made = CliRunner().invoke(app, [*base, "create", "--tenant", "acme", "--scope", "feedback", "--name", "web"])
+    assert made.exit_code == 0, made.output
+    text = made.output.split()[0]
+    key_id = parse(text)[0]
+    listed = CliRunner().invoke(app, [*base, "list"])
+    assert key_id in listed.output and "acme" in listed.output and parse(text)[1] not in listed.output
+    revoked = CliRunner().invoke(app, [*base, "revoke", key_id])
+    assert revoked.exit_code == 0 and "revoked" in revoked.output
+    with pytest.raises(KeyRefused, match="revoked"):
+        KeyFile.load(tmp_path / "data" / "api" / "keys.json").check(text, "feedback")
+    bad = CliRunner().invoke(app, [*base, "create", "--tenant", "acme", "--scope", "feedback", "--public"])
+    assert bad.exit_code != 0 and "origins" in bad.output
