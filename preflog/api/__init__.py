@@ -1,1 +1,1 @@
-"""The ingestion API's parts (issue 21): API keys so far (:mod:`.keys`)."""
+"""The ingestion API's parts (issue 21): API keys (:mod:`.keys`) and per-key rate limits (:mod:`.limits`) so far."""

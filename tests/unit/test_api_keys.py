@@ -80,3 +80,22 @@ def test_the_commands_create_list_and_revoke_without_ever_printing_a_stored_key(
         KeyFile.load(tmp_path / "data" / "api" / "keys.json").check(text, "feedback")
     bad = CliRunner().invoke(app, [*base, "create", "--tenant", "acme", "--scope", "feedback", "--public"])
     assert bad.exit_code != 0 and "origins" in bad.output
+
+
+def test_rate_limits_admit_whole_requests_and_say_when_to_retry() -> None:
+    from preflog.api.limits import RateLimits
+
+    now = [100.0]
+    limits = RateLimits(rate=10, burst=20, clock=lambda: now[0])
+    assert limits.admit("a", 15).admitted
+    refused = limits.admit("a", 10)  # 5 left: all or nothing
+    assert not refused.admitted and refused.retry_after_s == 1  # 5 more tokens take 0.5 s: a whole second
+    assert limits.admit("b", 20).admitted  # buckets are per key
+    now[0] += 0.5
+    assert limits.admit("a", 10).admitted  # refilled at 10/s
+    now[0] += 60
+    assert limits.admit("a", 20).admitted and not limits.admit("a", 1).admitted  # never beyond the burst
+    too_big = limits.admit("a", 21)
+    assert not too_big.admitted and too_big.never
+    with pytest.raises(ValueError, match="positive"):
+        RateLimits(rate=0, burst=1)
