@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from preflog.privacy.envelope import MARK, key_of
+from preflog.privacy.envelope import SHAPE, key_of
 from preflog.privacy.fields import CONSENT, PURPOSES, RETENTION
 
 if TYPE_CHECKING:  # the keyring reads the keys topic: imported when a sealed batch is met
@@ -121,7 +121,8 @@ class PrivacyGate:
             if name not in batch.schema.names:
                 continue
             texts = _texts(batch.column(name))
-            if texts is not None and len(texts) and pc.any(pc.starts_with(texts, MARK)).as_py():
+            shaped = pc.fill_null(pc.match_substring_regex(texts, SHAPE), False) if texts is not None else None
+            if shaped is not None and len(shaped) and pc.any(shaped).as_py():
                 return True
         return False
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import uuid
 from pathlib import Path
 from typing import Annotated
 
@@ -164,7 +165,11 @@ def erase(
         subjects = {s if is_pseudonym(s) else make(s, secret) for s in subject or []}
         if request_id:
             snapshot = store.load()
-            for rid in request_id:
+            for given in request_id:
+                try:
+                    rid = str(uuid.UUID(given.strip()))  # as the SDK stores it: lower case, hyphens
+                except ValueError:
+                    raise typer.BadParameter("not a UUID", param_hint="--request-id") from None
                 found = subjects_of_request(log_url, rid, snapshot, settings.sink.storage_options())
                 subjects |= found | {request_subject(rid, secret)}
         datasets = root or Path(settings.data_dir) / "datasets"

@@ -297,7 +297,7 @@ def build(
         step("cleaning the pairs")
         query, args = dataset_rows("pairs", selection)
         con.execute(f"CREATE TABLE kept AS {query}", args)
-        con.execute(f"CREATE TEMP VIEW rows AS {dataset_view('pairs', 'kept', subject=keyring is not None)}")
+        con.execute(f"CREATE TEMP VIEW rows AS {dataset_view('pairs', 'kept', subject=inputs.sealed)}")
         kto_left_out = _records(con, selection)
         decontamination = None
         if evaluation is not None:
@@ -316,7 +316,7 @@ def build(
         outputs += written
         step("writing state/")
         outputs += _write_state(out, temporary)
-        if keyring is not None:
+        if inputs.sealed:
             outputs.append(_write_lineage(con, temporary))
         manifest = _manifest(con, name, log_url, since, config, inputs, outputs, left_out, formats, compress)
         manifest["built_at"] = purpose.now.isoformat(timespec="seconds")  # the time retention was measured to

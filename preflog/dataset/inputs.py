@@ -20,6 +20,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from preflog.privacy.envelope import shape_sql
+from preflog.privacy.erase import WITHDRAWN
 from preflog.sinks.read import data_files
 from preflog.sinks.scan import connect, located, log_view, parquet_source
 from preflog.sinks.storage import Storage
@@ -52,6 +54,7 @@ class Inputs:
         self.files: dict[str, list[str]] = {}
         self.sources: list[dict[str, Any]] = []
         self.left_out: dict[str, int] = dict.fromkeys(REASONS, 0)
+        self.sealed = False  # the log holds sealed fields: opened, rows with their subject (see read_inputs)
 
 
 def _files(storage: Storage, table: str, log_url: str) -> list[str]:
@@ -83,6 +86,11 @@ def previous(root: Path, since: str, config: dict[str, Any], log_url: str) -> di
         m = manifest(root, since)
     except FileNotFoundError as exc:
         raise BuildError(str(exc)) from None
+    if (root / since / WITHDRAWN).exists():
+        raise BuildError(
+            f"build {since!r} was withdrawn by an erasure (its data deleted: {root / since / WITHDRAWN}); "
+            "build without --since"
+        )
     if not any(f["path"].endswith(".ids.parquet") for f in m["files"]):
         raise BuildError(f"build {since!r} has no read ids ({STATE}/) to start from: build without --since")
     if m["log"] != log_url:
@@ -114,7 +122,8 @@ def read_inputs(
 
     ``purpose`` says which rows consent and retention leave out (:attr:`Inputs.left_out` counts them).
     ``keyring`` (:class:`preflog.privacy.keyring.Keyring`) opens a sealed log's personal fields; its erased
-    rows are left out too. Without one, a sealed log is refused (:class:`SealedLogError`).
+    rows are left out too. Without one, a sealed log is refused (:class:`SealedLogError`). Whether the log
+    is sealed is read from its files (and the previous build's), so a plain log builds the same either way.
     """
     storage = Storage(log_url)
     base = previous(root, since, config, log_url) if since else None
@@ -122,6 +131,7 @@ def read_inputs(
     out = Inputs()
     if base is not None:  # what the previous build left out (a build before consent existed left nothing out)
         out.left_out = {r: int(base.get("privacy", {}).get(r, 0)) for r in REASONS}
+    new: dict[str, list[str]] = {}
     for table in IDS:
         listed = _files(storage, table, log_url)
         here = set(listed)
@@ -133,15 +143,32 @@ def read_inputs(
                     f"{path}, read by build {since!r}, is gone from the log or changed; a full build would differ "
                     "from an incremental one: build without --since"
                 )
-        new = [p for p in listed if p not in known]
+        new[table] = [p for p in listed if p not in known]
         out.sources += [known[p] if p in known else source_entry(storage, p) for p in listed]
         out.files[table] = listed
-        _view(con, f"new_{table}", log_url, table, new, keyring)
-        con.execute(f"CREATE TABLE new_{table}_ids AS {_file_ids(con, storage, table, new)}")
-        state = root / str(since) / STATE if base is not None else None
-        left_out = _merge(con, table, selection, state, purpose, keyring is not None)
+    state = root / str(since) / STATE if base is not None else None
+    # sealed or not is the log's: a plain log builds the same with privacy on or off
+    out.sealed = _base_sealed(state) or any(_sealed(log_url, table, new[table]) for table in IDS)
+    if out.sealed and keyring is None:
+        raise SealedLogError(
+            "the log holds sealed personal fields: give the build its privacy settings (PREFLOG_PRIVACY__ENABLED=true, "
+            "PREFLOG_PRIVACY__MASTER_KEY_FILE and the keys topic or directory the producers used) so it opens them"
+        )
+    for table in IDS:
+        log_view(con, f"new_{table}", log_url, table, files=new[table], rid=1, keyring=keyring if out.sealed else None)
+        con.execute(f"CREATE TABLE new_{table}_ids AS {_file_ids(con, storage, table, new[table])}")
+        left_out = _merge(con, table, selection, state, purpose, out.sealed)
         out.left_out = {r: out.left_out[r] + left_out[r] for r in REASONS}
     return out
+
+
+def _base_sealed(state: Path | None) -> bool:
+    """Whether the previous build (its ``state``) was of a sealed log: its rows carry their subject."""
+    if state is None:
+        return False
+    import pyarrow.parquet as pq
+
+    return "subject" in pq.read_schema(state / "pairs.parquet").names
 
 
 class SealedLogError(BuildError):
@@ -150,22 +177,8 @@ class SealedLogError(BuildError):
 
 _SEALED = {
     "pairs": "inference_metadata['preflog.key'] IS NOT NULL",
-    "unpaired": "starts_with(prompt, 'pf1:')",
+    "unpaired": shape_sql("prompt"),
 }
-
-
-def _view(con: Any, name: str, log_url: str, table: str, files: list[str], keyring: Any) -> None:
-    """The view ``name`` of ``files`` of ``table``: a keyring's (its fields opened), else the log's if not sealed.
-
-    The check runs on a connection of its own: what it reads must not stay in the build's memory.
-    """
-    log_view(con, name, log_url, table, files=files, rid=1, keyring=keyring)
-    if keyring is None and _sealed(log_url, table, files):
-        raise SealedLogError(
-            f"the log's {table} hold sealed personal fields: give the build its privacy settings "
-            "(PREFLOG_PRIVACY__ENABLED=true, PREFLOG_PRIVACY__MASTER_KEY_FILE and the keys topic or directory "
-            "the producers used) so it opens them"
-        )
 
 
 def _sealed(log_url: str, table: str, files: list[str]) -> bool:

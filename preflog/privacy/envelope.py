@@ -11,15 +11,21 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-__all__ = ["MARK", "SealError", "key_of", "open_text", "seal", "sealed"]
+__all__ = ["MARK", "SHAPE", "SealError", "key_of", "open_text", "seal", "sealed", "shape_sql"]
 
 MARK = "pf1:"
 NONCE = 12
 _HEX = frozenset("0123456789abcdef")
+#: a sealed value, whole: the mark, a 16-hex-digit key id, ':', and the base64 of a nonce (12 bytes), the
+#: text and a tag (16 bytes): at least 28 bytes, 40 characters. A person's text of this shape is not plausible;
+#: one that only starts like it (``pf1:0123456789abcdef: hello``) is text, never a lost key
+SHAPE = r"^pf1:[0-9a-f]{16}:(?:[A-Za-z0-9+/]{4}){9,}(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{2}==)$"
+_SHAPED = re.compile(SHAPE)
 
 
 class SealError(ValueError):
@@ -38,12 +44,16 @@ def sealed(value: object) -> bool:
     return isinstance(value, str) and key_of(value) is not None
 
 
+def shape_sql(column: str) -> str:
+    """:data:`SHAPE` as a DuckDB condition on ``column`` (false for null)."""
+    return f"coalesce(regexp_full_match({column}, '{SHAPE}'), false)"
+
+
 def key_of(value: str) -> str | None:
     """The key id of a sealed text, or None when ``value`` does not have a sealed text's shape."""
-    if not value.startswith(MARK) or len(value) < 22 or value[20] != ":":
+    if not value.startswith(MARK) or _SHAPED.match(value) is None:
         return None
-    key = value[4:20]
-    return key if _HEX.issuperset(key) else None
+    return value[4:20]
 
 
 def open_text(aead: AESGCM, key_id: str, value: str) -> str:

@@ -32,6 +32,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .envelope import shape_sql
 from .keys import DataKey
 from .lineage import exports_holding
 from .store import DirKeyStore, KeyStore
@@ -115,7 +116,7 @@ def erased_rows(
         con.register("erased_keys", pa.table({"key_id": pa.array(sorted(keys), pa.string())}))
         key_of = {
             "pairs": "inference_metadata['preflog.key']",
-            "unpaired": "CASE WHEN starts_with(prompt, 'pf1:') THEN substr(prompt, 5, 16) END",
+            "unpaired": f"CASE WHEN {shape_sql('prompt')} THEN substr(prompt, 5, 16) END",
         }
         for table, key in key_of.items():
             try:
@@ -197,7 +198,7 @@ def subjects_of_request(
     queries = {
         "pairs": "SELECT DISTINCT inference_metadata['preflog.subject'], NULL FROM pairs WHERE request_id = ?",
         "unpaired": "SELECT DISTINCT NULL, substr(prompt, 5, 16) FROM unpaired WHERE request_id = ? "
-        "AND starts_with(prompt, 'pf1:')",
+        f"AND {shape_sql('prompt')}",
     }
     con = connect(512 * 10**6)
     found: set[str] = set()

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from . import fields as f
 from .columns import open_column
-from .envelope import MARK, key_of, open_text
+from .envelope import MARK, SHAPE, key_of, open_text, shape_sql
 from .keys import KeyError_, Wrapper, load_masters, pick
 
 if TYPE_CHECKING:  # the store needs Kafka's client: loaded only by a keyring that reads keys
@@ -213,7 +213,7 @@ def _key_ids(table: pa.Table) -> pa.Array:
     if "prompt" not in table.column_names:
         return pa.nulls(table.num_rows, pa.string())
     prompts = table.column("prompt").combine_chunks()
-    shaped = pc.fill_null(pc.match_substring_regex(prompts, f"^{MARK}[0-9a-f]{{16}}:."), False)
+    shaped = pc.fill_null(pc.match_substring_regex(prompts, SHAPE), False)
     return pc.if_else(shaped, pc.utf8_slice_codeunits(prompts, 4, 20), pa.scalar(None, pa.string()))
 
 
@@ -234,7 +234,8 @@ def _subjects(table: pa.Table, key_ids: pa.Array, unique: list[str], keyring: Ke
     return pc.coalesce(stated, of_key)
 
 
-_KEY_SQL = "CASE WHEN starts_with({c}, 'pf1:') AND substr({c}, 21, 1) = ':' THEN substr({c}, 5, 16) END"
+def _key_sql(column: str) -> str:
+    return f"CASE WHEN {shape_sql(column)} THEN substr({column}, 5, 16) END"
 
 
 def _open_sql(column: str, type_: pa.DataType) -> str:
@@ -262,7 +263,7 @@ def opened_view(con: Any, name: str, source: str, table: str, schema: pa.Schema,
     opens = ", ".join(f"{_open_sql(c, schema.field(c).type)} AS {c}" for c in personal)
     replace = f" REPLACE ({opens})" if opens else ""
     stated = "v.inference_metadata['preflog.subject']" if "inference_metadata" in schema.names else "NULL"
-    key = _KEY_SQL.format(c="v.prompt") if "prompt" in schema.names else "NULL"
+    key = _key_sql("v.prompt") if "prompt" in schema.names else "NULL"
     con.execute(
         f"""CREATE OR REPLACE TEMP VIEW {name} AS
             SELECT * EXCLUDE (__erased, __subject, __consent){replace},
@@ -274,10 +275,16 @@ def opened_view(con: Any, name: str, source: str, table: str, schema: pa.Schema,
 
 
 def any_sealed(table: pa.Table) -> bool:
-    """Whether ``table`` holds sealed fields (its prompts are sealed)."""
-    if "prompt" not in table.column_names or table.num_rows == 0:
+    """Whether ``table`` holds sealed fields: a pair names its data key, a signal's prompt is sealed whole."""
+    if table.num_rows == 0:
         return False
-    return bool(pc.any(pc.starts_with(table.column("prompt"), MARK)).as_py())
+    if "inference_metadata" in table.column_names:
+        metadata = table.column("inference_metadata").combine_chunks()
+        if pa.types.is_map(metadata.type):
+            return bool(pc.any(pc.is_valid(pc.map_lookup(metadata, f.KEY, "first"))).as_py())
+    if "prompt" not in table.column_names:
+        return False
+    return bool(pc.any(pc.fill_null(pc.match_substring_regex(table.column("prompt"), SHAPE), False)).as_py())
 
 
 def reader_keyring(settings: Any = None) -> Keyring:

@@ -29,6 +29,7 @@ from typing import Any
 from preflog.dataset.consent import REASONS as CONSENT_REASONS
 from preflog.dataset.consent import Purpose
 from preflog.errors import PreflogError
+from preflog.privacy.envelope import shape_sql
 from preflog.privacy.fields import CONSENT, KEY, PURPOSES, RETENTION
 
 __all__ = ["FIX", "REASONS", "Privacy", "SealedLogError", "said"]
@@ -50,10 +51,9 @@ _FACTS: dict[str, dict[str, str]] = {
         "__retention_days": "CAST(NULL AS VARCHAR)",
     },
 }
-_SHAPE = "coalesce(starts_with({c}, 'pf1:') AND substr({c}, 21, 1) = ':', false)"
 _SEALED: dict[str, str] = {
-    "pairs": f"{_SHAPE.format(c='chosen')} OR {_SHAPE.format(c='rejected')} OR inference_metadata['{KEY}'] IS NOT NULL",
-    "unpaired": _SHAPE.format(c="prompt"),
+    "pairs": f"{shape_sql('chosen')} OR {shape_sql('rejected')} OR inference_metadata['{KEY}'] IS NOT NULL",
+    "unpaired": shape_sql("prompt"),
 }
 #: the settings that open a sealed log, named by the error of a report that cannot
 FIX = (

@@ -188,3 +188,30 @@ def test_read_pairs_opens_a_sealed_log_file_and_reads_erased_messages_as_null(tm
             assert r["prompt"] is None and r["prompt_messages"] == [{"role": "user", "content": None}]
         else:
             assert r["prompt"] == f"Question {i}?" and r["prompt_messages"][0]["content"] == f"Question {i}?"
+
+
+def test_a_plain_log_whose_text_starts_like_a_sealed_value_reads_and_builds_as_text(tmp_path: Path) -> None:
+    from preflog.sinks.read import read_pairs
+
+    texts = ["pf1:0123456789abcdef: hello", "pf1:0123456789abcdef:" + "not base64 at all!" * 3]
+    url = write_table(tmp_path / "log", "pairs", rows([(t, "yes", "no", "END_USER") for t in texts]))
+    assert sorted(read_pairs(url).column("prompt").to_pylist()) == sorted(texts)  # no keys asked for
+    build(url, tmp_path / "ds", "v1", SELECTION)
+    assert sorted(_prompts(tmp_path / "ds" / "v1")) == sorted(texts)
+
+
+def test_a_plain_log_builds_the_same_with_privacy_keys_given_and_since_refuses_a_withdrawn_base(tmp_path: Path) -> None:
+    from preflog.dataset.inputs import BuildError
+    from preflog.privacy.erase import withdraw
+
+    url = _log(tmp_path / "log", copies=1)
+    master = generate_master(tmp_path / "master.key")
+    store = DirKeyStore(tmp_path / "keys")
+    plain = build(url, tmp_path / "ds", "plain", SELECTION)
+    keyed = build(url, tmp_path / "ds", "keyed", SELECTION, keyring=Keyring(store.load(), [master], store))
+    assert keyed["content_hash"] == plain["content_hash"]  # privacy on changes nothing of a log never sealed
+    assert not (tmp_path / "ds" / "keyed" / "lineage").exists()
+
+    withdraw(tmp_path / "ds" / "plain", "erasure-x", "2026-12-07T00:00:00+00:00")
+    with pytest.raises(BuildError, match="withdrawn by an erasure"):
+        build(url, tmp_path / "ds", "again", SELECTION, since="plain")
