@@ -189,6 +189,8 @@ def erase(
         )
     rows = ", ".join(f"{table} {n}" for table, n in receipt.rows.items()) or "none"
     out.print(f"audit-log rows that now read as erased: {rows}", soft_wrap=True)
+    if "being written now" in receipt.stores["dataset builds"]:
+        out.print(f"dataset builds: {receipt.stores['dataset builds']}", soft_wrap=True, markup=False)
     for name in receipt.builds_withdrawn:
         out.print(f"withdrew dataset build {name} (rebuild it: the rebuild leaves them out)", soft_wrap=True)
     for path in receipt.exports_withdrawn:

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import shutil
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -53,7 +55,8 @@ _KEEP = {"manifest.json", "README.md", WITHDRAWN}
 FINAL = (
     "tombstones written: the old key records leave the brokers' disks when the topic is compacted (within "
     "max.compaction.lag.ms, a day as preflog topics create sets it); to make it final now, or on a broker that "
-    "does not compact, rotate the master key (preflog privacy rotate) and destroy the old one"
+    "does not compact, rotate the master key (preflog privacy rotate), restart every process on the new one, "
+    "rotate again (keys made meanwhile) and then destroy the old key"
 )
 
 
@@ -88,6 +91,35 @@ def builds_holding(root: Path, subjects: set[str]) -> list[str]:
         if held & subjects:
             found.append(folder.name)
     return found
+
+
+_PARTIAL = re.compile(r"^\..+\.(?:tmp|work)-(\d+)$")
+
+
+def partial_builds(root: Path) -> tuple[list[str], list[str]]:
+    """The half-written build folders under ``root`` (``.NAME.tmp-PID``, ``.NAME.work-PID``): removed, running.
+
+    Those whose process is gone are removed (they may hold opened texts that no lineage lists); those
+    still being written are listed.
+    """
+    removed: list[str] = []
+    running: list[str] = []
+    if not root.is_dir():
+        return removed, running
+    for folder in sorted(root.iterdir()):
+        found = _PARTIAL.match(folder.name)
+        if found is None or not folder.is_dir():
+            continue
+        try:
+            os.kill(int(found.group(1)), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder.name)
+        except PermissionError:  # another user's live process
+            running.append(folder.name)
+        else:
+            running.append(folder.name)
+    return removed, running
 
 
 def withdraw(folder: Path, erasure: str, at: str) -> None:
@@ -154,6 +186,7 @@ def erase(
     builds = builds_holding(datasets, subjects)
     for name in builds:
         withdraw(datasets / name, erasure, at)
+    partial, running = partial_builds(datasets)
     exports = []
     for entry in exports_holding(data_dir, subjects, storage_options):
         fs, path = fsspec.core.url_to_fs(entry["path"], **((storage_options or {}) if "://" in entry["path"] else {}))
@@ -178,7 +211,9 @@ def erase(
             "keys": f"{where}: {len(key_ids)} data keys deleted, erasure marks kept"
             + (f"; {FINAL}" if isinstance(store, KeyStore) else " (their files removed)"),
             "topics, processor state and changelogs, audit log, replays": "sealed with the deleted keys: unreadable",
-            "dataset builds": f"{len(builds)} withdrawn (data deleted, WITHDRAWN.json)",
+            "dataset builds": f"{len(builds)} withdrawn (data deleted, WITHDRAWN.json); {len(partial)} half-written "
+            f"by a build that died removed"
+            + (f"; {len(running)} being written now: erase again when they end" if running else ""),
             "exports": f"{len(exports)} withdrawn",
             "reports": "hold counts and lengths, no text: unchanged",
         },

@@ -124,6 +124,7 @@ class Sealer:
         self._subjects: dict[str, str] = {}  # request_id -> subject of the inference this producer sealed
         self._remember = remember
         self._lock = threading.Lock()
+        self._forgotten: set[str] = set()  # key ids an erasure deleted (a few per erasure)
         self.keys_made = 0
 
     def pseudonym(self, raw: str) -> str:
@@ -142,14 +143,17 @@ class Sealer:
         self.store.put([record])
         made = (record.key_id, AESGCM(key))
         with self._lock:
-            found = self._keys.setdefault(scope, made)
-            self.keys_made += found is made
-        return found
+            stale = record.key_id in self._forgotten  # erased between its put and now: no event may use it
+            if not stale:
+                cached = self._keys.setdefault(scope, made)
+                self.keys_made += cached is made
+        return self._key(subject, event_time, p) if stale else cached
 
     def forget(self, key_ids: Sequence[str]) -> int:
         """Drop cached keys an erasure deleted; returns how many were cached."""
         gone = set(key_ids)
         with self._lock:
+            self._forgotten |= gone  # a key made but not cached yet is refused when it comes (see _key)
             drop = [k for k, (key_id, _) in self._keys.items() if key_id in gone]
             for k in drop:
                 del self._keys[k]

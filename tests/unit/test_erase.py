@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -129,3 +130,22 @@ def test_a_rotation_after_an_erasure_leaves_the_erased_keys_wrapped_by_the_old_m
     assert sum(table.column("erased").to_pylist()) == 10 and table.column("prompt").null_count == 10
     with pytest.raises(KeyError_):
         alice_keys[0].unwrap(new)  # the erased key's old record: useless once the old master is destroyed
+
+
+def test_erase_removes_the_folders_of_builds_that_died_half_written(tmp_path: Path, env: tuple[str, list[str]]) -> None:
+    import subprocess
+    import sys
+
+    url, base = env
+    datasets = tmp_path / "data" / "datasets"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = datasets / f".v1.tmp-{dead.stdout.strip()}"  # a process that has ended
+    (stale / "data").mkdir(parents=True)
+    (stale / "data" / "train-0.parquet").write_text("opened texts of a build killed mid-way")
+    live = datasets / f".v2.work-{os.getpid()}"  # this process: alive
+    live.mkdir()
+    said = _invoke([*base, "erase", "--subject", "alice", "--url", url])
+    assert not stale.exists() and live.exists()
+    receipt = json.loads(next((tmp_path / "data" / "privacy" / "erasures").glob("*.json")).read_text())
+    assert "1 half-written by a build that died removed" in receipt["stores"]["dataset builds"]
+    assert "1 being written now" in receipt["stores"]["dataset builds"] and "erasure-" in said

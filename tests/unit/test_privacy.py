@@ -254,3 +254,22 @@ def test_a_data_key_record_holds_no_secret_in_the_clear(tmp_path: Path) -> None:
     record, key = DataKey.make("psn_" + "0" * 32, master, 1)
     assert key not in record.to_bytes() and base64.b64encode(key) not in record.to_bytes()
     assert DataKey.from_bytes(record.to_bytes()).unwrap(master) == key
+
+
+def test_a_key_erased_between_its_store_and_its_caching_is_never_used(parts: tuple) -> None:
+    sealer, store, _ = parts
+    real_put = store.put
+
+    def put_then_erased(keys: list) -> int:  # the erasure and the watch land right after the key is stored
+        n = real_put(keys)
+        sealer.forget([k.key_id for k in keys][:1] if not hasattr(put_then_erased, "done") else [])
+        put_then_erased.done = True  # type: ignore[attr-defined]
+        return n
+
+    store.put = put_then_erased
+    rid = str(uuid.uuid4())
+    first = sealer.inference(_inference(rid, "dora"), Privacy())
+    keys = store.load().of_subject(pseudonym("dora", SECRET))
+    assert len(keys) == 2  # the forgotten key, and the one the event used
+    used = first["metadata"]["preflog.key"]
+    assert used in {k.key_id for k in keys} and used not in sealer._forgotten
