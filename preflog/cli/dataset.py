@@ -194,6 +194,10 @@ def build(
     sizes = ", ".join(f"{folder} {_size(n)}" for folder, n in m["bytes"].items())
     out.print(f"bytes on disk: {sizes}", soft_wrap=True)
     out.print(f"content hash {m['content_hash']}")
+    from ..privacy.erase import LINEAGE, record_build
+
+    if (target / name / LINEAGE).exists():  # a sealed log's build: erase finds it wherever its root is
+        record_build(Path(settings.data_dir), target / name)
 
 
 def _size(n: int) -> str:

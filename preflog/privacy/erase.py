@@ -40,12 +40,14 @@ from .lineage import exports_holding
 from .store import DirKeyStore, KeyStore
 
 __all__ = [
-    "FINAL", "LINEAGE", "RECEIPTS", "WITHDRAWN", "Receipt", "builds_holding", "erase", "erased_rows", "receipts",
-    "subjects_of_request", "withdraw",
+    "BUILDS", "FINAL", "LINEAGE", "RECEIPTS", "WITHDRAWN", "Receipt", "builds_holding", "erase", "erased_rows",
+    "partial_builds", "receipts", "record_build", "subjects_of_request", "withdraw",
 ]  # fmt: skip
 
 #: the folder of receipts, under the data directory
 RECEIPTS = Path("privacy") / "erasures"
+#: the registry of sealed logs' builds, under the data directory (:func:`record_build`)
+BUILDS = Path("privacy") / "builds.jsonl"
 #: the mark of a withdrawn build or export
 WITHDRAWN = "WITHDRAWN.json"
 #: the subjects of a sealed log's dataset build, relative to its folder (written by the build)
@@ -78,18 +80,32 @@ class Receipt:
         return json.dumps(asdict(self), indent=2) + "\n"
 
 
-def builds_holding(root: Path, subjects: set[str]) -> list[str]:
-    """The builds under ``root`` whose lineage holds any of ``subjects`` (withdrawn ones excluded), by name."""
-    if not root.is_dir():
-        return []
+def record_build(data_dir: Path, folder: Path) -> None:
+    """Note a sealed log's build at ``folder`` in ``<data dir>/privacy/builds.jsonl``, wherever its root is."""
+    registry = Path(data_dir) / BUILDS
+    registry.parent.mkdir(parents=True, exist_ok=True)
+    entry = {"path": str(Path(folder).resolve()), "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    with registry.open("a") as out:
+        out.write(json.dumps(entry) + "\n")
+
+
+def builds_holding(root: Path, subjects: set[str], data_dir: Path | None = None) -> list[Path]:
+    """The builds whose lineage holds any of ``subjects`` (withdrawn ones excluded).
+
+    Those under ``root``, and those the registry of ``data_dir`` names (builds made with another --root).
+    """
+    folders = {p.parent.parent.resolve() for p in root.glob(f"*/{LINEAGE.as_posix()}")} if root.is_dir() else set()
+    registry = Path(data_dir) / BUILDS if data_dir is not None else None
+    if registry is not None and registry.exists():
+        folders |= {Path(json.loads(line)["path"]) for line in registry.read_text().splitlines() if line.strip()}
     found = []
-    for lineage in sorted(root.glob(f"*/{LINEAGE.as_posix()}")):
-        folder = lineage.parent.parent
-        if (folder / WITHDRAWN).exists() or folder.name.startswith("."):
+    for folder in sorted(folders):
+        lineage = folder / LINEAGE
+        if folder.name.startswith(".") or (folder / WITHDRAWN).exists() or not lineage.exists():
             continue
         held = set(pq.read_table(lineage, columns=["subject"]).column("subject").to_pylist())
         if held & subjects:
-            found.append(folder.name)
+            found.append(folder)
     return found
 
 
@@ -183,9 +199,11 @@ def erase(
     key_ids = sorted(k.key_id for k in keys)
     rows = erased_rows(log_url, set(key_ids), storage_options)  # first: what fails here has erased nothing yet
     store.erase(keys, erasure)
-    builds = builds_holding(datasets, subjects)
-    for name in builds:
-        withdraw(datasets / name, erasure, at)
+    holding = builds_holding(datasets, subjects, data_dir)
+    for folder in holding:
+        withdraw(folder, erasure, at)
+    here = datasets.resolve()
+    builds = [f.name if f.parent == here else str(f) for f in holding]
     partial, running = partial_builds(datasets)
     exports = []
     for entry in exports_holding(data_dir, subjects, storage_options):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -81,16 +82,23 @@ def test_erase_withdraws_the_builds_holding_the_subject_and_a_rebuild_leaves_it_
     assert "alice" not in text and pseudonym("alice", SECRET) not in text and "Question" not in text
 
 
-def test_a_copy_of_a_build_made_before_an_erasure_is_flagged_by_verify(
+def test_builds_of_another_root_are_withdrawn_and_a_copy_made_by_hand_is_flagged_by_verify(
     tmp_path: Path, env: tuple[str, list[str]]
 ) -> None:
     url, base = env
+    _invoke([*base, "dataset", "build", "orig", "--url", url])
+    copies = tmp_path / "copies"
+    shutil.copytree(tmp_path / "data" / "datasets" / "orig", copies / "orig")  # no registry knows this one
     elsewhere = tmp_path / "elsewhere"
     _invoke([*base, "dataset", "build", "copy", "--url", url, "--root", str(elsewhere)])
-    _invoke([*base, "erase", "--subject", "bob", "--url", url])  # erase does not know this folder
-    assert (elsewhere / "copy" / "data").exists()
+    said = _invoke([*base, "erase", "--subject", "bob", "--url", url])  # the build registry knows this folder
+    assert f"withdrew dataset build {(elsewhere / 'copy').resolve()}" in said
+    assert not (elsewhere / "copy" / "data").exists()
     verified = CliRunner().invoke(app, [*base, "dataset", "verify", "copy", "--root", str(elsewhere)])
-    assert verified.exit_code == 1 and "holds a subject erased by erasure-" in verified.output
+    assert verified.exit_code == 1 and "withdrawn by erasure-" in verified.output
+    assert (copies / "orig" / "data").exists()
+    flagged = CliRunner().invoke(app, [*base, "dataset", "verify", "orig", "--root", str(copies)])
+    assert flagged.exit_code == 1 and "holds a subject erased by erasure-" in flagged.output
 
 
 def test_erase_by_request_id_reaches_the_person_and_erasing_twice_is_harmless(
