@@ -339,6 +339,9 @@ def build(
             raise
     except BaseException as exc:
         shutil.rmtree(temporary, ignore_errors=True)
+        for said in ("KeyError_: ", "SealError: "):  # a key the keyring could not use, raised within DuckDB
+            if said in str(exc):
+                raise BuildError(f"the log's sealed fields do not open: {str(exc).split(said, 1)[1].strip()}") from None
         if type(exc).__name__ == "OutOfMemoryException":  # duckdb's, imported lazily
             raise BuildError(
                 f"the build ran out of memory under a limit of {limit / 1e6:,.0f} MB: DuckDB works on 2,048 rows "

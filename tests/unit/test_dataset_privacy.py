@@ -215,3 +215,13 @@ def test_a_plain_log_builds_the_same_with_privacy_keys_given_and_since_refuses_a
     withdraw(tmp_path / "ds" / "plain", "erasure-x", "2026-12-07T00:00:00+00:00")
     with pytest.raises(BuildError, match="withdrawn by an erasure"):
         build(url, tmp_path / "ds", "again", SELECTION, since="plain")
+
+
+def test_a_build_whose_keys_are_lost_fails_naming_the_fix(tmp_path: Path) -> None:
+    from preflog.dataset.inputs import BuildError
+
+    url, _, master = _sealed_log(tmp_path, n=6)
+    lost = Keyring(DirKeyStore(tmp_path / "empty").load(), [master], None)  # another keys directory: no keys
+    with pytest.raises(BuildError, match="restore it from its backup"):
+        build(url, tmp_path / "ds", "lost", SELECTION, keyring=lost)
+    assert not (tmp_path / "ds" / "lost").exists()
