@@ -43,18 +43,6 @@ def _texts(array: pa.Array) -> pa.Array | None:
     return None
 
 
-def _loosened(table: pa.Table) -> pa.Table:
-    """``table`` with its message lists' fields nullable: the log's are not, and an opened erased value is null."""
-    for i, field in enumerate(table.schema):
-        t = field.type
-        if pa.types.is_list(t) and pa.types.is_struct(t.value_type):
-            struct = t.value_type
-            loose = pa.list_(pa.struct([struct.field(j).with_nullable(True) for j in range(struct.num_fields)]))
-            if loose != t:
-                table = table.set_column(i, field.with_type(loose), table.column(i).cast(loose))
-    return table
-
-
 def _allows(consent: str | None, purpose: str, unstated: Sequence[str]) -> bool:
     """:func:`preflog.privacy.fields.consent_sql` in Python: a comma list when stated, else ``unstated``."""
     return purpose in (unstated if consent is None else consent.split(","))
@@ -148,7 +136,7 @@ class PrivacyGate:
                 if "prompt" in batch.schema.names
                 else []
             )
-            opened = open_table(_loosened(pa.Table.from_batches([batch])), self.table, ring)
+            opened = open_table(pa.Table.from_batches([batch]), self.table, ring)  # its message fields nullable
             if ids:  # after opening: the keyring reads the keys again before it calls one missing
                 keys = [ring.snapshot.keys.get(k) if k else None for k in ids]
             erased = opened.column("erased").to_pylist()

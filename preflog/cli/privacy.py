@@ -147,8 +147,8 @@ def erase(
 
     Example: preflog erase --subject alice@example.org
     """
+    from ..privacy.erase import RECEIPTS, subjects_of_request
     from ..privacy.erase import erase as run
-    from ..privacy.erase import subjects_of_request
     from ..privacy.keys import load_secret
     from ..privacy.pseudonym import is_pseudonym, request_subject
     from ..privacy.pseudonym import pseudonym as make
@@ -200,5 +200,5 @@ def erase(
 
         out.print(f"keys topic {settings.privacy.keys_topic}: {FINAL}", soft_wrap=True)
     out.print(
-        f"receipt: {Path(settings.data_dir) / 'privacy' / 'erasures' / (receipt.erasure + '.json')}", soft_wrap=True
+        f"receipt: {Path(settings.data_dir) / RECEIPTS / (receipt.erasure + '.json')}", soft_wrap=True
     )

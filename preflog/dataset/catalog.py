@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from preflog.privacy.erase import WITHDRAWN
+from preflog.privacy.erase import WITHDRAWN, lineage_subjects
 from preflog.sinks.storage import Storage
 
 from .build import LINEAGE, MANIFEST, content_hash
@@ -104,10 +104,7 @@ def _erased_subjects(folder: Path, built_at: str | None, erasures: list[dict[str
     erasures = [e for e in erasures if built_at is None or e["at"] >= built_at]
     if not erasures or not lineage.exists():
         return []
-    import pyarrow.parquet as pq
-
-    held = pq.read_table(lineage, columns=["subject"]).column("subject").to_pylist()
-    digests = {hashlib.sha256(s.encode()).hexdigest() for s in held if s}
+    digests = {hashlib.sha256(s.encode()).hexdigest() for s in lineage_subjects(folder)}
     return [
         f"holds a subject erased by {e['erasure']} at {e['at']}: rebuild it (a rebuild leaves erased subjects out)"
         for e in erasures

@@ -16,7 +16,7 @@ import re
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-__all__ = ["MARK", "SHAPE", "SealError", "key_of", "open_text", "seal", "sealed", "shape_sql"]
+__all__ = ["MARK", "SHAPE", "SealError", "key_of", "key_sql", "open_text", "seal", "sealed", "shape_sql"]
 
 MARK = "pf1:"
 NONCE = 12
@@ -47,6 +47,11 @@ def sealed(value: object) -> bool:
 def shape_sql(column: str) -> str:
     """:data:`SHAPE` as a DuckDB condition on ``column`` (false for null)."""
     return f"coalesce(regexp_full_match({column}, '{SHAPE}'), false)"
+
+
+def key_sql(column: str) -> str:
+    """:func:`key_of` as a DuckDB expression on ``column`` (null where it is not a sealed value)."""
+    return f"CASE WHEN {shape_sql(column)} THEN substr({column}, 5, 16) END"
 
 
 def key_of(value: str) -> str | None:

@@ -34,14 +34,14 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .envelope import shape_sql
+from .envelope import key_sql
 from .keys import DataKey
 from .lineage import exports_holding
 from .store import DirKeyStore, KeyStore
 
 __all__ = [
     "BUILDS", "FINAL", "LINEAGE", "RECEIPTS", "WITHDRAWN", "Receipt", "builds_holding", "erase", "erased_rows",
-    "partial_builds", "receipts", "record_build", "subjects_of_request", "withdraw",
+    "lineage_subjects", "partial_builds", "receipts", "record_build", "subjects_of_request", "withdraw",
 ]  # fmt: skip
 
 #: the folder of receipts, under the data directory
@@ -80,6 +80,11 @@ class Receipt:
         return json.dumps(asdict(self), indent=2) + "\n"
 
 
+def lineage_subjects(folder: Path) -> set[str]:
+    """The subjects (pseudonyms) a build at ``folder`` lists in its lineage."""
+    return {s for s in pq.read_table(folder / LINEAGE, columns=["subject"]).column("subject").to_pylist() if s}
+
+
 def record_build(data_dir: Path, folder: Path) -> None:
     """Note a sealed log's build at ``folder`` in ``<data dir>/privacy/builds.jsonl``, wherever its root is."""
     registry = Path(data_dir) / BUILDS
@@ -103,8 +108,7 @@ def builds_holding(root: Path, subjects: set[str], data_dir: Path | None = None)
         lineage = folder / LINEAGE
         if folder.name.startswith(".") or (folder / WITHDRAWN).exists() or not lineage.exists():
             continue
-        held = set(pq.read_table(lineage, columns=["subject"]).column("subject").to_pylist())
-        if held & subjects:
+        if lineage_subjects(folder) & subjects:
             found.append(folder)
     return found
 
@@ -164,7 +168,7 @@ def erased_rows(
         con.register("erased_keys", pa.table({"key_id": pa.array(sorted(keys), pa.string())}))
         key_of = {
             "pairs": "inference_metadata['preflog.key']",
-            "unpaired": f"CASE WHEN {shape_sql('prompt')} THEN substr(prompt, 5, 16) END",
+            "unpaired": key_sql("prompt"),
         }
         for table, key in key_of.items():
             try:
@@ -250,8 +254,7 @@ def subjects_of_request(
 
     queries = {
         "pairs": "SELECT DISTINCT inference_metadata['preflog.subject'], NULL FROM pairs WHERE request_id = ?",
-        "unpaired": "SELECT DISTINCT NULL, substr(prompt, 5, 16) FROM unpaired WHERE request_id = ? "
-        f"AND {shape_sql('prompt')}",
+        "unpaired": f"SELECT DISTINCT NULL, {key_sql('prompt')} FROM unpaired WHERE request_id = ?",
     }
     con = connect(512 * 10**6)
     found: set[str] = set()

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from . import fields as f
 from .columns import open_column
-from .envelope import MARK, SHAPE, key_of, open_text, shape_sql
+from .envelope import MARK, SHAPE, key_of, key_sql, open_text
 from .keys import KeyError_, Wrapper, load_masters, pick
 
 if TYPE_CHECKING:  # the store needs Kafka's client: loaded only by a keyring that reads keys
@@ -234,8 +234,6 @@ def _subjects(table: pa.Table, key_ids: pa.Array, unique: list[str], keyring: Ke
     return pc.coalesce(stated, of_key)
 
 
-def _key_sql(column: str) -> str:
-    return f"CASE WHEN {shape_sql(column)} THEN substr({column}, 5, 16) END"
 
 
 def _open_sql(column: str, type_: pa.DataType) -> str:
@@ -263,7 +261,7 @@ def opened_view(con: Any, name: str, source: str, table: str, schema: pa.Schema,
     opens = ", ".join(f"{_open_sql(c, schema.field(c).type)} AS {c}" for c in personal)
     replace = f" REPLACE ({opens})" if opens else ""
     stated = "v.inference_metadata['preflog.subject']" if "inference_metadata" in schema.names else "NULL"
-    key = _key_sql("v.prompt") if "prompt" in schema.names else "NULL"
+    key = key_sql("v.prompt") if "prompt" in schema.names else "NULL"
     con.execute(
         f"""CREATE OR REPLACE TEMP VIEW {name} AS
             SELECT * EXCLUDE (__erased, __subject, __consent){replace},
