@@ -49,7 +49,7 @@ from .exceptions import StateError
 from .expiry import Expiry
 from .join_config import JoinConfig
 from .outputs import Emit, OutputEncoder, Source
-from .pairs import Preference, expand, no_pairs_detail
+from .pairs import Preference, expand, no_pairs_detail, tenant_problem
 from .records import pair_record, provenance, signal_record
 from .splice import PairSplicer, spliced
 from .splice_signal import SignalSplicer
@@ -257,6 +257,9 @@ class Joiner(Expiry):
             detail = f"feedback is {gap} ms after its inference; the window is {c.window_ms} ms"
             st = self.stream_time[at["partition"]]
             return [self._unmatched("LATE", detail, "FeedbackEvent", feedback, st, value, at)]
+        foreign = tenant_problem(inference, feedback)
+        if foreign is not None:
+            return [self._dead(foreign, "TenantMismatch", "join", rid, value, at)]
         count = len(inference["candidates"])
         problems = [] if references_fine(feedback, count) else reference_problems(feedback, count)
         if problems:

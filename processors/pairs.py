@@ -91,3 +91,19 @@ def no_pairs_detail(feedback: Mapping[str, Any], score_margin: float, score_mode
         f"no two scores differ by more than score_margin={score_margin} (score_mode={score_mode}): "
         "the scores decide no pair"
     )
+
+
+def tenant_problem(inference: Mapping[str, Any], feedback: Mapping[str, Any]) -> str | None:
+    """Why ``feedback`` may not judge ``inference`` across tenants, or None.
+
+    Feedback sent through the ingestion API carries its key's tenant in ``metadata['preflog.tenant']``;
+    it may only judge an inference of that tenant (``context.tenant``). Feedback without it (the SDK) is
+    not checked.
+    """
+    tenant = (feedback.get("metadata") or {}).get("preflog.tenant")
+    if tenant is None:
+        return None
+    owner = (inference.get("context") or {}).get("tenant")
+    if owner == tenant:
+        return None
+    return f"feedback of tenant {tenant!r} for an inference of tenant {owner!r}: a key may only judge its own tenant's"

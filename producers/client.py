@@ -34,6 +34,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from preflog.kafka.config import producer_config
+from preflog.privacy.fields import TENANT
 from preflog.privacy.sealer import Privacy, Sealer, privacy_fields, stamp
 from preflog.schemas.codec import Codec
 from preflog.schemas.events import feedback_record, inference_record
@@ -42,7 +43,24 @@ from preflog.settings import Settings, TopicSettings, load_settings
 
 from .exceptions import BackpressureError, DeliveryError, ProducerClosedError, RecordTooLargeError
 
-__all__ = ["DEFAULT_MESSAGE_MAX_BYTES", "LATEST_EVENT_TIME", "RECORD_OVERHEAD", "Delivered", "PreflogProducer"]
+__all__ = [
+    "DEFAULT_MESSAGE_MAX_BYTES",
+    "LATEST_EVENT_TIME",
+    "RECORD_OVERHEAD",
+    "Delivered",
+    "PreflogProducer",
+    "Prepared",
+]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An event ready to send: its topic, key (request_id), encoded value and the validated record."""
+
+    topic: str
+    key: str
+    value: bytes
+    record: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -166,14 +184,25 @@ class PreflogProducer:
             BackpressureError: the local queue stayed full for ``max_block_ms``.
             DeliveryError: the Kafka client refused the record outright.
         """
-        data = _fields("InferenceEvent", event, fields)
+        prepared = self.prepare_inference(_fields("InferenceEvent", event, fields))
+        future = self.send(prepared.topic, prepared.key, prepared.value)
+        self.remember_inference(prepared.record)
+        return future
+
+    def prepare_inference(self, event: Any, tenant: str | None = None) -> Prepared:
+        """An InferenceEvent validated, protected and encoded, not sent (raises as :meth:`log_inference`).
+
+        ``tenant`` (the ingestion API's key) is stamped as ``context.tenant``; an event naming another
+        tenant is refused.
+        """
+        data = _fields("InferenceEvent", event, {})
+        if tenant is not None:
+            data["context"] = _with_tenant(data.get("context"), tenant)
         about = privacy_fields("InferenceEvent", data)
         record = inference_record(data)
         _check_event_time("InferenceEvent", record)
         value = self._encode("InferenceEvent", self._protect("InferenceEvent", record, about), self.topics.inference)
-        future = self.send(self.topics.inference, record["request_id"], value)
-        self.remember_inference(record)
-        return future
+        return Prepared(self.topics.inference, record["request_id"], value, record)
 
     def remember_inference(self, record: Mapping[str, Any]) -> None:
         """Remember an inference's candidate count without sending it, to check the feedback that follows.
@@ -197,7 +226,16 @@ class PreflogProducer:
         When this producer logged the inference, candidate indices are
         also checked against its candidate count.
         """
-        data = _fields("FeedbackEvent", event, fields)
+        prepared = self.prepare_feedback(_fields("FeedbackEvent", event, fields))
+        return self.send(prepared.topic, prepared.key, prepared.value)
+
+    def prepare_feedback(self, event: Any, tenant: str | None = None) -> Prepared:
+        """A FeedbackEvent validated, protected and encoded, not sent (raises as :meth:`log_inference`).
+
+        ``tenant`` (the ingestion API's key) is stamped in the reserved metadata key ``preflog.tenant``,
+        never sealed: the join refuses the feedback when its inference has another tenant.
+        """
+        data = _fields("FeedbackEvent", event, {})
         about = privacy_fields("FeedbackEvent", data)
         request_id = data.get("request_id")
         known = self._candidates.get(request_id) if isinstance(request_id, str) else None
@@ -207,8 +245,11 @@ class PreflogProducer:
             if known is not None:
                 record = feedback_record(data, candidate_count=known)
         _check_event_time("FeedbackEvent", record)
-        value = self._encode("FeedbackEvent", self._protect("FeedbackEvent", record, about), self.topics.feedback)
-        return self.send(self.topics.feedback, record["request_id"], value)
+        protected = self._protect("FeedbackEvent", record, about)
+        if tenant is not None:
+            protected = {**protected, "metadata": {**protected["metadata"], TENANT: tenant}}
+        value = self._encode("FeedbackEvent", protected, self.topics.feedback)
+        return Prepared(self.topics.feedback, record["request_id"], value, record)
 
     def _encode(self, record_type: str, record: Mapping[str, Any], topic: str) -> bytes:
         """The record's bytes; RecordTooLargeError when they cannot be sent or would not be decoded."""
@@ -300,6 +341,21 @@ def _fields(record_type: str, event: Any, fields: Mapping[str, Any]) -> dict[str
     if not isinstance(event, Mapping):
         raise ValidationError(record_type, [f"event: expected a mapping of fields, got {type(event).__name__}"])
     return {**event, **fields}
+
+
+def _with_tenant(context: Any, tenant: str) -> Any:
+    """``context`` with ``tenant`` stamped; ValidationError when it names another tenant."""
+    if context is None:
+        return {"tenant": tenant}
+    if not isinstance(context, Mapping):
+        return context  # the validation names what is wrong with it
+    given = context.get("tenant")
+    if given is not None and given != tenant:
+        raise ValidationError(
+            "InferenceEvent",
+            [f"context.tenant: this key sends for tenant {tenant!r}, not {given!r}; leave it out, the API stamps it"],
+        )
+    return {**context, "tenant": tenant}
 
 
 def _check_event_time(record_type: str, record: Mapping[str, Any]) -> None:

@@ -40,9 +40,10 @@ _TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 class KeyRefused(Exception):
     """A request's key is not accepted; ``reason`` is what the API answers (never the key itself)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, status: int = 401) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.status = status  # 401: not a key we know (or revoked); 403: a key that may not do this
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,8 @@ class KeyFile:
             raise KeyRefused(f"API key {key_id} was revoked")
         if not record.allows(scope, origin):
             if scope not in record.scopes:
-                raise KeyRefused(f"API key {key_id} may not send {scope} events")
-            raise KeyRefused(f"API key {key_id} is a browser key of other origins")
+                raise KeyRefused(f"API key {key_id} may not send {scope} events", 403)
+            if origin is None:
+                raise KeyRefused(f"API key {key_id} is a browser key: it sends only from its origins", 403)
+            raise KeyRefused(f"API key {key_id} is a browser key of other origins, not {origin}", 403)
         return record

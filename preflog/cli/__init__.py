@@ -19,6 +19,7 @@ from .replay import replay
 from .report import report
 from .root import app, main
 from .run import process, sink
+from .serve import serve
 from .tail import tail
 from .topics import topics_app
 from .up import up
@@ -26,7 +27,7 @@ from .up import up
 __all__ = ["app", "main"]
 
 # The order of `preflog --help`: commands first, then the groups.
-for _command in (produce, generate, process, sink, verify, export, report, tail, replay, reconcile, erase, up):
+for _command in (produce, generate, process, sink, verify, export, report, tail, replay, reconcile, erase, serve, up):
     app.command()(_command)
 app.add_typer(topics_app, name="topics")
 app.add_typer(offsets_app, name="offsets")

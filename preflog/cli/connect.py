@@ -22,11 +22,13 @@ from ..deploy.runfile import StackRecord, find_running
 __all__ = ["BROKER_COMMANDS", "CommandGroup", "StackDiscovery", "command_args", "may_use_broker", "needs_broker"]
 
 # Commands that always talk to Kafka (first word after `preflog`), except in the modes below.
-BROKER_COMMANDS = {"produce", "generate", "tail", "topics", "offsets", "process", "sink", "replay", "reconcile"}
+BROKER_COMMANDS = {
+    "produce", "generate", "tail", "topics", "offsets", "process", "sink", "replay", "reconcile", "serve",
+}  # fmt: skip
 # Commands that never talk to Kafka (`up` starts its own broker).
 NO_BROKER_COMMANDS = {"up", "verify", "export", "dataset", "report", "keys"}
 # Long-running services: they keep their client's log (it is their output, e.g. under `preflog up`).
-SERVICES = {"process", "sink"}
+SERVICES = {"process", "sink", "serve"}
 _ARGS_KEY = "preflog.command_args"
 
 

@@ -9,7 +9,9 @@ looks inside a map) keep working, and a record without these keys is an old reco
 * ``preflog.key``: the id of the data key the event's personal fields are sealed with (:mod:`.envelope`);
 * ``preflog.consent``: the purposes the subject allowed, comma-separated from :data:`PURPOSES`
   (empty: none);
-* ``preflog.retention_days``: how long the data may be kept, in days from the event's time.
+* ``preflog.retention_days``: how long the data may be kept, in days from the event's time;
+* ``preflog.tenant``: on feedback sent through the ingestion API, the tenant of its key (the join
+  refuses it when its inference belongs to another tenant).
 
 These values are never sealed: readers select on them without any key. The SDK refuses metadata keys
 under ``preflog.`` that callers set themselves.
@@ -26,6 +28,7 @@ __all__ = [
     "PURPOSES",
     "RETENTION",
     "SUBJECT",
+    "TENANT",
     "allows",
     "consent_sql",
     "consent_text",
@@ -38,6 +41,7 @@ SUBJECT = "preflog.subject"
 KEY = "preflog.key"
 CONSENT = "preflog.consent"
 RETENTION = "preflog.retention_days"
+TENANT = "preflog.tenant"
 #: the purposes a subject can allow: training sets (dataset build, export) and analytics (report)
 PURPOSES = ("training", "analytics")
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ..errors import ConfigError
+from .api import ApiSettings
 from .sections import (
     CodecSettings,
     KafkaSettings,
@@ -27,6 +28,7 @@ from .sections import (
 )
 
 __all__ = [
+    "ApiSettings",
     "CodecSettings",
     "KafkaSettings",
     "PrivacySettings",
@@ -52,6 +54,7 @@ class Settings(BaseSettings):
     processor: ProcessorSettings = Field(default_factory=ProcessorSettings)
     sink: SinkSettings = Field(default_factory=SinkSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
     data_dir: Path = Field(Path(".preflog"), description="where the embedded stack keeps its data and logs")
     memory_limit: str | None = Field(
         None,
