@@ -224,14 +224,14 @@ class Stack:
             self.record.write(self.settings.data_dir)
 
     def stop(self, urgent: Urgent | None = None, drain_s: float = 30.0) -> None:
-        """Stop the processor, let the sink write what it sent, stop the sink, then the broker; remove stack.json.
+        """Stop the API, the processor, let the sink write what it sent, stop it, then the broker; remove stack.json.
 
         The embedded broker's log dies with it: whatever the sink has not written by then is gone, so the sink
         is stopped only once it has committed the end of every output partition (at most ``drain_s``; it says
         what it left behind). ``urgent()`` turning true (a second Ctrl-C) kills what is still running instead.
         """
         try:
-            for service in [s for s in self.services if s.name != "sink"]:
+            for service in sorted((s for s in self.services if s.name != "sink"), key=lambda s: s.name != "api"):
                 service.stop(urgent=urgent)
             sink = next((s for s in self.services if s.name == "sink"), None)
             if sink is not None:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PROCESSOR_DEFAULTS", "base_env", "processor_env", "sink_env"]
+__all__ = ["PROCESSOR_DEFAULTS", "api_env", "base_env", "processor_env", "sink_env"]
 
 #: processor settings every test service gets unless it says otherwise
 PROCESSOR_DEFAULTS: dict[str, Any] = {
@@ -80,4 +80,12 @@ def sink_env(bootstrap: str, topics: Mapping[str, str], **settings: Any) -> dict
     env["PREFLOG_PROCESSOR__SESSION_TIMEOUT_S"] = "6"
     values = {"group_id": f"preflog-sink-test-{uuid.uuid4().hex[:8]}", "metrics_port": 0, **settings}
     env.update({f"PREFLOG_SINK__{k.upper()}": str(v) for k, v in values.items()})
+    return env
+
+
+def api_env(bootstrap: str, topics: Mapping[str, str], data_dir: Path, **settings: Any) -> dict[str, str]:
+    """The environment of ``preflog serve`` (keys in ``<data_dir>/api/keys.json``; ``settings``: api settings)."""
+    env = base_env(bootstrap, topics)
+    env["PREFLOG_DATA_DIR"] = str(data_dir)
+    env.update({f"PREFLOG_API__{k.upper()}": str(v) for k, v in settings.items()})
     return env

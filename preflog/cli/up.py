@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.live import Live
@@ -74,7 +74,8 @@ def _stack_table(settings: Settings, stack: object) -> Table:
     table.add_row("Kafka-protocol broker (Tansu)", f"{settings.kafka.bootstrap_servers}  log: {stack.broker.log_path}")
     table.add_row("broker incarnation", f"{stack.record.incarnation} (new and empty: its log is in memory)")
     for service in stack.services:
-        label = {"processor": "processor (Faust join)", "sink": "sink (audit log)"}.get(service.name, service.name)
+        names = {"processor": "processor (Faust join)", "sink": "sink (audit log)", "api": "ingestion API (HTTP)"}
+        label = names.get(service.name, service.name)
         table.add_row(label, f"{service.where}  log: {service.log}")
     for role, topic in settings.topics.all().items():
         table.add_row(f"topic: {role}", f"{topic} ({settings.topics.partitions} partitions)")
@@ -120,8 +121,11 @@ def up(
         int | None,
         typer.Option(help="With --demo: the generator's seed (default: a new one each run, so runs add new requests)."),
     ] = None,
+    via: Annotated[
+        str, typer.Option(help="With --demo: send through the Python SDK (sdk) or the HTTP ingestion API (api).")
+    ] = "sdk",
 ) -> None:
-    """Start preflog on this machine: embedded Kafka-protocol broker (Tansu), topics, processor and sink.
+    """Start preflog on this machine: embedded Kafka-protocol broker (Tansu), topics, processor, sink and HTTP API.
 
     Data and logs go under --data-dir; <data-dir>/stack.json says where the stack runs, so other
     commands started from the same directory find its broker without an exported address.
@@ -129,9 +133,15 @@ def up(
     the broker, processor and sink never outlive this command, even if it is killed.
     The embedded broker keeps its log in memory: each `up` starts a new, empty broker (a new
     incarnation); the audit log stays, and the sink starts a new file sequence beside earlier runs'.
-    With --demo the join window is 20 s (+5 s grace, 5 s idle) so unmatched records show up quickly.
+    The HTTP ingestion API listens on api.port (8787, else a free port; the URL is in <data-dir>/api.url)
+    with a dev key made once and kept in <data-dir>/api/dev-key (tenant dev; never for production).
+    With --demo the join window is 20 s (+5 s grace, 5 s idle) so unmatched records show up quickly;
+    --via api sends the demo's traffic through the HTTP API instead of the SDK.
     Example: preflog up --demo --duration 30
     """
+    if via not in ("sdk", "api"):
+        raise typer.BadParameter(f"{via!r}: choose sdk or api", param_hint="--via")
+    from ..deploy.api import dev_key, start_api
     from ..deploy.flow import FlowMonitor
     from ..deploy.progress import FlowProgress, count_audit_files
     from ..deploy.signals import Stopping, StopSignals
@@ -151,8 +161,12 @@ def up(
             settings = stack.start()
             stack.start_processor(**({"window_s": 20.0, "grace_s": 5.0, "idle_timeout_s": 5.0} if demo else {}))
             stack.start_sink(**({"idle_flush_s": 3.0} if demo else {}))
+            key, key_file, _ = dev_key(settings.data_dir, settings.api.keys_file)
+            _, api_url = start_api(stack)
             stack.publish_metrics()
             out.print(_stack_table(settings, stack))
+            _say(f"API {api_url} (OpenAPI: {api_url}/openapi.json); dev key of tenant dev, in {key_file} (dev only):")
+            _say(f"  {key}")
             out.print(
                 f"Other commands run from here find this stack (stack.json); from elsewhere: "
                 f"export PREFLOG_KAFKA__BOOTSTRAP_SERVERS={settings.kafka.bootstrap_servers}",
@@ -166,7 +180,8 @@ def up(
             monitor = FlowMonitor(settings.kafka.client_config(), settings.topics.all(), settings.topics.partitions)
             monitor.start()
             if demo:
-                sender = _start_demo(settings, requests, rate, seed, stop, sent)
+                through = (api_url, key) if via == "api" else None
+                sender = _start_demo(settings, requests, rate, seed, stop, sent, through)
             progress = FlowProgress(settings.audit_url(), options, earlier)
             counts = monitor.counts
             with ProgressView(lambda: progress.line(counts)) as view:
@@ -219,7 +234,13 @@ def _analyse(settings: Settings) -> None:
 
 
 def _start_demo(
-    settings: Settings, requests: int, rate: float, seed: int | None, stop: threading.Event, sent: dict[str, int]
+    settings: Settings,
+    requests: int,
+    rate: float,
+    seed: int | None,
+    stop: threading.Event,
+    sent: dict[str, int],
+    api: tuple[str, str] | None = None,
 ) -> threading.Thread:
     """Send synthetic traffic from a thread until done or ``stop`` is set; ``sent`` gets the counts.
 
@@ -233,7 +254,11 @@ def _start_demo(
     from ..producers.generator import generate as make_events
     from ..producers.traffic import send_traffic
 
-    producer = PreflogProducer.from_settings(settings)
+    producer: Any = PreflogProducer.from_settings(settings)
+    if api is not None:  # valid events over HTTP; the generator's broken records still go raw to Kafka
+        from ..api.sender import ApiSender
+
+        producer = ApiSender(api[0], api[1], producer)
     seed = secrets.randbelow(2**31) if seed is None else seed
     events = make_events(replace(TrafficProfile(), requests=requests, rate=rate, seed=seed))
 
@@ -245,5 +270,6 @@ def _start_demo(
 
     sender = threading.Thread(target=run, name="preflog-demo", daemon=True)
     sender.start()
-    _say(f"demo: sending {len(events)} events at {rate:g} requests/s (seed {seed})")
+    how = f"through the API at {api[0]}" if api is not None else "through the SDK"
+    _say(f"demo: sending {len(events)} events at {rate:g} requests/s {how} (seed {seed})")
     return sender

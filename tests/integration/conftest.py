@@ -119,3 +119,22 @@ def log(kafka_config: dict[str, Any], topics: TopicSettings) -> Iterator[Preflog
     """A producer SDK client on the test topics (single-object framing)."""
     with PreflogProducer(kafka_config, SingleObjectCodec(), topics) as producer:
         yield producer
+
+
+@pytest.fixture
+def start_api(broker: EmbeddedBroker, topics: TopicSettings, tmp_path: Path) -> Iterator[Any]:
+    """Start ``preflog serve`` services on the test topics (``api_helpers.Api``); stopped after the test."""
+    from .api_helpers import start_api as start
+
+    services: list[Any] = []
+
+    def run(data_dir: Path | None = None, **api: Any) -> Any:
+        n = len(services)
+        where = data_dir or tmp_path / f"api-{n}"
+        service = start(broker.bootstrap_servers, topics.all(), where, tmp_path / f"api-{n}.log", **api)
+        services.append(service)
+        return service
+
+    yield run
+    for s in services:
+        s.worker.stop()
