@@ -118,7 +118,7 @@ class PreflogProducer:
         self.sealer = sealer
         self.redactors = tuple(redactors)
         self._watch = watch
-        self._candidates: OrderedDict[str, int] = OrderedDict()
+        self._candidates: OrderedDict[str, tuple[int, str | None]] = OrderedDict()  # request_id -> (count, tenant)
         self._remember = remember_requests
         self.produced = 0  # records handed to the Kafka client so far
         self._closed = threading.Event()
@@ -212,13 +212,22 @@ class PreflogProducer:
         Args:
             record: the inference as :func:`~preflog.schemas.events.inference_record` returns it.
         """
-        self._candidates[record["request_id"]] = len(record["candidates"])
+        tenant = (record.get("context") or {}).get("tenant")
+        self._candidates[record["request_id"]] = (len(record["candidates"]), tenant)
         if len(self._candidates) > self._remember:
             self._candidates.popitem(last=False)
 
     def candidate_count(self, request_id: str) -> int | None:
         """The candidate count of an inference this producer sent or remembered, or None."""
-        return self._candidates.get(request_id)
+        known = self._candidates.get(request_id)
+        return known[0] if known is not None else None
+
+    def _count_for(self, request_id: Any, tenant: str | None) -> int | None:
+        """The remembered candidate count, only for the same tenant when one is given (no tenant learns another's)."""
+        known = self._candidates.get(request_id) if isinstance(request_id, str) else None
+        if known is None or (tenant is not None and known[1] != tenant):
+            return None
+        return known[0]
 
     def log_feedback(self, event: Mapping[str, Any] | None = None, **fields: Any) -> Future[Delivered]:
         """Validate and send a FeedbackEvent (raises as :meth:`log_inference` does).
@@ -238,10 +247,10 @@ class PreflogProducer:
         data = _fields("FeedbackEvent", event, {})
         about = privacy_fields("FeedbackEvent", data)
         request_id = data.get("request_id")
-        known = self._candidates.get(request_id) if isinstance(request_id, str) else None
+        known = self._count_for(request_id, tenant)
         record = feedback_record(data, candidate_count=known)
         if known is None:  # the caller may have written the id in another form (upper case, a UUID object)
-            known = self._candidates.get(record["request_id"])
+            known = self._count_for(record["request_id"], tenant)
             if known is not None:
                 record = feedback_record(data, candidate_count=known)
         _check_event_time("FeedbackEvent", record)

@@ -63,7 +63,8 @@ class LiveKeys:
 def _cors(origin: str | None, allowed: bool) -> dict[str, str]:
     if origin is None or not allowed:
         return {}
-    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+    # Retry-After is not a header browsers show a page unless it is exposed: the snippet waits by it
+    return {"Access-Control-Allow-Origin": origin, "Access-Control-Expose-Headers": "Retry-After", "Vary": "Origin"}
 
 
 def _json(answer: Answer, extra: dict[str, str]) -> JSONResponse:

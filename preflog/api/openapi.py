@@ -82,7 +82,10 @@ def _record(avro: Schema, named: dict[str, Schema]) -> Schema:
     for field in avro["fields"]:
         schema = json_schema(field["type"], named, name)
         if field.get("doc"):
-            schema = {**schema, "description": field["doc"]} if "$ref" not in schema else schema
+            doc = field["doc"]
+            if schema.get("description") == TIME["description"]:
+                doc = f"{doc} Given as ISO-8601 with a zone, or epoch milliseconds; default now."
+            schema = {**schema, "description": doc}  # OpenAPI 3.1: a description beside $ref is fine
         properties[field["name"]] = schema
         if "default" not in field and field["name"] not in OPTIONAL.get(name, ()):
             required.append(field["name"])
@@ -98,14 +101,18 @@ def _events(named: dict[str, Schema]) -> None:
     for record_type in ("InferenceEvent", "FeedbackEvent"):
         json_schema(default_store().latest(record_type).raw, named)
         props = named[record_type]["properties"]
-        props.update({k: dict(v) for k, v in PRIVACY.items()})
+        props.update({k: {"anyOf": [v, {"type": "null"}], "description": v["description"]} for k, v in PRIVACY.items()})
     inference = named["InferenceEvent"]["properties"]
     inference["candidates"] = {
         "type": "array", "minItems": 2,
         "description": "The outputs, in the order shown: text, or objects with text (index defaults to position).",
         "items": {"anyOf": [{"type": "string"}, {"$ref": "#/components/schemas/Candidate"}]},
     }  # fmt: skip
-    inference["model"] = {"anyOf": [{"type": "string", "minLength": 1}, {"$ref": "#/components/schemas/Model"}]}
+    inference["model"] = {
+        "anyOf": [{"type": "string", "minLength": 1}, {"$ref": "#/components/schemas/Model"}],
+        "description": "The model that served the request: its name, or an object with name, version, checkpoint_hash.",
+    }
+    named["InferenceEvent"]["anyOf"] = [{"required": ["prompt"]}, {"required": ["prompt_messages"]}]
     feedback = named["FeedbackEvent"]["properties"]
     feedback["source"] = {
         "anyOf": [{"$ref": "#/components/schemas/SourceType"}, {"$ref": "#/components/schemas/FeedbackSource"}],
@@ -160,7 +167,8 @@ def _retry(description: str) -> Schema:
 
 def _ingest(record_type: str, summary: str, examples: dict[str, Any], max_events: int) -> Schema:
     ref = {"$ref": f"#/components/schemas/{record_type}"}
-    body = {"oneOf": [ref, {"type": "array", "items": ref, "minItems": 1, "maxItems": max_events}]}
+    batch = {"type": "array", "items": ref, "minItems": 1, "description": f"At most api.max_events ({max_events})."}
+    body = {"oneOf": [ref, batch]}
     return {
         "post": {
             "summary": summary,
@@ -232,7 +240,18 @@ def describe(max_events: int = 1000, version: str = "0.1.0") -> Schema:
     named: dict[str, Schema] = {}
     _events(named)
     _components(named)
-    health = {"description": "The service runs.", "content": {"application/json": {"schema": {"type": "object"}}}}
+    health_schema = {
+        "type": "object",
+        "required": ["ok", "waiting_for_kafka_s"],
+        "properties": {
+            "ok": {"type": "boolean"},
+            "waiting_for_kafka_s": {
+                "type": "number",
+                "description": "How long the oldest unacknowledged record has waited (0: none waits).",
+            },
+        },
+    }
+    health = {"description": "The service runs.", "content": {"application/json": {"schema": health_schema}}}
     return {
         "openapi": "3.1.0",
         "info": {

@@ -50,6 +50,8 @@ def parse_consent(value: str | Iterable[str] | None, where: str = "consent") -> 
     """The purposes of ``value`` (a comma-separated text or a list), sorted; ValueError naming a bad one."""
     if value is None:
         return ()
+    if not isinstance(value, (str, list, tuple, set, frozenset)):
+        raise ValueError(f"{where}: expected purposes as a list or comma-separated text, got {type(value).__name__}")
     items = value.split(",") if isinstance(value, str) else list(value)
     out: set[str] = set()
     for item in items:

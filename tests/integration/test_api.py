@@ -165,38 +165,59 @@ def test_cors_preflight_answers_only_the_origins_of_public_keys(start_api: Any) 
     assert inference_route.status_code == 403
 
 
-def test_kafka_gone_answers_503_fast_and_acknowledged_events_are_kept(tmp_path: Path) -> None:
-    """A broker killed under the service: 503 within the ack timeout, then at once; nothing 202'd is lost."""
+def test_every_documented_status_is_reached_and_kafka_gone_answers_503_fast(tmp_path: Path) -> None:
+    """Each status the description documents, on purpose; then the broker killed under the service.
+
+    503 comes within the ack timeout, then at once (nothing more is queued); what was 202'd is on the topic.
+    """
     from preflog.kafka.topics import ensure_topics
 
+    documented = json.loads((Path(__file__).parents[2] / "docs" / "openapi.json").read_text())
+    expected = {int(s) for s in documented["paths"]["/v1/inference"]["post"]["responses"]}
     with EmbeddedBroker(tmp_path / "broker") as broker:
         config = {"bootstrap.servers": broker.bootstrap_servers}
         topics = TopicSettings(partitions=3)
         ensure_topics(config, topics.all().values(), topics.partitions)
-        api = launch_api(
-            broker.bootstrap_servers, topics.all(), tmp_path / "api", tmp_path / "api.log", ack_timeout_s=1.5
-        )
+        settings = {"ack_timeout_s": 1.5, "max_body_bytes": 64 * 1024, "rate": 1.0, "burst": 20}
+        api = launch_api(broker.bootstrap_servers, topics.all(), tmp_path / "api", tmp_path / "api.log", **settings)
+        seen: dict[int, httpx.Response] = {}
+
+        def event() -> dict[str, Any]:
+            return as_json({**inference(), "context": {}})
+
         try:
             key = api.key("acme")
-            before = [as_json({**inference(), "context": {}}) for _ in range(3)]
-            assert api.post("/v1/inference", before, key).status_code == 202
+            before = [event() for _ in range(3)]
+            for answer in (
+                api.post("/v1/inference", before, key),
+                httpx.post(f"{api.url}/v1/inference", content=b"{", headers={"Authorization": f"Bearer {key}"}),
+                api.post("/v1/inference", event(), None),
+                api.post("/v1/inference", event(), api.key("acme", ("feedback",))),
+                api.post("/v1/inference", as_json({**inference(prompt="x" * 70_000), "context": {}}), key),
+                api.post("/v1/inference", {"request_id": "not a uuid"}, key),
+                api.post("/v1/inference", [event() for _ in range(18)], key),  # 3 + 18 > a burst of 20
+            ):
+                seen.setdefault(answer.status_code, answer)
             kept = read_topic(config, topics.inference, 3, 3)
             assert sorted((m.key() or b"").decode() for m in kept) == sorted(e["request_id"] for e in before)
             broker.kill()
+            other = api.key("globex")
             started = time.monotonic()
-            answer = api.post("/v1/inference", [as_json({**inference(), "context": {}})], key)
+            answer = api.post("/v1/inference", [event()], other)
             waited = time.monotonic() - started
+            seen.setdefault(answer.status_code, answer)
             assert answer.status_code == 503 and answer.headers["Retry-After"] == "1"
             assert answer.json()["acknowledged"] == [] and len(answer.json()["unacknowledged"]) == 1
             assert waited < 5
             started = time.monotonic()
-            again = api.post("/v1/inference", [as_json({**inference(), "context": {}})], key)
+            again = api.post("/v1/inference", [event()], other)
             assert again.status_code == 503 and "has not acknowledged records" in again.json()["error"]
             assert time.monotonic() - started < 1.0  # refused at once: nothing more is queued
-            health = httpx.get(f"{api.url}/healthz").json()
-            assert health["waiting_for_kafka_s"] > 1.0
+            assert httpx.get(f"{api.url}/healthz").json()["waiting_for_kafka_s"] > 1.0
         finally:
             api.worker.stop()
+    assert set(seen) == expected, {s: r.text[:200] for s, r in seen.items()}
+    assert all("error" in r.json() for s, r in seen.items() if s != 202)
 
 
 def test_openapi_is_served_and_is_the_committed_one(start_api: Any) -> None:

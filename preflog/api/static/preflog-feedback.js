@@ -107,7 +107,7 @@
       el.setAttribute("data-preflog-state", "sending");
       sent.then(
         function () { el.setAttribute("data-preflog-state", "sent"); },
-        function (error) { el.setAttribute("data-preflog-state", "failed " + (error.status || "")); }
+        function (error) { el.setAttribute("data-preflog-state", "failed " + (error.status || "network")); }
       );
     });
   };
