@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import sys
 import time
 from dataclasses import dataclass, field
 
-__all__ = ["FULL", "SHORT", "SHORT_BAD", "Plan", "log"]
+__all__ = ["FULL", "SHORT", "SHORT_BAD", "Plan", "log", "with_api"]
 
 SHORT_BAD = [
     "garbage bytes (feedback)",
@@ -48,6 +49,16 @@ class Plan:
     snapshot: bool = True  # run the services from a copy of the code taken at the start
     privacy: bool = False  # the SDK seals the generated traffic (keys on a keys topic); users erased midway
     erase_users: int = 2  # how many generated users the privacy run erases midway
+    # --api (fault_api.py): the valid generated traffic goes through `preflog serve`, posted by HTTP clients
+    api: bool = False
+    api_clients: int = 4  # client threads posting batches at once
+    api_batch_max: int = 20  # events per request: 1..this
+    api_kills: int = 1  # kill -9 of `preflog serve` (and a restart on its port) while the clients send
+    api_rate: float = 4.0  # the API's events/s per key (api.rate; a key sends ~3/s): catching up meets 429s
+    api_burst: int = 20  # api.burst (at least api_batch_max: a batch is never refused for good)
+    api_ack_timeout_s: float = 3.0  # api.ack_timeout_s: shorter than the cuts, so they bring 503s
+    api_give_up_s: float = 180.0  # a client stops retrying a batch this long after its first attempt
+    api_abandon: float = 0.1  # share of batches whose client gives up after its first answer other than 202
 
 
 SHORT = Plan(
@@ -67,6 +78,20 @@ FULL = Plan(  # sized for Tansu's S3 engine on moto, which fetches a few hundred
     converge_timeout_s=420,
     stall_s=150,
 )
+
+
+def with_api(plan: Plan) -> Plan:
+    """A copy of ``plan`` with the traffic through the HTTP API (``--api``).
+
+    The plan's broker faults then come while the clients send (``fault_api.broker_faults``); a blackhole
+    longer than the API's ack timeout is added when the plan has none (the short plan has only a refusal),
+    so that records sent before the cut are acknowledged late, after their request was answered 503.
+    """
+    out = copy.deepcopy(plan)
+    out.api = True
+    if not any(mode == "blackhole" for mode, _ in out.broker_cuts):
+        out.broker_cuts.append(("blackhole", 8.0))
+    return out
 
 
 def log(message: str) -> None:

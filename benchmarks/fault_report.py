@@ -60,6 +60,10 @@ def table(results: dict[str, Any]) -> str:
         from fault_privacy import summary_rows
 
         rows += summary_rows(results["privacy"])
+    if "api" in results:
+        from fault_api import summary_rows as api_rows
+
+        rows += api_rows(results["api"])
     rows += [
         ("code", results["code"]),
         ("runtime", f"{results['runtime_s']} s"),

@@ -4,6 +4,8 @@ The services run from a copy of the code taken at the start (``snapshot``),
 so edits made to the working tree during a long run do not reach them. With
 ``plan.privacy`` the run also makes the privacy keys and the keys topic
 (``fault_privacy.py``) and the valid generated events go through the SDK sealed.
+With ``plan.api`` it also starts ``preflog serve`` (``fault_api.py``) and the
+valid generated events are posted to it by HTTP clients instead.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from tests.service_env import processor_env, sink_env
 from tests.tcp_proxy import TcpProxy
 
 if TYPE_CHECKING:
+    from fault_api import ApiRun
     from fault_privacy import PrivacyRun
 
 __all__ = ["REPO", "Run"]
@@ -72,6 +75,7 @@ class Run:
         self.sink: Service | None = None
         self.sender: Sender | None = None
         self.privacy: PrivacyRun | None = None  # the keys, settings and erasure of a privacy run
+        self.api: ApiRun | None = None  # preflog serve and its clients (--api)
         self.bucket = "audit"
         self.prefix = f"log-{suffix}"
         self.converged = False
@@ -93,7 +97,7 @@ class Run:
         return {"bootstrap.servers": self.bootstrap}
 
     def start(self) -> None:
-        """Starts moto, the proxies, Tansu, the topics, the processor and the sink, and the sender."""
+        """Starts moto, the proxies, Tansu, the topics, the processor, the sink (and the API), and the sender."""
         p = self.plan
         if p.snapshot:
             self.code_dir = self.dir / "code"
@@ -143,9 +147,17 @@ class Run:
         self.processor.start()
         self.sink.start()
         self.sender = Sender(self.kafka_config, self.topics, self.privacy.settings if self.privacy else None)
+        if p.api:
+            from fault_api import ApiRun
+
+            self.api = ApiRun(self)
+            self.api.start()
 
     def close(self) -> None:
         """Kills every piece the run started (services with kill -9), whatever state it is in."""
+        if self.api is not None:
+            with contextlib.suppress(Exception):
+                self.api.close()
         for part in (self.sender, self.processor, self.sink, self.kafka_proxy, self.s3_proxy, self.tansu, self.moto):
             if part is not None:
                 with contextlib.suppress(Exception):
@@ -172,9 +184,15 @@ class Run:
         """Sends ``events`` at their offsets in time from now, until done or ``stop`` is set.
 
         With privacy on, valid events go through the SDK's ``log_*`` (sealed); invalid ones are encoded here
-        without validation, as always (unsealed: the SDK would refuse them).
+        without validation, as always (unsealed: the SDK would refuse them). With ``--api`` the valid events
+        are posted to ``preflog serve`` by HTTP clients instead (``fault_api.send_traffic``).
         """
         assert self.sender is not None
+        if self.api is not None:
+            from fault_api import send_traffic
+
+            send_traffic(self, events, stop)
+            return
         t0 = time.monotonic()
         for i, e in enumerate(events):
             delay = t0 + e.at - time.monotonic()

@@ -19,7 +19,7 @@ from tests.tcp_proxy import TcpProxy
 if TYPE_CHECKING:
     from fault_run import Run
 
-__all__ = ["READY", "schedule", "watchdog"]
+__all__ = ["READY", "broker_steps", "schedule", "watchdog"]
 
 READY = "[^Worker]: Ready"  # Faust's log line when the worker has recovered its tables
 
@@ -35,6 +35,8 @@ def watchdog(run: Run) -> None:
             log(f"{service.name} exited on its own (code {service.proc.returncode}); restarting")
             run.faults[f"{service.name} crashed by itself"] += 1
             service.start()
+    if run.api is not None:  # --api: preflog serve too (under its lock: a kill and restart may be under way)
+        run.api.watch()
 
 
 def kill_processor(run: Run) -> None:
@@ -116,19 +118,29 @@ def schedule(run: Run) -> list[tuple[str, Callable[[], None]]]:
 
     The step "send bad inputs" comes a third of the way in and does nothing
     itself: ``run_plan`` builds the bad inputs when it reaches it, with event
-    times near the traffic's.
+    times near the traffic's. With ``--api`` the broker's faults are not in it
+    (:func:`broker_steps`: they are run during the traffic by ``fault_api``).
     """
     p = run.plan
     steps: list[tuple[str, Callable[[], None]]] = []
     steps += [("kill processor", functools.partial(kill_processor, run))] * p.processor_kills
     steps += [("kill sink", functools.partial(kill_sink, run))] * p.sink_kills
+    if not p.api:  # with --api the broker faults come while the HTTP clients send (fault_api.broker_faults)
+        steps += broker_steps(run)
+    for mode, seconds in p.s3_outages:
+        steps.append((f"cut S3 {mode}", functools.partial(cut, run, run.s3_proxy, "object store", mode, seconds)))
+    run.rng.shuffle(steps)
+    steps.insert(len(steps) // 3, ("send bad inputs", lambda: None))  # built when sent: see run_plan
+    return steps
+
+
+def broker_steps(run: Run) -> list[tuple[str, Callable[[], None]]]:
+    """The plan's broker faults as (name, step) pairs: kill -9 and restart, then each network cut."""
+    p = run.plan
+    steps: list[tuple[str, Callable[[], None]]] = []
     steps += [("restart broker", functools.partial(restart_broker, run))] * p.broker_restarts
     for mode, seconds in p.broker_cuts:
         steps.append(
             (f"cut broker {mode}", functools.partial(cut, run, run.kafka_proxy, "broker network", mode, seconds))
         )
-    for mode, seconds in p.s3_outages:
-        steps.append((f"cut S3 {mode}", functools.partial(cut, run, run.s3_proxy, "object store", mode, seconds)))
-    run.rng.shuffle(steps)
-    steps.insert(len(steps) // 3, ("send bad inputs", lambda: None))  # built when sent: see run_plan
     return steps

@@ -4,6 +4,7 @@
     python benchmarks/faults.py --full     # >=10 kill -9 of each service, broker restart, outages, every bad input
     python benchmarks/faults.py --full --json
     python benchmarks/faults.py --privacy  # the same with privacy on: sealed traffic, an erasure midway
+    python benchmarks/faults.py --api      # the traffic posted to `preflog serve` by HTTP clients (also --full)
 
 What it starts (loopback only, every child in its own process group, all
 killed on exit): moto's S3 server; Tansu with its log in S3 (``--storage-engine
@@ -31,6 +32,17 @@ of the same broker; halfway through the traffic ``preflog erase`` erases
 generated users. Then, beside the checks above, the log is read with the
 keyring: the erased users' rows read as erased (counted against the
 generator's truth), every other row opens to what was sent.
+
+``--api`` puts the HTTP ingestion API in front (``fault_api.py``): ``preflog
+serve`` runs as one more service (through the same broker proxy, killed with
+the run) and the valid generated events are posted to it in small batches by a
+few client threads, which send the same events again after a 429, a 503 or a
+connection error, as a real client would, and record what was acknowledged.
+The plan's broker faults (cuts; kill -9 and restart with ``--full``) and a
+kill -9 of the API come while they send. Then a pair whose inference and
+feedback were both acknowledged must be in the log exactly once; events never
+acknowledged may or may not have landed (not lost), but nothing is doubled.
+Hostile and invalid inputs are still sent raw.
 """
 
 from __future__ import annotations
@@ -54,10 +66,13 @@ for path in (HERE, HERE.parent):  # fault_* helpers beside this file; tests.tcp_
 
 # the suite's parts: fault_plan (what a run does), fault_run (the stack and the traffic, with fault_stack and
 # fault_traffic), fault_schedule (the faults), fault_readback (the log read back), fault_checks (expectations
-# and checks), fault_report (the table); the hostile records are fault_inputs, fault_cases and fault_records
+# and checks), fault_report (the table); the hostile records are fault_inputs, fault_cases and fault_records;
+# --privacy is fault_privacy, --api (the HTTP API in front, its clients and checks) fault_api
+from fault_api import check as api_check  # noqa: E402
+from fault_api import expectations as api_expectations  # noqa: E402
 from fault_checks import check, expectations, ok, reconcile  # noqa: E402
 from fault_inputs import BadInput, bad_inputs  # noqa: E402
-from fault_plan import FULL, SHORT, Plan, log  # noqa: E402
+from fault_plan import FULL, SHORT, Plan, log, with_api  # noqa: E402
 from fault_privacy import check as privacy_check  # noqa: E402
 from fault_privacy import erase_midway  # noqa: E402
 from fault_readback import converge, dump, topic_pairs  # noqa: E402
@@ -65,7 +80,7 @@ from fault_report import table  # noqa: E402
 from fault_run import Run  # noqa: E402
 from fault_schedule import schedule, watchdog  # noqa: E402
 
-__all__ = ["FULL", "SHORT", "Plan", "main", "run_plan", "table"]
+__all__ = ["FULL", "SHORT", "Plan", "main", "run_plan", "table", "with_api"]
 
 
 def run_plan(plan: Plan, workdir: Path | None = None) -> dict[str, Any]:
@@ -107,7 +122,10 @@ def run_plan(plan: Plan, workdir: Path | None = None) -> dict[str, Any]:
         movers = run.movers()
         run.sender.flush_and_retry()
         log(f"traffic done: {len(run.sender.sent)} records sent ({undelivered} undelivered before movers)")
-        exp = expectations(events, run.sender.sent, bad, movers)
+        if plan.api:  # what must be there: what the API acknowledged; the rest may be
+            exp = api_expectations(run, events, run.sender.sent, bad, movers)
+        else:
+            exp = expectations(events, run.sender.sent, bad, movers)
         rows = converge(run, exp)
         dump(run, rows)
         topic_ids = topic_pairs(run)
@@ -115,6 +133,8 @@ def run_plan(plan: Plan, workdir: Path | None = None) -> dict[str, Any]:
         results["reconcile"] = reconcile(run)
         if plan.privacy:
             results["privacy"] = privacy_check(run, events)
+        if plan.api:
+            results["api"] = api_check(run, events, rows)
     finally:
         run.close()
     results.update(
@@ -135,6 +155,8 @@ def run_plan(plan: Plan, workdir: Path | None = None) -> dict[str, Any]:
     )
     if plan.privacy and run.sender:
         results["events_sent"]["sealed by the SDK (privacy)"] = sum(1 for s in run.sender.sent if s.sealed_at)
+    if "api" in results:
+        results["events_sent"]["posted to the API (events)"] = results["api"]["events_via_api"]
     results["ok"] = ok(results)
     (workdir / "results.json").write_text(json.dumps(results, indent=2, default=str))
     (workdir / "table.txt").write_text(table(results) + "\n")
@@ -160,6 +182,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--privacy", action="store_true", help="privacy on: the SDK seals the traffic, users are erased midway"
     )
+    parser.add_argument(
+        "--api",
+        action="store_true",
+        help="the traffic posted to `preflog serve` by HTTP clients; broker cut/killed while they send",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON (after the table)")
     parser.add_argument("--requests", type=int, help="override the number of generated requests")
     parser.add_argument("--seed", type=int, help="override the seed")
@@ -167,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, help="where logs go (default: a new temp folder)")
     parser.add_argument("--list-bad-inputs", action="store_true", help="print each kind of bad input and its outcome")
     args = parser.parse_args(argv)
+    if args.api and args.privacy:
+        parser.error("--api and --privacy are separate runs (the API's privacy is not what --privacy checks)")
     for sig in (signal.SIGTERM, signal.SIGHUP):  # stopped from outside: clean up (run_plan's finally) like Ctrl-C
         signal.signal(sig, _exit_on_signal)
     if args.list_bad_inputs:
@@ -182,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.store:
         plan.store = args.store
     plan.privacy = args.privacy
+    if args.api:
+        plan = with_api(plan)
     results = run_plan(plan, args.workdir)
     print(table(results))
     if args.json:
