@@ -35,12 +35,18 @@ class Api:
         return httpx.post(f"{self.url}{route}", json=body, headers=headers, timeout=30)
 
 
-def start_api(bootstrap: str, topics: dict[str, str], data_dir: Path, log: Path, **api: Any) -> Api:
-    """Start ``preflog serve --port 0`` and wait until it answers /healthz."""
+def start_api(
+    bootstrap: str, topics: dict[str, str], data_dir: Path, log: Path, privacy: dict[str, Any] | None = None, **api: Any
+) -> Api:
+    """Start ``preflog serve --port 0`` and wait until it answers /healthz (``privacy``: PREFLOG_PRIVACY__*)."""
+    import json
+
     data_dir.mkdir(parents=True, exist_ok=True)
     port_file = data_dir / "api.port"
     port_file.unlink(missing_ok=True)
     env = service_env.api_env(bootstrap, topics, data_dir, **api)
+    for name, value in (privacy or {}).items():
+        env[f"PREFLOG_PRIVACY__{name.upper()}"] = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
     worker = Worker(env, log, ("serve", "--port", "0", "--port-file", str(port_file))).start()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -225,3 +225,30 @@ def test_openapi_is_served_and_is_the_committed_one(start_api: Any) -> None:
     served = httpx.get(f"{api.url}/openapi.json").json()
     committed = json.loads((Path(__file__).parents[2] / "docs" / "openapi.json").read_text())
     assert served == committed
+
+
+def test_events_over_http_are_redacted_pseudonymised_and_sealed_as_the_sdk_does(
+    start_api: Any, kafka_config: dict[str, Any], topics: TopicSettings, tmp_path: Path
+) -> None:
+    from preflog.privacy.dev import make_dev
+    from preflog.privacy.keyring import Keyring
+    from preflog.settings import load_settings
+
+    conf, _ = make_dev(tmp_path / "privacy-home")
+    api = start_api(privacy={**conf, "redact": ["email"]})
+    key = api.key("acme")
+    event = inference(prompt="Write to bob.marker@example.com about the refund.", prompt_messages=None)
+    event["context"] = {"user_id": "alice-marker", "session_id": "s-9"}
+    answer = api.post("/v1/inference", as_json({**event, "consent": ["training"]}), key)
+    assert answer.status_code == 202, answer.text
+    [message] = read_topic(kafka_config, topics.inference, 3, 1)
+    raw = message.value() or b""
+    for marker in (b"bob.marker", b"alice-marker", b"refund"):
+        assert marker not in raw  # nothing personal in plain text on the topic
+    record = CODEC.decode(raw, "InferenceEvent", topics.inference)
+    assert record["prompt"].startswith("pf1:")
+    assert record["context"]["user_id"].startswith("psn_") and record["context"]["tenant"] == "acme"
+    assert record["metadata"]["preflog.consent"] == "training"
+    keyring = Keyring.load(load_settings({"privacy": conf}))
+    opened = keyring.open(record["prompt"]) or ""
+    assert "bob.marker@example.com" not in opened and "about the refund" in opened  # redacted, then sealed
