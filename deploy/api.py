@@ -38,16 +38,20 @@ def start_api(stack: Stack, timeout: float = 20.0) -> tuple[Service, str]:
     settings = stack.settings
     data_dir = Path(settings.data_dir)
     api = settings.api
-    port = api.port if api.port and _free(api.host, api.port) else 0
     port_file = data_dir / "api.port"
-    port_file.unlink(missing_ok=True)
-    args = ["serve", "--port", str(port), "--port-file", str(port_file)]
-    service = stack._spawn("api", args, settings, "")
-    deadline = time.monotonic() + timeout
-    while not port_file.exists():
-        if service.process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the API did not start; see {service.log}")
-        time.sleep(0.05)
+    for port in dict.fromkeys([api.port if api.port and _free(api.host, api.port) else 0, 0]):
+        port_file.unlink(missing_ok=True)
+        args = ["serve", "--port", str(port), "--port-file", str(port_file)]
+        service = stack._spawn("api", args, settings, "")
+        deadline = time.monotonic() + timeout
+        while not port_file.exists() and service.process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if port_file.exists():
+            break
+        stack.services.remove(service)  # its port was taken meanwhile (another stack): a free one instead
+        service.stop()
+    else:
+        raise RuntimeError(f"the API did not start; see {service.log}")
     host = "127.0.0.1" if api.host in ("0.0.0.0", "::") else api.host
     url = f"http://{host}:{int(port_file.read_text())}"
     (data_dir / "api.url").write_text(url + "\n")

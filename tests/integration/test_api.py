@@ -178,7 +178,7 @@ def test_every_documented_status_is_reached_and_kafka_gone_answers_503_fast(tmp_
         config = {"bootstrap.servers": broker.bootstrap_servers}
         topics = TopicSettings(partitions=3)
         ensure_topics(config, topics.all().values(), topics.partitions)
-        settings = {"ack_timeout_s": 1.5, "max_body_bytes": 64 * 1024, "rate": 1.0, "burst": 20}
+        settings: dict[str, Any] = {"ack_timeout_s": 1.5, "max_body_bytes": 64 * 1024, "rate": 1.0, "burst": 20}
         api = launch_api(broker.bootstrap_servers, topics.all(), tmp_path / "api", tmp_path / "api.log", **settings)
         seen: dict[int, httpx.Response] = {}
 

@@ -5,6 +5,7 @@ Every test kills whatever it started (by pid, and the process group of `up`) whe
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -115,10 +116,14 @@ def test_three_stacks_start_at_once_and_each_service_serves_its_metrics(tmp_path
         for up in ups:
             assert up.proc.poll() is None, up.output
             record = stack_file(up.data_dir)
-            assert record is not None and set(record["metrics"]) == {"processor", "sink"}
+            assert record is not None and set(record["metrics"]) == {"processor", "sink", "api"}
             with urllib.request.urlopen(record["metrics"]["processor"], timeout=10) as response:
                 assert b"preflog_processor_events_in" in response.read()
+            api = (up.data_dir / "api.url").read_text().strip()
+            with urllib.request.urlopen(f"{api}/healthz", timeout=10) as response:
+                assert json.loads(response.read())["ok"] is True
         assert len({stack_file(up.data_dir)["bootstrap_servers"] for up in ups}) == 3  # type: ignore[index]
+        assert len({(up.data_dir / "api.url").read_text() for up in ups}) == 3
         for up in ups:
             up.signal(signal.SIGTERM)
         for up, pids in zip(ups, children, strict=True):
