@@ -27,6 +27,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
+from preflog.privacy.store import KeyStoreError
 from preflog.producers.client import Delivered, PreflogProducer, Prepared
 from preflog.producers.exceptions import BackpressureError, DeliveryError
 from preflog.schemas.exceptions import ValidationError
@@ -146,6 +147,9 @@ class Ingest:
         for index, event in enumerate(events):
             try:
                 prepared.append(prepare(event, tenant=key.tenant))
+            except KeyStoreError as exc:  # privacy on: a new subject's data key could not be stored (Kafka away)
+                EVENTS.labels(record_type, "unavailable").inc(len(events))
+                return _refused(503, f"{exc}; nothing was sent. Retry later", retry_after=1), [], []
             except ValidationError as exc:
                 given = event.get(ID_FIELD[record_type]) if isinstance(event, dict) else None
                 invalid.append(
