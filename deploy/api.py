@@ -25,9 +25,10 @@ DEV_TENANT = "dev"
 
 
 def _free(host: str, port: int) -> bool:
-    with socket.socket() as probe:
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    with socket.socket(family, kind, proto) as probe:
         try:
-            probe.bind((host, port))
+            probe.bind(address)
         except OSError:
             return False
     return True

@@ -49,7 +49,7 @@ from .exceptions import StateError
 from .expiry import Expiry
 from .join_config import JoinConfig
 from .outputs import Emit, OutputEncoder, Source
-from .pairs import Preference, expand, no_pairs_detail, tenant_problem
+from .pairs import Preference, expand, no_pairs_detail, resealed_digest, tenant_problem
 from .records import pair_record, provenance, signal_record
 from .splice import PairSplicer, spliced
 from .splice_signal import SignalSplicer
@@ -163,8 +163,9 @@ class Joiner(Expiry):
         record = admitted.record
         entry = self.state.get(rid)
         digest = hashlib.sha256(value).digest()
+        resealed = resealed_digest(record)  # a sealed inference sent again has other bytes
         if entry is not None and (entry.inference or entry.done):
-            if entry.digest == digest:
+            if entry.digest in (digest, resealed):
                 self.duplicates += 1
                 return []
             first = entry.inference.at if entry.inference else "an expired inference"
@@ -174,7 +175,7 @@ class Joiner(Expiry):
         event_ms = admitted.event_ms
         pending = entry.feedback if entry else []
         inference = Stored(value, at["topic"], partition, at["offset"], event_ms=event_ms)
-        entry = Entry(partition, event_ms + c.window_ms + c.grace_ms, inference, digest=digest)
+        entry = Entry(partition, event_ms + c.window_ms + c.grace_ms, inference, digest=resealed or digest)
         if admitted.decoded is not None:  # what decoding these bytes gives, as a feedback would decode them
             self.decoded.keep(rid, value, admitted.decoded, admitted.marks)
         out: list[Emit] = []

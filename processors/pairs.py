@@ -14,9 +14,12 @@ judgement gives the same ids on every run and replay.
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from collections.abc import Mapping
 from typing import Any, Literal, NamedTuple
+
+from preflog.privacy.envelope import sealed
 
 __all__ = ["Preference", "ScoreMode", "expand", "no_pairs_detail", "pair_id", "signal_id", "uuid5_text"]
 
@@ -107,3 +110,27 @@ def tenant_problem(inference: Mapping[str, Any], feedback: Mapping[str, Any]) ->
     if owner == tenant:
         return None
     return f"feedback of tenant {tenant!r} for an inference of tenant {owner!r}: a key may only judge its own tenant's"
+
+
+def resealed_digest(inference: Mapping[str, Any]) -> bytes | None:
+    """For a sealed inference: a digest equal for the same event sealed again, else None.
+
+    Sealing draws a new nonce (and a producer process its own data key), so an inference sent again with
+    the same request_id (a client's retry through the ingestion API) has other bytes. Its digest masks the
+    sealed texts and the key id: a retry is a duplicate, not a ConflictingInference. (Two different
+    events that differ only in their sealed texts read as the same here: the first is kept.)
+    """
+    metadata = inference.get("metadata") or {}
+    if "preflog.key" not in metadata:
+        return None
+
+    def mask(value: Any) -> Any:
+        if isinstance(value, str):
+            return "<sealed>" if sealed(value) else value
+        if isinstance(value, Mapping):
+            return {k: mask(v) for k, v in value.items() if k != "preflog.key"}
+        if isinstance(value, (list, tuple)):
+            return [mask(v) for v in value]
+        return value
+
+    return hashlib.sha256(b"resealed:" + json.dumps(mask(inference), sort_keys=True, default=str).encode()).digest()

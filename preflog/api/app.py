@@ -10,7 +10,9 @@ effect at the next request.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 from importlib import resources
 from pathlib import Path
@@ -22,12 +24,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from preflog.errors import ConfigError
+
 from .ingest import Answer, Ingest
 from .keys import ApiKey, KeyFile, KeyRefused
 from .openapi import describe
 
 __all__ = ["LiveKeys", "make_app"]
 
+log = logging.getLogger(__name__)
 REQUESTS = Counter("preflog_api_requests_total", "HTTP requests to the ingestion API", ["route", "status"])
 LATENCY = Histogram(
     "preflog_api_request_seconds", "Time to answer an ingestion request, Kafka's acknowledgement included", ["route"],
@@ -67,8 +72,13 @@ def _cors(origin: str | None, allowed: bool) -> dict[str, str]:
     return {"Access-Control-Allow-Origin": origin, "Access-Control-Expose-Headers": "Retry-After", "Vary": "Origin"}
 
 
+class _Json(JSONResponse):
+    def render(self, content: Any) -> bytes:  # ASCII: an echoed id with a lone surrogate must not fail the answer
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
 def _json(answer: Answer, extra: dict[str, str]) -> JSONResponse:
-    return JSONResponse(answer.body, answer.status, headers={**answer.headers, **extra})
+    return _Json(answer.body, answer.status, headers={**answer.headers, **extra})
 
 
 async def _body(request: Request, limit: int) -> bytes | Answer:
@@ -92,6 +102,8 @@ async def _body(request: Request, limit: int) -> bytes | Answer:
 def _events(body: bytes) -> list[Any] | Answer:
     try:
         parsed = json.loads(body)
+    except RecursionError:
+        return Answer(400, {"error": "the body nests too deeply: send an event object or an array of them"})
     except (ValueError, UnicodeDecodeError) as exc:
         where = f" (line {exc.lineno}, column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
         return Answer(400, {"error": f"the body is not JSON{where}: send an event object or an array of them"})
@@ -121,10 +133,14 @@ def make_app(ingest: Ingest, keys: LiveKeys, max_body_bytes: int = 4 * 1024 * 10
         key = _key(request, scope, origin)
         if isinstance(key, Answer):
             return _json(key, browser)
+        wait = ingest.limits.wait_s(key.id)
+        if wait:  # refused before the body is read: a flood costs the service nothing to parse
+            error = f"key {key.id} is over its rate ({ingest.limits.rate:g} events/s); retry after {wait} s"
+            return _json(Answer(429, {"error": error}, {"Retry-After": str(wait)}), browser)
         body = await _body(request, max_body_bytes)
         if isinstance(body, Answer):
             return _json(body, browser)
-        events = _events(body)
+        events = _events(body) if len(body) < 65536 else await asyncio.to_thread(_events, body)
         if isinstance(events, Answer):
             return _json(events, browser)
         return _json(await ingest.submit(key, record_type, events), browser)
@@ -138,6 +154,11 @@ def make_app(ingest: Ingest, keys: LiveKeys, max_body_bytes: int = 4 * 1024 * 10
             return answer
         try:
             key = keys.current().check(text.strip(), scope, origin)
+        except ConfigError as exc:
+            log.error("the API key file cannot be read: %s", exc)
+            return Answer(
+                503, {"error": "the service cannot read its key file; its operator must fix it"}, {"Retry-After": "5"}
+            )
         except KeyRefused as refused:
             return Answer(refused.status, {"error": refused.reason}, {"WWW-Authenticate": "Bearer"})
         if origin is not None and not key.public:

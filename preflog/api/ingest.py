@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -29,7 +30,6 @@ from prometheus_client import Counter, Gauge
 
 from preflog.privacy.store import KeyStoreError
 from preflog.producers.client import Delivered, PreflogProducer, Prepared
-from preflog.producers.exceptions import BackpressureError, DeliveryError
 from preflog.schemas.exceptions import ValidationError
 
 from .keys import ApiKey
@@ -51,6 +51,9 @@ class Answer:
     status: int
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+
+
+log = logging.getLogger(__name__)
 
 
 def _refused(status: int, error: str, retry_after: int | None = None, **more: Any) -> Answer:
@@ -79,15 +82,22 @@ class Ingest:
         self._pending: OrderedDict[int, float] = OrderedDict()  # record number -> when sent (oldest first)
         self._lock = threading.Lock()
         self._numbers = 0
+        self._queued = 0  # events admitted and not yet sent: waiting for the worker or on it
+        self._working_since: float | None = None  # when the worker's current job started
+        sealer = getattr(producer, "sealer", None)
+        if sealer is not None:  # privacy on: a new data key waits for the keys topic at most this long
+            sealer.put_timeout_s = ack_timeout_s
 
     def stalled_s(self) -> float:
-        """How long the oldest unacknowledged record has waited (0 when none waits)."""
+        """How long Kafka has kept the worker waiting: the oldest unacknowledged record, or the current job."""
+        now = time.monotonic()
         with self._lock:
-            if not self._pending:
-                return 0.0
-            return time.monotonic() - next(iter(self._pending.values()))
+            oldest = next(iter(self._pending.values()), now)
+            working = self._working_since if self._working_since is not None else now
+        return now - min(oldest, working)
 
-    def _busy(self, n: int) -> Answer | None:
+    def _reserve(self, n: int) -> Answer | None:
+        """Count ``n`` events as queued, or the 503 that refuses them (checked and counted on the event loop)."""
         waited = self.stalled_s()
         if waited > self.ack_timeout_s:
             return _refused(
@@ -97,15 +107,16 @@ class Ingest:
                 retry_after=1,
             )
         with self._lock:
-            waiting = len(self._pending)
-        if waiting + n > self.max_in_flight:
-            return _refused(
-                503,
-                f"Kafka is not keeping up: {waiting} events await acknowledgement (api.max_in_flight "
-                f"{self.max_in_flight}); nothing was sent. Retry later",
-                retry_after=1,
-            )
-        return None
+            waiting = len(self._pending) + self._queued
+            if waiting + n <= self.max_in_flight:
+                self._queued += n
+                return None
+        return _refused(
+            503,
+            f"Kafka is not keeping up: {waiting} events await acknowledgement (api.max_in_flight "
+            f"{self.max_in_flight}); nothing was sent. Retry later",
+            retry_after=1,
+        )
 
     async def submit(self, key: ApiKey, record_type: str, events: Sequence[Any]) -> Answer:
         """Answer a request of ``events`` of ``record_type`` sent with ``key``."""
@@ -113,10 +124,6 @@ class Ingest:
         if n > self.max_events:
             EVENTS.labels(record_type, "too_many").inc(n)
             return _refused(413, f"{n} events in one request; at most {self.max_events} (api.max_events): split it")
-        busy = self._busy(n)
-        if busy is not None:
-            EVENTS.labels(record_type, "unavailable").inc(n)
-            return busy
         admission = self.limits.admit(key.id, n)
         if admission.never:
             EVENTS.labels(record_type, "too_many").inc(n)
@@ -131,11 +138,30 @@ class Ingest:
                 f"{admission.retry_after_s} s",
                 retry_after=admission.retry_after_s,
             )
+        busy = self._reserve(n)
+        if busy is not None:
+            EVENTS.labels(record_type, "unavailable").inc(n)
+            return busy
         loop = asyncio.get_running_loop()
-        answer, futures, ids = await loop.run_in_executor(self._worker, self._send, key, record_type, list(events))
-        if answer is not None and not futures:
-            return answer
+        try:
+            answer, futures, ids = await loop.run_in_executor(self._worker, self._job, key, record_type, list(events))
+        finally:
+            with self._lock:
+                self._queued -= n
+        if answer is not None and "unsent" not in answer.body:
+            return answer  # refused before any send: 422, or the keys topic away
         return await self._acknowledged(record_type, futures, ids, answer)
+
+    def _job(
+        self, key: ApiKey, record_type: str, events: list[Any]
+    ) -> tuple[Answer | None, list[Future[Delivered]], list[str]]:
+        with self._lock:
+            self._working_since = time.monotonic()
+        try:
+            return self._send(key, record_type, events)
+        finally:
+            with self._lock:
+                self._working_since = None
 
     def _send(
         self, key: ApiKey, record_type: str, events: list[Any]
@@ -164,7 +190,8 @@ class Ingest:
         for p in prepared:
             try:
                 future = self.producer.send(p.topic, p.key, p.value)
-            except (BackpressureError, DeliveryError) as exc:
+            except Exception as exc:  # BackpressureError, DeliveryError, or worse: say what went out
+                log.warning("sending event %d of %d failed: %s", len(futures), len(prepared), type(exc).__name__)
                 EVENTS.labels(record_type, "unavailable").inc(len(prepared) - len(futures))
                 unsent = [_id(record_type, q) for q in prepared[len(futures) :]]
                 answer = _refused(503, f"{exc}; retry (the same ids are harmless)", retry_after=1, unsent=unsent)
@@ -197,9 +224,11 @@ class Ingest:
         waits = [_awaitable(loop, f) for f in futures]
         if waits:
             await asyncio.wait(waits, timeout=self.ack_timeout_s)
-        acked = [i for i, f in zip(ids, futures, strict=True) if f.done() and f.exception() is None]
-        failed = [i for i, f in zip(ids, futures, strict=True) if f.done() and f.exception() is not None]
-        late = [i for i, f in zip(ids, futures, strict=True) if not f.done()]
+        acked: list[str] = []
+        failed: list[str] = []
+        late: list[str] = []
+        for i, f in zip(ids, futures, strict=True):  # each future read once: the poll thread may settle it meanwhile
+            (late if not f.done() else failed if f.exception() is not None else acked).append(i)
         for w in waits:
             w.cancel()  # only the wait: a record not yet acknowledged may still be delivered
         EVENTS.labels(record_type, "accepted").inc(len(acked))

@@ -66,7 +66,7 @@ class ApiKey:
 
     def allows(self, scope: str, origin: str | None = None) -> bool:
         """Whether the key may send events of ``scope`` (from browser ``origin``, for a public key)."""
-        if scope not in self.scopes:
+        if scope not in self.scopes or (self.public and scope != "feedback"):  # a public key sends feedback only
             return False
         return not self.public or (origin is not None and origin in self.origins)
 

@@ -52,3 +52,11 @@ class RateLimits:
                 return Admission(True)
             self._buckets[key_id] = (tokens, now)
             return Admission(False, retry_after_s=max(1, math.ceil((n - tokens) / self.rate)))
+
+    def wait_s(self, key_id: str) -> int:
+        """Whole seconds until ``key_id`` has a token again (0: it has one now); takes nothing."""
+        with self._lock:
+            now = self.clock()
+            tokens, then = self._buckets.get(key_id, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - then) * self.rate)
+            return 0 if tokens >= 1 else max(1, math.ceil((1 - tokens) / self.rate))

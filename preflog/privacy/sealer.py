@@ -126,6 +126,7 @@ class Sealer:
         self._lock = threading.Lock()
         self._forgotten: set[str] = set()  # key ids an erasure deleted (a few per erasure)
         self.keys_made = 0
+        self.put_timeout_s = 30.0  # longest a new data key waits for the store (KeyStoreError after)
 
     def pseudonym(self, raw: str) -> str:
         return pseudonym(raw, self.secret)
@@ -140,7 +141,7 @@ class Sealer:
         if found is not None:
             return found
         record, key = DataKey.make(subject, self.master, int(time.time() * 1000), expires, consent)
-        self.store.put([record])
+        self.store.put([record], timeout=self.put_timeout_s)
         made = (record.key_id, AESGCM(key))
         with self._lock:
             stale = record.key_id in self._forgotten  # erased between its put and now: no event may use it

@@ -252,3 +252,31 @@ def test_events_over_http_are_redacted_pseudonymised_and_sealed_as_the_sdk_does(
     keyring = Keyring.load(load_settings({"privacy": conf}))
     opened = keyring.open(record["prompt"]) or ""
     assert "bob.marker@example.com" not in opened and "about the refund" in opened  # redacted, then sealed
+
+
+def test_a_retried_sealed_inference_is_a_duplicate_not_a_conflict(
+    start_api: Any, start_processor: Any, kafka_config: dict[str, Any], topics: TopicSettings, tmp_path: Path
+) -> None:
+    """Privacy on: a retry through another API process seals the same inference again.
+
+    New nonces, a new data key: the join keeps one and pairs it once, instead of dead-lettering the retry
+    as ConflictingInference.
+    """
+    from preflog.privacy.dev import make_dev
+
+    conf, _ = make_dev(tmp_path / "privacy-home")
+    first = start_api(tmp_path / "api", privacy=conf)
+    key = first.key("acme")
+    start_processor()
+    event = inference()
+    event["context"] = {"user_id": "u-7"}
+    assert first.post("/v1/inference", as_json(event), key).status_code == 202
+    first.worker.stop()
+    second = start_api(tmp_path / "api", privacy=conf)  # the client's retry reaches another process
+    assert second.post("/v1/inference", as_json(event), key).status_code == 202
+    assert second.post("/v1/feedback", as_json(feedback(event["request_id"])), key).status_code == 202
+    sent = read_topic(kafka_config, topics.inference, 3, 2)
+    assert len(sent) == 2 and sent[0].value() != sent[1].value()  # sealed twice: other bytes
+    pairs = _records(kafka_config, topics.pairs, "PreferencePair", 1, timeout=60, settle=3.0)
+    assert [p["request_id"] for p in pairs] == [event["request_id"]]
+    assert read_topic(kafka_config, topics.dead_letter, 3, 1, timeout=2) == []

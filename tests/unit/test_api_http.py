@@ -127,3 +127,24 @@ def test_a_browser_key_works_from_its_origin_only_and_sees_retry_after(client: A
     assert leaked.status_code == 403 and "revoke it" in leaked.json()["error"]
     snippet = client.get("/preflog-feedback.js")
     assert snippet.status_code == 200 and "PreflogFeedback" in snippet.text
+
+
+def test_an_inference_sealed_twice_has_one_resealed_digest(tmp_path: Path) -> None:
+    from preflog.privacy.dev import make_dev
+    from preflog.processors.pairs import resealed_digest
+    from preflog.settings import load_settings
+
+    conf, _ = make_dev(tmp_path)
+    settings = load_settings({"privacy": conf, "kafka": {"bootstrap_servers": "127.0.0.1:1"}})
+    event = {**inference(), "context": {"user_id": "u-1"}}
+    records = []
+    for _ in range(2):  # two producers: two data keys, other nonces
+        with PreflogProducer.from_settings(settings) as producer:
+            value = producer.prepare_inference(dict(event)).value
+            records.append(SingleObjectCodec().decode(value, "InferenceEvent"))
+    assert records[0]["prompt"] != records[1]["prompt"]
+    assert records[0]["metadata"]["preflog.key"] != records[1]["metadata"]["preflog.key"]
+    assert resealed_digest(records[0]) == resealed_digest(records[1]) is not None
+    other = {**records[1], "model": {**records[1]["model"], "version": "other"}}
+    assert resealed_digest(other) != resealed_digest(records[0])
+    assert resealed_digest(inference()) is None  # not sealed: the join compares bytes

@@ -260,8 +260,9 @@ def test_a_key_erased_between_its_store_and_its_caching_is_never_used(parts: tup
     sealer, store, _ = parts
     real_put = store.put
 
-    def put_then_erased(keys: list) -> int:  # the erasure and the watch land right after the key is stored
-        n = real_put(keys)
+    # the erasure and the watch land right after the key is stored
+    def put_then_erased(keys: list, timeout: float = 30.0) -> int:
+        n = real_put(keys, timeout=timeout)
         sealer.forget([k.key_id for k in keys][:1] if not hasattr(put_then_erased, "done") else [])
         put_then_erased.done = True  # type: ignore[attr-defined]
         return n
