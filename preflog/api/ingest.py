@@ -143,11 +143,7 @@ class Ingest:
             EVENTS.labels(record_type, "unavailable").inc(n)
             return busy
         loop = asyncio.get_running_loop()
-        try:
-            answer, futures, ids = await loop.run_in_executor(self._worker, self._job, key, record_type, list(events))
-        finally:
-            with self._lock:
-                self._queued -= n
+        answer, futures, ids = await loop.run_in_executor(self._worker, self._job, key, record_type, list(events))
         if answer is not None and "unsent" not in answer.body:
             return answer  # refused before any send: 422, or the keys topic away
         return await self._acknowledged(record_type, futures, ids, answer)
@@ -155,13 +151,16 @@ class Ingest:
     def _job(
         self, key: ApiKey, record_type: str, events: list[Any]
     ) -> tuple[Answer | None, list[Future[Delivered]], list[str]]:
+        """:meth:`_send` on the worker: its events leave the queued count as they are sent, the rest at its end."""
         with self._lock:
             self._working_since = time.monotonic()
+            first = self._numbers
         try:
             return self._send(key, record_type, events)
         finally:
             with self._lock:
                 self._working_since = None
+                self._queued -= len(events) - (self._numbers - first)
 
     def _send(
         self, key: ApiKey, record_type: str, events: list[Any]
@@ -208,6 +207,7 @@ class Ingest:
             self._numbers += 1
             number = self._numbers
             self._pending[number] = time.monotonic()
+            self._queued -= 1  # from queued to in flight
             IN_FLIGHT.set(len(self._pending))
 
         def done(_: Future[Delivered]) -> None:

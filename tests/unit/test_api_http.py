@@ -25,7 +25,7 @@ ROOT = Path(__file__).parents[2]
 
 @pytest.fixture
 def sdk() -> Any:
-    producer = PreflogProducer({"bootstrap.servers": "127.0.0.1:1"}, SingleObjectCodec())  # nothing is sent
+    producer = PreflogProducer({"bootstrap.servers": "127.0.0.1:1", "log_level": 0}, SingleObjectCodec())  # never sent
     yield producer
     producer.close(timeout=0)
 
@@ -148,3 +148,81 @@ def test_an_inference_sealed_twice_has_one_resealed_digest(tmp_path: Path) -> No
     other = {**records[1], "model": {**records[1]["model"], "version": "other"}}
     assert resealed_digest(other) != resealed_digest(records[0])
     assert resealed_digest(inference()) is None  # not sealed: the join compares bytes
+
+
+def _ingest(sdk: PreflogProducer, **kw: Any) -> tuple[Ingest, Any]:
+    from preflog.api.keys import ApiKey
+
+    key = ApiKey(id="0" * 16, tenant="acme", scopes=("inference", "feedback"), secret_sha256="", created_ms=0)
+    return Ingest(sdk, RateLimits(1e6, 10**6), **kw), key
+
+
+def _events(n: int) -> list[dict[str, Any]]:
+    return [{**inference(), "context": {}} for _ in range(n)]
+
+
+def test_requests_waiting_for_the_worker_count_toward_max_in_flight(sdk: PreflogProducer) -> None:
+    """Nothing is acknowledged (no broker): 2 x 5 events fill max_in_flight 10; the third request is refused at once."""
+    import asyncio
+
+    ingest, key = _ingest(sdk, max_in_flight=10, ack_timeout_s=0.5)
+
+    async def three() -> list[Any]:
+        return list(await asyncio.gather(*(ingest.submit(key, "InferenceEvent", _events(5)) for _ in range(3))))
+
+    answers = asyncio.run(three())
+    assert sorted(a.status for a in answers) == [503, 503, 503]
+    refused = [a for a in answers if "not keeping up" in a.body["error"]]
+    assert len(refused) == 1 and "acknowledged" not in refused[0].body  # nothing of it was sent
+    waited = [a for a in answers if a not in refused]
+    assert all(len(a.body["unacknowledged"]) == 5 and a.body["acknowledged"] == [] for a in waited)
+    ingest.close()
+
+
+def test_a_job_stuck_on_the_worker_makes_new_requests_503_at_once(sdk: PreflogProducer) -> None:
+    import asyncio
+    import time
+
+    ingest, key = _ingest(sdk, ack_timeout_s=0.3)
+    real = sdk.prepare_inference
+
+    def slow(event: Any, tenant: str | None = None) -> Any:
+        time.sleep(1.0)  # as a new data key waiting for an absent keys topic would
+        return real(event, tenant=tenant)
+
+    sdk.prepare_inference = slow  # type: ignore[method-assign]
+
+    async def run() -> tuple[Any, Any, float]:
+        stuck = asyncio.create_task(ingest.submit(key, "InferenceEvent", _events(1)))
+        await asyncio.sleep(0.5)
+        started = time.monotonic()
+        second = await ingest.submit(key, "InferenceEvent", _events(1))
+        took = time.monotonic() - started
+        return await stuck, second, took
+
+    _, second, took = asyncio.run(run())
+    assert second.status == 503 and "has not acknowledged records" in second.body["error"]
+    assert took < 0.2
+    ingest.close()
+
+
+def test_hostile_bodies_are_4xx_not_500(client: Any) -> None:
+    key, _ = client.keys.create("acme", ("inference", "feedback"))
+    auth = {"Authorization": f"Bearer {key}"}
+    nested = client.post("/v1/inference", content=b"[" * 1000 + b"]" * 1000, headers=auth)
+    assert nested.status_code in (400, 413)
+    deep = client.post("/v1/inference", content=b"[" * 100_000, headers={**auth, "Content-Length": "100000"})
+    assert deep.status_code == 413  # over max_body_bytes (2048) before parsing
+    surrogate = client.post("/v1/inference", content=b'{"request_id": "abc\\ud800"}', headers=auth)
+    assert surrogate.status_code == 422 and "abc" in surrogate.text
+
+
+def test_a_key_over_its_rate_is_refused_before_its_body_is_read(tmp_path: Path, sdk: PreflogProducer) -> None:
+    keys = tmp_path / "keys.json"
+    app = make_app(Ingest(sdk, RateLimits(0.001, 1), max_events=3), LiveKeys(keys), max_body_bytes=2048)
+    key, _ = KeyFile.load(keys).create("acme", ("inference",))
+    auth = {"Authorization": f"Bearer {key}"}
+    with TestClient(app) as c:
+        assert c.post("/v1/inference", json={}, headers=auth).status_code == 422  # the one token is spent
+        flood = c.post("/v1/inference", content=b"x" * 4000, headers=auth)  # would be a 413 if it were read
+        assert flood.status_code == 429 and int(flood.headers["Retry-After"]) >= 1
