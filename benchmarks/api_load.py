@@ -13,6 +13,8 @@ Starts the embedded broker and one ``preflog serve`` worker (a child process, it
   (p50/p99, Kafka's acknowledgement included: a 202 means acknowledged);
 * **API, batched, half the max rate**: an open-loop schedule at half the rate just measured, each
   request's latency counted from its scheduled start (so a stall is not hidden), for ``--seconds``;
+* **SDK on the same schedule**: the SDK sending the same batches at the same times, each batch's time
+  to its last acknowledgement: the floor the broker sets under the API's latency;
 * **API, one event per request**: max rate, for comparison.
 
 Goals (issue 21): batched API >= 0.5x the SDK's events/s; p99 <= 50 ms at half the max rate.
@@ -88,6 +90,29 @@ def sdk_rate(settings: Any, inferences: list[dict[str, Any]], feedbacks: list[di
     return (len(inferences) + len(feedbacks)) / elapsed
 
 
+def sdk_paced(
+    settings: Any, batches: list[tuple[str, list[dict[str, Any]]]], events_per_s: float, seconds: float
+) -> list[float]:
+    """The SDK on the half-rate schedule: each batch's time from its scheduled start to its last acknowledgement."""
+    per_batch = len(batches[0][1])
+    interval = per_batch / events_per_s
+    count = min(len(batches), int(seconds / interval))
+    done: list[list[float]] = [[] for _ in range(count)]
+    starts: list[float] = []
+    with PreflogProducer.from_settings(settings) as producer:
+        started = time.perf_counter()
+        for i in range(count):
+            at = started + i * interval
+            time.sleep(max(0.0, at - time.perf_counter()))
+            starts.append(at)
+            kind, events = batches[i]
+            send = producer.log_inference if kind == "/v1/inference" else producer.log_feedback
+            for event in events:
+                send(event).add_done_callback(lambda _, i=i: done[i].append(time.perf_counter()))
+        producer.flush(60)
+    return [max(d) - at for d, at in zip(done, starts, strict=True) if len(d) == per_batch]
+
+
 class Load:
     """Pre-encoded request bodies, posted by concurrent clients."""
 
@@ -138,6 +163,16 @@ class Load:
                 tasks.append(asyncio.create_task(self._post(client, route, body, at)))
             await asyncio.gather(*tasks)
             return count * per_request / (time.perf_counter() - started)
+
+
+def batches(
+    inferences: list[dict[str, Any]], feedbacks: list[dict[str, Any]], batch: int
+) -> list[tuple[str, list[dict[str, Any]]]]:
+    """The events of :func:`bodies`, not encoded."""
+    out = []
+    for i in range(0, len(inferences), batch):
+        out += [("/v1/inference", inferences[i : i + batch]), ("/v1/feedback", feedbacks[i : i + batch])]
+    return out
 
 
 def bodies(
@@ -191,6 +226,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             print(f"API batched ({args.batch}/request, {args.clients} clients): {api_rate:,.0f} events/s", flush=True)
             paced = Load(url, key, bodies(*half, args.batch))
             paced_rate = asyncio.run(paced.open_loop(api_rate / 2, args.seconds))
+            sdk_half = sdk_paced(settings, batches(*make_events(n, 6), args.batch), api_rate / 2, args.seconds)
             ones = Load(url, key, bodies(*single, 1))
             one_rate, _ = asyncio.run(ones.closed_loop(args.clients))
         finally:
@@ -209,6 +245,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "half_rate_events_per_s": round(paced_rate),
         "api_p50_ms_at_half": round(percentile(paced.latencies, 50) * ms, 1),
         "api_p99_ms_at_half": round(percentile(paced.latencies, 99) * ms, 1),
+        "sdk_p50_ms_same_schedule": round(percentile(sdk_half, 50) * ms, 1),
+        "sdk_p99_ms_same_schedule": round(percentile(sdk_half, 99) * ms, 1),
         "single_events_per_s": round(one_rate),
         "single_p99_ms_at_max": round(percentile(ones.latencies, 99) * ms, 1),
         "statuses": {str(k): v for k, v in sorted({**top.statuses, **paced.statuses}.items())},
