@@ -208,7 +208,12 @@ def _components(named: dict[str, Schema]) -> None:
         "required": ["accepted", "ids"],
         "properties": {
             "accepted": {"type": "integer", "description": "How many events Kafka acknowledged."},
-            "ids": {"type": "array", "items": {"type": "string"}, "description": "Their ids, in the body's order."},
+            "ids": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Their ids (request_id or feedback_id), in the body's order, as canonical UUIDs "
+                "(lower case, hyphenated), whatever form was sent.",
+            },
         },
     }
     named["Error"] = {

@@ -148,6 +148,8 @@ class Sealer:
             if not stale:
                 cached = self._keys.setdefault(scope, made)
                 self.keys_made += cached is made
+                if len(self._keys) > self._remember:  # a long-running producer (the API): the oldest goes
+                    self._keys.pop(next(iter(self._keys)))
         return self._key(subject, event_time, p) if stale else cached
 
     def forget(self, key_ids: Sequence[str]) -> int:
