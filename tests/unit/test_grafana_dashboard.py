@@ -18,12 +18,14 @@ from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
 
+from preflog.api import app as api_metrics
+from preflog.api import ingest as api_ingest_metrics
 from preflog.processors import metrics as processor_metrics
 from preflog.producers import redact as sdk_metrics
 from preflog.sinks import metrics as sink_metrics
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "preflog.json"
-MODULES: tuple[ModuleType, ...] = (processor_metrics, sink_metrics, sdk_metrics)
+MODULES: tuple[ModuleType, ...] = (processor_metrics, sink_metrics, sdk_metrics, api_metrics, api_ingest_metrics)
 #: labels Prometheus attaches to every scraped series (not the code's)
 TARGET_LABELS = frozenset({"instance", "job"})
 #: the label value of the throwaway child each labelled metric gets, so that it appears in the exposition
@@ -44,6 +46,10 @@ TITLES = {
     "Sink duplicates skipped by table",
     "Sink write retries",
     "SDK redactions by kind",
+    "API requests by status",
+    "API events by outcome",
+    "API request latency p99",
+    "API events awaiting Kafka",
 }
 
 METRIC = re.compile(r"\bpreflog_[A-Za-z0-9_:]*")
