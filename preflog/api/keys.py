@@ -17,6 +17,8 @@ is refused as revoked, not as unknown.
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import hashlib
 import hmac
 import json
@@ -24,6 +26,7 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -118,7 +121,18 @@ class KeyFile:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(json.dumps(body, indent=2) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
         temporary.replace(self.path)
+
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[None]:
+        """Hold the file's lock and read it again: two writers (keys revoke, keys create, up) lose nothing."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(f".{self.path.name}.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.keys = KeyFile.load(self.path).keys
+            yield
 
     def create(
         self,
@@ -146,16 +160,18 @@ class KeyFile:
             bad = [o for o in origins if not re.match(r"^https?://[^/\s]+$", o)]
             if bad:
                 raise ValueError(f"origins {bad}: an origin is scheme://host[:port], without a path")
-        key_id = secrets.token_hex(8)
-        while key_id in self.keys:
+        with self._changing():
             key_id = secrets.token_hex(8)
-        secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode("ascii").rstrip("=")
-        record = ApiKey(
-            id=key_id, tenant=tenant, scopes=tuple(s for s in SCOPES if s in scopes), secret_sha256=_digest(secret),
-            created_ms=int(time.time() * 1000), name=name, public=public, origins=tuple(origins),
-        )  # fmt: skip
-        self.keys[key_id] = record
-        self.save()
+            while key_id in self.keys:
+                key_id = secrets.token_hex(8)
+            secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode("ascii").rstrip("=")
+            record = ApiKey(
+                id=key_id, tenant=tenant, scopes=tuple(s for s in SCOPES if s in scopes),
+                secret_sha256=_digest(secret), created_ms=int(time.time() * 1000), name=name, public=public,
+                origins=tuple(origins),
+            )  # fmt: skip
+            self.keys[key_id] = record
+            self.save()
         return f"{PREFIX}{key_id}_{secret}", record
 
     def revoke(self, key_id: str) -> ApiKey:
@@ -164,13 +180,14 @@ class KeyFile:
         Raises:
             KeyError: no such key.
         """
-        record = self.keys.get(key_id)
-        if record is None:
-            raise KeyError(f"no API key {key_id!r} in {self.path} (preflog keys list shows them)")
-        if not record.revoked:
-            self.keys[key_id] = ApiKey(**{**asdict(record), "revoked_ms": int(time.time() * 1000)})
-            self.save()
-        return self.keys[key_id]
+        with self._changing():
+            record = self.keys.get(key_id)
+            if record is None:
+                raise KeyError(f"no API key {key_id!r} in {self.path} (preflog keys list shows them)")
+            if not record.revoked:
+                self.keys[key_id] = ApiKey(**{**asdict(record), "revoked_ms": int(time.time() * 1000)})
+                self.save()
+            return self.keys[key_id]
 
     def check(self, key: str, scope: str, origin: str | None = None) -> ApiKey:
         """The record of ``key`` when it may send events of ``scope`` (from ``origin``); else KeyRefused."""

@@ -99,3 +99,16 @@ def test_rate_limits_admit_whole_requests_and_say_when_to_retry() -> None:
     assert not too_big.admitted and too_big.never
     with pytest.raises(ValueError, match="positive"):
         RateLimits(rate=0, burst=1)
+
+
+def test_two_writers_of_the_key_file_lose_nothing(tmp_path: Path) -> None:
+    """A revocation through one handle is not undone by a key made through a handle loaded before it."""
+    path = tmp_path / "keys.json"
+    text, record = KeyFile.load(path).create("acme", ["feedback"])
+    stale = KeyFile.load(path)  # e.g. preflog up's, loaded earlier
+    KeyFile.load(path).revoke(record.id)
+    stale.create("acme", ["inference"])
+    after = KeyFile.load(path)
+    assert after.keys[record.id].revoked and len(after.keys) == 2
+    with pytest.raises(KeyRefused, match="revoked"):
+        after.check(text, "feedback")
