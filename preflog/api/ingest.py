@@ -141,10 +141,12 @@ class Ingest:
         busy = self._reserve(n)
         if busy is not None:
             EVENTS.labels(record_type, "unavailable").inc(n)
+            self.limits.refund(key.id, n)  # nothing was sent: the retry should not also be a 429
             return busy
         loop = asyncio.get_running_loop()
         answer, futures, ids = await loop.run_in_executor(self._worker, self._job, key, record_type, list(events))
         if answer is not None and "unsent" not in answer.body:
+            self.limits.refund(key.id, n)
             return answer  # refused before any send: 422, or the keys topic away
         return await self._acknowledged(record_type, futures, ids, answer)
 

@@ -60,3 +60,9 @@ class RateLimits:
             tokens, then = self._buckets.get(key_id, (float(self.burst), now))
             tokens = min(float(self.burst), tokens + (now - then) * self.rate)
             return 0 if tokens >= 1 else max(1, math.ceil((1 - tokens) / self.rate))
+
+    def refund(self, key_id: str, n: int) -> None:
+        """Give back ``n`` tokens taken for a request that sent nothing (invalid, or Kafka away)."""
+        with self._lock:
+            tokens, then = self._buckets.get(key_id, (float(self.burst), self.clock()))
+            self._buckets[key_id] = (min(float(self.burst), tokens + n), then)

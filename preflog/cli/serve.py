@@ -71,7 +71,11 @@ def serve(
     if not live:
         out.print(f"no API keys yet: make one with preflog --data-dir {settings.data_dir} keys create --tenant NAME")
     config = uvicorn.Config(
-        make_app(ingest, keys, api.max_body_bytes), log_level="info", access_log=access_log, lifespan="off"
+        make_app(ingest, keys, api.max_body_bytes),
+        log_level="info",
+        access_log=access_log,
+        lifespan="off",
+        limit_concurrency=api.max_connections,
     )
     try:
         uvicorn.Server(config).run(sockets=[sock])

@@ -29,3 +29,6 @@ class ApiSettings(BaseModel):
     max_in_flight: int = Field(
         20_000, ge=1, description="events sent and not yet acknowledged, over all requests; beyond it a 503 at once"
     )
+    max_connections: int = Field(
+        1000, ge=1, description="open connections the service takes at once; beyond it new ones get 503"
+    )

@@ -219,10 +219,13 @@ def test_hostile_bodies_are_4xx_not_500(client: Any) -> None:
 
 def test_a_key_over_its_rate_is_refused_before_its_body_is_read(tmp_path: Path, sdk: PreflogProducer) -> None:
     keys = tmp_path / "keys.json"
-    app = make_app(Ingest(sdk, RateLimits(0.001, 1), max_events=3), LiveKeys(keys), max_body_bytes=2048)
+    ingest = Ingest(sdk, RateLimits(0.001, 1), max_events=3, ack_timeout_s=0.2)
+    app = make_app(ingest, LiveKeys(keys), max_body_bytes=2048)
     key, _ = KeyFile.load(keys).create("acme", ("inference",))
     auth = {"Authorization": f"Bearer {key}"}
     with TestClient(app) as c:
-        assert c.post("/v1/inference", json={}, headers=auth).status_code == 422  # the one token is spent
+        assert c.post("/v1/inference", json={}, headers=auth).status_code == 422  # nothing sent: token given back
+        sent = c.post("/v1/inference", content=json.dumps({**inference(), "context": {}}, default=str), headers=auth)
+        assert sent.status_code == 503 and len(sent.json()["unacknowledged"]) == 1  # sent (no broker): spent
         flood = c.post("/v1/inference", content=b"x" * 4000, headers=auth)  # would be a 413 if it were read
         assert flood.status_code == 429 and int(flood.headers["Retry-After"]) >= 1
