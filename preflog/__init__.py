@@ -12,13 +12,17 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
-__all__ = ["ConfigError", "PreflogError", "__version__", "read_pairs", "read_table"]
+__all__ = ["ConfigError", "PreflogError", "__version__", "read_pairs", "read_table", "stream_pairs"]
 
 
 def __getattr__(name: str) -> Any:
-    """``preflog.read_pairs`` / ``preflog.read_table`` without importing pyarrow on ``import preflog``."""
+    """``preflog.read_pairs`` / ``read_table`` / ``stream_pairs`` without importing pyarrow on ``import preflog``."""
     if name in ("read_pairs", "read_table"):
         from .sinks import read
 
         return getattr(read, name)
+    if name == "stream_pairs":
+        from .sinks.stream import stream_pairs
+
+        return stream_pairs
     raise AttributeError(f"module 'preflog' has no attribute {name!r}")
