@@ -18,20 +18,30 @@ batch that nothing overlaps holds its stream back until it completes (a sink sti
 Exactly once. :meth:`PairStream.token` names, per stream, the last batch read whole and the row
 reached in the batch being read: a new stream given that token resumes at the next row. Files are
 immutable and batches of a stream never go back in offset, so a token always means the same rows.
-Memory holds one Arrow record batch (``batch_rows`` rows) and the listing of the table's files.
+Memory holds one Parquet row group and the listing of the table's files.
+
+Personal data. With ``purpose`` (default ``training``) a pair is left out, and counted in ``left_out`` by
+reason, as a dataset build leaves it out: erased (its subject's data key was erased), no_consent (the
+inference's consent, or the feedback's stated one, does not allow the purpose; an inference stating none
+allows ``unstated_consent``), expired (past the inference's ``retention_days``). ``purpose=None`` yields
+every pair.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from preflog.privacy.fields import CONSENT, RETENTION, allows
 
 from .batch import BATCH_KEY
 from .manifest import MANIFEST_DIR
@@ -69,6 +79,8 @@ class PairStream:
         maps_as_lists: bool = False,
         storage_options: dict[str, Any] | None = None,
         stop: threading.Event | None = None,
+        purpose: str | None = "training",
+        unstated_consent: Sequence[str] = ("training", "analytics"),
     ) -> None:
         self.url, self.table = url, table
         self.storage = Storage(url, storage_options)
@@ -76,6 +88,8 @@ class PairStream:
         self.models, self.sources = list(models or ()), list(sources or ())
         self.keys, self.maps_as_lists = keys, maps_as_lists
         self.stop = stop or threading.Event()
+        self.purpose, self.unstated = purpose, tuple(unstated_consent)
+        self.left_out: Counter[str] = Counter()  # by reason: erased, no_consent, expired (as a build counts them)
         self._done: dict[Stream, int] = {}  # stream -> last offset of the last batch read whole
         self._at: dict[Stream, tuple[int, int, int]] = {}  # stream -> (first of the batch being read, part, row)
         if resume:
@@ -149,10 +163,13 @@ class PairStream:
         cache: dict[Stream, dict[tuple[int, int], _Batch]] = {}
         while not self.stop.is_set():
             listing = self._listing()
-            for stream, batches in listing.items():  # keep what was read of the metadata
+            for stream, batches in listing.items():  # keep what was read of the metadata, not what was read whole
                 known = cache.setdefault(stream, {})
+                done = self._done.get(stream, -1)
                 for k, b in batches.items():
-                    if k in known:
+                    if b.last <= done:
+                        known.pop(k, None)
+                    elif k in known:
                         known[k].paths = b.paths
                     else:
                         known[k] = b
@@ -205,7 +222,24 @@ class PairStream:
         if self.maps_as_lists:
             rows = without_maps(rows)
         for wanted, pair in zip(keep.to_pylist(), rows.to_pylist(), strict=True):
-            yield pair if wanted else None
+            reason = self._left_out(pair) if wanted and self.purpose else None
+            if reason is not None:
+                self.left_out[reason] += 1
+            yield pair if wanted and reason is None else None
+
+    def _left_out(self, pair: dict[str, Any]) -> str | None:
+        """Why privacy leaves ``pair`` out of ``purpose`` (erased, no_consent, expired), as a build decides."""
+        if pair.get("erased"):
+            return "erased"
+        inference, feedback = (_mapping(pair.get(k)) for k in ("inference_metadata", "feedback_metadata"))
+        if not allows(inference, self.purpose or "", self.unstated) or (
+            CONSENT in feedback and not allows(feedback, self.purpose or "", ())
+        ):
+            return "no_consent"
+        days, when = inference.get(RETENTION), pair.get("inference_time")
+        if days is not None and when is not None and when + timedelta(days=float(days)) < datetime.now(timezone.utc):
+            return "expired"
+        return None
 
     def as_dataset(self) -> Any:
         """This stream as a Hugging Face ``datasets.IterableDataset`` (maps as lists; not resumable by HF)."""
@@ -213,6 +247,13 @@ class PairStream:
 
         self.maps_as_lists = True
         return IterableDataset.from_generator(self.__iter__)
+
+
+def _mapping(value: Any) -> dict[str, str]:
+    """A metadata map as Arrow gives it to Python (a list of pairs) or as a dict."""
+    if isinstance(value, dict):
+        return value
+    return dict(value or ())
 
 
 def stream_pairs(url: str, **options: Any) -> PairStream:

@@ -38,9 +38,14 @@ def _records(partition: int, first: int, last: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _write(storage: Storage, partition: int, first: int, last: int, parts: int | None = None) -> list[str]:
+def _write(
+    storage: Storage, partition: int, first: int, last: int, parts: int | None = None, change: Any = None
+) -> list[str]:
     """Write a batch as the sink does (data files, then manifests); ``parts``: stop after that many parts."""
-    files = batch_files(FORMATS["pairs"], _records(partition, first, last), "t", partition, first, last, [])
+    records = _records(partition, first, last)
+    for record in records if change else ():
+        change(record)
+    files = batch_files(FORMATS["pairs"], records, "t", partition, first, last, [])
     data = [(p, b) for p, b in files if not p.startswith("_manifests/")]
     manifests = {p.removeprefix("_manifests/").removesuffix(".json"): (p, b) for p, b in files if p.startswith("_")}
     written = data[:parts] if parts is not None else data
@@ -159,3 +164,29 @@ def test_the_stream_as_a_hugging_face_iterable_dataset(tmp_path: Path) -> None:
     dataset = preflog.stream_pairs(url, follow=False, keys="sealed").as_dataset()
     assert type(dataset).__name__ == "IterableDataset"
     assert sorted(r["pair_id"] for r in dataset) == sorted(_expected((0, 0, 24)))
+
+
+def test_a_training_feed_leaves_out_what_consent_and_retention_do_not_allow(tmp_path: Path) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    url = f"file://{tmp_path}"
+    now = datetime.now(timezone.utc)
+
+    def privacy(record: dict[str, Any]) -> None:
+        n = int(record["pair_id"].split("-")[1])
+        record["inference_time"] = now - timedelta(days=10)
+        record["inference_metadata"] = {
+            0: {"preflog.consent": "analytics"},  # no training
+            1: {"preflog.retention_days": "5"},  # ran out 5 days ago
+            2: {"preflog.retention_days": "30"},
+            3: {},  # states nothing: the unstated default allows training
+        }[n % 4]
+        record["feedback_metadata"] = {"preflog.consent": ""} if n == 7 else {}  # the feedback's own refusal
+
+    _write(Storage(url), 0, 0, 19, change=privacy)
+    stream = preflog.stream_pairs(url, follow=False, keys="sealed")
+    kept = sorted(int(i.split("-")[1]) for i in _ids(list(stream)))
+    assert kept == [n for n in range(20) if n % 4 in (2, 3) and n != 7]
+    assert stream.left_out == {"no_consent": 5 + 1, "expired": 5}
+    everything = preflog.stream_pairs(url, follow=False, keys="sealed", purpose=None)
+    assert len(list(everything)) == 20
