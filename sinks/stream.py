@@ -10,14 +10,19 @@ What is delivered, and when. The sink writes a *batch* of one partition's record
 each recording in its Parquet metadata how many parts the batch has. A part counts once its manifest
 is written (after its data; a stray copy of a file has none), and a batch is read once every part
 counts, parts in folder order and rows in file order; one partition's batches in offset order (per
-partition and topic incarnation: a *stream*). A batch left incomplete by a sink killed midway is
-written again by the restarted sink, possibly with other bounds: the incomplete one is then
-superseded (a complete batch overlaps it) and skipped, as its rows are in the new one. An incomplete
-batch that nothing overlaps holds its stream back until it completes (a sink still writing it).
+partition and topic incarnation: a *stream*). A batch left incomplete is held back until it completes,
+unless complete batches cover its range (it was written again with other bounds). Overlapping complete
+batches (a sink that lost its partition during a storage outage wrote a batch the next owner wrote again
+with other bounds) are both read, the second's rows already delivered skipped by id (the ids of the last
+few batches read, re-read from their files after a restart). A batch that starts past the next offset
+is read only once a later listing shows the same gap: a listing is not a snapshot, and the batch in
+between may have been written, into a folder already walked, while it ran. Empty batches (their
+records were all duplicates) count by their manifests under ``_empty/``. Files written before batches
+noted their parts are taken as whole batches: a stream must not follow a log an old sink still writes.
 
-Exactly once. :meth:`PairStream.token` names, per stream, the last batch read whole and the row
-reached in the batch being read: a new stream given that token resumes at the next row. Files are
-immutable and batches of a stream never go back in offset, so a token always means the same rows.
+Exactly once. :meth:`PairStream.token` names, per stream, the highest offset read whole, the last
+batches read and the row reached in the batch being read: a new stream given it resumes at the next
+row. Files are immutable, so a token always means the same rows.
 Memory holds one Parquet row group and the listing of the table's files.
 
 Personal data. With ``purpose`` (default ``training``) a pair is left out, and counted in ``left_out`` by
@@ -34,24 +39,34 @@ import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from preflog.privacy.fields import CONSENT, RETENTION, allows
+from preflog.schemas.tables import TABLES
 
-from .batch import BATCH_KEY
+from .batch import BATCH_KEY, EMPTY_DIR
 from .manifest import MANIFEST_DIR
 from .naming import parse_file_name
-from .read import data_files, opened, without_maps
+from .read import data_files
 from .storage import Storage
+from .stream_filters import select
 
 __all__ = ["PairStream", "stream_pairs"]
 
 Stream = tuple[str, int, int]  # topic, partition, incarnation
+#: batches read whole whose ids a batch overlapping them is checked against (overlaps span a batch or two)
+RECENT = 4
+
+
+def _covered(batch: Any, cursor: int, complete: list[Any]) -> bool:
+    """Whether ``complete`` batches hold every offset of ``batch`` past ``cursor``."""
+    need = max(batch.first, cursor + 1)
+    for b in sorted(complete, key=lambda b: b.first):
+        if b.first <= need <= b.last:
+            need = b.last + 1
+    return need > batch.last
 
 
 @dataclass
@@ -90,106 +105,149 @@ class PairStream:
         self.stop = stop or threading.Event()
         self.purpose, self.unstated = purpose, tuple(unstated_consent)
         self.left_out: Counter[str] = Counter()  # by reason: erased, no_consent, expired (as a build counts them)
-        self._done: dict[Stream, int] = {}  # stream -> last offset of the last batch read whole
-        self._at: dict[Stream, tuple[int, int, int]] = {}  # stream -> (first of the batch being read, part, row)
+        self._done: dict[Stream, int] = {}  # stream -> the highest offset of the batches read whole
+        self._at: dict[Stream, tuple[int, int, int, int]] = {}  # stream -> (first, last, part, row) being read
+        self._recent: dict[Stream, list[tuple[int, int]]] = {}  # stream -> the last RECENT batches read whole
+        self._known_parts: dict[tuple[str, int, int, int, int], int] = {}  # (stream, first, last) -> parts
+        self._gaps: dict[Stream, tuple[int, int]] = {}  # a gap seen once: read past it only if a new listing agrees
         if resume:
             self._load(resume)
 
     def _load(self, token: str) -> None:
         try:
             state = json.loads(token)
-            assert state["v"] == 1
+            assert state["v"] == 2
             for s in state["streams"]:
                 stream = (str(s["topic"]), int(s["partition"]), int(s["incarnation"]))
                 self._done[stream] = int(s["done"])
+                self._recent[stream] = [(int(a), int(b)) for a, b in s["recent"]]
                 if s.get("at") is not None:
-                    first, part, row = s["at"]
-                    self._at[stream] = (int(first), int(part), int(row))
+                    first, last, part, row = s["at"]
+                    self._at[stream] = (int(first), int(last), int(part), int(row))
         except (ValueError, KeyError, TypeError, AssertionError) as exc:
             raise ValueError(f"not a stream_pairs token ({type(exc).__name__}): pass what token() returned") from None
 
     def token(self) -> str:
-        """Where this stream is: a new one made with ``resume=token`` goes on at the next pair."""
+        """Where this stream is: a new one made with ``resume=token`` goes on at the next pair.
+
+        Call it from the thread that iterates (it reads the stream's position without a lock).
+        """
         streams = [
             {"topic": t, "partition": p, "incarnation": i, "done": self._done.get((t, p, i), -1),
+             "recent": self._recent.get((t, p, i), []),
              "at": list(self._at[(t, p, i)]) if (t, p, i) in self._at else None}
             for t, p, i in sorted(set(self._done) | set(self._at))
         ]  # fmt: skip
-        return json.dumps({"v": 1, "streams": streams}, separators=(",", ":"))
+        return json.dumps({"v": 2, "streams": streams}, separators=(",", ":"))
 
     def _listing(self) -> dict[Stream, dict[tuple[int, int], _Batch]]:
         try:
             paths = data_files(self.storage, self.table, self.url)
         except FileNotFoundError:
             return {}
-        # a part counts once its manifest is written (after its data): a stray copy of a file has none
-        noted = {
+        # a part counts once its manifest is written (after its data): a stray copy of a file has none; a batch
+        # whose records were all duplicates has only a manifest under _empty/ (it covers its range, no rows)
+        noted = [
             p.removeprefix(f"{MANIFEST_DIR}/").removesuffix(".json")
             for p in self.storage.list(f"{MANIFEST_DIR}/{self.table}")
-        }
-        paths = [p for p in paths if p in noted]
+        ]
+        empty = [p for p in noted if p.startswith(f"{self.table}/{EMPTY_DIR}/")]
+        have = set(noted)
         streams: dict[Stream, dict[tuple[int, int], _Batch]] = {}
-        for path in paths:
+        for path in [p for p in paths if p in have] + empty:
             name = parse_file_name(path)
-            assert name is not None  # data_files keeps preflog's names only
+            if name is None:
+                continue
             batches = streams.setdefault((name.topic, name.partition, name.incarnation), {})
             batch = batches.setdefault((name.first, name.last), _Batch(name.first, name.last, []))
-            batch.paths.append(path)
+            if path in empty:
+                batch.parts = max(batch.parts or 0, 0)
+            else:
+                batch.paths.append(path)
         return streams
 
-    def _parts(self, batch: _Batch) -> int:
-        if batch.parts is None:
+    def _parts(self, stream: Stream, batch: _Batch) -> int:
+        """How many parts ``batch`` has (0: an empty batch), read once from a part's Parquet metadata."""
+        if batch.parts is not None and not batch.paths:
+            return batch.parts
+        key = (*stream, batch.first, batch.last)
+        if key not in self._known_parts:
             metadata = pq.read_schema(self.storage.path(batch.paths[0]), filesystem=self.storage.fs).metadata or {}
             about = metadata.get(BATCH_KEY)
-            batch.parts = int(json.loads(about)["parts"]) if about else 1  # files from before batches were noted
-        return batch.parts
+            self._known_parts[key] = int(json.loads(about)["parts"]) if about else 1  # files from before batches
+            if len(self._known_parts) > 100_000:
+                self._known_parts.pop(next(iter(self._known_parts)))
+        return self._known_parts[key]
 
-    def _ready(self, stream: Stream, batches: dict[tuple[int, int], _Batch]) -> list[_Batch]:
-        """The stream's batches to read now, in offset order: complete, after the last one read, not held back."""
+    def _ready(self, stream: Stream, batches: dict[tuple[int, int], _Batch]) -> tuple[list[_Batch], bool]:
+        """The stream's batches to read now, in offset order, and whether a gap asks for another listing.
+
+        A batch is read when complete and past what was read; one that overlaps what was read (a writer that
+        lost its partition wrote a batch the next owner wrote again with other bounds) is read too, its rows
+        already delivered skipped by id. An incomplete batch holds the rest back unless complete batches cover
+        it. A batch starting past the next offset is read only once a later listing shows the same gap (a
+        listing is not a snapshot: the batch between may have been written while it ran).
+        """
         done = self._done.get(stream, -1)
-        ordered = sorted((b for b in batches.values() if b.last > done), key=lambda b: (b.first, b.last))
-        complete = [b for b in ordered if len(b.paths) >= self._parts(b)]
+        complete = [b for b in batches.values() if b.last > done and len(b.paths) >= self._parts(stream, b)]
         out: list[_Batch] = []
-        for b in ordered:
-            if b in complete:
-                if not out or b.first > out[-1].last:
-                    out.append(b)
+        at = self._at.get(stream)
+        if at is not None and (at[0], at[1]) in batches and batches[(at[0], at[1])] in complete:
+            out.append(batches[(at[0], at[1])])  # the batch being read first: its rows are fixed
+        cursor = max([done] + [b.last for b in out])
+        for b in sorted((b for b in batches.values() if b.last > cursor), key=lambda b: (b.first, b.last)):
+            if b.last <= cursor:
                 continue
-            if not any(c.first <= b.last and b.first <= c.last for c in complete):
-                break  # incomplete and not superseded: a sink may still be writing it
-        return out
+            if b not in complete:
+                if _covered(b, cursor, complete):
+                    continue  # superseded: the complete batches hold its range
+                break  # a sink may still be writing it
+            if b.first > cursor + 1 and self._gaps.get(stream) != (cursor, b.first):
+                self._gaps[stream] = (cursor, b.first)
+                return out, True
+            out.append(b)
+            cursor = b.last
+        return out, False
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        cache: dict[Stream, dict[tuple[int, int], _Batch]] = {}
+        relist = False
         while not self.stop.is_set():
             listing = self._listing()
-            for stream, batches in listing.items():  # keep what was read of the metadata, not what was read whole
-                known = cache.setdefault(stream, {})
-                done = self._done.get(stream, -1)
-                for k, b in batches.items():
-                    if b.last <= done:
-                        known.pop(k, None)
-                    elif k in known:
-                        known[k].paths = b.paths
-                    else:
-                        known[k] = b
-            delivered = False
-            for stream in sorted(cache):
-                for batch in self._ready(stream, cache[stream]):
-                    for row in self._rows(stream, batch):
+            delivered = relist = False
+            for stream in sorted(listing):
+                ready, gap = self._ready(stream, listing[stream])
+                relist = relist or gap
+                for batch in ready:
+                    for row in self._rows(stream, batch, listing[stream]):
                         delivered = True
                         yield row
                     if self.stop.is_set():
                         return
+            if relist:
+                continue  # a gap: list again before reading past it
             if not self.follow and not delivered:
                 return
             if not delivered:
                 self.stop.wait(self.poll_s)
 
-    def _rows(self, stream: Stream, batch: _Batch) -> Iterator[dict[str, Any]]:
-        first, part0, row0 = self._at.get(stream, (batch.first, 0, 0))
-        if first != batch.first:
-            part0, row0 = 0, 0
+    def _seen(self, stream: Stream, batch: _Batch, batches: dict[tuple[int, int], _Batch]) -> set[str]:
+        """Ids already delivered that ``batch`` may hold again: those of the recent batches it overlaps."""
+        id_column = TABLES[self.table].id_column
+        ids: set[str] = set()
+        for first, last in self._recent.get(stream, []):
+            other = batches.get((first, last))
+            if other is None or not (first <= batch.last and batch.first <= last) or other is batch:
+                continue
+            for path in other.paths:
+                table = pq.read_table(self.storage.path(path), columns=[id_column], filesystem=self.storage.fs)
+                ids.update(table.column(id_column).to_pylist())
+        return ids
+
+    def _rows(self, stream: Stream, batch: _Batch, batches: dict[tuple[int, int], _Batch]) -> Iterator[dict[str, Any]]:
+        at = self._at.get(stream)
+        part0, row0 = (at[2], at[3]) if at is not None and (at[0], at[1]) == (batch.first, batch.last) else (0, 0)
+        seen = self._seen(stream, batch, batches) if batch.first <= self._done.get(stream, -1) else set()
+        id_column = TABLES[self.table].id_column
         for part, path in enumerate(sorted(batch.paths)):
             if part < part0:
                 continue
@@ -202,44 +260,17 @@ class PairStream:
                         continue
                     table = pa.Table.from_batches([records]).slice(max(0, skip - start))
                     for n, pair in zip(range(start + max(0, skip - start), row), self._select(table), strict=False):
-                        self._at[stream] = (batch.first, part, n + 1)
-                        if pair is not None:
+                        self._at[stream] = (batch.first, batch.last, part, n + 1)
+                        if pair is not None and pair[id_column] not in seen:
                             yield pair
                     if self.stop.is_set():
                         return
-        self._done[stream] = batch.last
+        self._done[stream] = max(self._done.get(stream, -1), batch.last)
+        self._recent[stream] = [*self._recent.get(stream, []), (batch.first, batch.last)][-RECENT:]
         self._at.pop(stream, None)
 
     def _select(self, table: pa.Table) -> Iterator[dict[str, Any] | None]:
-        """Each row as a dict, or None where the filters leave it out (so positions still count it)."""
-        keep = pa.array([True] * table.num_rows)
-        if self.models:
-            keep = pc.and_(keep, pc.is_in(table.column("model").combine_chunks().field("name"), pa.array(self.models)))
-        if self.sources:
-            source = table.column("feedback_source").combine_chunks().field("type")
-            keep = pc.and_(keep, pc.is_in(source, pa.array(self.sources)))
-        rows = opened(table, self.table, self.keys)
-        if self.maps_as_lists:
-            rows = without_maps(rows)
-        for wanted, pair in zip(keep.to_pylist(), rows.to_pylist(), strict=True):
-            reason = self._left_out(pair) if wanted and self.purpose else None
-            if reason is not None:
-                self.left_out[reason] += 1
-            yield pair if wanted and reason is None else None
-
-    def _left_out(self, pair: dict[str, Any]) -> str | None:
-        """Why privacy leaves ``pair`` out of ``purpose`` (erased, no_consent, expired), as a build decides."""
-        if pair.get("erased"):
-            return "erased"
-        inference, feedback = (_mapping(pair.get(k)) for k in ("inference_metadata", "feedback_metadata"))
-        if not allows(inference, self.purpose or "", self.unstated) or (
-            CONSENT in feedback and not allows(feedback, self.purpose or "", ())
-        ):
-            return "no_consent"
-        days, when = inference.get(RETENTION), pair.get("inference_time")
-        if days is not None and when is not None and when + timedelta(days=float(days)) < datetime.now(timezone.utc):
-            return "expired"
-        return None
+        return select(self, table)
 
     def as_dataset(self) -> Any:
         """This stream as a Hugging Face ``datasets.IterableDataset`` (maps as lists; not resumable by HF)."""
@@ -247,13 +278,6 @@ class PairStream:
 
         self.maps_as_lists = True
         return IterableDataset.from_generator(self.__iter__)
-
-
-def _mapping(value: Any) -> dict[str, str]:
-    """A metadata map as Arrow gives it to Python (a list of pairs) or as a dict."""
-    if isinstance(value, dict):
-        return value
-    return dict(value or ())
 
 
 def stream_pairs(url: str, **options: Any) -> PairStream:

@@ -190,3 +190,75 @@ def test_a_training_feed_leaves_out_what_consent_and_retention_do_not_allow(tmp_
     assert stream.left_out == {"no_consent": 5 + 1, "expired": 5}
     everything = preflog.stream_pairs(url, follow=False, keys="sealed", purpose=None)
     assert len(list(everything)) == 20
+
+
+def test_overlapping_batches_give_each_pair_once_however_they_arrive(tmp_path: Path) -> None:
+    """A writer that lost its partition and the next owner write the same records with other bounds."""
+    url = f"file://{tmp_path}"
+    storage = Storage(url)
+    _write(storage, 0, 0, 19)
+    _write(storage, 0, 20, 39)
+    stream = preflog.stream_pairs(url, follow=False, keys="sealed", batch_rows=4)
+    first = _ids(list(stream))
+    token = stream.token()
+    _write(storage, 0, 20, 44)  # overlaps what was read: only 40..44 are new
+    _write(storage, 0, 45, 50)
+    rest = _ids(list(preflog.stream_pairs(url, follow=False, keys="sealed", resume=token)))
+    assert Counter(first + rest) == Counter(_expected((0, 0, 50)))
+    everything = _ids(list(preflog.stream_pairs(url, follow=False, keys="sealed")))  # all four at once
+    assert Counter(everything) == Counter(_expected((0, 0, 50)))
+    partial = preflog.stream_pairs(url, follow=False, keys="sealed", batch_rows=2)
+    taken = []
+    for row in partial:  # stop inside a batch, then resume
+        taken.append(row["pair_id"])
+        if len(taken) == 25:
+            break
+    more = _ids(list(preflog.stream_pairs(url, follow=False, keys="sealed", resume=partial.token())))
+    assert Counter(taken + more) == Counter(_expected((0, 0, 50)))
+
+
+def test_a_batch_written_while_the_log_was_listed_is_not_skipped(tmp_path: Path) -> None:
+    """A listing walks folder by folder: batch N may land in a folder already walked, N+1 in one walked later."""
+    from datetime import datetime, timezone
+
+    def day(d: int) -> Any:
+        def change(record: dict[str, Any]) -> None:
+            record["feedback_time"] = datetime(2026, 1, d, 12, tzinfo=timezone.utc)
+
+        return change
+
+    url = f"file://{tmp_path}"
+    storage = Storage(url)
+    _write(storage, 0, 0, 9, change=day(1))
+    _write(storage, 0, 10, 19, change=day(2))
+    stream = preflog.stream_pairs(url, follow=True, poll_s=0.01, keys="sealed")
+    rows = iter(stream)
+    seen = [next(rows)["pair_id"] for _ in range(20)]
+    walk = stream.storage.fs.ls
+    once: list[bool] = []
+
+    def ls(path: str, *args: Any, **kwargs: Any) -> Any:
+        out = walk(path, *args, **kwargs)
+        if path.endswith("pairs/dt=2026-01-01") and not once:
+            once.append(True)
+            _write(storage, 0, 20, 29, change=day(1))  # N: in the folder just walked
+            _write(storage, 0, 30, 39, change=day(2))  # N+1: in the folder walked next
+        return out
+
+    stream.storage.fs.ls = ls
+    import threading
+
+    threading.Timer(1.5, stream.stop.set).start()
+    seen += [r["pair_id"] for r in rows]
+    assert once and Counter(seen) == Counter(_expected((0, 0, 39)))
+
+
+def test_sources_and_models_filter_as_read_pairs_does(tmp_path: Path) -> None:
+    url = f"file://{tmp_path}"
+    _write(Storage(url), 0, 0, 39)
+    table = preflog.read_pairs(url, keys="sealed")
+    for source in ("AI_CRITIC", "human_annotator"):
+        want = [i for i, s in zip(table.column("pair_id").to_pylist(), table.column("source").to_pylist(), strict=True)
+                if s["type"] == source.upper()]  # fmt: skip
+        got = _ids(list(preflog.stream_pairs(url, follow=False, keys="sealed", sources=[source])))
+        assert want and sorted(got) == sorted(want)

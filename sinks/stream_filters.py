@@ -1,0 +1,55 @@
+"""What :mod:`.stream` keeps of each batch of rows: filters, sealed fields opened, and privacy's exclusions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from preflog.privacy.fields import CONSENT, RETENTION, allows
+
+from .read import opened, without_maps
+
+__all__ = ["left_out", "select"]
+
+
+def select(stream: Any, table: pa.Table) -> Iterator[dict[str, Any] | None]:
+    """Each row of ``table`` as a dict, or None where ``stream``'s filters leave it out (positions still count it)."""
+    keep = pa.array([True] * table.num_rows)
+    if stream.models:
+        names = table.column("model").combine_chunks().field("name")
+        keep = pc.and_(keep, pc.is_in(names, pa.array(stream.models)))
+    if stream.sources:
+        types = table.column("source").combine_chunks().field("type")
+        keep = pc.and_(keep, pc.is_in(types, pa.array([s.upper() for s in stream.sources])))
+    rows = opened(table, stream.table, stream.keys)
+    if stream.maps_as_lists:
+        rows = without_maps(rows)
+    for wanted, pair in zip(keep.to_pylist(), rows.to_pylist(), strict=True):
+        reason = left_out(pair, stream.purpose, stream.unstated) if wanted and stream.purpose else None
+        if reason is not None:
+            stream.left_out[reason] += 1
+        yield pair if wanted and reason is None else None
+
+
+def left_out(pair: dict[str, Any], purpose: str, unstated: tuple[str, ...]) -> str | None:
+    """Why privacy leaves ``pair`` out of ``purpose`` (erased, no_consent, expired), as a build decides."""
+    if pair.get("erased"):
+        return "erased"
+    inference, feedback = (_mapping(pair.get(k)) for k in ("inference_metadata", "feedback_metadata"))
+    if not allows(inference, purpose, unstated) or (CONSENT in feedback and not allows(feedback, purpose, ())):
+        return "no_consent"
+    days, when = inference.get(RETENTION), pair.get("inference_time")
+    if days is not None and when is not None and when + timedelta(days=float(days)) < datetime.now(timezone.utc):
+        return "expired"
+    return None
+
+
+def _mapping(value: Any) -> dict[str, str]:
+    """A metadata map as Arrow gives it to Python (a list of pairs) or as a dict."""
+    if isinstance(value, dict):
+        return value
+    return dict(value or ())
