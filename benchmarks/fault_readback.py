@@ -12,10 +12,11 @@ import io
 import json
 import time
 import uuid
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pyarrow.parquet as pq
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 from fault_plan import log
 from fault_schedule import watchdog
 from fault_traffic import CODEC
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from fault_checks import Expected
     from fault_run import Run
 
-__all__ = ["COLUMNS", "TABLES", "converge", "dump", "read_log", "topic_pairs"]
+__all__ = ["COLUMNS", "TABLES", "converge", "drain", "dump", "read_log", "topic_pairs"]
 
 TABLES = ("pairs", "unpaired", "unmatched", "dead_letter")
 COLUMNS = {
@@ -65,23 +66,27 @@ def read_log(run: Run, cache: dict[str, list[dict[str, Any]]]) -> dict[str, list
     return out
 
 
-def topic_pairs(run: Run) -> set[str]:
-    """pair_ids on the pairs topic (to tell a processor loss from a sink loss)."""
-    consumer = Consumer(consumer_config(run.kafka_config, f"faults-{uuid.uuid4().hex[:6]}", quiet=True))
-    consumer.assign([TopicPartition(run.topics.pairs, p, -2) for p in range(run.plan.partitions)])
-    ids: set[str] = set()
+def drain(run: Run, topics: list[str], name: str) -> Iterator[Message]:
+    """Every record of ``topics`` from the beginning, until none arrives for 5 s (a fresh consumer group)."""
+    consumer = Consumer(consumer_config(run.kafka_config, f"{name}-{uuid.uuid4().hex[:6]}", quiet=True))
+    consumer.assign([TopicPartition(t, p, -2) for t in topics for p in range(run.plan.partitions)])
     idle = time.monotonic()
     try:
         while time.monotonic() - idle < 5:
             msgs = consumer.consume(1000, 0.5)
             if msgs:
                 idle = time.monotonic()
-            for m in msgs:
-                if m.error() is None:
-                    with contextlib.suppress(Exception):
-                        ids.add(CODEC.decode(m.value() or b"", "PreferencePair")["pair_id"])
+            yield from (m for m in msgs if m.error() is None)
     finally:
         consumer.close()
+
+
+def topic_pairs(run: Run) -> set[str]:
+    """pair_ids on the pairs topic (to tell a processor loss from a sink loss)."""
+    ids: set[str] = set()
+    for m in drain(run, [run.topics.pairs], "faults"):
+        with contextlib.suppress(Exception):
+            ids.add(CODEC.decode(m.value() or b"", "PreferencePair")["pair_id"])
     return ids
 
 
