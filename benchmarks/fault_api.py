@@ -38,31 +38,29 @@ import queue
 import random
 import threading
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from confluent_kafka import Consumer, TopicPartition
 from fault_checks import Expected
 from fault_checks import expectations as plain_expectations
 from fault_inputs import BadInput, Expect
 from fault_plan import log
+from fault_readback import drain
 from fault_schedule import broker_steps
 from fault_stack import Service
 from fault_traffic import CODEC, Sent, generated_value
 
 from preflog.api.keys import KeyFile
-from preflog.kafka.config import consumer_config
+from preflog.api.sender import as_json
 from preflog.producers.generator import GeneratedEvent, expected_outcomes
 from tests.service_env import base_env
 
 if TYPE_CHECKING:
     from fault_run import Run
 
-__all__ = ["ApiRun", "broker_faults", "check", "expectations", "jsonable", "send_traffic", "summary_rows"]
+__all__ = ["ApiRun", "broker_faults", "check", "expectations", "send_traffic", "summary_rows"]
 
 ROUTES = {"inference": "/v1/inference", "feedback": "/v1/feedback"}
 #: answers after which a real client sends the same events again
@@ -78,21 +76,6 @@ def event_id(e: GeneratedEvent) -> str:
     """The id the API answers for an event: its request_id (inference) or feedback_id."""
     assert e.record is not None
     return str(e.record["request_id" if e.event_type == "inference" else "feedback_id"])
-
-
-def jsonable(value: Any) -> Any:
-    """A generated record as JSON can carry it: datetimes as ISO-8601 strings, UUIDs as text."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, bytes):
-        raise TypeError("a generated record holds bytes: JSON cannot carry them")
-    return value
 
 
 @dataclass
@@ -462,7 +445,7 @@ def send_traffic(run: Run, events: list[GeneratedEvent], stop: threading.Event) 
             o = gathering[key]
             o.labels.append(f"gen:{i}")
             o.ids.append(event_id(e))
-            o.records.append(jsonable(e.record))
+            o.records.append(as_json(e.record))
             if len(o.ids) >= o.target:
                 flush(key)
         for key in list(gathering):
@@ -683,24 +666,13 @@ def _kinds(kinds: dict[str, int]) -> str:
 
 def kafka_copies(run: Run) -> Counter[str]:
     """Records per id on the inference and feedback topics (request_id, feedback_id): a retry's copies counted."""
-    consumer = Consumer(consumer_config(run.kafka_config, f"faults-api-{uuid.uuid4().hex[:6]}", quiet=True))
     roles = {
         run.topics.inference: ("InferenceEvent", "request_id"),
         run.topics.feedback: ("FeedbackEvent", "feedback_id"),
     }
-    consumer.assign([TopicPartition(t, p, -2) for t in roles for p in range(run.plan.partitions)])
     copies: Counter[str] = Counter()
-    idle = time.monotonic()
-    try:
-        while time.monotonic() - idle < 5:
-            msgs = consumer.consume(1000, 0.5)
-            if msgs:
-                idle = time.monotonic()
-            for m in msgs:
-                if m.error() is None and m.topic() in roles:
-                    record_type, key = roles[m.topic() or ""]
-                    with contextlib.suppress(Exception):  # hostile records do not decode: not the API's
-                        copies[str(CODEC.decode(m.value() or b"", record_type)[key])] += 1
-    finally:
-        consumer.close()
+    for m in drain(run, list(roles), "faults-api"):
+        record_type, key = roles[m.topic() or ""]
+        with contextlib.suppress(Exception):  # hostile records do not decode: not the API's
+            copies[str(CODEC.decode(m.value() or b"", record_type)[key])] += 1
     return copies

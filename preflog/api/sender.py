@@ -9,7 +9,7 @@ would refuse by design, go raw to Kafka through ``raw`` so the processor's dead-
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import date
 from typing import Any
 
 import httpx
@@ -20,13 +20,19 @@ __all__ = ["ApiSender", "as_json"]
 
 
 def as_json(value: Any) -> Any:
-    """``value`` with datetimes as ISO-8601 text and other non-JSON values as text."""
+    """``value`` as JSON carries it: dates and times as ISO-8601 text, other values (UUIDs) as text.
+
+    Raises:
+        TypeError: ``value`` holds bytes, which JSON cannot carry.
+    """
     if isinstance(value, dict):
-        return {k: as_json(v) for k, v in value.items()}
+        return {str(k): as_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [as_json(v) for v in value]
-    if isinstance(value, datetime):
+    if isinstance(value, date):
         return value.isoformat()
+    if isinstance(value, bytes):
+        raise TypeError("an event holds bytes: JSON cannot carry them")
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return str(value)

@@ -64,15 +64,3 @@ def start_api(
     worker.stop()
     raise AssertionError(f"preflog serve did not answer in 30 s: {worker.output()[-2000:]}")
 
-
-def as_json(event: Any) -> Any:
-    """``event`` as a JSON client would send it (datetimes as ISO-8601, everything else as is)."""
-    import json
-    from datetime import datetime
-
-    def default(value: Any) -> Any:
-        if isinstance(value, datetime):
-            return value.isoformat()
-        return str(value)
-
-    return json.loads(json.dumps(event, default=default))

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from preflog.api.sender import as_json
 from preflog.deploy.broker import EmbeddedBroker
 from preflog.producers import PreflogProducer
 from preflog.schemas.codec import SingleObjectCodec
@@ -23,7 +24,6 @@ from preflog.settings import TopicSettings
 from tests.conftest import feedback, inference
 from tests.kafka_helpers import read_topic
 
-from .api_helpers import as_json
 from .api_helpers import start_api as launch_api
 
 pytestmark = pytest.mark.integration
