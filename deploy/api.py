@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import time
 from pathlib import Path
 
+from preflog.api.app import listen
 from preflog.api.keys import KeyFile, KeyRefused
 
 from .stack import Service, Stack
@@ -25,12 +25,11 @@ DEV_TENANT = "dev"
 
 
 def _free(host: str, port: int) -> bool:
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    with socket.socket(family, kind, proto) as probe:
-        try:
-            probe.bind(address)
-        except OSError:
-            return False
+    """Whether ``preflog serve`` could listen on ``host:port`` now (the same socket, closed again)."""
+    try:
+        listen(host, port).close()
+    except OSError:
+        return False
     return True
 
 

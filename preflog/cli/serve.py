@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -11,22 +10,6 @@ import typer
 from .console import out, override, settings_of
 
 __all__ = ["serve"]
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    """A listening TCP socket made as asyncio makes its own (proto IPPROTO_TCP).
-
-    asyncio turns Nagle's algorithm off (TCP_NODELAY) only on sockets whose proto is IPPROTO_TCP; on a
-    socket.create_server() socket (proto 0) every answer on a kept-alive connection waited for the
-    client's delayed ACK: 40 ms a request.
-    """
-    info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE)
-    family, kind, proto, _, address = info[0]
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(address)
-    sock.listen(2048)
-    return sock
 
 
 def serve(
@@ -50,7 +33,7 @@ def serve(
     """
     import uvicorn
 
-    from ..api.app import LiveKeys, make_app
+    from ..api.app import LiveKeys, listen, make_app
     from ..api.ingest import Ingest
     from ..api.limits import RateLimits
     from ..producers.client import PreflogProducer
@@ -59,7 +42,7 @@ def serve(
     api = settings.api
     keys = LiveKeys(api.keys_file or Path(settings.data_dir) / "api" / "keys.json")
     live = [k for k in keys.current().keys.values() if not k.revoked]
-    sock = _listen(api.host, api.port)
+    sock = listen(api.host, api.port)
     bound = sock.getsockname()[1]
     if port_file is not None:
         tmp = port_file.with_name(f".{port_file.name}.tmp")
