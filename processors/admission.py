@@ -81,6 +81,7 @@ def _clean_inference(r: Record) -> bool:
         and 2 <= len(candidates) <= MAX_CANDIDATES
         and all(c["index"] == i for i, c in enumerate(candidates))
         and r["model"]["name"]
+        and r.get("conversation") is None  # a turn's rules are checked in full
         and (temperature is None or (math.isfinite(temperature) and temperature >= 0))
         and (top_p is None or 0 < top_p <= 1)
     )

@@ -50,7 +50,7 @@ from .expiry import Expiry
 from .join_config import JoinConfig
 from .outputs import Emit, OutputEncoder, Source
 from .pairs import Preference, expand, no_pairs_detail, resealed_digest, tenant_problem
-from .records import pair_record, provenance, signal_record
+from .records import pair_record, provenance, signal_record, turn_record
 from .splice import PairSplicer, spliced
 from .splice_signal import SignalSplicer
 
@@ -179,6 +179,9 @@ class Joiner(Expiry):
         if admitted.decoded is not None:  # what decoding these bytes gives, as a feedback would decode them
             self.decoded.keep(rid, value, admitted.decoded, admitted.marks)
         out: list[Emit] = []
+        if record.get("conversation") is not None:  # kept for later turns that give their history by reference
+            source = Source(rid.encode(), value, at)
+            out.append(self.encoder.emit("turns", rid.encode(), turn_record(record, at), source))
         for fb in pending:
             feedback, marks = self.waiting.take(fb.feedback_id, fb)
             views = None if marks is None or admitted.marks is None else ((value, admitted.marks), (fb.value, marks))

@@ -14,6 +14,7 @@ __all__ = [
     "pair_record",
     "provenance",
     "signal_record",
+    "turn_record",
     "unmatched_id",
     "unmatched_record",
 ]
@@ -38,6 +39,8 @@ def _provenance(inference: Record, feedback: Record, inference_at: Record, feedb
         "feedback_kind": feedback["kind"],
         "prompt": inference["prompt"],
         "prompt_messages": inference.get("prompt_messages"),
+        "conversation": inference.get("conversation"),
+        "tools": inference.get("tools"),
         "model": inference["model"],
         "sampling": inference["sampling"],
         "context": inference["context"],
@@ -101,6 +104,23 @@ def signal_record(inference: Record, feedback: Record, inference_at: Record, fee
         "label": judged["label"],
         "value": judged.get("value"),
         "signal": judged.get("signal") if feedback["kind"] == "IMPLICIT" else judged.get("scale"),
+    }
+
+
+def turn_record(inference: Record, inference_at: Record) -> Record:
+    """A ConversationTurn: the inference of one turn as sent, kept for the turns that refer to it."""
+    return {
+        "request_id": inference["request_id"],
+        "conversation": inference["conversation"],
+        "event_time": inference["event_time"],
+        "prompt": inference["prompt"],
+        "prompt_messages": inference.get("prompt_messages"),
+        "tools": inference.get("tools"),
+        "candidates": inference["candidates"],
+        "model": inference["model"],
+        "context": inference["context"],
+        "inference_offset": inference_at,
+        "inference_metadata": inference.get("metadata") or {},
     }
 
 

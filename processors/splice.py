@@ -36,8 +36,8 @@ __all__ = [
 
 Record = dict[str, Any]
 _DOUBLE = struct.Struct("<d").pack
-INFERENCE: tuple[str, ...] = ("request_id", "event_time", "prompt", "prompt_messages", "candidates", "model")
-INFERENCE += ("prompt_tokens", "sampling", "context", "metadata")
+INFERENCE: tuple[str, ...] = ("request_id", "event_time", "prompt", "prompt_messages", "conversation", "tools")
+INFERENCE += ("candidates", "model", "prompt_tokens", "sampling", "context", "metadata")
 CANDIDATE: tuple[str, ...] = ("index", "text", "messages", "completion_tokens", "finish_reason", "model")
 FEEDBACK: tuple[str, ...] = ("feedback_id", "request_id", "event_time", "kind", "pairwise", "ranking", "scores")
 FEEDBACK += ("rating", "implicit", "source", "explicit", "rationale", "metadata")
@@ -45,6 +45,8 @@ FEEDBACK += ("rating", "implicit", "source", "explicit", "rationale", "metadata"
 COPIED = {
     "prompt": ("inference", "prompt"),
     "prompt_messages": ("inference", "prompt_messages"),
+    "conversation": ("inference", "conversation"),
+    "tools": ("inference", "tools"),
     "chosen": ("candidate", "text"),
     "rejected": ("candidate", "text"),
     "chosen_messages": ("candidate", "messages"),
@@ -77,7 +79,8 @@ OWN = {
     "feedback_offset": ("record", (("topic", "string"), ("partition", "int"), ("offset", "long"))),
 }
 PAIR: tuple[str, ...] = ("pair_id", "request_id", "feedback_id", "feedback_kind", "prompt", "prompt_messages")
-PAIR += ("chosen", "rejected", "chosen_messages", "rejected_messages", "chosen_index", "rejected_index")
+PAIR += ("conversation", "tools", "chosen", "rejected", "chosen_messages", "rejected_messages")
+PAIR += ("chosen_index", "rejected_index")
 PAIR += ("chosen_score", "rejected_score", "margin", "model", "chosen_model", "rejected_model", "sampling")
 PAIR += ("context", "source", "explicit", "rationale", "inference_time", "feedback_time", "join_latency_ms")
 PAIR += ("inference_offset", "feedback_offset", "inference_metadata", "feedback_metadata")
@@ -260,7 +263,7 @@ class PairSplicer(Splicer):
                 avro_string(record["request_id"]),
                 avro_string(record["feedback_id"]),
                 avro_long(self.kinds.index(record["feedback_kind"])),
-                inf[s + m[2] : s + m[4]],  # prompt, prompt_messages
+                inf[s + m[2] : s + m[6]],  # prompt, prompt_messages, conversation, tools
                 inf[s + chosen[1] : s + chosen[2]],
                 inf[s + rejected[1] : s + rejected[2]],
                 inf[s + chosen[2] : s + chosen[3]],
@@ -270,17 +273,17 @@ class PairSplicer(Splicer):
                 optional_double(record["chosen_score"]),
                 optional_double(record["rejected_score"]),
                 optional_double(record["margin"]),
-                inf[s + m[5] : s + m[6]],  # model
+                inf[s + m[7] : s + m[8]],  # model
                 inf[s + chosen[5] : s + chosen[6]],
                 inf[s + rejected[5] : s + rejected[6]],
-                inf[s + m[7] : s + m[9]],  # sampling, context
+                inf[s + m[9] : s + m[11]],  # sampling, context
                 fb[s + f[9] : s + f[12]],  # source, explicit, rationale
                 inf[s + m[1] : s + m[2]],  # inference_time
                 fb[s + f[2] : s + f[3]],  # feedback_time
                 avro_long(record["join_latency_ms"]),
                 source_offset(record["inference_offset"]),
                 source_offset(record["feedback_offset"]),
-                inf[s + m[9] : s + m[10]],  # inference_metadata
+                inf[s + m[11] : s + m[12]],  # inference_metadata
                 fb[s + f[12] : s + f[13]],  # feedback_metadata
             )
         )

@@ -22,6 +22,7 @@ __all__ = ["SignalSplicer"]
 
 Record = dict[str, Any]
 SIGNAL: tuple[str, ...] = ("signal_id", "request_id", "feedback_id", "feedback_kind", "prompt", "prompt_messages")
+SIGNAL += ("conversation", "tools")
 SIGNAL += ("completion", "completion_messages", "completion_index", "label", "value", "signal", "model")
 SIGNAL += ("completion_model", "sampling", "context", "source", "explicit", "inference_time", "feedback_time")
 SIGNAL += ("inference_offset", "feedback_offset")
@@ -29,6 +30,8 @@ SIGNAL += ("inference_offset", "feedback_offset")
 COPIED = {
     "prompt": ("inference", "prompt"),
     "prompt_messages": ("inference", "prompt_messages"),
+    "conversation": ("inference", "conversation"),
+    "tools": ("inference", "tools"),
     "completion": ("candidate", "text"),
     "completion_messages": ("candidate", "messages"),
     "model": ("inference", "model"),
@@ -93,15 +96,15 @@ class SignalSplicer(Splicer):
                 avro_string(record["request_id"]),
                 avro_string(record["feedback_id"]),
                 avro_long(self.kinds.index(record["feedback_kind"])),
-                inf[s + m[2] : s + m[4]],  # prompt, prompt_messages
+                inf[s + m[2] : s + m[6]],  # prompt, prompt_messages, conversation, tools
                 inf[s + cand[1] : s + cand[3]],  # completion, completion_messages
                 avro_long(index),
                 b"\x01" if label else b"\x00",
                 optional_double(value),
                 b"\x00" if text is None else b"\x02" + avro_string(text),
-                inf[s + m[5] : s + m[6]],  # model
+                inf[s + m[7] : s + m[8]],  # model
                 inf[s + cand[5] : s + cand[6]],  # completion_model
-                inf[s + m[7] : s + m[9]],  # sampling, context
+                inf[s + m[9] : s + m[11]],  # sampling, context
                 fb[s + f[9] : s + f[11]],  # source, explicit
                 inf[s + m[1] : s + m[2]],  # inference_time
                 fb[s + f[2] : s + f[3]],  # feedback_time

@@ -41,6 +41,14 @@ from .fields import (
     to_datetime,
     uuid_field,
 )
+from .messages import (
+    conversation_problems,
+    message_problems,
+    normalise_conversation,
+    normalise_messages,
+    normalise_tools,
+    tools_problems,
+)
 from .references import FEEDBACK_KINDS, MAX_CANDIDATES, PAYLOAD_FIELD, reference_problems
 from .registry import default_store
 from .shape import shape_problems, show
@@ -90,7 +98,13 @@ def inference_record(data: Mapping[str, Any], check_schema: bool = True) -> dict
     record["event_time"] = event_time(data, problems)
 
     prompt = data.get("prompt")
-    messages = data.get("prompt_messages")
+    messages = record["prompt_messages"] = normalise_messages(data.get("prompt_messages"))
+    problems += message_problems(messages, "prompt_messages")
+    if "conversation" in data:
+        record["conversation"] = normalise_conversation(data["conversation"])
+    if "tools" in data:
+        record["tools"] = normalise_tools(data["tools"])
+    problems += conversation_problems(record) + tools_problems(record.get("tools"))
     if not is_given(prompt) and is_list(messages):
         prompt = "\n".join(f"{m.get('role')}: {m.get('content')}" for m in messages if isinstance(m, Mapping))
     if not is_given(prompt):
@@ -143,7 +157,11 @@ def _candidates(raw: Any, problems: list[str]) -> list[Any]:
         if isinstance(c, str):
             candidates.append({"index": i, "text": c})
         elif isinstance(c, Mapping):
-            candidates.append({"index": i} | dict(c))
+            candidate = {"index": i} | dict(c)
+            if "messages" in candidate:
+                candidate["messages"] = normalise_messages(candidate["messages"])
+                problems += message_problems(candidate["messages"], f"candidates[{i}].messages")
+            candidates.append(candidate)
         else:
             problems.append(f"candidates[{i}]: expected text or an object with text, got {type(c).__name__} {show(c)}")
             candidates.append(c)

@@ -46,6 +46,7 @@ OUTPUTS: tuple[Output, ...] = (
     Output("unpaired", "UnpairedSignal", "signal_id", "feedback_time", "thumbs up/down on one candidate (KTO)"),
     Output("unmatched", "UnmatchedRecord", "unmatched_id", "event_time", "inputs without a partner, with the reason"),
     Output("dead_letter", "DeadLetter", "dead_letter_id", "failed_at", "records that could not be processed"),
+    Output("turns", "ConversationTurn", "request_id", "event_time", "each conversation turn as sent, for later turns"),
 )
 
 #: output tables by role

@@ -10,6 +10,7 @@ from preflog.schemas.events import feedback_record, inference_record
 
 from .conftest import T0, feedback, inference
 
+IMAGE = {"uri": "file:///tmp/cat.png", "sha256": "0" * 64, "media_type": "image/png"}
 OFFSET = {"topic": "preflog.inference.v1", "partition": 2, "offset": 41}
 
 
@@ -83,8 +84,33 @@ def all_samples() -> dict[str, dict[str, Any]]:
         "source_offset": OFFSET,
         "failed_at": T0,
     }
+    turn_inf = inference_record(
+        inference(
+            prompt_messages=[
+                {"role": "user", "content": "What is in this photo?", "images": [IMAGE]},
+                {"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "name": "look", "arguments": {}}]},
+                {"role": "tool", "content": "a cat", "tool_call_id": "c1", "name": "look"},
+            ],
+            conversation={"id": "conv-1", "turn": 1, "previous_request_id": str(uuid.uuid4()), "previous_candidate": 0},
+            tools=[{"type": "function", "function": {"name": "look", "parameters": {"type": "object"}}}],
+        )
+    )
+    turn = {
+        "request_id": turn_inf["request_id"],
+        "conversation": turn_inf["conversation"],
+        "event_time": T0,
+        "prompt": turn_inf["prompt"],
+        "prompt_messages": turn_inf["prompt_messages"],
+        "tools": turn_inf["tools"],
+        "candidates": turn_inf["candidates"],
+        "model": turn_inf["model"],
+        "context": turn_inf["context"],
+        "inference_offset": OFFSET,
+        "inference_metadata": {},
+    }
     given = {
         "InferenceEvent": inf,
+        "ConversationTurn": turn,
         "FeedbackEvent": fb,
         "PreferencePair": pair,
         "UnpairedSignal": unpaired,

@@ -41,7 +41,10 @@ PERSONAL: dict[str, tuple[str, ...]] = {
         "inference_metadata", "feedback_metadata",
     ),
     "unpaired": ("prompt", "prompt_messages", "completion", "completion_messages"),
+    "turns": ("prompt", "prompt_messages", "candidates", "inference_metadata"),
 }  # fmt: skip
+#: the sealed string fields inside a list of structs (messages, tool calls, image references, candidates)
+SEALED_FIELDS = frozenset(("content", "arguments", "uri", "text"))
 
 
 class Keyring:
@@ -174,11 +177,18 @@ def _strings(array: pa.Array, fn: Callable[[str | None], str | None]) -> pa.Arra
         structs = array.values
         names = [structs.type.field(i).name for i in range(structs.type.num_fields)]
         children = [structs.field(i) for i in range(len(names))]
-        children = [_strings(c, fn) if n == "content" else c for n, c in zip(names, children, strict=True)]
-        fields = [structs.type.field(i).with_nullable(True) for i in range(len(names))]
+        children = [
+            _strings(c, fn) if n in SEALED_FIELDS or _is_struct_list(c.type) else c
+            for n, c in zip(names, children, strict=True)
+        ]
+        fields = [pa.field(n, c.type, nullable=True) for n, c in zip(names, children, strict=True)]
         new = pa.StructArray.from_arrays(children, fields=fields, mask=_nulls(structs))
         return pa.ListArray.from_arrays(array.offsets, new, mask=_nulls(array))
     return array
+
+
+def _is_struct_list(t: pa.DataType) -> bool:
+    return bool(pa.types.is_list(t) and pa.types.is_struct(t.value_type))
 
 
 def _nulls(array: pa.Array) -> pa.Array | None:
@@ -234,16 +244,29 @@ def _subjects(table: pa.Table, key_ids: pa.Array, unique: list[str], keyring: Ke
     return pc.coalesce(stated, of_key)
 
 
-
-
 def _open_sql(column: str, type_: pa.DataType) -> str:
     """DuckDB expression opening the sealed values of ``column``."""
     if pa.types.is_map(type_):
         return (f"map_from_entries(list_transform(map_entries({column}), "
                 f"lambda e: struct_pack(key := e.key, value := preflog_open(e.value))))")  # fmt: skip
-    if pa.types.is_list(type_):
-        return f"list_transform({column}, lambda m: struct_pack(role := m.role, content := preflog_open(m.content)))"
+    if _is_struct_list(type_):
+        return _list_sql(column, type_, 0)
     return f"preflog_open({column})"
+
+
+def _list_sql(column: str, type_: pa.DataType, depth: int) -> str:
+    """DuckDB expression opening the sealed fields of each struct of a list column (nested lists too)."""
+    var, struct = f"m{depth}", type_.value_type
+    parts = []
+    for i in range(struct.num_fields):
+        name, child = struct.field(i).name, struct.field(i).type
+        value = f"{var}.{name}"
+        if name in SEALED_FIELDS and (pa.types.is_string(child) or pa.types.is_large_string(child)):
+            value = f"preflog_open({value})"
+        elif _is_struct_list(child):
+            value = _list_sql(value, child, depth + 1)
+        parts.append(f'"{name}" := {value}')
+    return f"list_transform({column}, lambda {var}: struct_pack({', '.join(parts)}))"
 
 
 def opened_view(con: Any, name: str, source: str, table: str, schema: pa.Schema, keyring: Keyring) -> None:

@@ -90,7 +90,13 @@ def stamp(record: dict[str, Any], p: Privacy) -> dict[str, Any]:
 
 
 def _sealed(message: Mapping[str, Any], s: Callable[[str], str]) -> dict[str, Any]:
-    return {**message, "content": s(message["content"])}
+    """A chat message with its content, its tool calls' arguments and its images' URIs sealed."""
+    out = {**message, "content": s(message["content"])}
+    if message.get("tool_calls"):
+        out["tool_calls"] = [{**c, "arguments": s(c["arguments"])} for c in message["tool_calls"]]
+    if message.get("images"):
+        out["images"] = [{**i, "uri": s(i["uri"])} for i in message["images"]]
+    return out
 
 
 def _days(value: float) -> str:

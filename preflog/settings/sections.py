@@ -62,6 +62,7 @@ class TopicSettings(BaseModel):
     unpaired: str = "preflog.unpaired.v1"
     unmatched: str = "preflog.unmatched.v1"
     dead_letter: str = "preflog.dead-letter.v1"
+    turns: str = Field("preflog.turns.v1", description="conversation turns, so a later turn can refer to its history")
     ticks: str = Field("preflog.processor-ticks.v1", description="internal: idle ticks of the processor")
     partitions: int = Field(4, ge=1, description="partitions of topics preflog creates")
     replication_factor: int = Field(1, ge=1)
@@ -75,6 +76,7 @@ class TopicSettings(BaseModel):
             "unpaired": self.unpaired,
             "unmatched": self.unmatched,
             "dead_letter": self.dead_letter,
+            "turns": self.turns,
             "ticks": self.ticks,
         }
 

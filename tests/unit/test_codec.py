@@ -115,9 +115,10 @@ def evolved_store(tmp_path: Path) -> tuple[SchemaStore, SchemaStore]:
     shutil.copytree(DEFAULT_SCHEMA_DIR, old)
     new = tmp_path / "new"
     shutil.copytree(DEFAULT_SCHEMA_DIR, new)
-    v1 = json.loads((new / "InferenceEvent" / "1.avsc").read_text())
-    v1["fields"].append(V2_FIELD)
-    (new / "InferenceEvent" / "2.avsc").write_text(json.dumps(v1))
+    latest = max(int(p.stem) for p in (new / "InferenceEvent").glob("*.avsc"))
+    schema = json.loads((new / "InferenceEvent" / f"{latest}.avsc").read_text())
+    schema["fields"].append(V2_FIELD)
+    (new / "InferenceEvent" / f"{latest + 1}.avsc").write_text(json.dumps(schema))
     return SchemaStore(old), SchemaStore(new)
 
 
@@ -126,7 +127,7 @@ def test_v1_records_decode_with_a_v2_reader(evolved_store: tuple[SchemaStore, Sc
     data = SingleObjectCodec(old).encode("InferenceEvent", SAMPLES["InferenceEvent"], "t")
     decoded = SingleObjectCodec(new).decode(data, "InferenceEvent", "t")
     assert decoded == {**SAMPLES["InferenceEvent"], "language": None}
-    assert new.latest("InferenceEvent").version == 2
+    assert new.latest("InferenceEvent").version == old.latest("InferenceEvent").version + 1
 
 
 def test_v2_records_carry_the_new_field(evolved_store: tuple[SchemaStore, SchemaStore]) -> None:

@@ -185,7 +185,7 @@ def test_read_pairs_opens_a_sealed_log_file_and_reads_erased_messages_as_null(tm
     assert [r["erased"] for r in rows] == [i % 3 == 1 for i in range(6)]  # bob's: questions 1 and 4
     for i, r in enumerate(rows):
         if i % 3 == 1:
-            assert r["prompt"] is None and r["prompt_messages"] == [{"role": "user", "content": None}]
+            assert r["prompt"] is None and [(m["role"], m["content"]) for m in r["prompt_messages"]] == [("user", None)]
         else:
             assert r["prompt"] == f"Question {i}?" and r["prompt_messages"][0]["content"] == f"Question {i}?"
 

@@ -33,6 +33,6 @@ def test_groups_read_every_input_and_every_output():
 
 
 def test_sink_tables_default_to_every_output_and_reject_unknown_ones():
-    assert SinkSettings().tables == ["pairs", "unpaired", "unmatched", "dead_letter"]
+    assert SinkSettings().tables == ["pairs", "unpaired", "unmatched", "dead_letter", "turns"]
     with pytest.raises(ValueError, match="unknown table"):
         SinkSettings(tables=["pairs", "votes"])
