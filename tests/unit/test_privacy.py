@@ -274,3 +274,37 @@ def test_a_key_erased_between_its_store_and_its_caching_is_never_used(parts: tup
     assert len(keys) == 2  # the forgotten key, and the one the event used
     used = first["metadata"]["preflog.key"]
     assert used in {k.key_id for k in keys} and used not in sealer._forgotten
+
+
+def test_tool_call_arguments_and_image_uris_are_sealed_and_open_on_both_read_paths(parts: tuple) -> None:
+    sealer, store, master = parts
+    rid = str(uuid.uuid4())
+    image = {"uri": "s3://photos/MARK-image.png", "sha256": "ab" * 32, "media_type": "image/png"}
+    call = {"id": "c1", "name": "lookup", "arguments": {"q": "MARK-args"}}
+    trajectory = [
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "content": "MARK-result", "tool_call_id": "c1", "name": "lookup"},
+    ]
+    event = _inference(rid) | {
+        "prompt_messages": [{"role": "user", "content": "MARK-prompt", "images": [image]}],
+        "candidates": [{"index": 0, "text": "MARK-answer-a", "messages": trajectory}, {"index": 1, "text": "b"}],
+    }
+    inf = sealer.inference(inference_record(event), Privacy())
+    assert not any(m in " ".join(_texts(inf)) for m in ("MARK-image", "MARK-args", "MARK-result"))
+    assert inf["prompt_messages"][0]["images"][0]["sha256"] == "ab" * 32  # the hash stays: builds check it
+    fb = sealer.feedback(_feedback(rid, {"type": "END_USER", "id": "alice"}), Privacy())
+    table = _pairs_table(inf, fb)
+    ring = Keyring(store.load(), [master], store)
+    opened = open_table(table, "pairs", ring)
+    assert opened.column("prompt_messages").to_pylist()[0][0]["images"][0]["uri"] == "s3://photos/MARK-image.png"
+    rejected = opened.column("rejected_messages").to_pylist()[0]
+    assert rejected[0]["tool_calls"][0]["arguments"] == '{"q":"MARK-args"}' and rejected[1]["content"] == "MARK-result"
+    con = duckdb.connect()
+    try:
+        con.register("raw", table)
+        opened_view(con, "pairs", "SELECT * FROM raw", "pairs", table.schema, ring)
+        got = con.sql("SELECT prompt_messages[1].images[1].uri, rejected_messages[1].tool_calls[1].arguments, "
+                      "rejected_messages[2].tool_call_id, rejected_messages[2].content FROM pairs").fetchall()  # fmt: skip
+    finally:
+        con.close()
+    assert got == [("s3://photos/MARK-image.png", '{"q":"MARK-args"}', "c1", "MARK-result")]
