@@ -303,8 +303,11 @@ def test_tool_call_arguments_and_image_uris_are_sealed_and_open_on_both_read_pat
     try:
         con.register("raw", table)
         opened_view(con, "pairs", "SELECT * FROM raw", "pairs", table.schema, ring)
-        got = con.sql("SELECT prompt_messages[1].images[1].uri, rejected_messages[1].tool_calls[1].arguments, "
-                      "rejected_messages[2].tool_call_id, rejected_messages[2].content FROM pairs").fetchall()  # fmt: skip
+        query = (
+            "SELECT prompt_messages[1].images[1].uri, rejected_messages[1].tool_calls[1].arguments, "
+            "rejected_messages[2].tool_call_id, rejected_messages[2].content FROM pairs"
+        )
+        got = con.sql(query).fetchall()
     finally:
         con.close()
     assert got == [("s3://photos/MARK-image.png", '{"q":"MARK-args"}', "c1", "MARK-result")]
