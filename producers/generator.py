@@ -12,6 +12,13 @@ quality, arena requests comparing them, annotators, end users (length- and
 position-biased) and a reward model judging from the candidates' latent
 quality, and requests judged twice (a reward model beside a human) or by a
 panel of annotators.
+
+Besides single questions the traffic holds the shapes of today's assistants
+(:mod:`.shapes`, :mod:`.images`): multi-turn conversations (turn 0 in full,
+each later turn by reference to the previous turn's request and the candidate
+the user continued with; some turns judged), agents whose candidates are tool
+call trajectories of different lengths, and questions about images the
+generator writes as small PNG files.
 """
 
 from __future__ import annotations
@@ -21,40 +28,17 @@ import random
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any, Literal
 
+from .images import ImageShelf
+from .shapes import ASKS, STYLES, TOPICS, TURNS, agent_task, follow_up, trajectory
 from .story import CANDIDATE_NOISE, MODELS, Candidate, arena_models, feedback, judgements, model_quality
+from .truth import GroundTruth, expected_outcomes
 
 __all__ = ["GeneratedEvent", "GroundTruth", "TrafficProfile", "expected_outcomes", "generate"]
 
-TOPICS = [
-    "sourdough starter",
-    "Kafka consumer lag",
-    "a haiku about autumn",
-    "Python type hints",
-    "the French Revolution",
-    "unit tests for a parser",
-    "a polite refund email",
-    "black holes",
-    "SQL window functions",
-    "a bedtime story about a fox",
-    "RLHF vs DPO",
-    "tax brackets",
-]
-ASKS = [
-    "Explain {t} to a beginner.",
-    "Write a short note about {t}.",
-    "What are common mistakes with {t}?",
-    "Summarise {t} in three sentences.",
-    "Give me a checklist for {t}.",
-]
-STYLES = [
-    "Sure! Here is a concise take on {t}: ",
-    "Great question. {t} comes down to this: ",
-    "In short, {t} means ",
-    "Let's break {t} down step by step. First, ",
-    "Here's what matters about {t}: ",
-]
+TURN_GAP_S = (2.0, 8.0)  # event time between a conversation's turns: the user reads, then writes
 
 
 @dataclass(frozen=True)
@@ -84,6 +68,12 @@ class TrafficProfile:
     position_bias: float = 0.3  # end users' extra logit for candidate 0
     panel: float = 0.4  # of the requests judged twice (extra_feedback), those judged by a panel of annotators instead
     judges_per_request: int = 3  # the most annotators on a panel (2..this, each a PAIRWISE on the same pair)
+    # the shapes (see .shapes, .images)
+    conversations: float = 0.15  # inference events that are turns of multi-turn conversations (3..8 turns)
+    turn_judged: float = 0.5  # conversation turns that get feedback (the others: NO_FEEDBACK)
+    trajectories: float = 0.10  # requests (and conversations) answered by an agent calling tools
+    images: float = 0.10  # requests (and conversations) asking about an image
+    broken_images: float = 0.05  # image references broken on purpose: wrong sha256 or a file never written
 
 
 @dataclass(frozen=True)
@@ -96,194 +86,199 @@ class GeneratedEvent:
     record: dict[str, Any] | None = None
     raw: bytes | None = None
     invalid_reason: str | None = None
+    image_faults: tuple[tuple[str, str], ...] = ()  # (uri, reason) of image references broken on purpose
 
 
 def _uuid(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
-def _inference(
-    rng: random.Random, request_id: str, when: datetime, p: TrafficProfile
-) -> tuple[dict[str, Any], list[Candidate]]:
-    """An inference record, and what judges see of its candidates (with their hidden quality)."""
-    topic = rng.choice(TOPICS)
-    prompt = rng.choice(ASKS).format(t=topic)
-    n = rng.randint(p.candidates_min, p.candidates_max)
-    arena = n >= 2 and rng.random() < p.arena
-    models = arena_models(rng, n) if arena else [rng.choice(MODELS)] * n
-    name, version, checkpoint = models[0]
-    candidates, hidden = [], []
-    for i, model in enumerate(models):
-        words = rng.randint(12, 60)
-        body = " ".join(
-            hashlib.sha1(f"{request_id}{i}{w}".encode()).hexdigest()[: rng.randint(3, 9)] for w in range(words)
-        )
-        candidate: dict[str, Any] = {
-            "index": i,
-            "text": rng.choice(STYLES).format(t=topic) + body,
-            "completion_tokens": words * 2,
-            "finish_reason": rng.choice(["stop", "stop", "length"]),
-        }
-        if arena:
-            candidate["model"] = {"name": model[0], "version": model[1], "checkpoint_hash": model[2]}
-        candidates.append(candidate)
-        quality = model_quality(model, p.quality_gap) + rng.gauss(0.0, CANDIDATE_NOISE)
-        hidden.append(Candidate(i, len(candidate["text"].split()), quality))
-    record = {
-        "request_id": request_id,
-        "event_time": when,
-        "prompt": prompt,
-        "prompt_messages": [
-            {"role": "system", "content": "You are a helpful assistant."},
-            {"role": "user", "content": prompt},
-        ],
-        "candidates": candidates,
-        "model": {"name": name, "version": version, "checkpoint_hash": checkpoint},
-        "prompt_tokens": len(prompt.split()) * 2,
-        "sampling": {
-            "temperature": round(rng.uniform(0.2, 1.2), 2),
-            "top_p": rng.choice([0.9, 0.95, 1.0]),
-            "max_tokens": 512,
-            "seed": rng.randint(0, 2**31),
-            "extra": {"presence_penalty": "0.0"},
-        },
-        "context": {
-            "session_id": f"s-{rng.randint(1, p.requests // 3 + 1)}",
-            "user_id": f"u-{rng.randint(1, 500)}",
-            "tenant": rng.choice(["acme", "globex", "initech"]),
-            "service": "chat-api",
-        },
-        "metadata": {"region": rng.choice(["eu-west-1", "us-east-1"])},
-    }
-    return record, hidden
+@dataclass
+class _Ask:
+    """What a request (or a conversation's first turn) asks: its text, messages, tools and broken images."""
 
-
-def generate(profile: TrafficProfile, start: datetime | None = None) -> list[GeneratedEvent]:
-    """The events of ``profile`` in the order to send them."""
-    rng = random.Random(profile.seed)
-    start = start or datetime.now(timezone.utc).replace(microsecond=0)
-    kinds, weights = zip(*profile.kinds.items(), strict=False)
-    events: list[GeneratedEvent] = []
-    for i in range(profile.requests):
-        at = i / profile.rate
-        request_id = _uuid(rng)
-        record, cands = _inference(rng, request_id, start + timedelta(seconds=at), profile)
-        n = len(cands)
-        orphan = rng.random() < profile.orphan_feedback
-        if not orphan:
-            events.append(GeneratedEvent(at, "inference", request_id, record))
-        if rng.random() < profile.no_feedback and not orphan:
-            continue
-        for plan in judgements(rng, profile, n, kinds, weights):
-            delay = rng.expovariate(1 / profile.feedback_delay_s) if profile.feedback_delay_s > 0 else 0.0
-            when = start + timedelta(seconds=at + delay)
-            fb = feedback(rng, _uuid(rng), request_id, cands, when, plan, profile)
-            send_at = at - 0.001 if rng.random() < profile.out_of_order else at + delay
-            roll = rng.random()
-            if roll < profile.invalid / 2:
-                events.append(
-                    GeneratedEvent(
-                        send_at,
-                        "garbage",
-                        request_id,
-                        raw=rng.randbytes(rng.randint(1, 40)),
-                        invalid_reason="undecodable bytes",
-                    )
-                )
-                continue
-            if roll < profile.invalid:
-                fb.pop(fb["kind"].lower())
-                fb["kind"] = "PAIRWISE"
-                fb["pairwise"] = {"chosen": n + 1, "rejected": 0}
-                events.append(
-                    GeneratedEvent(
-                        send_at, "feedback", request_id, fb, invalid_reason=f"candidate {n + 1} does not exist"
-                    )
-                )
-                continue
-            events.append(GeneratedEvent(send_at, "feedback", request_id, fb))
-            if rng.random() < profile.duplicates:
-                events.append(GeneratedEvent(send_at + 0.5, "feedback", request_id, fb))
-    events.sort(key=lambda e: e.at)
-    return events
+    topic: str
+    prompt: str
+    message: dict[str, Any]
+    tools: list[dict[str, Any]] | None = None
+    image_faults: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
-class GroundTruth:
-    """What a correct pipeline makes of generated events, decided from the generator's own choices.
+class _Run:
+    """One run of the generator: its random source, profile and start, and the events so far."""
 
-    Ids are strings; pairs are ``(feedback_id, chosen_index, rejected_index)``, signals
-    ``(feedback_id, index)``. ``unmatched`` maps a reason (NO_FEEDBACK: request_ids,
-    NO_INFERENCE and NO_PAIRS: feedback_ids) to ids; ``dead_letters`` lists the invalid
-    events (each expected once as a dead letter, with its reason).
-    """
+    rng: random.Random
+    p: TrafficProfile
+    start: datetime
+    shelf: ImageShelf
+    events: list[GeneratedEvent] = field(default_factory=list)
 
-    pairs: set[tuple[str, int, int]] = field(default_factory=set)
-    signals: set[tuple[str, int]] = field(default_factory=set)
-    unmatched: dict[str, set[str]] = field(default_factory=dict)
-    dead_letters: list[GeneratedEvent] = field(default_factory=list)
-    duplicates: int = 0  # redelivered feedback, expected to be counted once
+    def ask(self) -> _Ask:
+        """A question, an agent's task (with tools) or a question about an image."""
+        rng, topic = self.rng, self.rng.choice(TOPICS)
+        roll = rng.random()
+        if roll < self.p.trajectories:
+            prompt, tools = agent_task(rng, topic)
+            return _Ask(topic, prompt, {"role": "user", "content": prompt}, tools)
+        if roll < self.p.trajectories + self.p.images:
+            image, prompt, fault = self.shelf.reference(rng, self.p.broken_images)
+            faults = ((image["uri"], fault),) if fault else ()
+            return _Ask(topic, prompt, {"role": "user", "content": prompt, "images": [image]}, None, faults)
+        prompt = rng.choice(ASKS).format(t=topic)
+        return _Ask(topic, prompt, {"role": "user", "content": prompt})
 
+    def context(self, session: str | None = None) -> dict[str, Any]:
+        rng = self.rng
+        return {
+            "session_id": session or f"s-{rng.randint(1, self.p.requests // 3 + 1)}",
+            "user_id": f"u-{rng.randint(1, 500)}",
+            "tenant": rng.choice(["acme", "globex", "initech"]),
+            "service": "chat-api",
+        }
 
-def expected_outcomes(events: list[GeneratedEvent], score_margin: float = 0.0) -> GroundTruth:
-    """The expected outputs of ``events`` (the generator's traffic, all within the join window).
+    def inference(
+        self, request_id: str, at: float, ask: _Ask, messages: list[dict[str, Any]], context: dict[str, Any]
+    ) -> tuple[dict[str, Any], list[Candidate]]:
+        """An inference record, and what judges see of its candidates (with their hidden quality)."""
+        rng, p, topic = self.rng, self.p, ask.topic
+        n = rng.randint(p.candidates_min, p.candidates_max)
+        arena = n >= 2 and rng.random() < p.arena
+        models = arena_models(rng, n) if arena else [rng.choice(MODELS)] * n
+        name, version, checkpoint = models[0]
+        steps = rng.sample(range(4), min(n, 4)) + [rng.randrange(4) for _ in range(n - 4)]  # agents: distinct
+        candidates, hidden = [], []
+        for i, model in enumerate(models):
+            words = rng.randint(12, 60)
+            body = " ".join(
+                hashlib.sha1(f"{request_id}{i}{w}".encode()).hexdigest()[: rng.randint(3, 9)] for w in range(words)
+            )
+            text = rng.choice(STYLES).format(t=topic) + body
+            candidate: dict[str, Any] = {"index": i, "text": text, "completion_tokens": words * 2}
+            candidate["finish_reason"] = rng.choice(["stop", "stop", "length"]) if ask.tools is None else "stop"
+            if ask.tools is not None:
+                candidate["messages"] = trajectory(rng, ask.tools, steps[i], text, topic)
+            if arena:
+                candidate["model"] = {"name": model[0], "version": model[1], "checkpoint_hash": model[2]}
+            candidates.append(candidate)
+            quality = model_quality(model, p.quality_gap) + rng.gauss(0.0, CANDIDATE_NOISE)
+            hidden.append(Candidate(i, len(text.split()), quality))
+        prompt = str(messages[-1]["content"])
+        record = {
+            "request_id": request_id,
+            "event_time": self.start + timedelta(seconds=at),
+            "prompt": prompt,
+            "prompt_messages": messages,
+            "candidates": candidates,
+            "model": {"name": name, "version": version, "checkpoint_hash": checkpoint},
+            "prompt_tokens": sum(len(str(m["content"]).split()) for m in messages) * 2,
+            "sampling": {
+                "temperature": round(rng.uniform(0.2, 1.2), 2),
+                "top_p": rng.choice([0.9, 0.95, 1.0]),
+                "max_tokens": 512,
+                "seed": rng.randint(0, 2**31),
+                "extra": {"presence_penalty": "0.0"},
+            },
+            "context": context,
+            "metadata": {"region": rng.choice(["eu-west-1", "us-east-1"])},
+        }
+        if ask.tools is not None:
+            record["tools"] = ask.tools
+        return record, hidden
 
-    Independent of the processor on purpose (no call into ``processors/``), so a test can
-    hold the Joiner to it:
+    def single(self, at: float) -> None:
+        """A one-turn request, its judgements and the mess around them."""
+        rng, p = self.rng, self.p
+        request_id, ask = _uuid(rng), self.ask()
+        messages = [{"role": "system", "content": "You are a helpful assistant."}, ask.message]
+        record, cands = self.inference(request_id, at, ask, messages, self.context())
+        orphan = rng.random() < p.orphan_feedback
+        if not orphan:
+            self.events.append(GeneratedEvent(at, "inference", request_id, record, image_faults=ask.image_faults))
+        if rng.random() < p.no_feedback and not orphan:
+            return
+        self.judge(at, request_id, cands)
 
-    * PAIRWISE: the one pair; RANKING: every (better, worse) by rank, ties none; SCORES
-      (mode ``all``): every pair whose score difference exceeds ``score_margin``. A RANKING
-      or SCORES judgement deciding no pair at all is unmatched ``NO_PAIRS``.
-    * RATING and IMPLICIT: one unpaired signal on the judged candidate.
-    * Feedback whose inference never comes: unmatched ``NO_INFERENCE`` (also when its
-      candidate index is invalid: without the inference nothing can tell).
-    * An inference without any valid judgement: unmatched ``NO_FEEDBACK``.
-    * A redelivered feedback (same feedback_id) counts once.
-    * Undecodable bytes, and a candidate index the inference does not have: a dead letter.
-    """
-    truth = GroundTruth()
-    candidates = {e.key: len(e.record["candidates"]) for e in events if e.event_type == "inference" and e.record}
-    judged: set[str] = set()
-    seen: set[str] = set()
+    def conversation(self, at: float, turns: int) -> None:
+        """A conversation of ``turns`` turns: turn 0 in full, each later one by reference to the one before.
 
-    def no_pairs(fid: str) -> None:
-        truth.unmatched.setdefault("NO_PAIRS", set()).add(fid)
-
-    for e in events:
-        if e.event_type == "garbage":
-            truth.dead_letters.append(e)
-            continue
-        if e.event_type != "feedback" or e.record is None:
-            continue
-        fb = e.record
-        fid = fb["feedback_id"]
-        if fid in seen:
-            truth.duplicates += 1
-            continue
-        seen.add(fid)
-        if e.key not in candidates:
-            truth.unmatched.setdefault("NO_INFERENCE", set()).add(fid)
-            continue
-        if e.invalid_reason:
-            truth.dead_letters.append(e)
-            continue
-        judged.add(e.key)
-        kind = fb["kind"]
-        if kind == "PAIRWISE":
-            truth.pairs.add((fid, fb["pairwise"]["chosen"], fb["pairwise"]["rejected"]))
-        elif kind in ("RANKING", "SCORES"):
-            if kind == "RANKING":
-                value = {r["index"]: -r["rank"] for r in fb["ranking"]}  # rank 1 is best
-                better = [(a, b) for a in value for b in value if value[a] > value[b]]
+        Every turn's inference is sent (a later turn's history needs it); a share ``turn_judged`` of the turns
+        is judged. The user continues with the candidate an end user or annotator chose, else with any.
+        """
+        rng, p = self.rng, self.p
+        conversation_id, ask = _uuid(rng), self.ask()
+        context = self.context(f"conv-{conversation_id[:8]}")
+        previous: tuple[str, int] | None = None
+        for turn in range(turns):
+            request_id = _uuid(rng)
+            conv: dict[str, Any] = {"id": conversation_id, "turn": turn}
+            if previous is None:
+                messages = [{"role": "system", "content": "You are a helpful assistant."}, ask.message]
+                faults = ask.image_faults
             else:
-                value = {s["index"]: s["score"] for s in fb["scores"]}
-                better = [(a, b) for a in value for b in value if value[a] - value[b] > score_margin]
-            if not better:
-                no_pairs(fid)
-            truth.pairs |= {(fid, a, b) for a, b in better}
+                at += rng.uniform(*TURN_GAP_S)
+                messages, faults = [{"role": "user", "content": follow_up(rng)}], ()
+                conv |= {"previous_request_id": previous[0], "previous_candidate": previous[1]}
+            record, cands = self.inference(request_id, at, ask, messages, context)
+            record["conversation"] = conv
+            self.events.append(GeneratedEvent(at, "inference", request_id, record, image_faults=faults))
+            chosen = self.judge(at, request_id, cands) if rng.random() < p.turn_judged else None
+            previous = (request_id, chosen if chosen is not None else rng.randrange(len(cands)))
+
+    def judge(self, at: float, request_id: str, cands: list[Candidate]) -> int | None:
+        """The feedback events of one request; returns the candidate a valid PAIRWISE chose first, if any."""
+        rng, p = self.rng, self.p
+        kinds, weights = zip(*p.kinds.items(), strict=False)
+        n, chosen = len(cands), None
+        for plan in judgements(rng, p, n, kinds, weights):
+            delay = rng.expovariate(1 / p.feedback_delay_s) if p.feedback_delay_s > 0 else 0.0
+            fb = feedback(rng, _uuid(rng), request_id, cands, self.start + timedelta(seconds=at + delay), plan, p)
+            send_at = at - 0.001 if rng.random() < p.out_of_order else at + delay
+            roll = rng.random()
+            if roll < p.invalid / 2:
+                raw = rng.randbytes(rng.randint(1, 40))
+                self.events.append(
+                    GeneratedEvent(send_at, "garbage", request_id, raw=raw, invalid_reason="undecodable bytes")
+                )
+                continue
+            if roll < p.invalid:
+                fb.pop(fb["kind"].lower())
+                fb["kind"] = "PAIRWISE"
+                fb["pairwise"] = {"chosen": n + 1, "rejected": 0}
+                reason = f"candidate {n + 1} does not exist"
+                self.events.append(GeneratedEvent(send_at, "feedback", request_id, fb, invalid_reason=reason))
+                continue
+            if chosen is None and fb["kind"] == "PAIRWISE":
+                chosen = fb["pairwise"]["chosen"]
+            self.events.append(GeneratedEvent(send_at, "feedback", request_id, fb))
+            if rng.random() < p.duplicates:
+                self.events.append(GeneratedEvent(send_at + 0.5, "feedback", request_id, fb))
+        return chosen
+
+
+def generate(
+    profile: TrafficProfile, start: datetime | None = None, image_dir: Path | None = None
+) -> list[GeneratedEvent]:
+    """The events of ``profile`` in the order to send them.
+
+    ``profile.requests`` inference events in all: a conversation's turns count one each, and its turns come
+    ``TURN_GAP_S`` apart in event time while other requests go on. Pictures asked about are written under
+    ``image_dir`` (file:// references to them); without it nothing is written (see :class:`.ImageShelf`).
+    """
+    rng = random.Random(profile.seed)
+    run = _Run(rng, profile, start or datetime.now(timezone.utc).replace(microsecond=0), ImageShelf(image_dir))
+    mean = sum(TURNS) / 2
+    share = min(max(profile.conversations, 0.0), 1.0)
+    begins = share / (mean - (mean - 1) * share)  # per start, so that turns are ``share`` of all inferences
+    count = 0
+    while count < profile.requests:
+        at, left = count / profile.rate, profile.requests - count
+        if left >= TURNS[0] and rng.random() < begins:
+            turns = rng.randint(TURNS[0], min(TURNS[1], left))
+            run.conversation(at, turns)
+            count += turns
         else:
-            truth.signals.add((fid, fb[kind.lower()]["index"]))
-    for request_id in candidates:
-        if request_id not in judged:
-            truth.unmatched.setdefault("NO_FEEDBACK", set()).add(request_id)
-    return truth
+            run.single(at)
+            count += 1
+    run.events.sort(key=lambda e: e.at)
+    return run.events
