@@ -193,7 +193,7 @@ def load_turns(
         try:
             where = f"{by} IN (SELECT id FROM __preflog_wanted)"
             query = _TURNS.format(prompt=prompt, erased=erased, relation=relation, where=where)
-            table = con.execute(query).to_arrow_table()
+            table = con.sql(query).to_arrow_table()
         finally:
             con.unregister("__preflog_wanted")
         if opener is not None:

@@ -13,7 +13,7 @@ this module's order), both with the same rows and the same first-copy-wins dedup
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from typing import Any
 
@@ -134,6 +134,7 @@ def read_pairs(
     storage_options: dict[str, Any] | None = None,
     maps_as_lists: bool = False,
     keys: Any = "auto",
+    histories: bool = True,
 ) -> pa.Table:
     """Preference pairs (or ``table="unpaired"`` signals) by date range (inclusive), model name and source type.
 
@@ -142,6 +143,11 @@ def read_pairs(
     sealed field is met) or ``"sealed"`` (leave them sealed). Opened tables have two more columns:
     ``subject`` (the pseudonym of the person a row is about) and ``erased`` (its subject was erased: its
     personal fields are null; such rows are kept, and counted by every preflog command).
+
+    With ``histories`` (the default), a conversation turn given by reference (``conversation.previous_request_id``
+    set) has its whole history as ``prompt_messages``, resolved from the log's ``turns`` table (opened with the
+    same ``keys``) by :mod:`preflog.sinks.history`; a history that cannot be resolved keeps the messages the turn
+    sent and says why in ``history_problem`` (ids only). A table without such turns gets no such column.
 
     The whole selection is one Arrow table in memory: for a large log, ``preflog export`` or
     :mod:`preflog.sinks.scan` read the same rows batch by batch.
@@ -152,7 +158,27 @@ def read_pairs(
     """
     rows = read_table(url, table, _filters(start, end, models, sources), storage_options=storage_options)
     rows = opened(rows, table, keys)
+    if histories:
+        from .history import resolve_table
+
+        rows = resolve_table(rows, url, storage_options, _turn_opener(keys))
     return without_maps(rows) if maps_as_lists else rows
+
+
+def _turn_opener(keys: Any) -> Callable[[pa.Table], pa.Table]:
+    """Opens rows of the turns table as :func:`opened` opens a table with ``keys`` (``"auto"`` loaded once)."""
+    held = [keys]
+
+    def open_turns(rows: pa.Table) -> pa.Table:
+        if isinstance(held[0], str) and held[0] == "auto":
+            from preflog.privacy.keyring import any_sealed, reader_keyring
+
+            if not any_sealed(rows):
+                return rows
+            held[0] = reader_keyring()
+        return opened(rows, "turns", held[0])
+
+    return open_turns
 
 
 def opened(rows: pa.Table, table: str, keys: Any) -> pa.Table:
