@@ -106,11 +106,22 @@ def generate(
         float, typer.Option(help="Share of feedback that is invalid (garbage bytes, bad indices).")
     ] = 0.02,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same events.")] = 7,
+    conversations: Annotated[
+        float, typer.Option(help="Share of inference events that are turns of multi-turn conversations.")
+    ] = 0.15,
+    trajectories: Annotated[float, typer.Option(help="Share of requests answered by an agent with tools.")] = 0.10,
+    images: Annotated[
+        float, typer.Option(help="Share of requests asking about an image (PNGs written under <data-dir>/images).")
+    ] = 0.10,
     out_file: Annotated[
         Path | None, typer.Option("--out", help="Write JSON lines here instead of sending to Kafka.")
     ] = None,
 ) -> None:
     """Make realistic synthetic traffic: inference, feedback of every kind, and the mess production brings.
+
+    Besides single questions: conversations (later turns by reference to the turn before), agent
+    trajectories with tool calls, and questions about images written under <data-dir>/images
+    (a few references broken on purpose: a wrong sha256 or a file never written).
 
     Examples: preflog generate --requests 1000 --fast ; preflog generate --out events.jsonl
     """
@@ -129,8 +140,12 @@ def generate(
         out_of_order=out_of_order,
         invalid=invalid,
         seed=seed,
+        conversations=conversations,
+        trajectories=trajectories,
+        images=images,
     )
-    events = make_events(profile)
+    settings = settings_of(ctx)
+    events = make_events(profile, image_dir=Path(settings.data_dir) / "images")
     if out_file is not None:
         from ..producers.files import dump_event
 
@@ -145,7 +160,6 @@ def generate(
     from ..producers.client import PreflogProducer
     from ..producers.traffic import send_traffic
 
-    settings = settings_of(ctx)
     producer = PreflogProducer.from_settings(settings)
     try:
         with progress_bar() as progress:

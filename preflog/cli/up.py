@@ -136,7 +136,9 @@ def up(
     The HTTP ingestion API listens on api.port (8787, else a free port; the URL is in <data-dir>/api.url)
     with a dev key made once and kept in <data-dir>/api/dev-key (tenant dev; never for production).
     With --demo the join window is 20 s (+5 s grace, 5 s idle) so unmatched records show up quickly;
-    --via api sends the demo's traffic through the HTTP API instead of the SDK.
+    --via api sends the demo's traffic through the HTTP API instead of the SDK. The demo's traffic holds
+    single questions, conversations, agent trajectories with tool calls and questions about images
+    (small PNGs written under <data-dir>/images).
     Example: preflog up --demo --duration 30
     """
     if via not in ("sdk", "api"):
@@ -260,7 +262,8 @@ def _start_demo(
 
         producer = ApiSender(api[0], api[1], producer)
     seed = secrets.randbelow(2**31) if seed is None else seed
-    events = make_events(replace(TrafficProfile(), requests=requests, rate=rate, seed=seed))
+    profile = replace(TrafficProfile(), requests=requests, rate=rate, seed=seed)
+    events = make_events(profile, image_dir=Path(settings.data_dir) / "images")  # the pictures its prompts show
 
     def run() -> None:
         try:
