@@ -38,8 +38,6 @@ from .truth import GroundTruth, expected_outcomes
 
 __all__ = ["GeneratedEvent", "GroundTruth", "TrafficProfile", "expected_outcomes", "generate"]
 
-TURN_GAP_S = (2.0, 8.0)  # event time between a conversation's turns: the user reads, then writes
-
 
 @dataclass(frozen=True)
 class TrafficProfile:
@@ -71,6 +69,7 @@ class TrafficProfile:
     # the shapes (see .shapes, .images)
     conversations: float = 0.15  # inference events that are turns of multi-turn conversations (3..8 turns)
     turn_judged: float = 0.5  # conversation turns that get feedback (the others: NO_FEEDBACK)
+    turn_gap_s: float = 2.5  # mean event time between a conversation's turns (uniform, 0.5..1.5 times this)
     trajectories: float = 0.10  # requests (and conversations) answered by an agent calling tools
     images: float = 0.10  # requests (and conversations) asking about an image
     broken_images: float = 0.05  # image references broken on purpose: wrong sha256 or a file never written
@@ -216,7 +215,7 @@ class _Run:
                 messages = [{"role": "system", "content": "You are a helpful assistant."}, ask.message]
                 faults = ask.image_faults
             else:
-                at += rng.uniform(*TURN_GAP_S)
+                at += rng.uniform(0.5, 1.5) * p.turn_gap_s
                 messages, faults = [{"role": "user", "content": follow_up(rng)}], ()
                 conv |= {"previous_request_id": previous[0], "previous_candidate": previous[1]}
             record, cands = self.inference(request_id, at, ask, messages, context)
@@ -262,7 +261,7 @@ def generate(
     """The events of ``profile`` in the order to send them.
 
     ``profile.requests`` inference events in all: a conversation's turns count one each, and its turns come
-    ``TURN_GAP_S`` apart in event time while other requests go on. Pictures asked about are written under
+    ``turn_gap_s`` apart (on average) in event time while other requests go on. Pictures asked about are written under
     ``image_dir`` (file:// references to them); without it nothing is written (see :class:`.ImageShelf`).
     """
     rng = random.Random(profile.seed)

@@ -322,6 +322,8 @@ def build(
         manifest["built_at"] = purpose.now.isoformat(timespec="seconds")  # the time retention was measured to
         if kto_left_out and "kto" in formats:
             manifest["left_out"]["kto"] = kto_left_out
+        if inputs.history:  # pairs and signals whose conversation history does not resolve (dataset/histories.py)
+            manifest["left_out"]["history"] = inputs.history
         manifest["decontamination"] = decontamination
         manifest["content_hash"] = content_hash(outputs, config)  # the card is not in it: it may name it
         by_column = {c: counts(con, "rows", c) for c in ("source", "kind", "model_version")}
