@@ -28,6 +28,7 @@ from preflog.sinks.storage import Storage
 
 from .consent import REASONS, Purpose, columns, count_left_out
 from .hashing import file_size, sha256_file, source_entry
+from .histories import resolve_view
 from .select import IDS, Selection, selected
 
 __all__ = ["CHOSEN", "STATE", "BuildError", "Inputs", "previous", "read_inputs"]
@@ -55,6 +56,7 @@ class Inputs:
         self.sources: list[dict[str, Any]] = []
         self.left_out: dict[str, int] = dict.fromkeys(REASONS, 0)
         self.sealed = False  # the log holds sealed fields: opened, rows with their subject (see read_inputs)
+        self.history: dict[str, int] = {}  # rows left out because their conversation history does not resolve
 
 
 def _files(storage: Storage, table: str, log_url: str) -> list[str]:
@@ -131,6 +133,7 @@ def read_inputs(
     out = Inputs()
     if base is not None:  # what the previous build left out (a build before consent existed left nothing out)
         out.left_out = {r: int(base.get("privacy", {}).get(r, 0)) for r in REASONS}
+        out.history = dict(base.get("left_out", {}).get("history", {}))
     new: dict[str, list[str]] = {}
     for table in IDS:
         listed = _files(storage, table, log_url)
@@ -156,6 +159,8 @@ def read_inputs(
         )
     for table in IDS:
         log_view(con, f"new_{table}", log_url, table, files=new[table], rid=1, keyring=keyring if out.sealed else None)
+        resolved = resolve_view(con, f"new_{table}", log_url, table, selection, keyring if out.sealed else None)
+        out.history = {r: out.history.get(r, 0) + resolved.get(r, 0) for r in sorted(out.history.keys() | resolved)}
         con.execute(f"CREATE TABLE new_{table}_ids AS {_file_ids(con, storage, table, new[table])}")
         left_out = _merge(con, table, selection, state, purpose, out.sealed)
         out.left_out = {r: out.left_out[r] + left_out[r] for r in REASONS}

@@ -72,6 +72,7 @@ class Chat:
         event = inference_record(
             inference(
                 request_id=str(uuid.uuid4()),
+                prompt=None,  # derived from the messages sent, as the SDK does
                 prompt_messages=delta if refer else list(self.transcript),
                 candidates=answers,
                 conversation=conversation,
@@ -258,3 +259,26 @@ def test_signals_resolve_as_pairs_do(tmp_path: Path, table: str) -> None:
     url = write_table(tmp_path, table, records)
     got = {r["request_id"]: r for r in read_pairs(url, table=table).to_pylist()}
     assert got[chat.sent[2]["request_id"]]["prompt_messages"] == _plain(chat.expected[2])
+
+
+def test_a_build_takes_whole_histories_and_leaves_out_and_counts_what_does_not_resolve(tmp_path: Path) -> None:
+    import json
+
+    from preflog.dataset.build import build
+    from preflog.dataset.select import Selection
+
+    chat, lost = Chat(), Chat()
+    for _ in range(4):
+        chat.turn("say", tools=True)
+        lost.turn("ask")
+    _turns(tmp_path / "log", [*chat.sent, lost.sent[0], lost.sent[2], lost.sent[3]])  # lost's turn 1 never arrived
+    url = _pairs(tmp_path / "log", chat.sent + lost.sent)
+    m = build(url, tmp_path / "ds", "v1", Selection(test_fraction=0.0))
+    assert m["left_out"]["history"] == {"missing_turn": 2}  # lost's turns 2 and 3
+    lines = [json.loads(x) for x in (tmp_path / "ds" / "v1" / "trl-conversational" / "train.jsonl").open()]
+    prompts = {line["request_id"]: line["prompt"] for line in lines}
+    assert len(prompts) == 4 + 2
+    for k, event in enumerate(chat.sent):
+        want = [{"role": x["role"], "content": x["content"]} for x in _plain(chat.expected[k]) or []]
+        assert [{"role": x["role"], "content": x["content"]} for x in prompts[event["request_id"]]] == want, k
+    assert lost.sent[2]["request_id"] not in prompts and lost.sent[1]["request_id"] in prompts
