@@ -134,9 +134,14 @@ def read_pairs(
     storage_options: dict[str, Any] | None = None,
     maps_as_lists: bool = False,
     keys: Any = "auto",
+    subjects: Sequence[str] | None = None,
     histories: bool = True,
 ) -> pa.Table:
     """Preference pairs (or ``table="unpaired"`` signals) by date range (inclusive), model name and source type.
+
+    ``subjects`` keeps the rows of these people: raw user ids (with privacy on, turned into their pseudonyms
+    with the settings' pseudonym secret), pseudonyms (``psn_...``) or labels (``sub_...``); see
+    :mod:`preflog.privacy.subjects`.
 
     Sealed personal fields (privacy on) are opened with ``keys``: a
     :class:`preflog.privacy.keyring.Keyring`, ``"auto"`` (the environment's settings, read only when a
@@ -158,6 +163,10 @@ def read_pairs(
     """
     rows = read_table(url, table, _filters(start, end, models, sources), storage_options=storage_options)
     rows = opened(rows, table, keys)
+    if subjects is not None:
+        from preflog.privacy.subjects import keep_subjects, labels
+
+        rows = keep_subjects(rows, labels(subjects))
     if histories:
         from .history import resolve_table
 

@@ -104,6 +104,20 @@ def build(
             "to disk beside it. Default: PREFLOG_MEMORY_LIMIT, else an eighth of RAM, at most 1 GiB."
         ),
     ] = None,
+    subject: Annotated[
+        list[str] | None,
+        typer.Option(help="Only these people's data: a raw user id or its pseudonym (psn_...), repeatable."),
+    ] = None,
+    per_subject: Annotated[
+        bool,
+        typer.Option(
+            help="Also write each subject's pairs as a shard of its own (subjects/<subject>/), for "
+            "personalised reward models; duplicates and contradictions are resolved within each subject."
+        ),
+    ] = False,
+    min_per_subject: Annotated[
+        int, typer.Option(help="--per-subject: the least pairs a subject needs for a shard (the others are counted).")
+    ] = 1,
 ) -> None:
     """Build a training set: Parquet shards per split, JSON lines for TRL, OpenAI, NeMo and more, a card, a manifest.
 
@@ -123,10 +137,12 @@ def build(
     Then, a week later: preflog dataset build dpo-2026-11b --since dpo-2026-11 --start 2026-11-01
     --source HUMAN_ANNOTATOR --test-fraction 0.05
     Only TRL's format, compressed: preflog dataset build dpo-small --format trl --compress gzip
+    A shard per person with 50 pairs or more: preflog dataset build personal --per-subject --min-per-subject 50
     """
     from ..dataset.build import FORMATS, BuildError
     from ..dataset.build import build as run_build
     from ..dataset.select import Selection
+    from .export import subject_labels
 
     settings = settings_of(ctx)
     try:
@@ -142,6 +158,8 @@ def build(
             test_fraction=test_fraction, validation_fraction=validation_fraction, seed=seed, caps=caps,
             decontaminate=str(decontaminate) if decontaminate else None, ngram=ngram,
             kto_desirable=kto_desirable, kto_undesirable=kto_undesirable, kto_implicit=kto_implicit,
+            subjects=subject_labels(subject, settings) if subject else (), per_subject=per_subject,
+            min_per_subject=min_per_subject,
         )  # fmt: skip
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
@@ -191,6 +209,10 @@ def build(
     for fmt, reasons in m["left_out"].items():
         for reason, n in reasons.items():
             out.print(f"  {fmt}: left out {n} row(s): {reason}", soft_wrap=True, markup=False)
+    if "per_subject" in m:
+        from ..dataset.subjects import card_lines
+
+        out.print(card_lines(m)[0].removeprefix("- "), soft_wrap=True, markup=False)
     sizes = ", ".join(f"{folder} {_size(n)}" for folder, n in m["bytes"].items())
     out.print(f"bytes on disk: {sizes}", soft_wrap=True)
     out.print(f"content hash {m['content_hash']}")

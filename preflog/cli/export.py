@@ -12,7 +12,7 @@ from ..sinks.exceptions import MissingLogError
 from .audit import MemoryOption, memory_setting
 from .console import out, progress_bar, settings_of
 
-__all__ = ["export"]
+__all__ = ["export", "subject_labels"]
 
 
 def export(
@@ -25,6 +25,10 @@ def export(
     model: Annotated[list[str] | None, typer.Option(help="Only these model names (repeatable).")] = None,
     source: Annotated[list[str] | None, typer.Option(help="Only these source types, e.g. HUMAN_ANNOTATOR.")] = None,
     memory: MemoryOption = None,
+    subject: Annotated[
+        list[str] | None,
+        typer.Option(help="Only these people's rows: a raw user id or its pseudonym (psn_...), repeatable."),
+    ] = None,
 ) -> None:
     """Export pairs (or, with --format kto, unpaired signals) to a training format as JSON lines.
 
@@ -35,6 +39,7 @@ def export(
     OUTPUT.subjects.parquet and <data-dir>/privacy/exports.jsonl, so an erasure finds this copy.
 
     Example: preflog export train.jsonl --format trl --start 2026-11-01 --source HUMAN_ANNOTATOR
+    One person's pairs: preflog export alice.jsonl --subject alice@example.org
     """
     from ..privacy.lineage import REGISTRY, record_export, subjects_path
     from ..sinks.export import FORMATS, PRIVACY_REASONS, PrivacyGate, write_export
@@ -62,6 +67,11 @@ def export(
     rows = iter_filtered(root, table, Filters(start, end, model, source), options, files, limit=limit)
     # sealed fields are opened (or the export fails), and what privacy does not allow in a training set left out
     gate = PrivacyGate(table, lambda: _keyring(settings, root, table), settings.privacy.unstated_consent)
+    kept = gate(rows)
+    if subject:  # after the gate: a sealed row's subject is known once opened
+        from ..privacy.subjects import keep_batches
+
+        kept = keep_batches(kept, subject_labels(subject, settings))
     # OpenAI takes only its own fields: the provenance goes beside, line for line, written in the same pass
     beside = output.removesuffix(".jsonl") + ".provenance.jsonl" if fmt == "openai" else None
     written_options = options if "://" in output else None
@@ -71,7 +81,7 @@ def export(
         with progress_bar() as progress:
             task = progress.add_task(f"exporting {fmt}", total=None)
             n = write_export(
-                gate(rows),
+                kept,
                 fmt,
                 output,
                 beside,
@@ -102,8 +112,19 @@ def export(
             markup=False,
             highlight=False,
         )
-    if n == 0 and (start or end or model or source):
+    if n == 0 and (start or end or model or source or subject):
         out.print(_what_is_there(root, table, options, limit), soft_wrap=True, markup=False, highlight=False)
+
+
+def subject_labels(given: list[str], settings: Any) -> tuple[str, ...]:
+    """The labels of ``--subject`` values (a raw id's pseudonym with the settings' secret when privacy is on)."""
+    from ..privacy.subjects import is_label, labels, secret_of
+
+    try:
+        raw = any(not is_label(g.strip()) for g in given)
+        return labels(given, secret_of(settings) if raw else None)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--subject") from None
 
 
 def _keyring(settings: Any, root: str, table: str) -> Any:

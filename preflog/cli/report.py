@@ -36,6 +36,13 @@ def report(
     source: Annotated[list[str] | None, typer.Option(help="Only these source types, e.g. HUMAN_ANNOTATOR.")] = None,
     kind: Annotated[list[str] | None, typer.Option(help="Only these feedback kinds, e.g. PAIRWISE.")] = None,
     tenant: Annotated[list[str] | None, typer.Option(help="Only these tenants (repeatable).")] = None,
+    subject: Annotated[
+        list[str] | None,
+        typer.Option(help="Only these people's data: a raw user id or its pseudonym (psn_...), repeatable."),
+    ] = None,
+    min_per_subject: Annotated[
+        int, typer.Option(help="Cohorts: the judgements a subject needs to be compared on its own with everyone else.")
+    ] = 20,
     a: Annotated[
         str | None,
         typer.Option(
@@ -63,8 +70,10 @@ def report(
     two answers come from different models or versions (arena-style requests).
 
     Example: preflog report --start 2026-11-01 --source HUMAN_ANNOTATOR --source END_USER
+    Cohorts of people with 50 judgements or more: preflog report --min-per-subject 50
     """
     from ..dataset.select import Selection
+    from .export import subject_labels
 
     if (a is None) != (b is None):
         raise typer.BadParameter("give both --a and --b (name@version each), or neither", param_hint="--a/--b")
@@ -72,10 +81,13 @@ def report(
     limit = _checked_limit(memory_limit or settings.memory_limit)
     selection = Selection(start=start, end=end, models=tuple(model or ()), model_versions=tuple(model_version or ()),
                           sources=tuple(source or ()),
-                          kinds=tuple(kind or ()), tenants=tuple(tenant or ()))  # fmt: skip
+                          kinds=tuple(kind or ()), tenants=tuple(tenant or ()),
+                          subjects=subject_labels(subject, settings) if subject else ())  # fmt: skip
+    if min_per_subject < 1:
+        raise typer.BadParameter("at least 1", param_hint="--min-per-subject")
     try:
         write_report(settings, output or Path(settings.data_dir) / "report", selection, url, a, b, bootstrap, seed,
-                     memory_limit=limit)  # fmt: skip
+                     memory_limit=limit, min_per_subject=min_per_subject)  # fmt: skip
     except FileNotFoundError as exc:
         raise MissingLogError(str(exc)) from None
 
@@ -100,6 +112,7 @@ def write_report(
     rounds: int = 200,
     seed: int = 0,
     memory_limit: str | None = None,
+    min_per_subject: int = 20,
 ) -> None:
     """Write the report into ``folder`` and print its summary and path.
 
@@ -119,7 +132,8 @@ def write_report(
     with out.status("computing the report ..."):
         done = run_report(url or settings.audit_url(), folder, selection or Selection(), a=a, b=b, rounds=rounds,
                           seed=seed, storage_options=settings.sink.storage_options(),
-                          memory_limit=memory_limit or settings.memory_limit, settings=settings)  # fmt: skip
+                          memory_limit=memory_limit or settings.memory_limit, settings=settings,
+                          min_per_subject=min_per_subject)  # fmt: skip
     _summary(done)
     out.print(f"report: {done.html.resolve()}", soft_wrap=True)
     figures = (done.folder / "figures").resolve()

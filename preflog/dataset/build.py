@@ -79,6 +79,7 @@ from .jsonl import COMPRESSIONS, LINES, write_lines
 from .select import ORDER_KEYS, ROW_KEYS, Selection, dataset_rows, dataset_view, near_duplicate_prompts
 from .shards import ParquetOut, rows_per_group
 from .sort import sorted_batches
+from .subjects import config_of, row_subject_sql, write_subject_shards
 
 __all__ = ["FORMATS", "MANIFEST", "SPLITS", "STATE", "BuildError", "build", "content_hash"]
 
@@ -266,7 +267,7 @@ def build(
     folder = root / name
     if folder.exists():
         raise BuildError(f"dataset {name!r} exists already at {folder}: a build is never rewritten; pick a new name")
-    config = dataclasses.asdict(selection)
+    config = config_of(dataclasses.asdict(selection))
     if "training" not in purpose.unstated:  # recorded only then: every build before consent existed allowed it
         config["unstated_consent"] = list(purpose.unstated)
     evaluation = Path(selection.decontaminate) if selection.decontaminate else None
@@ -295,7 +296,8 @@ def build(
         step("reading the log")
         inputs = read_inputs(con, log_url, root, selection, config, since, purpose, keyring)
         step("cleaning the pairs")
-        query, args = dataset_rows("pairs", selection)
+        within = row_subject_sql(inputs.sealed) if selection.per_subject else None
+        query, args = dataset_rows("pairs", selection, within)
         con.execute(f"CREATE TABLE kept AS {query}", args)
         con.execute(f"CREATE TEMP VIEW rows AS {dataset_view('pairs', 'kept', subject=inputs.sealed)}")
         kto_left_out = _records(con, selection)
@@ -318,6 +320,13 @@ def build(
         outputs += _write_state(out, temporary)
         if inputs.sealed:
             outputs.append(_write_lineage(con, temporary))
+        per_subject = None
+        if selection.per_subject:
+            step("writing subjects/ (Parquet)")
+            shards, per_subject = write_subject_shards(
+                out, temporary, selection.min_per_subject, inputs.sealed, SPLITS, ROW_KEYS
+            )
+            outputs += [_entry(temporary, p, n) for p, n in shards]
         manifest = _manifest(con, name, log_url, since, config, inputs, outputs, left_out, formats, compress)
         manifest["built_at"] = purpose.now.isoformat(timespec="seconds")  # the time retention was measured to
         if kto_left_out and "kto" in formats:
@@ -326,6 +335,8 @@ def build(
             manifest["left_out"]["history"] = inputs.history
         manifest["decontamination"] = decontamination
         manifest["content_hash"] = content_hash(outputs, config)  # the card is not in it: it may name it
+        if per_subject is not None:
+            manifest["per_subject"] = per_subject
         by_column = {c: counts(con, "rows", c) for c in ("source", "kind", "model_version")}
         readme = temporary / "README.md"
         readme.write_text(card(name, manifest, by_column))

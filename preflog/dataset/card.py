@@ -9,6 +9,7 @@ from typing import Any
 from preflog.sinks.naming import parse_file_name
 
 from .consent import REASONS
+from .subjects import card_lines
 
 __all__ = ["JSONL", "card", "counts", "watermark"]
 
@@ -105,6 +106,7 @@ def card(name: str, manifest: dict[str, Any], by_column: dict[str, dict[str, dic
         f"- left out of a format, by reason: {json.dumps(manifest['left_out'], sort_keys=True)}",
         *_formats(manifest),
         *_privacy(manifest),
+        *card_lines(manifest),
         "",
     ]
     for title, column in (("source", "source"), ("feedback kind", "kind"), ("model version", "model_version")):

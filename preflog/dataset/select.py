@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .consent import columns, privacy_columns
+from .subjects import check_subjects, log_subject_sql, subject_filter
 
 __all__ = [
     "CAP_COLUMNS",
@@ -84,6 +85,9 @@ class Selection:
     kto_undesirable: float | None = None  # a scored answer at or below this is an undesirable one
     kto_implicit: bool = False  # take implicit signals (clicks, copies) as KTO labels too
     extra: dict[str, Any] = field(default_factory=dict)
+    subjects: tuple[str, ...] = ()  # only these people: labels (pseudonyms, sub_...), see preflog.privacy.subjects
+    per_subject: bool = False  # a shard per subject; duplicates and contradictions resolved within each subject
+    min_per_subject: int = 1  # the least rows a subject needs for a shard of its own
 
     def __post_init__(self) -> None:
         for column, n in self.caps:
@@ -97,6 +101,7 @@ class Selection:
         fractions = (self.test_fraction, self.validation_fraction)
         if min(fractions) < 0 or sum(fractions) >= 1:
             raise ValueError("test and validation fractions must be >= 0 and leave some rows for train")
+        check_subjects(self)
 
 
 def date_filter(s: Selection, column: str = "feedback_time") -> tuple[str, list[Any]]:
@@ -112,10 +117,10 @@ def date_filter(s: Selection, column: str = "feedback_time") -> tuple[str, list[
     return " AND ".join(parts), args
 
 
-def judgement_filter(s: Selection) -> tuple[str, list[Any]]:
-    """The judgement-level selection: the same verdict for every pair (or signal) of one judgement."""
+def judgement_filter(s: Selection, subject: str | None = None) -> tuple[str, list[Any]]:
+    """The judgement-level selection, the same for every pair of one judgement (``subject``: a row's, in SQL)."""
     where, args = date_filter(s)
-    parts = [where]
+    parts = [where, *subject_filter(s, subject, args)]
     filters = (
         ("model.name", s.models),
         ("model.version", s.model_versions),
@@ -200,7 +205,7 @@ def selected(source: str, s: Selection, name: str = "pairs", sealed: bool = Fals
     columns (:data:`preflog.dataset.consent.COLUMNS`; consent and retention are applied to these rows by
     :func:`preflog.dataset.inputs.read_inputs`), from a keyring's view when ``sealed``.
     """
-    where, args = judgement_filter(s)
+    where, args = judgement_filter(s, log_subject_sql(name, sealed))
     if name == "pairs":
         keep = _KEEP.format(privacy=privacy_columns("inference_metadata", "feedback_metadata", sealed))
     else:
@@ -213,8 +218,11 @@ def selected(source: str, s: Selection, name: str = "pairs", sealed: bool = Fals
 ROW_KEYS = sort_keys("pair_id, prompt, chosen, rejected", "pair_id")
 
 
-def dataset_rows(chosen: str, s: Selection) -> tuple[str, list[Any]]:
+def dataset_rows(chosen: str, s: Selection, within: str | None = None) -> tuple[str, list[Any]]:
     """The query of the kept rows of :func:`selected` pairs (relation ``chosen``, each row with its ``__rid``).
+
+    ``within`` (an SQL expression over ``chosen``, e.g. a row's subject) merges duplicates and resolves
+    contradictions only among rows of the same value: two people who disagree do not contradict each other.
 
     Narrow rows only: ``rid``, ``votes``, ``opposing_votes``, ``weight``, ``split``. Duplicates are grouped and
     contradictions found on hashes of the texts (md5, 128 bits each) and the caps ranked on narrow columns;
@@ -238,26 +246,28 @@ def dataset_rows(chosen: str, s: Selection) -> tuple[str, list[Any]]:
         ranked = f"SELECT rid, {ranks} FROM kept JOIN keys USING (rid)"
         caps = f",\n        capped AS (SELECT rid FROM ({ranked}) WHERE {within})"
     blank = "coalesce(pair_id, '') = ''"
+    group = f", md5_number(coalesce({within}, '')) AS hs" if within else ""  # no subject: one group of its own
+    same = " AND o.hs = m.hs" if within else ""
     query = f"""
         WITH keys AS (  -- the narrow rows: ids, order, the texts' hashes (texts only where the id is blank)
             SELECT __rid AS rid, pair_id, feedback_id, feedback_time, {split_of(s, "prompt_key")} AS split,
                    md5_number(prompt) AS hp, md5_number(chosen) AS hc, md5_number(rejected) AS hr,
                    CASE WHEN {blank} THEN prompt END AS blank_prompt,
                    CASE WHEN {blank} THEN chosen END AS blank_chosen,
-                   CASE WHEN {blank} THEN rejected END AS blank_rejected{cap_columns}
+                   CASE WHEN {blank} THEN rejected END AS blank_rejected{cap_columns}{group}
             FROM {chosen} WHERE {where}
         ),
         merged AS (  -- one row per (prompt, chosen, rejected): its first pair, and the votes
             SELECT * FROM (
-                SELECT rid, hp, hc, hr, split, count(*) OVER texts AS votes,
+                SELECT rid, {"hs, " if within else ""}hp, hc, hr, split, count(*) OVER texts AS votes,
                        row_number() OVER (texts ORDER BY pair_id, feedback_id, feedback_time) AS first
-                FROM keys WINDOW texts AS (PARTITION BY hp, hc, hr)
+                FROM keys WINDOW texts AS (PARTITION BY {"hs, " if within else ""}hp, hc, hr)
             ) WHERE first = 1
         ),
         kept AS (
             SELECT m.rid, m.votes, coalesce(o.votes, 0) AS opposing_votes,
                    m.votes / (m.votes + coalesce(o.votes, 0)) AS weight, m.split
-            FROM merged m LEFT JOIN merged o ON o.hp = m.hp AND o.hc = m.hr AND o.hr = m.hc
+            FROM merged m LEFT JOIN merged o ON o.hp = m.hp AND o.hc = m.hr AND o.hr = m.hc{same}
             WHERE {keep}
         ){caps}
         SELECT * FROM kept {"WHERE rid IN (SELECT rid FROM capped)" if s.caps else ""}

@@ -26,6 +26,7 @@ from preflog.errors import PreflogError
 from .agreement import human_agreement, reward_model_agreement
 from .bias import length_bias, position_bias
 from .charts import draw
+from .cohorts import MINIMUM, cohort_figures
 from .data import FILTERS, Inputs, duckdb_share, load
 from .figure import Figure
 from .health import coverage, health, join_latency
@@ -42,6 +43,7 @@ SECTIONS: dict[str, str] = {
     "Bias monitors": "Do judges prefer longer answers, or a position, beyond what quality explains?",
     "Agreement": "Does the reward model agree with people, and do people agree with each other?",
     "Coverage and health": "How much feedback does an inference get, how late, and what failed to pair?",
+    "Cohorts": "How much do one person's preferences differ from everyone else's?",
 }
 
 
@@ -61,13 +63,16 @@ class Report:
         return [f for figures in self.sections.values() for f in figures]
 
 
-def _compute(inputs: Inputs, a: str | None, b: str | None, rounds: int, seed: int) -> dict[str, list[Figure]]:
+def _compute(
+    inputs: Inputs, a: str | None, b: str | None, rounds: int, seed: int, minimum: int = MINIMUM
+) -> dict[str, list[Figure]]:
     steps: dict[str, Callable[[], list[Figure]]] = {
         "Leaderboard": lambda: list(leaderboard(inputs, rounds=rounds, seed=seed)),
         "A/B": lambda: [ab_tests(inputs, a, b)],
         "Bias monitors": lambda: [*length_bias(inputs), position_bias(inputs)],
         "Agreement": lambda: [reward_model_agreement(inputs), human_agreement(inputs)],
         "Coverage and health": lambda: [coverage(inputs), join_latency(inputs), health(inputs)],
+        "Cohorts": lambda: cohort_figures(inputs, minimum),
     }
     return {section: step() for section, step in steps.items()}
 
@@ -96,6 +101,7 @@ def report(
     settings: Any = None,
     keyring: Any = None,
     now: datetime | None = None,
+    min_per_subject: int = MINIMUM,
 ) -> Report:
     """Compute, draw and write the report of the audit log at ``url`` into ``folder`` (files there are replaced).
 
@@ -109,7 +115,8 @@ def report(
     leaves out is counted in ``meta["privacy"]`` (absent when nothing was and the log was not sealed).
     ``settings`` gives what unstated consent allows (``privacy.unstated_consent``; default: everything) and
     the keys that open a sealed log (default: the environment's), unless ``keyring`` (a
-    :class:`preflog.privacy.keyring.Keyring`) is given.
+    :class:`preflog.privacy.keyring.Keyring`) is given. Subjects with at least ``min_per_subject`` judgements
+    are cohorts of their own in the Cohorts section (:mod:`.cohorts`).
 
     Raises:
         FileNotFoundError: the log has no pairs table.
@@ -124,7 +131,7 @@ def report(
         inputs = load(url, selection, storage_options, memory_limit, privacy)
         try:
             pairs = inputs.rows("SELECT count(*), min(feedback_time), max(feedback_time) FROM pairs")[0]
-            sections = _compute(inputs, a, b, rounds, seed)
+            sections = _compute(inputs, a, b, rounds, seed, min_per_subject)
         finally:
             inputs.close()
     except duckdb.OutOfMemoryException as exc:

@@ -201,6 +201,18 @@ def _health(f: Figure, plt: Any) -> Any:
     return fig
 
 
+def _cohorts(f: Figure, plt: Any) -> Any:
+    rows = sorted(f.table.to_pylist(), key=lambda r: -abs(r["difference"]))[:25]  # the 25 that differ most
+    rows = [
+        r | {"label": f"{r['cohort']} (n={r['pairs']})", "low": r["diff_low"], "high": r["diff_high"]} for r in rows
+    ]
+    fig = _intervals(rows, "label", "difference", "Longer-chosen share, subject minus everyone else",
+                     "difference of shares (0: like everyone else; 95% Newcombe interval)", plt)  # fmt: skip
+    fig.axes[0].set_xlim(-1, 1)
+    fig.axes[0].lines[-1].set_xdata([0, 0])  # the reference line at no difference
+    return fig
+
+
 DRAW: dict[str, Callable[[Figure, Any], Any]] = {
     "leaderboard": _leaderboard,
     "win_matrix": _win_matrix,
@@ -213,6 +225,7 @@ DRAW: dict[str, Callable[[Figure, Any], Any]] = {
     "coverage": _coverage,
     "join_latency": _latency,
     "health": _health,
+    "subject_length_preference": _cohorts,
 }
 
 

@@ -35,7 +35,7 @@ from .privacy import REASONS, Privacy, SealedLogError
 __all__ = ["FILTERS", "PYTHON_SHARE", "Inputs", "duckdb_share", "load", "narrowed"]
 
 #: the selection fields a report takes (dates, and the judgement-level filters of a dataset build)
-FILTERS = ("start", "end", "models", "model_versions", "sources", "kinds", "tenants", "explicit")
+FILTERS = ("start", "end", "models", "model_versions", "sources", "kinds", "tenants", "explicit", "subjects")
 
 
 def narrowed(s: Selection) -> bool:
@@ -53,7 +53,7 @@ _PAIRS = f"""
            {_MODEL.format(m="coalesce(rejected_model, model)")} AS rejected_id,
            chosen_index, rejected_index, length(chosen) AS chosen_len, length(rejected) AS rejected_len,
            margin, chosen_score, rejected_score, feedback_time, inference_time, join_latency_ms,
-           context.tenant AS tenant, {{privacy}}
+           context.tenant AS tenant, __subject AS subject, {{privacy}}
     FROM raw WHERE {{where}}
 """
 _SIGNALS = f"""
@@ -136,7 +136,7 @@ def load(
         SealedLogError: the log is sealed and no keys open it (the message names the settings to give).
     """
     privacy = privacy if privacy is not None else Privacy.of()
-    where, args = judgement_filter(selection)
+    where, args = judgement_filter(selection, "__subject")  # a row's subject: see _raw
     unmatched, unmatched_args = date_filter(selection, "event_time")
     dead, dead_args = date_filter(selection, "failed_at")
     views = (  # (table, table of the log, query over it as "raw", its arguments)
@@ -206,6 +206,10 @@ def _private(con: Any, name: str, table: str, query: str, args: list[Any], priva
     con.execute(f"DROP TABLE {name}__all")
 
 
+#: a row's subject read as it is: the one its metadata states, else its user id (opened: its data key's, see _raw)
+_SUBJECT = "coalesce(__stated_subject, context.user_id) AS __subject"
+
+
 def _raw(con: Any, table: str, privacy: Privacy | None) -> None:
     """The view ``raw`` of ``raw__log`` with ``table``'s consent facts and ``erased``; opened with ``privacy``'s keys.
 
@@ -214,7 +218,7 @@ def _raw(con: Any, table: str, privacy: Privacy | None) -> None:
     """
     source = f"SELECT *, {Privacy.facts(table)} FROM raw__log"
     if privacy is None:
-        con.execute(f"CREATE OR REPLACE TEMP VIEW raw AS SELECT *, false AS erased FROM ({source})")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW raw AS SELECT *, false AS erased, {_SUBJECT} FROM ({source})")
         return
     from preflog.privacy.keyring import opened_view
 
@@ -223,8 +227,8 @@ def _raw(con: Any, table: str, privacy: Privacy | None) -> None:
     columns = {row[0] for row in con.execute("DESCRIBE raw__opened").fetchall()}
     # a keyring that knows the consent each data key records: a row stating none of its own takes its key's
     keys = " REPLACE (coalesce(__inference_consent, subject_consent) AS __inference_consent)"
-    con.execute(f"CREATE OR REPLACE TEMP VIEW raw AS SELECT *{keys if 'subject_consent' in columns else ''} "
-                "FROM raw__opened")  # fmt: skip
+    con.execute(f"CREATE OR REPLACE TEMP VIEW raw AS SELECT *{keys if 'subject_consent' in columns else ''}, "
+                "coalesce(subject, context.user_id) AS __subject FROM raw__opened")  # fmt: skip
 
 
 def _keys_failed(exc: Exception) -> None:

@@ -30,7 +30,7 @@ from preflog.dataset.consent import REASONS as CONSENT_REASONS
 from preflog.dataset.consent import Purpose
 from preflog.errors import PreflogError
 from preflog.privacy.envelope import shape_sql
-from preflog.privacy.fields import CONSENT, KEY, PURPOSES, RETENTION
+from preflog.privacy.fields import CONSENT, KEY, PURPOSES, RETENTION, SUBJECT
 
 __all__ = ["FIX", "REASONS", "Privacy", "SealedLogError", "said"]
 
@@ -44,11 +44,13 @@ _FACTS: dict[str, dict[str, str]] = {
         "__inference_consent": f"inference_metadata['{CONSENT}']",
         "__feedback_consent": f"feedback_metadata['{CONSENT}']",
         "__retention_days": f"inference_metadata['{RETENTION}']",
+        "__stated_subject": f"inference_metadata['{SUBJECT}']",
     },
     "unpaired": {
         "__inference_consent": "CAST(NULL AS VARCHAR)",
         "__feedback_consent": "CAST(NULL AS VARCHAR)",
         "__retention_days": "CAST(NULL AS VARCHAR)",
+        "__stated_subject": "CAST(NULL AS VARCHAR)",
     },
 }
 _SEALED: dict[str, str] = {
