@@ -34,7 +34,10 @@ TOOL_ANSWER = [
 
 def _conversation(log: PreflogProducer, turns: int = 6) -> tuple[list[str], list[list[dict[str, Any]]]]:
     """Send a conversation (turn 0 in full, the rest by reference); its request_ids and each turn's history."""
-    conv, transcript, ids, histories, last = f"conv-{uuid.uuid4().hex[:8]}", [], [], [], 0
+    conv, last = f"conv-{uuid.uuid4().hex[:8]}", 0
+    transcript: list[dict[str, Any]] = []
+    ids: list[str] = []
+    histories: list[list[dict[str, Any]]] = []
     for k in range(turns):
         delta = [{"role": "user", "content": f"question {k} of {conv}"}]
         transcript = transcript + delta

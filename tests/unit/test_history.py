@@ -56,6 +56,7 @@ class Chat:
     transcript: list[dict[str, Any]] = field(default_factory=list)
     sent: list[dict[str, Any]] = field(default_factory=list)  # the inference of each turn, as validated
     expected: list[list[dict[str, Any]]] = field(default_factory=list)  # each turn's whole prompt history
+    last: int = 0  # the candidate the conversation continued with, after the last turn
 
     def turn(self, said: str, by_reference: bool = True, candidate: int = 1, tools: bool = False) -> dict[str, Any]:
         """Send the next turn (``said`` from the user), continue with ``candidate``; the inference sent."""
