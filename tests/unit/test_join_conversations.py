@@ -116,7 +116,7 @@ def test_pairs_of_a_turn_are_spliced_byte_for_byte_as_encoding_the_record_gives(
         calls.append(1)
         return real(*args)
 
-    h.joiner.splicer.pair = spy  # type: ignore[method-assign]
+    h.joiner.splicer.pair = spy  # type: ignore[method-assign,assignment]
     ranking = [{"index": 0, "rank": 1}, {"index": 1, "rank": 2}]
     fb = feedback(event["request_id"], kind="RANKING", pairwise=None, ranking=ranking)
     pairs = h.send(FB, fb)
