@@ -74,8 +74,10 @@ from .consent import Purpose
 from .decontaminate import decontaminate, eval_prompts
 from .derived import RECORD_IDS, kto_rows, listwise_rows, tie_rows
 from .hashing import sha256_file
+from .images import check_images
 from .inputs import CHOSEN, STATE, BuildError, Inputs, read_inputs
 from .jsonl import COMPRESSIONS, LINES, write_lines
+from .messages import PLAIN, Shape, as_json_types, shape_of, shard_select
 from .select import ORDER_KEYS, ROW_KEYS, Selection, dataset_rows, dataset_view, near_duplicate_prompts
 from .shards import ParquetOut, rows_per_group
 from .sort import sorted_batches
@@ -121,22 +123,31 @@ def _entry(folder: Path, path: Path, rows: int) -> dict[str, Any]:
     return {"path": relative, "sha256": sha256_file(path), "rows": rows, "bytes": path.stat().st_size}
 
 
-def _write_shards(out: Sorted, folder: Path) -> list[dict[str, Any]]:
-    """``data/{split}-00000-of-00001.parquet``: the rows of each split, without their split column."""
+def _write_shards(out: Sorted, folder: Path, shape: Shape = PLAIN) -> list[dict[str, Any]]:
+    """``data/{split}-00000-of-00001.parquet``: the rows of each split, without their split column.
+
+    Their messages are shaped as trainers take them (:mod:`.messages`: plain ``{role, content}`` unless the
+    build holds tool calls, tools or images).
+    """
     group = rows_per_group(out.con, "rows", ("prompt", "chosen", "rejected"))
     shards = {s: ParquetOut(folder / "data" / f"{s}-00000-of-00001.parquet", group, compression="zstd") for s in SPLITS}
     try:
-        for batch in out.batches("rows", "*", ROW_KEYS):
+        for batch in out.batches("rows", shard_select(shape), ROW_KEYS):
             for split, shard in shards.items():
                 part = batch.filter(pc.equal(batch.column("split"), split))
-                shard.write(part.drop_columns(["split"]))
+                shard.write(as_json_types(part.drop_columns(["split"]), shape))
     finally:
         written = [split for split, shard in shards.items() if shard.close()]
     return [_entry(folder, shards[s].path, shards[s].rows) for s in written]
 
 
 def _write_formats(
-    out: Sorted, folder: Path, formats: tuple[str, ...], compress: str, step: Callable[[str], None]
+    out: Sorted,
+    folder: Path,
+    formats: tuple[str, ...],
+    compress: str,
+    step: Callable[[str], None],
+    shape: Shape = PLAIN,
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
     """Every chosen JSON-lines format of the rows (pairs) and records; the files and what each format left out."""
     files: list[dict[str, Any]] = []
@@ -146,7 +157,7 @@ def _write_formats(
             continue
         step(f"writing {fmt}/")
         source = fmt if fmt in RECORD_IDS else "rows"
-        written, broken = write_lines(source, fmt, folder, SPLITS, compress=compress, batches=out.batches)
+        written, broken = write_lines(source, fmt, folder, SPLITS, compress, out.batches, shape)
         files += [_entry(folder, p, n) for p, n in written]
         if broken:
             left_out[fmt] = broken
@@ -310,11 +321,14 @@ def build(
                 decontaminate(con, record, prompts, selection.ngram, id_column=column)
             _drop_decontaminated(con)
             decontamination = {"file": str(evaluation), "sha256": config["decontaminate_sha256"], "dropped": dropped}
+        step("checking images")
+        images = check_images(con)  # rows whose image changed are left out of every output
+        shape = shape_of(con, "rows")
         outputs: list[dict[str, Any]] = []
         if "parquet" in formats:
             step("writing data/ (Parquet)")
-            outputs += _write_shards(out, temporary)
-        written, left_out = _write_formats(out, temporary, formats, compress, step)
+            outputs += _write_shards(out, temporary, shape)
+        written, left_out = _write_formats(out, temporary, formats, compress, step, shape)
         outputs += written
         step("writing state/")
         outputs += _write_state(out, temporary)
@@ -334,6 +348,10 @@ def build(
         if inputs.history:  # pairs and signals whose conversation history does not resolve (dataset/histories.py)
             manifest["left_out"]["history"] = inputs.history
         manifest["decontamination"] = decontamination
+        if shape.rich:  # a build of plain text messages says nothing: its manifest is as it was
+            manifest["messages"] = shape.describe()
+        if images is not None:
+            manifest["images"] = images
         manifest["content_hash"] = content_hash(outputs, config)  # the card is not in it: it may name it
         if per_subject is not None:
             manifest["per_subject"] = per_subject

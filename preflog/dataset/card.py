@@ -9,6 +9,7 @@ from typing import Any
 from preflog.sinks.naming import parse_file_name
 
 from .consent import REASONS
+from .images import image_lines
 from .subjects import card_lines
 
 __all__ = ["JSONL", "card", "counts", "watermark"]
@@ -106,6 +107,7 @@ def card(name: str, manifest: dict[str, Any], by_column: dict[str, dict[str, dic
         f"- left out of a format, by reason: {json.dumps(manifest['left_out'], sort_keys=True)}",
         *_formats(manifest),
         *_privacy(manifest),
+        *image_lines(manifest),
         *card_lines(manifest),
         "",
     ]

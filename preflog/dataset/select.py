@@ -218,10 +218,10 @@ def selected(source: str, s: Selection, name: str = "pairs", sealed: bool = Fals
 ROW_KEYS = sort_keys("pair_id, prompt, chosen, rejected", "pair_id")
 
 
-def dataset_rows(chosen: str, s: Selection, within: str | None = None) -> tuple[str, list[Any]]:
+def dataset_rows(chosen: str, s: Selection, subject: str | None = None) -> tuple[str, list[Any]]:
     """The query of the kept rows of :func:`selected` pairs (relation ``chosen``, each row with its ``__rid``).
 
-    ``within`` (an SQL expression over ``chosen``, e.g. a row's subject) merges duplicates and resolves
+    ``subject`` (an SQL expression over ``chosen``: a row's subject) merges duplicates and resolves
     contradictions only among rows of the same value: two people who disagree do not contradict each other.
 
     Narrow rows only: ``rid``, ``votes``, ``opposing_votes``, ``weight``, ``split``. Duplicates are grouped and
@@ -246,8 +246,8 @@ def dataset_rows(chosen: str, s: Selection, within: str | None = None) -> tuple[
         ranked = f"SELECT rid, {ranks} FROM kept JOIN keys USING (rid)"
         caps = f",\n        capped AS (SELECT rid FROM ({ranked}) WHERE {within})"
     blank = "coalesce(pair_id, '') = ''"
-    group = f", md5_number(coalesce({within}, '')) AS hs" if within else ""  # no subject: one group of its own
-    same = " AND o.hs = m.hs" if within else ""
+    group = f", md5_number(coalesce({subject}, '')) AS hs" if subject else ""  # no subject: one group of its own
+    same = " AND o.hs = m.hs" if subject else ""
     query = f"""
         WITH keys AS (  -- the narrow rows: ids, order, the texts' hashes (texts only where the id is blank)
             SELECT __rid AS rid, pair_id, feedback_id, feedback_time, {split_of(s, "prompt_key")} AS split,
@@ -259,9 +259,9 @@ def dataset_rows(chosen: str, s: Selection, within: str | None = None) -> tuple[
         ),
         merged AS (  -- one row per (prompt, chosen, rejected): its first pair, and the votes
             SELECT * FROM (
-                SELECT rid, {"hs, " if within else ""}hp, hc, hr, split, count(*) OVER texts AS votes,
+                SELECT rid, {"hs, " if subject else ""}hp, hc, hr, split, count(*) OVER texts AS votes,
                        row_number() OVER (texts ORDER BY pair_id, feedback_id, feedback_time) AS first
-                FROM keys WINDOW texts AS (PARTITION BY {"hs, " if within else ""}hp, hc, hr)
+                FROM keys WINDOW texts AS (PARTITION BY {"hs, " if subject else ""}hp, hc, hr)
             ) WHERE first = 1
         ),
         kept AS (

@@ -26,6 +26,7 @@ from .pseudonym import is_pseudonym, pseudonym
 
 __all__ = [
     "LABEL", "is_label", "keep_batches", "keep_subjects", "label", "label_sql", "labels", "row_subjects", "secret_of",
+    "subject_mask",
 ]  # fmt: skip
 
 #: the prefix of a label made from an id that is not a pseudonym
@@ -46,9 +47,10 @@ def is_label(text: str) -> bool:
 
 
 def label_sql(expression: str) -> str:
-    """DuckDB: the label of the text ``expression`` (as :func:`label`; NULL stays NULL)."""
+    """DuckDB: the label of the text ``expression`` (as :func:`label`; NULL stays NULL; no brace: may be formatted)."""
     return (
-        f"CASE WHEN regexp_full_match({expression}, '(psn_|sub_)[0-9a-f]{{32}}') THEN {expression} "
+        f"CASE WHEN length({expression}) = 36 AND regexp_full_match({expression}, '(psn_|sub_)[0-9a-f]+') "
+        f"THEN {expression} "
         f"ELSE '{LABEL}' || substr(sha256({expression}), 1, 32) END"
     )
 
@@ -117,13 +119,18 @@ def row_subjects(table: pa.Table) -> pa.Array:
     return pc.coalesce(*found) if len(found) > 1 else found[0]
 
 
-def keep_subjects(table: pa.Table, selected: Sequence[str]) -> pa.Table:
-    """The rows of ``table`` whose subject's label is one of ``selected`` (labels, as :func:`labels` gives)."""
+def subject_mask(table: pa.Table, selected: Sequence[str]) -> pa.Array:
+    """Whether each row's subject's label is one of ``selected`` (labels, as :func:`labels` gives)."""
     subjects = row_subjects(table)
     unique = [s for s in pc.unique(subjects).to_pylist() if s is not None]
     wanted = set(selected)
     hits = pa.array([s for s in unique if label(s) in wanted], pa.string())
-    return table.filter(pc.fill_null(pc.is_in(subjects, value_set=hits), False))
+    return pc.fill_null(pc.is_in(subjects, value_set=hits), False)
+
+
+def keep_subjects(table: pa.Table, selected: Sequence[str]) -> pa.Table:
+    """The rows of ``table`` whose subject's label is one of ``selected`` (labels, as :func:`labels` gives)."""
+    return table.filter(subject_mask(table, selected))
 
 
 def keep_batches(batches: Iterable[pa.RecordBatch], selected: Sequence[str]) -> Iterator[pa.RecordBatch]:
