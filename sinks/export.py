@@ -118,14 +118,18 @@ def openai_problem(row: Row) -> str | None:
             return f"an input message has role {m['role']!r} (only text roles are taken)"
         if not isinstance(m["content"], str) or not m["content"]:
             return "an input message has no text"
+        if m.get("images"):
+            return "an input message has images (OpenAI's preference format takes text only)"
     for side in ("preferred_output", "non_preferred_output"):
         output = row[side]
         if len(output) != 1:
             return f"{side} has {len(output)} messages (exactly one assistant message is allowed)"
         if output[0]["role"] != "assistant":
             return f"{side} is a {output[0]['role']!r} message, not an assistant one"
-        if not output[0]["content"]:
+        if not output[0]["content"] and not output[0].get("tool_calls"):  # a tool-calling answer may have none
             return f"{side} has no text"
+        if output[0].get("images"):
+            return f"{side} has images (OpenAI's preference format takes text only)"
     if row["preferred_output"] == row["non_preferred_output"]:
         return "the preferred and non-preferred outputs are the same"
     return None

@@ -22,6 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .derived import KTO_KEYS
+from .messages import PLAIN, Shape, extra_columns, messages_sql, shape_of
+from .openai import openai_fields, openai_problem_sql
 from .select import ROW_KEYS
 
 __all__ = ["COMPRESSIONS", "LINES", "OPENAI_PROBLEM", "PROMPT_TEXT", "write_lines"]
@@ -33,37 +35,13 @@ PROMPT_TEXT = (
 )
 
 
-def _messages(column: str, role: str, text: str) -> str:
-    """The messages of ``column``, or one message of ``role`` with ``text`` when there are none."""
-    return f"CASE WHEN len(coalesce({column}, [])) > 0 THEN {column} ELSE [{{'role': '{role}', 'content': {text}}}] END"
-
-
-INPUT = _messages("prompt_messages", "user", "prompt")
-PREFERRED = _messages("chosen_messages", "assistant", "chosen")
-NON_PREFERRED = _messages("rejected_messages", "assistant", "rejected")
-_ROLES = "('system', 'developer', 'user', 'assistant')"
-_BAD = f"list_filter({INPUT}, lambda m: m.role NOT IN {_ROLES} OR coalesce(m.content, '') = '')[1]"
-
-
-def _output_problem(side: str, messages: str) -> str:
-    return f"""
-        WHEN len({messages}) != 1
-            THEN '{side} has ' || len({messages}) || ' messages (exactly one assistant message is allowed)'
-        WHEN ({messages})[1].role != 'assistant'
-            THEN '{side} is a ''' || ({messages})[1].role || ''' message, not an assistant one'
-        WHEN coalesce(({messages})[1].content, '') = '' THEN '{side} has no text'"""
-
+#: the messages of a row as trainers take them, in a build of plain text messages (see :mod:`.messages`)
+INPUT = messages_sql(Shape(), "prompt_messages")
+PREFERRED = messages_sql(Shape(), "chosen_messages")
+NON_PREFERRED = messages_sql(Shape(), "rejected_messages")
 
 #: why a row breaks OpenAI's preference format, or NULL (the same rules, in the same order, as openai_problem)
-OPENAI_PROBLEM = f"""CASE
-        WHEN len({INPUT}) = 0 THEN 'no input messages'
-        WHEN ({_BAD}).role NOT IN {_ROLES}
-            THEN 'an input message has role ''' || ({_BAD}).role || ''' (only text roles are taken)'
-        WHEN {_BAD} IS NOT NULL THEN 'an input message has no text'
-        {_output_problem("preferred_output", PREFERRED)}
-        {_output_problem("non_preferred_output", NON_PREFERRED)}
-        WHEN {PREFERRED} = {NON_PREFERRED} THEN 'the preferred and non-preferred outputs are the same'
-    END"""
+OPENAI_PROBLEM = openai_problem_sql(Shape())
 
 PAIR_PROVENANCE = (
     "pair_id", "request_id", "model", "model_version", "source", "kind", "margin", "chosen_score", "rejected_score",
@@ -76,17 +54,11 @@ Fields = tuple[tuple[str, str], ...]
 LINES: dict[str, tuple[list[str], Fields, tuple[str, ...]]] = {
     "trl": (ROW_KEYS, (("prompt", PROMPT_TEXT), ("chosen", "chosen"), ("rejected", "rejected")), PAIR_PROVENANCE),
     "trl-conversational": (
-        ROW_KEYS, (("prompt", INPUT), ("chosen", PREFERRED), ("rejected", NON_PREFERRED)), PAIR_PROVENANCE,
-    ),
-    "openai": (  # its provenance goes to a file beside it: OpenAI takes only its own fields
         ROW_KEYS,
-        (
-            ("input", f"{{'messages': {INPUT}}}"),
-            ("preferred_output", PREFERRED),
-            ("non_preferred_output", NON_PREFERRED),
-        ),
-        (),
+        (("prompt", INPUT), ("chosen", PREFERRED), ("rejected", NON_PREFERRED)),
+        PAIR_PROVENANCE,
     ),
+    "openai": (ROW_KEYS, openai_fields(Shape()), ()),  # its provenance goes beside it: OpenAI takes its own
     "nemo": (
         ROW_KEYS,
         (("prompt", PROMPT_TEXT), ("chosen_response", "chosen"), ("rejected_response", "rejected")),
@@ -99,8 +71,14 @@ LINES: dict[str, tuple[list[str], Fields, tuple[str, ...]]] = {
     ),
     "listwise": (
         ["feedback_id"],
-        (("prompt", PROMPT_TEXT), ("chosen", "chosen"), ("rejected", "rejected"), ("completions", "completions"),
-         ("ranks", "ranks"), ("scores", "scores")),
+        (
+            ("prompt", PROMPT_TEXT),
+            ("chosen", "chosen"),
+            ("rejected", "rejected"),
+            ("completions", "completions"),
+            ("ranks", "ranks"),
+            ("scores", "scores"),
+        ),
         _SIGNAL,
     ),
     "ties": (
@@ -128,9 +106,23 @@ def _json(fields: Fields) -> str:
     return f"concat({', '.join(parts)}, '}}')"  # one concat: a chain of || made a copy of the line at each step
 
 
-def _line(fmt: str) -> str:
+def _own(fmt: str, shape: Shape) -> Fields:
+    """The trainer's own fields of ``fmt`` for messages of ``shape`` (a rich build's messages, tools and images)."""
+    if not shape.rich or fmt not in ("trl-conversational", "openai"):
+        return LINES[fmt][1]
+    if fmt == "openai":
+        return openai_fields(shape)
+    own = tuple((key, messages_sql(shape, column)) for key, column in _CONVERSATION)
+    return own + extra_columns(shape)
+
+
+_CONVERSATION = (("prompt", "prompt_messages"), ("chosen", "chosen_messages"), ("rejected", "rejected_messages"))
+
+
+def _line(fmt: str, shape: Shape = PLAIN) -> str:
     """The SQL of a row's JSON text in format ``fmt``: its own fields, then its provenance."""
-    _, own, provenance = LINES[fmt]
+    _, _, provenance = LINES[fmt]
+    own = _own(fmt, shape)
     after = tuple((c, c) for c in provenance)
     if fmt == "nemo":
         with_rewards = _json(own + _NEMO_REWARDS + after)
@@ -186,6 +178,7 @@ def write_lines(
     splits: tuple[str, ...],
     compress: str = "none",
     batches: Batches | None = None,
+    shape: Shape | None = None,
 ) -> tuple[list[tuple[Path, int]], dict[str, int]]:
     """Write ``rows`` (with a ``split`` column) as ``folder/fmt/{split}.jsonl`` (``.jsonl.gz`` with gzip).
 
@@ -194,12 +187,10 @@ def write_lines(
     their line counts, and the rows left out by reason.
 
     OpenAI rows that break its rules are left out (counted by reason) and each written row's provenance
-    goes to ``openai/{split}.provenance.jsonl``.
+    goes to ``openai/{split}.provenance.jsonl``. ``shape`` (:func:`preflog.dataset.messages.shape_of`) says how
+    the messages are written: plain ``{role, content}`` by default, or, for a table, as the table holds them.
     """
     keys = LINES[fmt][0]
-    problem = OPENAI_PROBLEM if fmt == "openai" else "NULL"
-    extra = f", {_json(tuple((c, c) for c in PAIR_PROVENANCE))} AS provenance" if fmt == "openai" else ""
-    select = f"split, {problem} AS problem, {_line(fmt)} AS line{extra}"
     con = None
     if batches is None:
         if isinstance(rows, str):
@@ -208,10 +199,17 @@ def write_lines(
 
         con = connect()
         con.register("rows", rows)
+        shape = shape_of(con, "rows") if shape is None and fmt in ("trl-conversational", "openai") else shape
+    shape = shape or Shape()
+    problem = openai_problem_sql(shape) if fmt == "openai" else "NULL"
+    extra = f", {_json(tuple((c, c) for c in PAIR_PROVENANCE))} AS provenance" if fmt == "openai" else ""
+    select = f"split, {problem} AS problem, {_line(fmt, shape)} AS line{extra}"
+    if con is not None:
         parts: Iterable[pa.Table | pa.RecordBatch] = con.sql(
             f"SELECT {select} FROM rows ORDER BY {', '.join(keys)}"
         ).to_arrow_reader(8192)
     else:
+        assert batches is not None  # a relation's name comes with batches (checked above)
         parts = batches(str(rows), select, keys)
     suffix = COMPRESSIONS[compress]
     files: dict[str, _Lines] = {}
