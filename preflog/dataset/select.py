@@ -162,7 +162,7 @@ def split_of(s: Selection, key: str = "prompt_key") -> str:
 #: the columns of a dataset row, from the representative pair of each merged group, and the privacy columns
 #: (:data:`preflog.dataset.consent.COLUMNS`)
 _KEEP = """
-    prompt, chosen, rejected, prompt_messages, chosen_messages, rejected_messages,
+    prompt, chosen, rejected, prompt_messages, chosen_messages, rejected_messages, tools,
     pair_id, request_id, feedback_id, chosen_index, rejected_index, model.name AS model, model.version AS model_version,
     chosen_model.name AS chosen_model, rejected_model.name AS rejected_model,
     CAST(source.type AS VARCHAR) AS source, source.id AS source_id, source.version AS source_version,
