@@ -84,7 +84,9 @@ def _count(emits: list[Emit]) -> None:
             metrics.UNPAIRED_OUT.inc()
         elif e.role == "unmatched":
             metrics.UNMATCHED.labels(e.record["reason"]).inc()
-        else:
+        elif e.role == "turns":
+            metrics.TURNS_OUT.inc()
+        elif e.role == "dead_letter":
             metrics.DEAD_LETTERS.labels(e.record["error_class"]).inc()
 
 

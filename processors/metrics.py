@@ -12,12 +12,14 @@ __all__ = [
     "PAIRS_OUT",
     "REFETCHED",
     "STATE_KEYS",
+    "TURNS_OUT",
     "UNMATCHED",
     "UNPAIRED_OUT",
 ]
 
 EVENTS_IN = Counter("preflog_processor_events_in", "Records read, by topic", ["topic"])
 PAIRS_OUT = Counter("preflog_processor_pairs_out", "Preference pairs emitted")
+TURNS_OUT = Counter("preflog_processor_turns_out", "Conversation turns kept for later turns' histories")
 UNPAIRED_OUT = Counter("preflog_processor_unpaired_out", "Unpaired signals (ratings, implicit) emitted")
 UNMATCHED = Counter("preflog_processor_unmatched", "Unmatched records emitted, by reason", ["reason"])
 DEAD_LETTERS = Counter("preflog_processor_dead_letters", "Dead-lettered records, by error class", ["error_class"])

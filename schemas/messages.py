@@ -9,11 +9,14 @@ the JSON text the schema holds. :func:`message_problems` and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import uuid
 from collections.abc import Mapping
 from typing import Any
+
+from preflog.privacy.envelope import sealed
 
 from .fields import is_given, is_int, is_list
 from .references import MAX_CANDIDATES
@@ -98,7 +101,7 @@ def message_problems(messages: Any, path: str) -> list[str]:
         at = f"{path}[{i}]"
         for j, call in enumerate(m.get("tool_calls") or []):
             args = call.get("arguments") if isinstance(call, Mapping) else None
-            if not isinstance(args, str):
+            if not isinstance(args, str) or sealed(args):  # sealed by privacy: checked before it was sealed
                 continue
             try:
                 parsed = json.loads(args)
@@ -129,10 +132,8 @@ def normalise_conversation(conv: Any) -> Any:
     conv = {"previous_request_id": None, "previous_candidate": None} | dict(conv)
     previous = conv["previous_request_id"]
     if previous is not None:
-        try:
+        with contextlib.suppress(TypeError, ValueError, AttributeError):  # reported by conversation_problems
             conv["previous_request_id"] = str(previous if isinstance(previous, uuid.UUID) else uuid.UUID(previous))
-        except (TypeError, ValueError, AttributeError):
-            pass  # reported by conversation_problems
     return conv
 
 

@@ -25,18 +25,21 @@ def test_delivered_outputs_are_counted_by_dead_letter_class_and_unmatched_reason
         return future
 
     nothing: Any = None
-    topics = {r: r for r in ("dead_letter", "unmatched")}
+    topics = {r: r for r in ("dead_letter", "unmatched", "turns")}
     checkpoint = Checkpoint(send, topics, "changelog", StagedState({}), dict, lambda: nothing)
     classes = ["OutputTooLarge", "OutputNotEncodable", "InputTooLarge", "EventTimeSkew", "JoinError"]
     before = {c: _value(metrics.DEAD_LETTERS, c) for c in classes}
     no_pairs = _value(metrics.UNMATCHED, "NO_PAIRS")
+    turns = metrics.TURNS_OUT._value.get()
     emits = [Emit("dead_letter", b"k", {"error_class": c}, c.encode()) for c in classes]
     emits.append(Emit("unmatched", b"k", {"reason": "NO_PAIRS"}, b"u"))
+    emits.append(Emit("turns", b"k", {"request_id": "r"}, b"t"))  # a conversation turn: no error class
     checkpoint.emits += emits
     asyncio.run(checkpoint.deliver())
     assert sent == [(b"k", e.value) for e in emits]  # the bytes encoded in the join, as they are
     assert {c: _value(metrics.DEAD_LETTERS, c) - before[c] for c in classes} == dict.fromkeys(classes, 1.0)
     assert _value(metrics.UNMATCHED, "NO_PAIRS") - no_pairs == 1.0
+    assert metrics.TURNS_OUT._value.get() - turns == 1.0
 
 
 def test_a_checkpoint_commits_outputs_then_state_then_re_read_ranges() -> None:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
+from preflog.privacy.keys import generate_master
+from preflog.privacy.sealer import Privacy, Sealer
+from preflog.privacy.store import DirKeyStore
 from preflog.schemas.codec import SingleObjectCodec
 from preflog.schemas.events import inference_record
 from preflog.schemas.registry import SchemaStore, default_store
@@ -122,3 +126,14 @@ def test_pairs_of_a_turn_are_spliced_byte_for_byte_as_encoding_the_record_gives(
     pairs = h.send(FB, fb)
     assert calls and roles(pairs) == ["pairs"]
     assert pairs[0].value == h.codec.encode("PreferencePair", pairs[0].record)
+
+
+def test_a_sealed_agent_turn_passes_the_join_s_full_validation(tmp_path: Path) -> None:
+    sealer = Sealer(b"0123456789abcdef-test-secret", generate_master(tmp_path / "m.key"), DirKeyStore(tmp_path / "k"))
+    event = inference_record(turn(str(uuid.uuid4()), 0))
+    value = SingleObjectCodec().encode("InferenceEvent", sealer.inference(event, Privacy()))
+    h = Harness()
+    out = h.raw(INF, event["request_id"].encode(), value)
+    assert roles(out) == ["turns"], [e.record.get("reason") for e in out]
+    arguments = h.codec.decode(out[0].value, "ConversationTurn")["candidates"][0]["messages"][0]["tool_calls"][0]
+    assert arguments["arguments"].startswith("pf1:")  # still sealed: the join never opens it
