@@ -54,7 +54,7 @@ class Shape:
 
     def describe(self) -> dict[str, bool]:
         """What the manifest says of the shape (empty for a plain build: its manifest is unchanged)."""
-        return {"tool_calls": self.rich, "tools": self.tools, "images": self.images} if self.rich else {}
+        return {"chat_shape": True, "tools": self.tools, "images": self.images} if self.rich else {}
 
 
 #: the shape of a build of plain text messages

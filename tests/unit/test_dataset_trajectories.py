@@ -105,7 +105,7 @@ def test_trajectories_are_in_trl_s_chat_shape_with_their_tools(built: tuple[Path
     assert rows["0"]["rejected"] == [{"role": "assistant", "content": "8"}]
     assert rows["0"]["tools"] == TOOLS and rows["1"]["tools"] == TOOLS
     assert rows["2"]["tools"] is None and rows["2"]["prompt"] == [{"role": "user", "content": "Name a prime."}]
-    assert manifest["messages"] == {"tool_calls": True, "tools": True, "images": False}
+    assert manifest["messages"] == {"chat_shape": True, "tools": True, "images": False}
 
 
 def test_the_shards_hold_the_same_messages_as_json_that_datasets_decodes(
