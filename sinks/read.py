@@ -26,7 +26,7 @@ from preflog.schemas.tables import TABLES
 from .naming import parse_file_name
 from .storage import Storage
 
-__all__ = ["dedupe", "read_pairs", "read_table"]
+__all__ = ["dedupe", "read_pairs", "read_table", "turn_opener"]
 
 PARTITIONING = ds.partitioning(pa.schema([("dt", pa.string())]), flavor="hive")
 
@@ -170,11 +170,11 @@ def read_pairs(
     if histories:
         from .history import resolve_table
 
-        rows = resolve_table(rows, url, storage_options, _turn_opener(keys))
+        rows = resolve_table(rows, url, storage_options, turn_opener(keys))
     return without_maps(rows) if maps_as_lists else rows
 
 
-def _turn_opener(keys: Any) -> Callable[[pa.Table], pa.Table]:
+def turn_opener(keys: Any) -> Callable[[pa.Table], pa.Table]:
     """Opens rows of the turns table as :func:`opened` opens a table with ``keys`` (``"auto"`` loaded once)."""
     held = [keys]
 

@@ -29,7 +29,12 @@ Personal data. With ``purpose`` (default ``training``) a pair is left out, and c
 reason, as a dataset build leaves it out: erased (its subject's data key was erased), no_consent (the
 inference's consent, or the feedback's stated one, does not allow the purpose; an inference stating none
 allows ``unstated_consent``), expired (past the inference's ``retention_days``). ``purpose=None`` yields
-every pair.
+every pair. ``subjects`` (raw ids, pseudonyms or labels) keeps the pairs of those subjects only.
+
+Conversations. With ``histories`` (the default) a turn given by reference has its whole history as
+``prompt_messages``, resolved from the ``turns`` table as ``read_pairs`` resolves it; one whose history
+cannot be resolved (yet) is delivered with the messages it sent and ``history_problem`` saying why (None
+on every other pair of a log of schema version 2).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from preflog.privacy.subjects import labels
 from preflog.schemas.tables import TABLES
 
 from .batch import BATCH_KEY, EMPTY_DIR
@@ -96,9 +102,14 @@ class PairStream:
         stop: threading.Event | None = None,
         purpose: str | None = "training",
         unstated_consent: Sequence[str] = ("training", "analytics"),
+        subjects: Sequence[str] | None = None,
+        histories: bool = True,
     ) -> None:
         self.url, self.table = url, table
+        self.storage_options = storage_options
         self.storage = Storage(url, storage_options)
+        self.subjects = None if subjects is None else labels(subjects)
+        self.histories = histories
         self.follow, self.poll_s, self.batch_rows = follow, poll_s, batch_rows
         self.models, self.sources = list(models or ()), list(sources or ())
         self.keys, self.maps_as_lists = keys, maps_as_lists

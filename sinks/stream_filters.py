@@ -10,8 +10,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from preflog.privacy.fields import CONSENT, RETENTION, allows
+from preflog.privacy.subjects import subject_mask
 
-from .read import opened, without_maps
+from .history import resolve_table
+from .read import opened, turn_opener, without_maps
 
 __all__ = ["left_out", "select"]
 
@@ -26,6 +28,12 @@ def select(stream: Any, table: pa.Table) -> Iterator[dict[str, Any] | None]:
         types = table.column("source").combine_chunks().field("type")
         keep = pc.and_(keep, pc.is_in(types, pa.array([s.upper() for s in stream.sources])))
     rows = opened(table, stream.table, stream.keys)
+    if stream.subjects is not None:
+        keep = pc.and_(keep, subject_mask(rows, stream.subjects))
+    if stream.histories:  # whole histories of turns given by reference, as read_pairs gives them
+        rows = resolve_table(rows, stream.url, stream.storage_options, turn_opener(stream.keys))
+        if "history_problem" not in rows.column_names and "conversation" in rows.column_names:  # every row: one shape
+            rows = rows.append_column(pa.field("history_problem", pa.string()), pa.nulls(rows.num_rows, pa.string()))
     if stream.maps_as_lists:
         rows = without_maps(rows)
     for wanted, pair in zip(keep.to_pylist(), rows.to_pylist(), strict=True):

@@ -262,3 +262,39 @@ def test_sources_and_models_filter_as_read_pairs_does(tmp_path: Path) -> None:
                 if s["type"] == source.upper()]  # fmt: skip
         got = _ids(list(preflog.stream_pairs(url, follow=False, keys="sealed", sources=[source])))
         assert want and sorted(got) == sorted(want)
+
+
+def test_subjects_select_as_read_pairs_does(tmp_path: Path) -> None:
+    url = f"file://{tmp_path}"
+    users = iter(["ann", "bob", "cyd"] * 20)
+    _write(Storage(url), 0, 0, 29, change=lambda r: r["context"].update(user_id=next(users)))
+    everyone = list(preflog.stream_pairs(url, follow=False, keys="sealed"))
+    want = [r["pair_id"] for r in everyone if r["context"]["user_id"] in ("ann", "cyd")]
+    got = _ids(list(preflog.stream_pairs(url, follow=False, keys="sealed", subjects=["ann", "cyd"])))
+    assert len(want) == 20 and got == want
+    assert got == _ids(preflog.read_pairs(url, keys="sealed", subjects=["ann", "cyd"]).to_pylist())
+
+
+def test_turns_given_by_reference_arrive_with_their_whole_history(tmp_path: Path) -> None:
+    from .test_history import Chat, _plain, _turns
+
+    url = f"file://{tmp_path}"
+    chat = Chat()
+    for k in range(4):
+        chat.turn("say", candidate=k % 2, tools=k == 1)
+    _turns(tmp_path, chat.sent[:3])  # the last turn's own record is not needed: nothing refers to it
+    events = iter(chat.sent)
+
+    def as_turn(record: dict[str, Any]) -> None:
+        event = next(events)
+        record.update(request_id=event["request_id"], conversation=event["conversation"])
+        record.update(prompt_messages=event["prompt_messages"], prompt=event["prompt"])
+
+    _write(Storage(url), 0, 0, 3, change=as_turn)
+    order = [e["request_id"] for e in chat.sent]
+    got = sorted(preflog.stream_pairs(url, follow=False, keys="sealed"), key=lambda r: order.index(r["request_id"]))
+    assert [r["prompt_messages"] for r in got] == [_plain(m) for m in chat.expected]
+    assert [r["history_problem"] for r in got] == [None] * 4
+    sent = preflog.stream_pairs(url, follow=False, keys="sealed", histories=False)
+    as_sent = {r["request_id"]: r["prompt_messages"] for r in sent}
+    assert [as_sent[e["request_id"]] for e in chat.sent] == [_plain(e["prompt_messages"]) for e in chat.sent]
