@@ -149,6 +149,8 @@ def read_inputs(
         new[table] = [p for p in listed if p not in known]
         out.sources += [known[p] if p in known else source_entry(storage, p) for p in listed]
         out.files[table] = listed
+    # the turns that conversation histories are resolved from are sources too: verify and diff see them change
+    out.sources += [known[p] if p in known else source_entry(storage, p) for p in _files(storage, "turns", log_url)]
     state = root / str(since) / STATE if base is not None else None
     # sealed or not is the log's: a plain log builds the same with privacy on or off
     out.sealed = _base_sealed(state) or any(_sealed(log_url, table, new[table]) for table in IDS)
@@ -196,9 +198,7 @@ def _sealed(log_url: str, table: str, files: list[str]) -> bool:
         check.close()
 
 
-def _merge(
-    con: Any, table: str, s: Selection, state: Path | None, purpose: Purpose, sealed: bool
-) -> dict[str, int]:
+def _merge(con: Any, table: str, s: Selection, state: Path | None, purpose: Purpose, sealed: bool) -> dict[str, int]:
     """The selected rows and winning ids of everything read: the new files' and, if any, a previous build's.
 
     The selected rows are a view (the log's files are read again by each query that needs the texts: the

@@ -283,3 +283,21 @@ def test_a_build_takes_whole_histories_and_leaves_out_and_counts_what_does_not_r
         want = [{"role": x["role"], "content": x["content"]} for x in _plain(chat.expected[k]) or []]
         assert [{"role": x["role"], "content": x["content"]} for x in prompts[event["request_id"]]] == want, k
     assert lost.sent[2]["request_id"] not in prompts and lost.sent[1]["request_id"] in prompts
+
+
+def test_a_build_pins_the_turns_it_resolved_from_and_verify_sees_them_change(tmp_path: Path) -> None:
+    from preflog.dataset.build import build
+    from preflog.dataset.catalog import verify
+    from preflog.dataset.select import Selection
+
+    chat = Chat()
+    for _ in range(3):
+        chat.turn("say")
+    _turns(tmp_path / "log", chat.sent)
+    url = _pairs(tmp_path / "log", chat.sent)
+    m = build(url, tmp_path / "ds", "v1", Selection(test_fraction=0.0))
+    turns = [s for s in m["sources"] if s["path"].startswith("turns/")]
+    assert len(turns) == 1 and turns[0]["size"] == (tmp_path / "log" / turns[0]["path"]).stat().st_size
+    assert not verify(tmp_path / "ds", "v1").problems and not verify(tmp_path / "ds", "v1").notes
+    (tmp_path / "log" / turns[0]["path"]).write_bytes(b"changed")
+    assert any(turns[0]["path"] in problem for problem in verify(tmp_path / "ds", "v1").problems)
