@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from .read import PARTITIONING, _filters, data_files
+from .read import PARTITIONING, _filters, _schema, data_files
 from .scan import connect, located, parquet_source, repeated_copies
 from .storage import Storage
 
@@ -98,7 +98,7 @@ def iter_filtered(
         con.close()
     dataset = ds.dataset([storage.path(p) for p in listed], filesystem=storage.fs, format="parquet",
                          partitioning=PARTITIONING, partition_base_dir=storage.path(table),
-                         exclude_invalid_files=False)  # fmt: skip
+                         exclude_invalid_files=False, schema=_schema(table))  # fmt: skip
     expression = filters.expression()
     for relative, fragment in zip(listed, dataset.get_fragments(), strict=True):
         skip = pa.array(drop.get(relative, []), pa.int64())

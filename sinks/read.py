@@ -60,7 +60,7 @@ def read_table(
         partitioning=PARTITIONING,
         partition_base_dir=path,
         exclude_invalid_files=False,
-        schema=_schema(table) if not files else None,
+        schema=_schema(table),  # the newest: files of older schema versions read with the new fields null
     )
     result = dataset.to_table(filter=filter, columns=list(columns) if columns else None)
     return dedupe(result, TABLES[table].id_column)

@@ -154,6 +154,30 @@ def repeated_copies(
     return {path: sorted(rows) for path, rows in found.items()}
 
 
+def _newest(con: Any, name: str, table: str, rid: bool, base: str) -> None:
+    """Make view ``name`` have the newest schema's columns and types when its files are of older versions.
+
+    Files written before a schema version added a field (a column, or a field of a nested struct) lack it;
+    unioned by name with an empty table of the newest schema, their rows read with it null, as
+    :func:`preflog.sinks.read.read_table` reads them. A log of the newest version is left as it is.
+    """
+    empty = _schema(table).empty_table()
+    if rid:
+        empty = empty.append_column(pa.field("__rid", pa.int64()), pa.array([], pa.int64()))
+    con.register(f"{name}__newest", empty)
+    try:
+        have = con.execute(f"DESCRIBE SELECT * FROM {name}").fetchall()
+        want = con.execute(f"DESCRIBE SELECT * FROM {name}__newest").fetchall()
+        if {(r[0], r[1]) for r in want} <= {(r[0], r[1]) for r in have}:
+            return
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name}__schema AS SELECT * FROM {name}__newest")
+    finally:
+        con.unregister(f"{name}__newest")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {name}__older AS {base}")
+    union = f"SELECT * FROM {name}__schema UNION ALL BY NAME SELECT * FROM {name}__older"
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {union}")
+
+
 def log_view(
     con: Any,
     name: str,
@@ -208,11 +232,10 @@ def log_view(
         con.unregister(f"{name}__order")
         rid_of = "(f.__idx << 32) | s.file_row_number"
         source = f"(SELECT s.*, {rid_of} AS __rid FROM {source} s JOIN {name}__files f USING (filename))"
-    con.execute(
-        f"""CREATE OR REPLACE TEMP VIEW {name} AS
-            SELECT * EXCLUDE (filename, file_row_number) FROM {source}
+    base = f"""SELECT * EXCLUDE (filename, file_row_number) FROM {source}
             {"ANTI JOIN " + name + "__copies USING (filename, file_row_number)" if rows else ""}"""
-    )
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {base}")
+    _newest(con, name, table, rid is not None, base)
     return listed
 
 
