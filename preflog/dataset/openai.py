@@ -19,12 +19,13 @@ ROLES = "('system', 'developer', 'user', 'assistant')"
 
 
 def _facts(shape: Shape, column: str) -> str:
-    """Each message of ``column`` (or the row's text alone) as ``{role, content, calls, images}``: what rules need."""
+    """Each message of ``column`` (or the row's text alone) as ``{role, text, calls, images}``: what rules need."""
     role, text = MESSAGE_COLUMNS[column]
     calls = "len(coalesce(m.tool_calls, []))" if "tool_calls" in shape.fields else "0"
     images = "len(coalesce(m.images, []))" if "images" in shape.fields else "0"
-    each = f"{{'role': m.role, 'content': m.content, 'calls': {calls}, 'images': {images}}}"
-    alone = f"{{'role': '{role}', 'content': {text}, 'calls': 0, 'images': 0}}"
+    # whether a message has text, not its text: the rules never copy the texts
+    each = f"{{'role': m.role, 'text': coalesce(m.content, '') <> '', 'calls': {calls}, 'images': {images}}}"
+    alone = f"{{'role': '{role}', 'text': coalesce({text}, '') <> '', 'calls': 0, 'images': 0}}"
     return (
         f"CASE WHEN len(coalesce({column}, [])) > 0 THEN list_transform({column}, lambda m: {each}) ELSE [{alone}] END"
     )
@@ -70,21 +71,21 @@ def _output_problem(side: str, facts: str) -> str:
             THEN '{side} has ' || len({facts}) || ' messages (exactly one assistant message is allowed)'
         WHEN ({facts})[1].role != 'assistant'
             THEN '{side} is a ''' || ({facts})[1].role || ''' message, not an assistant one'
-        WHEN coalesce(({facts})[1].content, '') = '' AND ({facts})[1].calls = 0 THEN '{side} has no text'
+        WHEN NOT ({facts})[1].text AND ({facts})[1].calls = 0 THEN '{side} has no text'
         WHEN ({facts})[1].images > 0 THEN '{side} has images (OpenAI''s preference format takes text only)'"""
 
 
 def openai_problem_sql(shape: Shape) -> str:
     """Why a row breaks OpenAI's preference format, or NULL (the rules, in order, of ``export.openai_problem``)."""
     source = _facts(shape, "prompt_messages")
-    bad = f"list_filter({source}, lambda m: m.role NOT IN {ROLES} OR coalesce(m.content, '') = '' OR m.images > 0)[1]"
+    bad = f"list_filter({source}, lambda m: m.role NOT IN {ROLES} OR NOT m.text OR m.images > 0)[1]"
     preferred, non_preferred = _facts(shape, "chosen_messages"), _facts(shape, "rejected_messages")
     outputs = openai_fields(shape)
     return f"""CASE
         WHEN len({source}) = 0 THEN 'no input messages'
         WHEN ({bad}).role NOT IN {ROLES}
             THEN 'an input message has role ''' || ({bad}).role || ''' (only text roles are taken)'
-        WHEN {bad} IS NOT NULL AND coalesce(({bad}).content, '') = '' THEN 'an input message has no text'
+        WHEN NOT ({bad}).text THEN 'an input message has no text'
         WHEN {bad} IS NOT NULL THEN 'an input message has images (OpenAI''s preference format takes text only)'
         {_output_problem("preferred_output", preferred)}
         {_output_problem("non_preferred_output", non_preferred)}
