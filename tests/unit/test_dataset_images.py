@@ -116,7 +116,7 @@ def test_the_shards_open_the_images_as_datasets_images(
 def test_trl_fills_the_image_placeholders_of_a_loaded_row(
     built: tuple[Path, dict[str, Any], Path, list[str]], tmp_path: Path
 ) -> None:
-    data_utils = pytest.importorskip("trl.data_utils")
+    import trl.data_utils as data_utils
     folder, _, _, _ = built
     shards = datasets.load_dataset("parquet", data_dir=str(folder / "data"), cache_dir=str(tmp_path))["train"]
     first = next(r for r in shards if r["pair_id"].endswith("0"))

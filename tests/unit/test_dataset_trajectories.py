@@ -64,7 +64,7 @@ def _lines(path: Path) -> list[dict[str, Any]]:
 
 def _tokenizer() -> Any:
     """A tokenizer built here (a one-word vocabulary) with a chat template that renders tools and tool calls."""
-    transformers = pytest.importorskip("transformers")
+    import transformers
     from tokenizers import Tokenizer
     from tokenizers.models import WordLevel
 
@@ -122,7 +122,7 @@ def test_the_shards_hold_the_same_messages_as_json_that_datasets_decodes(
 def test_trl_renders_the_rows_loaded_by_datasets_with_their_tools(
     built: tuple[Path, dict[str, Any]], tmp_path: Path
 ) -> None:
-    data_utils = pytest.importorskip("trl.data_utils")
+    import trl.data_utils as data_utils
     tokenizer = _tokenizer()
     folder, _ = built
     loaded = datasets.load_dataset("json", data_files=str(folder / "trl-conversational" / "train.jsonl"),
