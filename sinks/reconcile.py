@@ -229,6 +229,8 @@ def reconcile(
 def _add_outcome(outcomes: Outcomes, role: str, value: dict[str, Any]) -> None:
     """What one output record says about the input records it came from."""
     rid = str(value.get("request_id") or "")
+    if role == "turns":  # a turn kept for later turns' histories: its inference's outcome comes on its own
+        return
     if role in ("pairs", "unpaired"):
         outcomes.add_joined(_offset(value["inference_offset"]), rid)
         outcomes.add_joined(_offset(value["feedback_offset"]), rid)

@@ -26,6 +26,7 @@ ROLES = {
     "unpaired": "unp",
     "unmatched": "um",
     "dead_letter": "dl",
+    "turns": "turns",
 }
 
 
@@ -60,6 +61,7 @@ def _messages() -> list[FakeMessage]:
         FakeMessage("inf", 1, 41, inference),  # the same bytes again: a duplicate, decided by the ledger
         FakeMessage("fb", 1, 7, feedback),
         FakeMessage("pairs", 1, 3, CODEC.encode("PreferencePair", {**pair, "pair_id": "p-2"})),
+        FakeMessage("turns", 0, 0, CODEC.encode("ConversationTurn", SAMPLES["ConversationTurn"])),
     ]
 
 
@@ -70,7 +72,8 @@ def test_facts_are_kept_per_partition_in_offset_order_without_the_records() -> N
     del messages
     gc.collect()
     assert all(ref() is None for ref in alive)  # no message (and so no value) outlives the read
-    assert facts.ids == {("pairs", 0): {7: "p-1"}, ("pairs", 1): {3: "p-2"}}
+    turn = SAMPLES["ConversationTurn"]["request_id"]  # stored by its request_id; no outcome of any input
+    assert facts.ids == {("pairs", 0): {7: "p-1"}, ("pairs", 1): {3: "p-2"}, ("turns", 0): {0: turn}}
     ((where, (problem,)),) = facts.problems.items()
     assert where == ("pairs", 0) and problem.startswith("pairs[0] offset 8: ")
     inference, again = facts.inputs[("inf", 1)]
