@@ -202,7 +202,7 @@ def log_view(
         FileNotFoundError: the log has no such table (and ``files`` was not given).
     """
     if keyring is not None:
-        from preflog.privacy.keyring import opened_view
+        from preflog.privacy.views import opened_view
 
         listed = log_view(con, f"{name}__sealed", url, table, files, storage_options, rid)
         opened_view(con, name, f"SELECT * FROM {name}__sealed", table, _schema(table), keyring)

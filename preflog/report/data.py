@@ -220,7 +220,7 @@ def _raw(con: Any, table: str, privacy: Privacy | None) -> None:
     if privacy is None:
         con.execute(f"CREATE OR REPLACE TEMP VIEW raw AS SELECT *, false AS erased, {_SUBJECT} FROM ({source})")
         return
-    from preflog.privacy.keyring import opened_view
+    from preflog.privacy.views import opened_view
 
     schema = con.sql(f"SELECT * FROM ({source}) LIMIT 0").to_arrow_table().schema
     opened_view(con, "raw__opened", source, table, schema, privacy.keys())

@@ -13,11 +13,12 @@ import pytest
 
 from preflog.privacy import fields as f
 from preflog.privacy.envelope import SealError, key_of, open_text, sealed
-from preflog.privacy.keyring import Keyring, open_table, opened_view
+from preflog.privacy.keyring import Keyring, open_table
 from preflog.privacy.keys import DataKey, KeyError_, MasterKey, generate_master, pick
 from preflog.privacy.pseudonym import is_pseudonym, pseudonym, request_subject
 from preflog.privacy.sealer import Privacy, Sealer, privacy_fields
 from preflog.privacy.store import DirKeyStore, DirWatch
+from preflog.privacy.views import opened_view
 from preflog.schemas.events import feedback_record, inference_record
 from preflog.schemas.exceptions import ValidationError
 
