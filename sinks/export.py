@@ -3,7 +3,8 @@
 * ``trl``: TRL's standard preference format, ``prompt`` / ``chosen`` / ``rejected`` text; the
   prompt is the prompt messages' text (a system prompt included, joined by blank lines), the
   same prompt ``trl-conversational`` and ``preflog dataset build`` give.
-* ``trl-conversational``: the same with message lists (``[{"role", "content"}]``).
+* ``trl-conversational``: the same with message lists (``[{"role", "content"}]``; tool calls, tool
+  messages, ``tools`` and image parts with an ``images`` column in TRL's shape, as a build writes them).
 * ``openai``: OpenAI preference fine-tuning, ``input.messages`` / ``preferred_output`` /
   ``non_preferred_output``. A row that breaks its rules (:func:`openai_problem`: each
   output exactly one assistant message with text, input messages of system, developer,
@@ -56,18 +57,63 @@ __all__ = [
 Row = dict[str, Any]
 
 
-def _prompt_messages(row: Row) -> list[dict[str, str]]:
+def _message(m: Row, openai: bool = False) -> Row:
+    """One message as trainers take it, as a build writes it.
+
+    Role and content, then what it has of name, tool calls (TRL: arguments parsed; OpenAI: as JSON text),
+    tool_call_id and, for OpenAI's rules, images. For TRL a message with images has its content as parts:
+    an image placeholder each, then the text.
+    """
+    out: Row = {"role": m["role"], "content": m["content"]}
+    images = m.get("images") or []
+    if images and not openai:
+        out["content"] = [{"type": "image"} for _ in images] + [{"type": "text", "text": m["content"]}]
+    if m.get("name") is not None:
+        out["name"] = m["name"]
+    if m.get("tool_calls"):
+        out["tool_calls"] = [
+            {"id": c["id"], "type": "function",
+             "function": {"name": c["name"], "arguments": c["arguments"] if openai else _parsed(c["arguments"])}}
+            for c in m["tool_calls"]
+        ]  # fmt: skip
+    if m.get("tool_call_id") is not None:
+        out["tool_call_id"] = m["tool_call_id"]
+    if images and openai:
+        out["images"] = images  # OpenAI's format takes text only: openai_problem leaves the row out
+    return out
+
+
+def _parsed(text: Any) -> Any:
+    """JSON text as its value; text that does not parse stays text (never a failed export)."""
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return text
+
+
+def _prompt_messages(row: Row, openai: bool = False) -> list[Row]:
     messages = row.get("prompt_messages")
     if messages:
-        return [{"role": m["role"], "content": m["content"]} for m in messages]
+        return [_message(m, openai) for m in messages]
     return [{"role": "user", "content": row["prompt"]}]
 
 
-def _answer(row: Row, prefix: str) -> list[dict[str, str]]:
+def _answer(row: Row, prefix: str, openai: bool = False) -> list[Row]:
     messages = row.get(f"{prefix}_messages")
     if messages:
-        return [{"role": m["role"], "content": m["content"]} for m in messages]
+        return [_message(m, openai) for m in messages]
     return [{"role": "assistant", "content": row[prefix]}]
+
+
+def _extras(row: Row) -> Row:
+    """A row's tools (parsed) and the images of its prompt, when it has them (TRL's ``tools`` and ``images``)."""
+    out: Row = {}
+    if row.get("tools"):
+        out["tools"] = _parsed(row["tools"])
+    images = [i for m in row.get("prompt_messages") or [] for i in m.get("images") or []]
+    if images:
+        out["images"] = [{"path": i["uri"].removeprefix("file://")} for i in images]
+    return out
 
 
 def prompt_text(row: Row) -> str:
@@ -94,14 +140,17 @@ def _trl(row: Row) -> Row:
 
 def _trl_conversational(row: Row) -> Row:
     own = {"prompt": _prompt_messages(row), "chosen": _answer(row, "chosen"), "rejected": _answer(row, "rejected")}
-    return own | provenance(row)
+    return own | _extras(row) | provenance(row)
 
 
 def _openai(row: Row) -> Row:
+    given: Row = {"messages": _prompt_messages(row, openai=True)}
+    if row.get("tools"):
+        given["tools"] = _parsed(row["tools"])
     return {
-        "input": {"messages": _prompt_messages(row)},
-        "preferred_output": _answer(row, "chosen"),
-        "non_preferred_output": _answer(row, "rejected"),
+        "input": given,
+        "preferred_output": _answer(row, "chosen", openai=True),
+        "non_preferred_output": _answer(row, "rejected", openai=True),
     }
 
 
