@@ -34,7 +34,9 @@ every pair. ``subjects`` (raw ids, pseudonyms or labels) keeps the pairs of thos
 Conversations. With ``histories`` (the default) a turn given by reference has its whole history as
 ``prompt_messages``, resolved from the ``turns`` table as ``read_pairs`` resolves it; one whose history
 cannot be resolved (yet) is delivered with the messages it sent and ``history_problem`` saying why (None
-on every other pair of a log of schema version 2).
+on every other pair of a log of schema version 2). ``format`` (``trl``, ``trl-conversational``, ``openai``;
+``kto``: unpaired) yields pairs as ``preflog export`` writes them; what a build leaves out (a history not
+resolved, OpenAI's rules) is counted in ``left_out``.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ from .manifest import MANIFEST_DIR
 from .naming import parse_file_name
 from .read import data_files
 from .storage import Storage
-from .stream_filters import select
+from .stream_filters import check_format, select
 
 __all__ = ["PairStream", "stream_pairs"]
 
@@ -104,9 +106,11 @@ class PairStream:
         unstated_consent: Sequence[str] = ("training", "analytics"),
         subjects: Sequence[str] | None = None,
         histories: bool = True,
+        format: str | None = None,
     ) -> None:
-        self.url, self.table = url, table
-        self.storage_options = storage_options
+        check_format(format, table)
+        self.format = format
+        self.url, self.table, self.storage_options = url, table, storage_options
         self.storage = Storage(url, storage_options)
         self.subjects = None if subjects is None else labels(subjects)
         self.histories = histories
@@ -258,7 +262,6 @@ class PairStream:
         at = self._at.get(stream)
         part0, row0 = (at[2], at[3]) if at is not None and (at[0], at[1]) == (batch.first, batch.last) else (0, 0)
         seen = self._seen(stream, batch, batches) if batch.first <= self._done.get(stream, -1) else set()
-        id_column = TABLES[self.table].id_column
         for part, path in enumerate(sorted(batch.paths)):
             if part < part0:
                 continue
@@ -270,9 +273,10 @@ class PairStream:
                     if row <= skip:
                         continue
                     table = pa.Table.from_batches([records]).slice(max(0, skip - start))
-                    for n, pair in zip(range(start + max(0, skip - start), row), self._select(table), strict=False):
+                    numbered = zip(range(start + max(0, skip - start), row), self._select(table), strict=False)
+                    for n, (row_id, pair) in numbered:
                         self._at[stream] = (batch.first, batch.last, part, n + 1)
-                        if pair is not None and pair[id_column] not in seen:
+                        if pair is not None and row_id not in seen:
                             yield pair
                     if self.stop.is_set():
                         return
@@ -280,7 +284,7 @@ class PairStream:
         self._recent[stream] = [*self._recent.get(stream, []), (batch.first, batch.last)][-RECENT:]
         self._at.pop(stream, None)
 
-    def _select(self, table: pa.Table) -> Iterator[dict[str, Any] | None]:
+    def _select(self, table: pa.Table) -> Iterator[tuple[Any, dict[str, Any] | None]]:
         return select(self, table)
 
     def as_dataset(self) -> Any:

@@ -11,15 +11,20 @@ import pyarrow.compute as pc
 
 from preflog.privacy.fields import CONSENT, RETENTION, allows
 from preflog.privacy.subjects import subject_mask
+from preflog.schemas.tables import TABLES
 
-from .history import resolve_table
+from .export import FORMATS, openai_problem
+from .history import reason_of, resolve_table
 from .read import opened, turn_opener, without_maps
 
-__all__ = ["left_out", "select"]
+__all__ = ["check_format", "formatted", "left_out", "select"]
 
 
-def select(stream: Any, table: pa.Table) -> Iterator[dict[str, Any] | None]:
-    """Each row of ``table`` as a dict, or None where ``stream``'s filters leave it out (positions still count it)."""
+def select(stream: Any, table: pa.Table) -> Iterator[tuple[Any, dict[str, Any] | None]]:
+    """Each row of ``table``: its id, and the row as a dict (in ``stream.format``) or None.
+
+    None where ``stream``'s filters leave the row out; positions still count it.
+    """
     keep = pa.array([True] * table.num_rows)
     if stream.models:
         names = table.column("model").combine_chunks().field("name")
@@ -36,11 +41,36 @@ def select(stream: Any, table: pa.Table) -> Iterator[dict[str, Any] | None]:
             rows = rows.append_column(pa.field("history_problem", pa.string()), pa.nulls(rows.num_rows, pa.string()))
     if stream.maps_as_lists:
         rows = without_maps(rows)
+    id_column = TABLES[stream.table].id_column
     for wanted, pair in zip(keep.to_pylist(), rows.to_pylist(), strict=True):
+        row_id = pair.get(id_column)
         reason = left_out(pair, stream.purpose, stream.unstated) if wanted and stream.purpose else None
+        if wanted and reason is None and stream.format is not None:
+            pair, reason = formatted(pair, stream.format)
         if reason is not None:
             stream.left_out[reason] += 1
-        yield pair if wanted and reason is None else None
+        yield row_id, (pair if wanted and reason is None else None)
+
+
+def formatted(pair: dict[str, Any], fmt: str) -> tuple[dict[str, Any], str | None]:
+    """``pair`` in training format ``fmt`` (as ``preflog export`` writes it), or why a build would leave it out.
+
+    A turn whose history does not resolve is left out (``history: <reason>``), as a build leaves it out; an
+    OpenAI row that breaks its rules, with the rule it breaks.
+    """
+    problem = pair.get("history_problem")
+    if problem:
+        return pair, f"history: {reason_of(problem)}"
+    out = FORMATS[fmt][1](pair)
+    broken = openai_problem(out) if fmt == "openai" else None
+    return out, broken
+
+
+def check_format(fmt: str | None, table: str) -> None:
+    """Raise ValueError unless ``fmt`` is None or a format of ``table``'s rows."""
+    if fmt is not None and FORMATS.get(fmt, ("",))[0] != table:
+        fits = ", ".join(f for f, (t, _) in FORMATS.items() if t == table)
+        raise ValueError(f"format {fmt!r} is not one of the {table} table's: {fits}")
 
 
 def left_out(pair: dict[str, Any], purpose: str, unstated: tuple[str, ...]) -> str | None:

@@ -298,3 +298,40 @@ def test_turns_given_by_reference_arrive_with_their_whole_history(tmp_path: Path
     sent = preflog.stream_pairs(url, follow=False, keys="sealed", histories=False)
     as_sent = {r["request_id"]: r["prompt_messages"] for r in sent}
     assert [as_sent[e["request_id"]] for e in chat.sent] == [_plain(e["prompt_messages"]) for e in chat.sent]
+
+
+def test_a_format_yields_what_export_writes_and_counts_what_it_leaves_out(tmp_path: Path) -> None:
+    from preflog.sinks.export import export_rows
+
+    url = f"file://{tmp_path}"
+    _write(Storage(url), 0, 0, 29)
+    for fmt in ("trl", "trl-conversational", "openai"):
+        stream = preflog.stream_pairs(url, follow=False, keys="sealed", format=fmt)
+        got = list(stream)
+        left: Counter[str] = Counter()
+        want = list(export_rows(preflog.read_pairs(url, keys="sealed"), fmt, left_out=left))
+        assert sorted(got, key=str) == sorted(want, key=str), fmt
+        assert sum(stream.left_out.values()) == sum(left.values()) and len(got) + sum(left.values()) == 30, fmt
+    with pytest.raises(ValueError, match="kto"):
+        preflog.stream_pairs(url, format="kto")
+
+
+def test_a_formatted_feed_leaves_out_a_turn_whose_history_does_not_resolve(tmp_path: Path) -> None:
+    from .test_history import Chat, _turns
+
+    url = f"file://{tmp_path}"
+    chat = Chat()
+    for _ in range(3):
+        chat.turn("say")
+    _turns(tmp_path, chat.sent[1:])  # turn 0 never reached the turns table: turn 1 does not resolve, nor turn 2
+    events = iter(chat.sent)
+
+    def as_turn(record: dict[str, Any]) -> None:
+        event = next(events)
+        record.update(request_id=event["request_id"], conversation=event["conversation"])
+        record.update(prompt_messages=event["prompt_messages"], prompt=event["prompt"])
+
+    _write(Storage(url), 0, 0, 2, change=as_turn)
+    stream = preflog.stream_pairs(url, follow=False, keys="sealed", format="trl-conversational")
+    assert [r["request_id"] for r in stream] == [chat.sent[0]["request_id"]]
+    assert stream.left_out == Counter({"history: missing_turn": 2})
