@@ -22,6 +22,7 @@ from preflog.sinks.history import load_turns, rendered, resolve_rows
 from preflog.sinks.scan import log_view
 
 from .select import Selection, judgement_filter
+from .subjects import log_subject_sql
 
 __all__ = ["resolve_view"]
 
@@ -83,7 +84,7 @@ def resolve_view(
             FROM {source} u LEFT JOIN {history} h ON h.__rid = u.__rid
             WHERE h.problem IS NULL"""
     )
-    where, args = judgement_filter(selection)
+    where, args = judgement_filter(selection, log_subject_sql(table, keyring is not None))
     found = con.execute(
         f"""SELECT split_part(h.problem, ':', 1), count(*) FROM {source} u JOIN {history} h ON h.__rid = u.__rid
             WHERE h.problem IS NOT NULL AND ({where}) GROUP BY ALL ORDER BY 1""",

@@ -161,3 +161,16 @@ def test_erased_subjects_get_no_shard_and_an_erasure_withdraws_a_per_subject_bui
         "subjects": 0,
         "rows": 0,
     }
+
+
+def test_a_subject_build_of_a_log_with_turns_by_reference_counts_the_unresolved_turn(tmp_path: Path) -> None:
+    from .dataset_helpers import SAMPLE, write_log
+
+    lost = "00000000-0000-4000-8000-00000000beef"  # a turn that never reached the turns table
+    conv = {"id": "c-1", "turn": 1, "previous_request_id": lost, "previous_candidate": 0}
+    alice, bob = ({**SAMPLE["context"], "user_id": u} for u in ("alice", "bob"))
+    write_log(tmp_path / "log", [("And then?", "More.", "Less.", "END_USER")], conversation=conv, context=alice)
+    write_log(tmp_path / "log", [("Again?", "Yes.", "No.", "END_USER")], first=1, conversation=conv, context=bob)
+    url = write_log(tmp_path / "log", [("Name a prime.", "7", "9", "END_USER")], first=2, context=alice)
+    m = build(url, tmp_path / "ds", "a", Selection(test_fraction=0.0, subjects=labels(["alice"], secret=None)))
+    assert m["rows"]["train"] == 1 and m["left_out"]["history"] == {"missing_turn": 1}  # alice's turn only
