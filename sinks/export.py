@@ -57,7 +57,7 @@ __all__ = [
 Row = dict[str, Any]
 
 
-def _message(m: Row, openai: bool = False) -> Row:
+def _message(m: Row, openai: bool = False, pictures_too: bool = True) -> Row:
     """One message as trainers take it, as a build writes it.
 
     Role and content, then what it has of name, tool calls (TRL: arguments parsed; OpenAI: as JSON text),
@@ -66,8 +66,9 @@ def _message(m: Row, openai: bool = False) -> Row:
     """
     out: Row = {"role": m["role"], "content": m["content"]}
     images = m.get("images") or []
-    if images and not openai:
-        out["content"] = [{"type": "image"} for _ in images] + [{"type": "text", "text": m["content"]}]
+    if images and not openai:  # an answer's parts are its text only: the images column holds the prompt's
+        pictures = [{"type": "image"} for _ in images] if pictures_too else []
+        out["content"] = [*pictures, {"type": "text", "text": m["content"]}]
     if m.get("name") is not None:
         out["name"] = m["name"]
     if m.get("tool_calls"):
@@ -101,7 +102,7 @@ def _prompt_messages(row: Row, openai: bool = False) -> list[Row]:
 def _answer(row: Row, prefix: str, openai: bool = False) -> list[Row]:
     messages = row.get(f"{prefix}_messages")
     if messages:
-        return [_message(m, openai) for m in messages]
+        return [_message(m, openai, pictures_too=False) for m in messages]
     return [{"role": "assistant", "content": row[prefix]}]
 
 

@@ -10,7 +10,8 @@ whose empty keys are left out (``datasets``' ``Json`` type in the shards, so no 
 * ``tools`` is the list of function specs (parsed), the column TRL's trainers pass to the chat template;
 * with images, every message's content is a list of parts (``{"type": "image"}`` per image, then
   ``{"type": "text", "text"}``) and ``images`` lists the prompt's images as ``{"path"}`` (TRL's vision
-  layout, which ``datasets``' ``Image`` feature opens); the answers' images are not rendered.
+  layout, which ``datasets``' ``Image`` feature opens); an answer's images are not rendered (its content is
+  its text part only), as the ``images`` column holds the prompt's.
 """
 
 from __future__ import annotations
@@ -96,19 +97,25 @@ def json_text(text: str) -> str:
     return f"CASE WHEN json_valid({text}) THEN json({text}) ELSE to_json({text}) END"
 
 
-def _content(shape: Shape, m: str) -> str:
+def _content(shape: Shape, m: str, pictures_too: bool = True) -> str:
+    """The SQL of message ``m``'s content: its text, or with images a list of parts.
+
+    An answer's parts are its text only (``pictures_too`` false): TRL's ``images`` column holds the prompt's.
+    """
     if not shape.images:
         return f"{m}.content"
+    if not pictures_too:
+        return f"to_json([json_object('type', 'text', 'text', {m}.content)])"
     pictures = f'list_transform(coalesce({m}.images, []), lambda i: \'{{"type":"image"}}\'::JSON)'
     return f"to_json(list_concat({pictures}, [json_object('type', 'text', 'text', {m}.content)]))"
 
 
-def _message_json(shape: Shape, m: str, role: str | None = None) -> str:
+def _message_json(shape: Shape, m: str, role: str | None = None, pictures_too: bool = True) -> str:
     """The SQL of message ``m`` (or, with ``role``, of a single message whose text is ``m``) as a JSON object."""
     if role is not None:
         content = f"to_json([json_object('type', 'text', 'text', {m})])" if shape.images else m
         return f"json_object('role', '{role}', 'content', {content})"
-    pairs = [f"'role', {m}.role", f"'content', {_content(shape, m)}"]
+    pairs = [f"'role', {m}.role", f"'content', {_content(shape, m, pictures_too)}"]
     if "name" in shape.fields:
         pairs.append(f"'name', {m}.name")
     if "tool_calls" in shape.fields:
@@ -133,7 +140,8 @@ def messages_sql(shape: Shape, column: str, fallback: bool = True) -> str:
     if not shape.rich:
         each, alone = "{'role': m.role, 'content': m.content}", f"{{'role': '{role}', 'content': {text}}}"
     else:
-        each, alone = _message_json(shape, "m"), _message_json(shape, text, role)
+        each = _message_json(shape, "m", pictures_too=column == "prompt_messages")
+        alone = _message_json(shape, text, role)
     if not fallback:
         return f"list_transform({column}, lambda m: {each})"
     return (

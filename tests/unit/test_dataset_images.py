@@ -117,8 +117,22 @@ def test_trl_fills_the_image_placeholders_of_a_loaded_row(
     built: tuple[Path, dict[str, Any], Path, list[str]], tmp_path: Path
 ) -> None:
     import trl.data_utils as data_utils
+
     folder, _, _, _ = built
     shards = datasets.load_dataset("parquet", data_dir=str(folder / "data"), cache_dir=str(tmp_path))["train"]
     first = next(r for r in shards if r["pair_id"].endswith("0"))
     filled = data_utils.prepare_multimodal_messages(first["prompt_messages"], images=first["images"])
     assert filled[0]["content"][0]["image"] is first["images"][0]  # one placeholder per image, in order
+
+
+def test_an_answer_s_images_get_no_placeholder_the_images_column_does_not_list(tmp_path: Path) -> None:
+    red = tmp_path / "red.png"
+    image = {"uri": f"file://{red}", "sha256": _png(red, "red"), "media_type": "image/png"}
+    url = write_log(tmp_path / "log", [("Draw it.", "Here.", "No.", "HUMAN_ANNOTATOR")],
+                    prompt_messages=[{"role": "user", "content": "Draw it.", "images": [image]}],
+                    chosen_messages=[{"role": "assistant", "content": "Here.", "images": [image]}])  # fmt: skip
+    build(url, tmp_path / "ds", "v", Selection(test_fraction=0.0))
+    (row,) = _lines(tmp_path / "ds" / "v" / "trl-conversational" / "train.jsonl")
+    parts = [p for m in row["prompt"] + row["chosen"] + row["rejected"] for p in m["content"]]
+    assert sum(p == {"type": "image"} for p in parts) == len(row["images"]) == 1
+    assert row["chosen"] == [{"role": "assistant", "content": [{"type": "text", "text": "Here."}]}]
