@@ -249,6 +249,8 @@ FIGURES: dict[str, str] = {
 #: the figures whose data changed on purpose: human_agreement has a row per panel of verdicts with its number
 #: of comparisons (was a row per comparison, a list as long as the log)
 CHANGED = {"human_agreement.json"}
+#: figures made since the golden ones (the Cohorts section, tested in tests/unit/test_report_cohorts.py)
+NEW = {"subject_length_preference.json", "subject_model_agreement.json"}
 
 
 def _summary(folder: Path) -> dict[str, Any]:
@@ -273,12 +275,16 @@ def test_the_streaming_report_gives_the_in_memory_report_s_figures(
     url = adversarial_log(tmp_path / "log")
     grow(tmp_path / "log")
     report(url, tmp_path / "out", selection)
-    assert _summary(tmp_path / "out") == _expected(key)
+    summary = _summary(tmp_path / "out")
+    cohorts = [summary["figures"].pop(k, None) for k in ("subject_length_preference", "subject_model_agreement")]
+    assert all(cohorts)  # new since the golden figures (the Cohorts section: tests/unit/test_report_cohorts.py)
+    assert summary == _expected(key)
     if key == "report":
         figures = {
             p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (tmp_path / "out" / "figures").glob("*.json")
         }
-        assert {k: v for k, v in figures.items() if k not in CHANGED} == {
+        assert set(figures) >= NEW
+        assert {k: v for k, v in figures.items() if k not in CHANGED | NEW} == {
             k: v for k, v in FIGURES.items() if k not in CHANGED
         }
 
