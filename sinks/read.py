@@ -13,8 +13,11 @@ this module's order), both with the same rows and the same first-copy-wins dedup
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from datetime import date
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -78,13 +81,19 @@ def data_files(storage: Storage, table: str, url: str = "") -> list[str]:
     return [p for p in storage.list(table) if parse_file_name(p) is not None]
 
 
+@cache
 def _schema(table: str) -> pa.Schema:
-    """The Arrow schema of an empty table (no file to read it from)."""
-    from preflog.schemas.registry import default_store
+    """The Arrow schema of ``table`` at the newest version of its record (what every file is read as).
 
-    from .batch import TableFormat
+    Read from the ``.avsc`` file itself (the schema registry would load fastavro: reading stays light).
+    """
+    import preflog.schemas
 
-    return TableFormat(table, default_store().latest(TABLES[table].record)).arrow.append(pa.field("dt", pa.string()))
+    from .arrow import arrow_schema
+
+    folder = Path(preflog.schemas.__file__).parent / "avro" / TABLES[table].record
+    newest = max(folder.glob("*.avsc"), key=lambda p: int(p.stem))
+    return arrow_schema(json.loads(newest.read_text())).append(pa.field("dt", pa.string()))
 
 
 def dedupe(table: pa.Table, column: str | None) -> pa.Table:
@@ -153,6 +162,9 @@ def read_pairs(
     set) has its whole history as ``prompt_messages``, resolved from the log's ``turns`` table (opened with the
     same ``keys``) by :mod:`preflog.sinks.history`; a history that cannot be resolved keeps the messages the turn
     sent and says why in ``history_problem`` (ids only). A table without such turns gets no such column.
+    ``read_pairs`` applies no purpose (it returns every row, whatever its consent): an earlier turn's consent and
+    retention are not checked either (only erasure stops a history); ``stream_pairs``, ``preflog export`` and a
+    dataset build check them for the purpose they read for.
 
     The whole selection is one Arrow table in memory: for a large log, ``preflog export`` or
     :mod:`preflog.sinks.scan` read the same rows batch by batch.
@@ -168,9 +180,9 @@ def read_pairs(
 
         rows = keep_subjects(rows, labels(subjects))
     if histories:
-        from .history import resolve_table
+        from .turns import resolve_table
 
-        rows = resolve_table(rows, url, storage_options, turn_opener(keys))
+        rows = resolve_table(rows, url, storage_options, turn_opener(keys))  # no purpose: every row, as without
     return without_maps(rows) if maps_as_lists else rows
 
 
