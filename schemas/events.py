@@ -160,6 +160,8 @@ def _candidates(raw: Any, problems: list[str]) -> list[Any]:
             candidate = {"index": i} | dict(c)
             if "messages" in candidate:
                 candidate["messages"] = normalise_messages(candidate["messages"])
+                if candidate["messages"] == []:  # no messages: the answer is its text (a history continues with it)
+                    candidate["messages"] = None
                 problems += message_problems(candidate["messages"], f"candidates[{i}].messages")
             candidates.append(candidate)
         else:

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from preflog.privacy.envelope import SHAPE, key_of
-from preflog.privacy.fields import CONSENT, PURPOSES, RETENTION
+from preflog.privacy.fields import CONSENT, PURPOSES, RETENTION, consent_allows, expired
 
 if TYPE_CHECKING:  # the keyring reads the keys topic: imported when a sealed batch is met
     from preflog.privacy.keyring import Keyring
@@ -41,22 +41,6 @@ def _texts(array: pa.Array) -> pa.Array | None:
     if pa.types.is_list(t) and pa.types.is_struct(t.value_type) and t.value_type.get_field_index("content") >= 0:
         return array.flatten().field("content")
     return None
-
-
-def _allows(consent: str | None, purpose: str, unstated: Sequence[str]) -> bool:
-    """:func:`preflog.privacy.fields.consent_sql` in Python: a comma list when stated, else ``unstated``."""
-    return purpose in (unstated if consent is None else consent.split(","))
-
-
-def _expired(days: str | None, at: datetime | None, now: datetime) -> bool:
-    """:func:`preflog.privacy.fields.retention_sql` in Python: a value that is no number never expires."""
-    if days is None or at is None:
-        return False
-    try:
-        limit = float(days)
-    except ValueError:
-        return False
-    return limit <= (now - at).total_seconds() / 86400.0
 
 
 class PrivacyGate:
@@ -175,11 +159,13 @@ class PrivacyGate:
         if consent is None and key is not None:
             consent = key.consent
         stated = feedback.get(CONSENT)
-        if not (_allows(consent, self.purpose, self.unstated) and _allows(stated, self.purpose, PURPOSES)):
+        if not (
+            consent_allows(consent, self.purpose, self.unstated) and consent_allows(stated, self.purpose, PURPOSES)
+        ):
             return "no_consent"
         days = inference.get(RETENTION)
         if days is not None:
-            return "expired" if _expired(days, at, self.now) else None
+            return "expired" if expired(days, at, self.now) else None
         if key is not None and key.expires_ms is not None and key.expires_ms <= self.now.timestamp() * 1000:
             return "expired"
         return None

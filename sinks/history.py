@@ -6,36 +6,50 @@ the previous turn's continued candidate. Its whole history is, turn by turn::
     full(turn) = full(previous) + continuation(previous, previous_candidate) + turn.prompt_messages
     full(turn without a previous turn) = turn.prompt_messages
 
-where a continuation is the candidate's ``messages``, or one assistant message of its text when it has
-none. The processor stores every admitted turn in ``turns`` (:func:`preflog.processors.records.turn_record`),
+where a continuation is the candidate's ``messages``, else (none, or an empty list) one assistant message
+of its text. The processor stores every admitted turn in ``turns`` (:func:`preflog.processors.records.turn_record`),
 judged or not, so a pair or signal of turn 5 finds turns 0 to 4 there.
 
 A history that cannot be resolved is never cut short: the row keeps the messages it was sent with, and a
 problem names why, by ids only (never a text), its reason first (:data:`REASONS`):
 ``missing_turn: turn <request_id> never reached the turns table``. Histories are memoised per request_id;
-the turns are read a few hundred conversations at a time (``conversation.id IN (...)``, five columns), so
+the turns are read a few hundred conversations at a time (``conversation.id IN (...)``; :mod:`.turns`), so
 memory holds one group of conversations, never the table.
+
+Privacy. A history copies earlier turns' texts, so each must allow what the row is read for. A turn's
+consent is its ``preflog.consent`` (else, through a keyring's view, its data key's; else the purpose's
+unstated consent) and its retention ``preflog.retention_days`` from its time, read as
+:mod:`preflog.dataset.consent` reads a row's. Given a ``purpose`` (:class:`preflog.dataset.consent.Purpose`:
+``training`` for a build and an export, ``stream_pairs``' own; ``read_pairs`` has none: it returns every
+row), an earlier turn the purpose does not allow stops the history (``no_consent_turn``, ``expired_turn``);
+an erased one always does (``erased_turn``: its texts are gone). These are history reasons, counted with
+the others (a build's ``left_out.history``), and only for rows privacy keeps: a row left out for its own
+facts (its own key erased, its own consent or retention) counts once, under privacy's ``erased``,
+``no_consent`` or ``expired``. So a subject's erasure counts its rows as ``erased`` (its turns share its
+keys); ``erased_turn`` counts rows that are not erased themselves but continue an erased turn (another
+subject's, e.g. a turn sent without a user id, whose subject is its request).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
+from preflog.privacy.fields import consent_allows, expired
+
+if TYPE_CHECKING:
+    from preflog.dataset.consent import Purpose
 
 __all__ = [
     "REASONS",
     "Histories",
     "Turn",
     "continuation",
-    "load_turns",
     "reason_of",
     "rendered",
     "resolve_rows",
-    "resolve_table",
 ]
 
 Message = dict[str, Any]
@@ -46,19 +60,14 @@ REASONS: dict[str, str] = {
     "conversation_mismatch": "a turn it refers to belongs to another conversation",
     "cycle": "its previous turns refer back to one another",
     "erased_turn": "a turn it refers to was erased",
+    "no_consent_turn": "a turn it refers to does not allow the purpose it is read for",
+    "expired_turn": "a turn it refers to is past its retention",
 }
-#: a relation's turns, read a group of conversations at a time (the columns resolving needs)
-_TURNS = """
-    SELECT request_id, conversation, prompt_messages{prompt},
-           list_transform(candidates, lambda c: struct_pack("index" := c."index", text := c.text,
-                                                            messages := c.messages)) AS candidates{erased}
-    FROM {relation} WHERE {where}
-"""
 
 
 def continuation(candidate: Mapping[str, Any]) -> list[Message]:
     """The messages a conversation continues with after ``candidate``: its messages, else its text as one."""
-    if candidate.get("messages") is not None:
+    if candidate.get("messages"):
         return list(candidate["messages"])
     return [{"role": "assistant", "content": candidate.get("text")}]
 
@@ -74,10 +83,13 @@ class Turn:
     messages: list[Message]
     continuations: dict[int, list[Message]] = field(default_factory=dict)
     erased: bool = False
+    consent: str | None = None  # its ``preflog.consent`` (None: not stated)
+    retention_days: str | None = None  # its ``preflog.retention_days`` (None: kept for ever)
+    event_time: datetime | None = None
 
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> Turn:
-        """The turn of a turns-table row (a dict with the columns :func:`load_turns` reads)."""
+        """The turn of a turns-table row (a dict with the columns :func:`.turns.load_turns` reads)."""
         conv = row["conversation"] or {}
         return cls(
             request_id=str(row["request_id"]),
@@ -87,14 +99,28 @@ class Turn:
             messages=list(row["prompt_messages"] or []),
             continuations={int(c["index"]): continuation(c) for c in row["candidates"] or []},
             erased=bool(row.get("erased")),
+            consent=row.get("consent"),
+            retention_days=row.get("retention_days"),
+            event_time=row.get("event_time"),
         )
+
+    def refused(self, purpose: Purpose | None) -> str | None:
+        """Why ``purpose`` may not copy this turn's texts into a later turn's history (a problem), or None."""
+        if self.erased:
+            return f"erased_turn: turn {self.request_id} was erased"
+        if purpose is not None and not consent_allows(self.consent, purpose.name, purpose.unstated):
+            return f"no_consent_turn: turn {self.request_id} does not allow {purpose.name}"
+        if purpose is not None and expired(self.retention_days, self.event_time, purpose.now):
+            return f"expired_turn: turn {self.request_id} is past its retention"
+        return None
 
 
 class Histories:
-    """Whole histories of the turns of ``turns`` (by request_id), memoised: each turn is resolved once."""
+    """Whole histories of the turns of ``turns`` (by request_id), memoised; ``purpose`` must allow earlier turns."""
 
-    def __init__(self, turns: Mapping[str, Turn]) -> None:
+    def __init__(self, turns: Mapping[str, Turn], purpose: Purpose | None = None) -> None:
         self.turns = turns
+        self.purpose = purpose
         self._full: dict[str, list[Message] | str] = {}
 
     def full(self, request_id: str) -> list[Message] | str:
@@ -131,8 +157,9 @@ class Histories:
             return _missing(previous)
         if turn.conversation != conversation:
             return f"conversation_mismatch: turn {previous} is of conversation {turn.conversation}, not {conversation}"
-        if turn.erased:
-            return f"erased_turn: turn {previous} was erased"
+        refused = turn.refused(self.purpose)
+        if refused is not None:
+            return refused
         if candidate not in turn.continuations:
             return f"missing_candidate: turn {previous} has no candidate {candidate}"
         before = self.full(previous)
@@ -155,9 +182,11 @@ def rendered(messages: Iterable[Mapping[str, Any]]) -> str:
     return "\n".join(f"{m.get('role')}: {m.get('content')}" for m in messages)
 
 
-def resolve_rows(rows: Iterable[Mapping[str, Any]], turns: Mapping[str, Turn]) -> list[tuple[Any, str | None]]:
+def resolve_rows(
+    rows: Iterable[Mapping[str, Any]], turns: Mapping[str, Turn], purpose: Purpose | None = None
+) -> list[tuple[Any, str | None]]:
     """Each row's whole history (of its ``conversation`` and ``prompt_messages``): (it, None) or (sent, problem)."""
-    histories = Histories(turns)
+    histories = Histories(turns, purpose)
     out: list[tuple[Any, str | None]] = []
     for row in rows:
         conv = row["conversation"]
@@ -170,93 +199,10 @@ def resolve_rows(rows: Iterable[Mapping[str, Any]], turns: Mapping[str, Turn]) -
     return out
 
 
-def load_turns(
-    con: Any,
-    relation: str | None,
-    conversations: Sequence[str],
-    opener: Callable[[pa.Table], pa.Table] | None = None,
-) -> dict[str, Turn]:
-    """The turns of ``conversations`` in DuckDB ``relation`` (None: no turns table), and every turn they refer to.
+def __getattr__(name: str) -> Any:
+    """``load_turns`` and ``resolve_table``, which read the log, live in :mod:`.turns` (imported on first use)."""
+    if name in ("load_turns", "resolve_table"):
+        from . import turns
 
-    A turn that refers to a request_id outside its conversation is looked up by that id once more, so a
-    turn of another conversation reads as a mismatch, not as missing. ``opener`` opens sealed fields.
-    """
-    if relation is None or not conversations:
-        return {}
-    columns = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()}
-    erased = ", erased" if "erased" in columns else ""
-    prompt = ", prompt" if opener is not None else ""  # an opener finds a row's data key (erased or not) from it
-    found: dict[str, Turn] = {}
-    wanted, by = list(conversations), "conversation.id"
-    while wanted:
-        con.register("__preflog_wanted", pa.table({"id": pa.array(wanted, pa.string())}))
-        try:
-            where = f"{by} IN (SELECT id FROM __preflog_wanted)"
-            query = _TURNS.format(prompt=prompt, erased=erased, relation=relation, where=where)
-            table = con.sql(query).to_arrow_table()
-        finally:
-            con.unregister("__preflog_wanted")
-        if opener is not None:
-            table = opener(table)
-        for row in table.to_pylist():
-            found.setdefault(str(row["request_id"]), Turn.of(row))
-        if by == "request_id":
-            break
-        referred = {t.previous for t in found.values() if t.previous is not None}
-        wanted, by = sorted(referred - found.keys()), "request_id"
-    return found
-
-
-def resolve_table(
-    rows: pa.Table,
-    url: str,
-    storage_options: dict[str, Any] | None = None,
-    opener: Callable[[pa.Table], pa.Table] | None = None,
-    group: int = 256,
-) -> pa.Table:
-    """``rows`` (pairs or signals) with each by-reference turn's whole history, and ``history_problem``.
-
-    Rows that are not turns given by reference are as they were; so is a table without any (it gets no new
-    column). The turns are read from the log at ``url``, ``group`` conversations at a time, opened by ``opener``.
-    """
-    if "conversation" not in rows.column_names or rows.num_rows == 0:
-        return rows
-    conv = rows.column("conversation").combine_chunks()
-    previous = pc.struct_field(conv, "previous_request_id")
-    where = pc.fill_null(pc.is_valid(previous), False)
-    indices = pc.indices_nonzero(where).to_pylist()
-    if not indices:
-        return rows
-    from .scan import connect, log_view
-
-    con = connect()
-    try:
-        try:
-            log_view(con, "turns", url, "turns", storage_options=storage_options)
-            relation: str | None = "turns"
-        except FileNotFoundError:
-            relation = None  # no turn logged: every reference is missing
-        picked = rows.select(["conversation", "prompt_messages"]).take(indices).to_pylist()
-        by_conversation: dict[str, list[int]] = {}
-        for i, row in enumerate(picked):
-            by_conversation.setdefault(str(row["conversation"]["id"]), []).append(i)
-        ids = sorted(by_conversation)
-        resolved: list[tuple[Any, str | None]] = [(None, None)] * len(picked)
-        for start in range(0, len(ids), group):
-            chunk = ids[start : start + group]
-            turns = load_turns(con, relation, chunk, opener)
-            members = [i for c in chunk for i in by_conversation[c]]
-            for i, result in zip(members, resolve_rows([picked[i] for i in members], turns), strict=True):
-                resolved[i] = result
-    finally:
-        con.close()
-    messages = rows.column("prompt_messages").combine_chunks()
-    history = pa.array([r[0] for r in resolved], messages.type)
-    order = pa.array(range(rows.num_rows), pa.int64()).to_numpy().copy()
-    order[indices] = rows.num_rows + pa.array(range(len(indices)), pa.int64()).to_numpy()
-    merged = pa.concat_arrays([messages, history]).take(pa.array(order))
-    problems: list[str | None] = [None] * rows.num_rows
-    for i, (_, problem) in zip(indices, resolved, strict=True):
-        problems[i] = problem
-    out = rows.set_column(rows.schema.get_field_index("prompt_messages"), rows.schema.field("prompt_messages"), merged)
-    return out.append_column(pa.field("history_problem", pa.string()), pa.array(problems, pa.string()))
+        return getattr(turns, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -32,7 +32,7 @@ allows ``unstated_consent``), expired (past the inference's ``retention_days``).
 every pair. ``subjects`` (raw ids, pseudonyms or labels) keeps the pairs of those subjects only.
 
 Conversations. With ``histories`` (the default) a turn given by reference has its whole history as
-``prompt_messages``, resolved from the ``turns`` table as ``read_pairs`` resolves it; one whose history
+``prompt_messages``, from the ``turns`` table (each earlier turn must allow ``purpose``); one whose history
 cannot be resolved (yet) is delivered with the messages it sent and ``history_problem`` saying why (None
 on every other pair of a log of schema version 2). ``format`` (``trl``, ``trl-conversational``, ``openai``;
 ``kto``: unpaired) yields pairs as ``preflog export`` writes them; what a build leaves out (a history not

@@ -14,8 +14,9 @@ from preflog.privacy.subjects import subject_mask
 from preflog.schemas.tables import TABLES
 
 from .export import FORMATS, openai_problem
-from .history import reason_of, resolve_table
+from .history import reason_of
 from .read import opened, turn_opener, without_maps
+from .turns import resolve_table
 
 __all__ = ["check_format", "formatted", "left_out", "select"]
 
@@ -35,8 +36,10 @@ def select(stream: Any, table: pa.Table) -> Iterator[tuple[Any, dict[str, Any] |
     rows = opened(table, stream.table, stream.keys)
     if stream.subjects is not None:
         keep = pc.and_(keep, subject_mask(rows, stream.subjects))
-    if stream.histories:  # whole histories of turns given by reference, as read_pairs gives them
-        rows = resolve_table(rows, stream.url, stream.storage_options, turn_opener(stream.keys))
+    if stream.histories:  # whole histories of turns given by reference, each earlier turn allowing the purpose
+        rows = resolve_table(
+            rows, stream.url, stream.storage_options, turn_opener(stream.keys), purpose=_purpose(stream)
+        )
         if "history_problem" not in rows.column_names and "conversation" in rows.column_names:  # every row: one shape
             rows = rows.append_column(pa.field("history_problem", pa.string()), pa.nulls(rows.num_rows, pa.string()))
     if stream.maps_as_lists:
@@ -50,6 +53,15 @@ def select(stream: Any, table: pa.Table) -> Iterator[tuple[Any, dict[str, Any] |
         if reason is not None:
             stream.left_out[reason] += 1
         yield row_id, (pair if wanted and reason is None else None)
+
+
+def _purpose(stream: Any) -> Any:
+    """The stream's purpose (None: every row) as a build's, measured to now."""
+    if not stream.purpose:
+        return None
+    from preflog.dataset.consent import Purpose
+
+    return Purpose(stream.purpose, stream.unstated, now=datetime.now(timezone.utc))
 
 
 def formatted(pair: dict[str, Any], fmt: str) -> tuple[dict[str, Any], str | None]:

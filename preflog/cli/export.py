@@ -32,7 +32,9 @@ def export(
 ) -> None:
     """Export pairs (or, with --format kto, unpaired signals) to a training format as JSON lines.
 
-    The rows read_pairs gives for the same filters, in its order, read and written batch by batch.
+    The rows read_pairs gives for the same filters, in its order, read and written batch by batch: a conversation
+    turn given by reference with its whole history, as a build gives it (one whose history does not resolve, or
+    continues a turn that does not allow training, is left out and counted by reason).
     An export is a training-set copy: rows whose consent does not allow training or whose retention ran out
     are left out and counted. A sealed log (privacy on) is opened with the keys of the PREFLOG_PRIVACY__*
     settings; rows of erased subjects are left out and counted, and the subjects written are recorded in
@@ -72,10 +74,11 @@ def export(
         from ..privacy.subjects import keep_batches
 
         kept = keep_batches(kept, subject_labels(subject, settings))
+    left_out: Counter[str] = Counter()
+    kept = _histories(kept, root, options, gate, settings, left_out)
     # OpenAI takes only its own fields: the provenance goes beside, line for line, written in the same pass
     beside = output.removesuffix(".jsonl") + ".provenance.jsonl" if fmt == "openai" else None
     written_options = options if "://" in output else None
-    left_out: Counter[str] = Counter()
     subjects: set[str] = set()
     try:
         with progress_bar() as progress:
@@ -114,6 +117,25 @@ def export(
         )
     if n == 0 and (start or end or model or source or subject):
         out.print(_what_is_there(root, table, options, limit), soft_wrap=True, markup=False, highlight=False)
+
+
+def _histories(
+    batches: Any, root: str, options: dict[str, Any], gate: Any, settings: Any, left_out: Counter[str]
+) -> Any:
+    """``batches`` with whole histories (:func:`preflog.sinks.turns.resolved_batches`), for training as the gate reads.
+
+    The turns are opened with the gate's keyring (asked for only when a turn is sealed); rows whose history does
+    not resolve are left out, counted in ``left_out`` as ``history: <reason>``.
+    """
+    from ..dataset.consent import Purpose
+    from ..privacy.keyring import any_sealed, open_table
+    from ..sinks.turns import resolved_batches
+
+    def opener(turns: Any) -> Any:
+        return open_table(turns, "turns", gate.keyring()) if any_sealed(turns) else turns
+
+    purpose = Purpose(gate.purpose, gate.unstated, now=gate.now)
+    return resolved_batches(batches, root, left_out, options, opener, purpose)
 
 
 def subject_labels(given: list[str], settings: Any) -> tuple[str, ...]:

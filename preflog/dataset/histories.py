@@ -5,7 +5,10 @@ selects anything, :func:`resolve_view` gives each such row its whole history, fr
 table, as ``prompt_messages``, and as ``prompt`` the same history in one text (``role: content`` lines,
 the prompt the SDK derives from messages), so that splits, duplicates and every format see the whole
 conversation so far. A row whose history cannot be resolved is left out, never cut short, and counted
-by reason (a key of :data:`preflog.sinks.history.REASONS`; the manifest's ``left_out.history``).
+by reason (a key of :data:`preflog.sinks.history.REASONS`; the manifest's ``left_out.history``). With the
+build's purpose (``training``), every earlier turn must allow it (``no_consent_turn``, ``expired_turn``;
+an erased one: ``erased_turn``). Rows the purpose leaves out for their own facts are not resolved here:
+the privacy step leaves them out and counts them (``erased``, ``no_consent``, ``expired``), once.
 
 The rows are read a group of conversations at a time (ids, conversation and messages of the turns given
 by reference only), with the turns of those conversations; what is resolved goes into a table of the
@@ -18,9 +21,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from preflog.sinks.history import load_turns, rendered, resolve_rows
+from preflog.sinks.history import rendered, resolve_rows
 from preflog.sinks.scan import log_view
+from preflog.sinks.turns import load_turns
 
+from .consent import Purpose, privacy_columns
 from .select import Selection, judgement_filter
 from .subjects import log_subject_sql
 
@@ -30,12 +35,21 @@ _REFERS = "conversation.previous_request_id IS NOT NULL"
 
 
 def resolve_view(
-    con: Any, name: str, log_url: str, table: str, selection: Selection, keyring: Any = None, group: int = 256
+    con: Any,
+    name: str,
+    log_url: str,
+    table: str,
+    selection: Selection,
+    keyring: Any = None,
+    group: int = 256,
+    purpose: Purpose | None = None,
 ) -> dict[str, int]:
     """Make view ``name`` (rows of log ``table`` with ``__rid``) give whole histories; the rows left out, by reason.
 
     Only rows the judgement-level selection takes are counted (the others are not the build's). A view
-    without a turn given by reference is left as it was. ``keyring`` opens a sealed log's turns.
+    without a turn given by reference is left as it was. ``keyring`` opens a sealed log's turns (its view's
+    rows are opened: ``erased``, ``subject_consent``). With ``purpose``, earlier turns must allow it, and rows
+    it leaves out for their own facts stay as they are, for the privacy step to leave out and count.
     """
     columns = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {name}").fetchall()}
     if "conversation" not in columns or con.execute(f"SELECT 1 FROM {name} WHERE {_REFERS} LIMIT 1").fetchone() is None:
@@ -54,18 +68,27 @@ def resolve_view(
         str(r[0])
         for r in con.execute(f"SELECT DISTINCT conversation.id FROM {source} WHERE {_REFERS} ORDER BY 1").fetchall()
     ]
+    facts, own = "", "NULL"  # why privacy leaves a row out for its own facts (privacy's to count): not resolved
+    if purpose is not None:
+        pairs = table == "pairs"
+        facts = ", " + privacy_columns(
+            "inference_metadata" if pairs else None, "feedback_metadata" if pairs else None, keyring is not None
+        )
+        own = purpose.reason(erased="erased" if keyring is not None else "false")
     for start in range(0, len(ids), group):
         chunk = ids[start : start + group]
         con.register("__preflog_conversations", pa.table({"id": pa.array(chunk, pa.string())}))
         try:
             rows = con.sql(
-                f"""SELECT __rid, conversation, prompt_messages FROM {source}
-                    WHERE {_REFERS} AND conversation.id IN (SELECT id FROM __preflog_conversations)"""
+                f"""SELECT __rid, conversation, prompt_messages FROM (
+                        SELECT __rid, conversation, prompt_messages{facts} FROM {source}
+                        WHERE {_REFERS} AND conversation.id IN (SELECT id FROM __preflog_conversations))
+                    WHERE ({own}) IS NULL"""
             ).to_arrow_table()
         finally:
             con.unregister("__preflog_conversations")
         results = resolve_rows(
-            rows.select(["conversation", "prompt_messages"]).to_pylist(), load_turns(con, turns, chunk)
+            rows.select(["conversation", "prompt_messages"]).to_pylist(), load_turns(con, turns, chunk), purpose
         )
         resolved = pa.table({
             "__rid": rows.column("__rid"),

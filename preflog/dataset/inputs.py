@@ -161,7 +161,8 @@ def read_inputs(
         )
     for table in IDS:
         log_view(con, f"new_{table}", log_url, table, files=new[table], rid=1, keyring=keyring if out.sealed else None)
-        resolved = resolve_view(con, f"new_{table}", log_url, table, selection, keyring if out.sealed else None)
+        ring = keyring if out.sealed else None
+        resolved = resolve_view(con, f"new_{table}", log_url, table, selection, ring, purpose=purpose)
         out.history = {r: out.history.get(r, 0) + resolved.get(r, 0) for r in sorted(out.history.keys() | resolved)}
         con.execute(f"CREATE TABLE new_{table}_ids AS {_file_ids(con, storage, table, new[table])}")
         left_out = _merge(con, table, selection, state, purpose, out.sealed)

@@ -20,6 +20,7 @@ under ``preflog.`` that callers set themselves.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
 
 __all__ = [
     "CONSENT",
@@ -30,8 +31,10 @@ __all__ = [
     "SUBJECT",
     "TENANT",
     "allows",
+    "consent_allows",
     "consent_sql",
     "consent_text",
+    "expired",
     "parse_consent",
     "retention_sql",
 ]
@@ -76,6 +79,24 @@ def allows(metadata: Mapping[str, str] | None, purpose: str, unstated: Sequence[
     stated = (metadata or {}).get(CONSENT)
     purposes = unstated if stated is None else parse_consent(stated)
     return purpose in purposes
+
+
+def consent_allows(consent: str | None, purpose: str, unstated: Sequence[str]) -> bool:
+    """:func:`consent_sql` in Python: ``consent`` (a comma list; None: ``unstated``) allows ``purpose``."""
+    return purpose in (unstated if consent is None else consent.split(","))
+
+
+def expired(days: str | None, at: datetime | None, now: datetime) -> bool:
+    """:func:`retention_sql` in Python: a retention of ``days`` from ``at`` ran out by ``now`` (no number: never)."""
+    if days is None or at is None:
+        return False
+    try:
+        limit = float(days)
+    except (TypeError, ValueError):
+        return False
+    if at.tzinfo is None:  # a naive time is UTC, as the log's times are
+        at = at.replace(tzinfo=timezone.utc)
+    return limit <= (now - at).total_seconds() / 86400.0
 
 
 def consent_sql(consent: str, purpose: str, unstated: Sequence[str]) -> str:
