@@ -192,7 +192,8 @@ def build(
     out.print(
         f"selected {m['pairs_selected']} pairs and {m['signals_selected']} signals from {len(m['sources'])} files; "
         f"merged {m['merged_duplicates']} exact "
-        f"duplicates; {m['contradicted_rows']} rows had a contradicting pair ({contradictions})",
+        f"duplicates; {m['contradicted_rows']} rows had a contradicting pair ({contradictions}), "
+        f"{m['contradictions_dropped']} pairs dropped for it",
         soft_wrap=True,
     )
     records = {r: sum(n.values()) for r, n in m["records"].items()}

@@ -72,13 +72,14 @@ from preflog.sinks.scan import memory_limit as bytes_limit
 from .card import JSONL, card, counts, watermark
 from .consent import Purpose
 from .decontaminate import decontaminate, eval_prompts
+from .dedup import TextKeys, contradictions_dropped, dataset_rows, grouped_rows, text_keys
 from .derived import RECORD_IDS, kto_rows, listwise_rows, tie_rows
 from .hashing import sha256_file
 from .images import check_images
 from .inputs import CHOSEN, STATE, BuildError, Inputs, read_inputs
 from .jsonl import COMPRESSIONS, LINES, write_lines
 from .messages import PLAIN, Shape, as_json_types, shape_of, shard_select
-from .select import ORDER_KEYS, ROW_KEYS, Selection, dataset_rows, dataset_view, near_duplicate_prompts
+from .select import ORDER_KEYS, ROW_KEYS, Selection, dataset_view, near_duplicate_prompts
 from .shards import ParquetOut, rows_per_group
 from .sort import sorted_batches
 from .subjects import config_of, row_subject_sql, write_subject_shards
@@ -205,10 +206,20 @@ def _records(con: Any, selection: Selection) -> dict[str, int]:
     return {str(k): int(v) for k, v in sorted(left_out.items())}
 
 
-def _drop_decontaminated(con: Any) -> None:
+def _clean(con: Any, selection: Selection, keys: TextKeys, subject: str | None, kept: str) -> int:
+    """Table ``kept``: the pairs' kept rows (:mod:`.dedup`), grouped within ``subject``; the pairs its policy drops."""
+    query, args = grouped_rows("pairs", selection, subject, keys)
+    con.execute(f"CREATE TABLE {kept}_groups AS {query}", args)
+    con.execute(f"CREATE TABLE {kept} AS {dataset_rows(f'{kept}_groups', selection)}")
+    return _scalar(con, contradictions_dropped(f"{kept}_groups", selection))
+
+
+def _drop_decontaminated(con: Any, kept: str = "kept", rows: str = "rows", records: bool = True) -> None:
     """Leave out of the rows and records every id :func:`decontaminate` found (``{relation}_gone``)."""
-    gone_pairs = "SELECT k.rid FROM kept k JOIN pairs c ON c.__rid = k.rid WHERE c.pair_id IN (FROM rows_gone)"
-    con.execute(f"DELETE FROM kept WHERE rid IN ({gone_pairs})")
+    gone_pairs = f"SELECT k.rid FROM {kept} k JOIN pairs c ON c.__rid = k.rid WHERE c.pair_id IN (FROM {rows}_gone)"
+    con.execute(f"DELETE FROM {kept} WHERE rid IN ({gone_pairs})")
+    if not records:
+        return
     con.execute(
         "CREATE OR REPLACE TEMP VIEW kto AS SELECT * EXCLUDE (reason) FROM kto_all WHERE reason IS NULL "
         "AND NOT coalesce(example_id IN (SELECT id FROM kto_gone), FALSE)"
@@ -307,10 +318,12 @@ def build(
         step("reading the log")
         inputs = read_inputs(con, log_url, root, selection, config, since, purpose, keyring)
         step("cleaning the pairs")
-        within = row_subject_sql(inputs.sealed) if selection.per_subject else None
-        query, args = dataset_rows("pairs", selection, within)
-        con.execute(f"CREATE TABLE kept AS {query}", args)
+        keys = text_keys(con, "pairs")  # images, tool calls and tools are compared where a pair has them
+        policy_dropped = _clean(con, selection, keys, None, "kept")
         con.execute(f"CREATE TEMP VIEW rows AS {dataset_view('pairs', 'kept', subject=inputs.sealed)}")
+        if selection.per_subject:  # the shards' own grouping, within each subject; the other outputs never see it
+            _clean(con, selection, keys, row_subject_sql(inputs.sealed), "subject_kept")
+            con.execute(f"CREATE TEMP VIEW subject_rows AS {dataset_view('pairs', 'subject_kept', inputs.sealed)}")
         kto_left_out = _records(con, selection)
         decontamination = None
         if evaluation is not None:
@@ -320,9 +333,13 @@ def build(
             for record, column in RECORD_IDS.items():
                 decontaminate(con, record, prompts, selection.ngram, id_column=column)
             _drop_decontaminated(con)
+            if selection.per_subject:
+                decontaminate(con, "subject_rows", prompts, selection.ngram)
+                _drop_decontaminated(con, "subject_kept", "subject_rows", records=False)
             decontamination = {"file": str(evaluation), "sha256": config["decontaminate_sha256"], "dropped": dropped}
         step("checking images")
-        images = check_images(con)  # rows whose image changed are left out of every output
+        also = ("subject_kept",) if selection.per_subject else ()
+        images = check_images(con, also=also)  # rows whose image changed are left out of every output
         shape = shape_of(con, "rows")
         outputs: list[dict[str, Any]] = []
         if "parquet" in formats:
@@ -338,10 +355,12 @@ def build(
         if selection.per_subject:
             step("writing subjects/ (Parquet)")
             shards, per_subject = write_subject_shards(
-                out, temporary, selection.min_per_subject, inputs.sealed, SPLITS, ROW_KEYS
+                out, temporary, selection.min_per_subject, inputs.sealed, SPLITS, ROW_KEYS, shape
             )
             outputs += [_entry(temporary, p, n) for p, n in shards]
-        manifest = _manifest(con, name, log_url, since, config, inputs, outputs, left_out, formats, compress)
+        manifest = _manifest(
+            con, name, log_url, since, config, inputs, outputs, left_out, formats, compress, policy_dropped
+        )
         manifest["built_at"] = purpose.now.isoformat(timespec="seconds")  # the time retention was measured to
         if kto_left_out and "kto" in formats:
             manifest["left_out"]["kto"] = kto_left_out
@@ -397,6 +416,7 @@ def _manifest(
     left_out: dict[str, dict[str, int]],
     formats: tuple[str, ...],
     compress: str,
+    policy_dropped: int,
 ) -> dict[str, Any]:
     split_rows = _split_counts(con, "kept")
     manifest: dict[str, Any] = {
@@ -413,6 +433,7 @@ def _manifest(
         "records": {r: _split_counts(con, r) for r in RECORD_IDS},
         "merged_duplicates": _scalar(con, "SELECT sum(votes) - count(*) FROM kept"),
         "contradicted_rows": _scalar(con, "SELECT count(*) FROM kept WHERE opposing_votes > 0"),
+        "contradictions_dropped": policy_dropped,  # the pairs (each vote of a group) the contradiction policy left out
         "near_duplicate_prompts": near_duplicate_prompts(con, "rows"),
         "left_out": left_out,
         "privacy": inputs.left_out,

@@ -53,23 +53,32 @@ def _images_of(relation: str) -> str:
 
 
 def check_images(
-    con: Any, chosen: str = "pairs", kept: str = "kept", storage_options: dict[str, Any] | None = None
+    con: Any,
+    chosen: str = "pairs",
+    kept: str = "kept",
+    storage_options: dict[str, Any] | None = None,
+    also: tuple[str, ...] = (),
 ) -> dict[str, Any] | None:
     """Check every image of the ``kept`` rows of ``chosen``; leave out of ``kept`` the rows with a mismatched one.
 
     Returns what the manifest says (None when no kept row has an image or the messages cannot hold one):
     distinct images ``referenced``, ``ok``, ``mismatched``, ``unreachable``, and ``rows_left_out`` by reason.
+    The rows of the relations ``also`` (more kept rows of ``chosen``: a per-subject build's) are checked too,
+    each image still read once, and left out alike; what is returned counts ``kept``'s only.
     """
     described = {str(r[0]): str(r[1]) for r in con.execute(f"DESCRIBE {chosen}").fetchall()}
     if not all("images" in struct_fields(described.get(c, "")) for c in _COLUMNS):
         return None
+    rids = " UNION ".join(f"SELECT rid FROM {k}" for k in (kept, *also))
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE row_images AS
-            SELECT i.rid, i.uri, i.sha256 FROM ({_images_of(chosen)}) i WHERE i.rid IN (SELECT rid FROM {kept})"""
+            SELECT i.rid, i.uri, i.sha256 FROM ({_images_of(chosen)}) i WHERE i.rid IN ({rids})"""
     )
     found = con.execute("SELECT DISTINCT uri, sha256 FROM row_images ORDER BY uri, sha256").fetchall()
     if not found:
         return None
+    mine = f"SELECT DISTINCT uri, sha256 FROM row_images WHERE rid IN (SELECT rid FROM {kept})"
+    counted = {(u, h) for u, h in con.execute(mine).fetchall()}
     read: dict[str, str | None] = {}  # each uri is read once, whatever hashes its rows claim
     status = []
     for uri, claimed in found:
@@ -82,12 +91,19 @@ def check_images(
     con.execute("CREATE OR REPLACE TEMP TABLE image_checks AS SELECT * FROM image_checks_found")
     con.unregister("image_checks_found")
     bad = "SELECT DISTINCT rid FROM row_images JOIN image_checks USING (uri, sha256) WHERE status = 'mismatched'"
-    dropped = int(con.execute(f"SELECT count(*) FROM ({bad})").fetchall()[0][0])
-    if dropped:
-        con.execute(f"DELETE FROM {kept} WHERE rid IN ({bad})")
+    left_out = {}
+    for relation in (kept, *also):
+        gone = f"{bad} AND rid IN (SELECT rid FROM {relation})"
+        left_out[relation] = int(con.execute(f"SELECT count(*) FROM ({gone})").fetchall()[0][0])
+        if left_out[relation]:
+            con.execute(f"DELETE FROM {relation} WHERE rid IN ({bad})")
+    dropped = left_out[kept]
+    if not counted:
+        return None
+    mine_status = [st for (u, h), st in zip(found, status, strict=True) if (u, h) in counted]
     return {
-        "referenced": len(found),
-        **{s: status.count(s) for s in ("ok", "mismatched", "unreachable")},
+        "referenced": len(counted),
+        **{s: mine_status.count(s) for s in ("ok", "mismatched", "unreachable")},
         "rows_left_out": {MISMATCH: dropped} if dropped else {},
     }
 

@@ -8,15 +8,17 @@ Two DuckDB queries over the build's tables (no Python loop per row, memory bound
   build needs. Its result is what an incremental build (``--since``) stores:
   the previous build's selected rows plus the selected rows of the new files
   are the selected rows of the whole log.
-* :func:`dataset_rows` cleans them:
+* :func:`preflog.dataset.dedup.dataset_rows` cleans them:
 
 * **pair-level selection**: a minimum margin, a minimum score of the chosen answer;
-* **duplicates**: pairs with the same prompt, chosen and rejected text are one
+* **duplicates**: pairs with the same prompt, chosen and rejected are one
   row; ``votes`` counts them and the row keeps the smallest pair_id's fields
-  (texts compared by their md5, so the grouping runs on narrow rows);
+  (texts compared by their md5, so the grouping runs on narrow rows; images, tool
+  calls and tools too where a pair has them: :mod:`preflog.dataset.dedup`);
 * **contradictions** (A over B and B over A for one prompt), by ``policy``:
   ``majority`` keeps the side with more votes (a tie drops both), ``drop``
-  drops both, ``keep`` keeps both with ``weight`` = votes / all votes of the two;
+  drops both, ``keep`` keeps both with ``weight`` = votes / all votes of the two
+  (the manifest counts the pairs dropped, ``contradictions_dropped``);
 * **caps**: at most N rows per model, model version, source, kind, tenant or
   user (``caps``), a seeded hash of the pair_id choosing which, so a few heavy
   users cannot dominate and the same seed picks the same rows;
@@ -38,11 +40,11 @@ __all__ = [
     "POLICIES",
     "PROMPT_KEY",
     "Selection",
-    "dataset_rows",
     "dataset_view",
     "date_filter",
     "judgement_filter",
     "near_duplicate_prompts",
+    "pair_where",
     "selected",
     "sort_keys",
     "split_of",
@@ -138,7 +140,7 @@ def judgement_filter(s: Selection, subject: str | None = None) -> tuple[str, lis
     return " AND ".join(parts), args
 
 
-def _pair_where(s: Selection) -> tuple[str, list[Any]]:
+def pair_where(s: Selection) -> tuple[str, list[Any]]:
     """The pair-level selection (a ranking's or a score list's pairs can differ in it)."""
     parts: list[str] = ["TRUE"]
     args: list[Any] = []
@@ -218,65 +220,8 @@ def selected(source: str, s: Selection, name: str = "pairs", sealed: bool = Fals
 ROW_KEYS = sort_keys("pair_id, prompt, chosen, rejected", "pair_id")
 
 
-def dataset_rows(chosen: str, s: Selection, subject: str | None = None) -> tuple[str, list[Any]]:
-    """The query of the kept rows of :func:`selected` pairs (relation ``chosen``, each row with its ``__rid``).
-
-    ``subject`` (an SQL expression over ``chosen``: a row's subject) merges duplicates and resolves
-    contradictions only among rows of the same value: two people who disagree do not contradict each other.
-
-    Narrow rows only: ``rid``, ``votes``, ``opposing_votes``, ``weight``, ``split``. Duplicates are grouped and
-    contradictions found on hashes of the texts (md5, 128 bits each) and the caps ranked on narrow columns;
-    :func:`dataset_view` joins them back to their texts, read again from the log, never held.
-    """
-    where, args = _pair_where(s)
-    keep = {
-        "majority": "o.votes IS NULL OR m.votes > o.votes",
-        "drop": "o.votes IS NULL",
-        "keep": "TRUE",
-    }[s.contradictions]
-    caps = ""
-    cap_columns = "".join(f", {column}" for column, _ in s.caps)
-    if s.caps:
-        order = f"md5('{s.seed}:' || pair_id), pair_id, blank_prompt, blank_chosen, blank_rejected"
-        ranks = ", ".join(
-            f"row_number() OVER (PARTITION BY {column} ORDER BY {order}) AS rank_{i}"
-            for i, (column, _) in enumerate(s.caps)
-        )
-        within = " AND ".join(f"rank_{i} <= {int(n)}" for i, (_, n) in enumerate(s.caps))
-        ranked = f"SELECT rid, {ranks} FROM kept JOIN keys USING (rid)"
-        caps = f",\n        capped AS (SELECT rid FROM ({ranked}) WHERE {within})"
-    blank = "coalesce(pair_id, '') = ''"
-    group = f", md5_number(coalesce({subject}, '')) AS hs" if subject else ""  # no subject: one group of its own
-    same = " AND o.hs = m.hs" if subject else ""
-    query = f"""
-        WITH keys AS (  -- the narrow rows: ids, order, the texts' hashes (texts only where the id is blank)
-            SELECT __rid AS rid, pair_id, feedback_id, feedback_time, {split_of(s, "prompt_key")} AS split,
-                   md5_number(prompt) AS hp, md5_number(chosen) AS hc, md5_number(rejected) AS hr,
-                   CASE WHEN {blank} THEN prompt END AS blank_prompt,
-                   CASE WHEN {blank} THEN chosen END AS blank_chosen,
-                   CASE WHEN {blank} THEN rejected END AS blank_rejected{cap_columns}{group}
-            FROM {chosen} WHERE {where}
-        ),
-        merged AS (  -- one row per (prompt, chosen, rejected): its first pair, and the votes
-            SELECT * FROM (
-                SELECT rid, {"hs, " if subject else ""}hp, hc, hr, split, count(*) OVER texts AS votes,
-                       row_number() OVER (texts ORDER BY pair_id, feedback_id, feedback_time) AS first
-                FROM keys WINDOW texts AS (PARTITION BY {"hs, " if subject else ""}hp, hc, hr)
-            ) WHERE first = 1
-        ),
-        kept AS (
-            SELECT m.rid, m.votes, coalesce(o.votes, 0) AS opposing_votes,
-                   m.votes / (m.votes + coalesce(o.votes, 0)) AS weight, m.split
-            FROM merged m LEFT JOIN merged o ON o.hp = m.hp AND o.hc = m.hr AND o.hr = m.hc{same}
-            WHERE {keep}
-        ){caps}
-        SELECT * FROM kept {"WHERE rid IN (SELECT rid FROM capped)" if s.caps else ""}
-    """
-    return query, args
-
-
 def dataset_view(chosen: str, kept: str, subject: bool = False) -> str:
-    """The query of the dataset rows: the ``kept`` rows (of :func:`dataset_rows`) with their columns from ``chosen``.
+    """The query of the dataset rows: the ``kept`` rows (of :mod:`preflog.dataset.dedup`) with columns from ``chosen``.
 
     A build writes them ordered by :data:`ROW_KEYS`, with ``votes``, ``weight``, ``opposing_votes``, ``split``
     (and without the privacy columns, :data:`preflog.dataset.consent.COLUMNS`, but ``subject`` when asked: a

@@ -6,8 +6,10 @@ and a sha256 of a raw id), never by a raw id, so neither the manifest nor a fold
 
 ``per_subject`` writes, beside the build's outputs, one Parquet shard per split of each subject with at
 least ``min_per_subject`` rows: ``subjects/{label}/{split}-00000-of-00001.parquet`` (the columns of
-``data/``). Duplicates are merged and contradictions resolved within each subject (two people who disagree
-are the signal a personalised reward model learns, not noise), and the splits are the build's: a prompt's
+``data/``, their messages shaped alike). Duplicates are merged and contradictions resolved within each subject
+(two people who disagree are the signal a personalised reward model learns, not noise), in rows of their own
+(``subject_rows``): the build's other outputs merge and resolve across subjects, as they do without
+``per_subject``. The splits are the build's: a prompt's
 split is a hash of the prompt, so a subject's splits never share a prompt and no subject trains on a prompt
 that another subject's shard, or the whole set, holds out. The manifest's ``per_subject`` counts each
 shard's rows, and the subjects (and rows) below the minimum and the rows without a subject, which stay in
@@ -24,6 +26,7 @@ import pyarrow.compute as pc
 
 from preflog.privacy.subjects import is_label, label_sql
 
+from .messages import Shape, as_json_types, shape_of, shard_select
 from .shards import ParquetOut, rows_per_group
 
 __all__ = [
@@ -74,16 +77,28 @@ def subject_filter(s: Any, subject: str | None, args: list[Any]) -> list[str]:
 
 
 def write_subject_shards(
-    out: Any, folder: Path, minimum: int, sealed: bool, splits: tuple[str, ...], row_keys: list[str]
+    out: Any,
+    folder: Path,
+    minimum: int,
+    sealed: bool,
+    splits: tuple[str, ...],
+    row_keys: list[str],
+    shape: Shape,
+    rows: str = "subject_rows",
 ) -> tuple[list[tuple[Path, int]], dict[str, Any]]:
-    """The shards of every subject with at least ``minimum`` rows of the build's ``rows``; their files, and counts.
+    """The shards of every subject with at least ``minimum`` of the build's ``rows``; their files, and counts.
 
     ``out`` is the build's sorted reader (``out.con``, ``out.batches``); the rows are read once, sorted by
-    subject, and each subject's files are closed before the next one's open.
+    subject, and each subject's files are closed before the next one's open. Their messages are shaped as
+    ``data/``'s (``shape``, widened if these rows hold tool calls, tools or images that ``data/``'s do not).
     """
     con = out.con
+    own = shape_of(con, rows)
+    shape = Shape(
+        shape.fields | own.fields, shape.rich or own.rich, shape.tools or own.tools, shape.images or own.images
+    )
     subject = label_sql(row_subject_sql(sealed))
-    con.execute(f"CREATE TEMP VIEW labelled AS SELECT *, {subject} AS __subject FROM rows")
+    con.execute(f"CREATE TEMP VIEW labelled AS SELECT *, {subject} AS __subject FROM {rows}")
     counted = con.execute(
         "SELECT __subject, split, count(*) FROM labelled WHERE __subject IS NOT NULL GROUP BY ALL"
     ).fetchall()
@@ -113,7 +128,7 @@ def write_subject_shards(
             if shard.close():
                 files.append((shard.path, shard.rows))
 
-    for batch in out.batches("shard_rows", "*", ["__subject", *row_keys]):
+    for batch in out.batches("shard_rows", shard_select(shape), ["__subject", *row_keys]):
         labels = batch.column("__subject")
         for who in pc.unique(labels).to_pylist():
             if who != current:
@@ -125,7 +140,8 @@ def write_subject_shards(
                 }
             part = batch.filter(pc.equal(labels, pa.scalar(who, pa.string())))
             for split, shard in shards.items():
-                shard.write(part.filter(pc.equal(part.column("split"), split)).drop_columns(["split", "__subject"]))
+                rows_of = part.filter(pc.equal(part.column("split"), split)).drop_columns(["split", "__subject"])
+                shard.write(as_json_types(rows_of, shape))
     close()
     return files, summary
 

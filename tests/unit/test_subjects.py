@@ -174,3 +174,54 @@ def test_a_subject_build_of_a_log_with_turns_by_reference_counts_the_unresolved_
     url = write_log(tmp_path / "log", [("Name a prime.", "7", "9", "END_USER")], first=2, context=alice)
     m = build(url, tmp_path / "ds", "a", Selection(test_fraction=0.0, subjects=labels(["alice"], secret=None)))
     assert m["rows"]["train"] == 1 and m["left_out"]["history"] == {"missing_turn": 1}  # alice's turn only
+
+
+def test_per_subject_leaves_the_build_s_other_outputs_as_they_are_without_it(tmp_path: Path) -> None:
+    url = _plain_log(tmp_path / "log")
+    plain = build(url, tmp_path / "ds", "plain", Selection(test_fraction=0.3, seed=1))
+    split = build(url, tmp_path / "ds", "split", Selection(test_fraction=0.3, seed=1, per_subject=True))
+
+    def others(m: dict[str, Any]) -> dict[str, str]:
+        return {f["path"]: f["sha256"] for f in m["files"] if f["path"].split("/")[0] not in ("subjects", "README.md")}
+
+    assert others(split) == others(plain)  # data/, every format, the records and state/: byte for byte
+    counted = ("rows", "merged_duplicates", "contradicted_rows", "contradictions_dropped")
+    assert {k: split[k] for k in counted} == {k: plain[k] for k in counted}
+    assert plain["contradictions_dropped"] == 2  # alice and bob's 1-to-1 disagreement: a tie across subjects
+    shards = _table(list((tmp_path / "ds" / "split" / "subjects").rglob("*.parquet")))
+    shared = [r for r in shards.to_pylist() if r["prompt"] == "Shared?"]
+    assert sorted((r["user_id"], r["chosen"], r["weight"]) for r in shared) == [("alice", "A", 1.0), ("bob", "B", 1.0)]
+
+
+def test_a_subject_shard_has_the_columns_and_types_of_data_with_tool_calls_and_images(tmp_path: Path) -> None:
+    import hashlib
+    import io
+
+    from PIL import Image
+
+    from .dataset_helpers import SAMPLE, write_log
+
+    picture = io.BytesIO()
+    Image.new("RGB", (2, 2), "red").save(picture, format="PNG")
+    (tmp_path / "red.png").write_bytes(picture.getvalue())
+    image = {"uri": f"file://{tmp_path / 'red.png'}", "sha256": hashlib.sha256(picture.getvalue()).hexdigest()}
+    asked = [
+        {"role": "user", "content": "Add the red square's sides.", "images": [{**image, "media_type": "image/png"}]}
+    ]
+    call = {"id": "c1", "name": "add", "arguments": '{"a": 2, "b": 2}'}
+    trajectory = [
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "content": "4", "name": "add", "tool_call_id": "c1"},
+        {"role": "assistant", "content": "4"},
+    ]
+    url = write_log(tmp_path / "log", [("Add the red square's sides.", "4", "5", "END_USER")], prompt_messages=asked,
+                    chosen_messages=trajectory, tools='[{"type": "function", "function": {"name": "add"}}]',
+                    context={**SAMPLE["context"], "user_id": "alice"})  # fmt: skip
+    build(url, tmp_path / "ds", "x", Selection(test_fraction=0.0, per_subject=True))
+    folder = tmp_path / "ds" / "x"
+    data = pq.read_schema(folder / "data" / "train-00000-of-00001.parquet")
+    shard = pq.read_schema(folder / "subjects" / label("alice") / "train-00000-of-00001.parquet")
+    assert "images" in data.names and "tools" in data.names
+    assert shard.equals(data, check_metadata=True)  # the same shaped messages, Json and Image features alike
+    rows = pq.read_table(folder / "data" / "train-00000-of-00001.parquet").to_pylist()
+    assert pq.read_table(folder / "subjects" / label("alice") / "train-00000-of-00001.parquet").to_pylist() == rows
