@@ -211,7 +211,9 @@ def _clean(con: Any, selection: Selection, keys: TextKeys, subject: str | None, 
     query, args = grouped_rows("pairs", selection, subject, keys)
     con.execute(f"CREATE TABLE {kept}_groups AS {query}", args)
     con.execute(f"CREATE TABLE {kept} AS {dataset_rows(f'{kept}_groups', selection)}")
-    return _scalar(con, contradictions_dropped(f"{kept}_groups", selection))
+    dropped = _scalar(con, contradictions_dropped(f"{kept}_groups", selection))
+    con.execute(f"DROP TABLE {kept}_groups")  # the build database is in memory: its tables count against the limit
+    return dropped
 
 
 def _drop_decontaminated(con: Any, kept: str = "kept", rows: str = "rows", records: bool = True) -> None:

@@ -38,6 +38,17 @@ def sorted_batches(
     """
     key_columns = ", ".join(f"{k} AS __key{i}" for i, k in enumerate(keys))
     query = f"SELECT {select}, {key_columns} FROM {source}"
+    threads = con.execute("SELECT current_setting('threads')").fetchall()[0][0]
+    con.execute("SET threads = 1")  # a wide row's stream: each thread buffers its own (two overran a 512MB build)
+    try:
+        yield from _sorted(con, source, query, keys, budget, work, args)
+    finally:
+        con.execute(f"SET threads = {int(threads)}")
+
+
+def _sorted(
+    con: Any, source: str, query: str, keys: list[str], budget: int, work: Path, args: list[Any] | None
+) -> Iterator[pa.Table]:
     names = [f"__key{i}" for i in range(len(keys))]
     rows = int(con.execute(f"SELECT count(*) FROM {source}", args or []).fetchall()[0][0])
     reader = con.sql(query, params=args or []).to_arrow_reader(_BATCH)
