@@ -85,6 +85,8 @@ def tools_problems(tools: Any) -> list[str]:
         parsed = json.loads(tools)
     except json.JSONDecodeError as exc:
         return [f"tools: not valid JSON ({exc.msg} at character {exc.pos})"]
+    except RecursionError:
+        return ["tools: nested too deeply"]
     if not isinstance(parsed, list) or not all(isinstance(t, dict) for t in parsed):
         return ["tools: must be a JSON array of objects (function specs)"]
     return []
@@ -99,20 +101,21 @@ def message_problems(messages: Any, path: str) -> list[str]:
         if not isinstance(m, Mapping):
             continue
         at = f"{path}[{i}]"
-        for j, call in enumerate(m.get("tool_calls") or []):
+        calls, images = m.get("tool_calls"), m.get("images")  # not lists: the schema check says what they are
+        for j, call in enumerate(calls if is_list(calls) else []):
             args = call.get("arguments") if isinstance(call, Mapping) else None
             if not isinstance(args, str) or sealed(args):  # sealed by privacy: checked before it was sealed
                 continue
             try:
                 parsed = json.loads(args)
-            except ValueError:
+            except (ValueError, RecursionError):
                 problems.append(f"{at}.tool_calls[{j}].arguments: not valid JSON (give an object or its JSON text)")
                 continue
             if not isinstance(parsed, dict):
                 problems.append(f"{at}.tool_calls[{j}].arguments: must be a JSON object")
         if m.get("role") == "tool" and not is_given(m.get("tool_call_id")):
             problems.append(f"{at}.tool_call_id: missing; a tool message names the call it answers")
-        for j, image in enumerate(m.get("images") or []):
+        for j, image in enumerate(images if is_list(images) else []):
             if not isinstance(image, Mapping):
                 continue
             digest, media = image.get("sha256"), image.get("media_type")

@@ -95,3 +95,33 @@ def test_a_broken_tool_call_or_image_reference_is_refused_naming_the_field(messa
 def test_tools_must_be_a_list_of_objects() -> None:
     assert any(p.startswith("tools:") for p in problems(tools={"name": "f"}))
     assert any(p.startswith("tools:") for p in problems(tools="[1, 2]"))
+
+
+HOSTILE = [-0.45, True, {"": [1]}, "text", [1, None, "x"], [[]], [{"": {}}], 10**30, None, float("inf")]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+@pytest.mark.parametrize("field", ["images", "tool_calls", "tool_call_id", "name", "content", "role"])
+def test_any_value_of_a_message_field_is_a_validation_error_or_fine(field: str, value: Any) -> None:
+    """Found by Schemathesis: ``images`` given a number was a 500 (iterated as a list)."""
+    for where in ("prompt_messages", "candidates"):
+        message = {"role": "assistant", "content": "x", field: value}
+        event = (
+            inference(prompt_messages=[message])
+            if where == "prompt_messages"
+            else inference(candidates=[{"text": "a", "messages": [message]}, "b"])
+        )
+        try:
+            inference_record(event)
+        except ValidationError as exc:
+            assert exc.problems
+
+
+@pytest.mark.parametrize("value", [*HOSTILE, "[" * 100_000, '{"a": ' * 100_000])
+def test_any_value_of_tools_conversation_or_arguments_is_a_validation_error_or_fine(value: Any) -> None:
+    call = {"role": "assistant", "content": "", "tool_calls": [{"id": "1", "name": "f", "arguments": value}]}
+    for event in (inference(tools=value), inference(conversation=value), inference(prompt_messages=[call])):
+        try:
+            inference_record(event)
+        except ValidationError as exc:
+            assert exc.problems
