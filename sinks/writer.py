@@ -21,7 +21,6 @@ shutdown.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -119,8 +118,6 @@ class Sink:
         """Drops the revoked partitions' writers; what they held unwritten is read again by the next owner."""
         for tp in partitions:
             self.parts.pop((tp.topic, tp.partition), None)  # unflushed records are read again by the next owner
-            with contextlib.suppress(KeyError):  # another sink's now: its lag is that sink's to report
-                metrics.LAG.remove(self.table_of.get(tp.topic, tp.topic), str(tp.partition))
         consumer.unassign()
 
     # -- the loop -------------------------------------------------------------------------
@@ -129,29 +126,14 @@ class Sink:
         """Consume and write until ``stop`` is set; flushes what it holds before returning."""
         self.consumer.subscribe(list(self.table_of), on_assign=self._on_assign, on_revoke=self._on_revoke)
         try:
-            measured = 0.0
             while not stop.is_set():
                 for msg in self.consumer.consume(1000, 0.2):
                     self._take(msg)
                 self._flush_due(time.monotonic())
-                if time.monotonic() - measured >= self.conf.lag_every_s:  # a broker round trip per partition
-                    measured = time.monotonic()
-                    self.measure_lag()
             for key in list(self.parts):
                 self._flush(key)
         finally:
             self.consumer.close()
-
-    def measure_lag(self) -> None:
-        """Sets ``preflog_sink_consumer_lag`` of each assigned partition: its end minus the committed offset."""
-        tps = [TopicPartition(t, p) for t, p in self.parts]
-        try:
-            for tp in self.consumer.committed(tps, timeout=5) if tps else []:
-                low, high = self.consumer.get_watermark_offsets(tp, timeout=5, cached=False)
-                done = tp.offset if tp.offset >= 0 else low  # nothing committed yet: from the partition's start
-                metrics.LAG.labels(self.table_of.get(tp.topic, tp.topic), str(tp.partition)).set(max(0, high - done))
-        except KafkaException as exc:  # the broker is away: the gauge keeps its last value, the alert its clock
-            log.debug("consumer lag not measured: %s", exc)
 
     def _take(self, msg: Message) -> None:
         """Hands one record to its partition's writer, and writes the batch when the writer cuts it."""

@@ -195,7 +195,6 @@ class SinkSettings(BaseModel):
     aws_access_key_id: str | None = None
     aws_secret_access_key: SecretStr | None = None
     metrics_port: int = Field(9465, ge=0, description="Prometheus /metrics port; 0 disables")
-    lag_every_s: float = Field(15.0, gt=0, description="how often the consumer lag metric is measured")
 
     def storage_options(self) -> dict[str, Any]:
         """s3fs options; credentials fall back to the standard AWS chain."""
