@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -95,3 +96,11 @@ def topics(kafka_config: dict[str, Any]) -> TopicSettings:
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
+
+
+@pytest.fixture
+def no_privacy_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ``PREFLOG_PRIVACY__*`` variable of the environment reaches the test (it sets its own)."""
+    for name in list(os.environ):
+        if name.startswith("PREFLOG_PRIVACY__"):
+            monkeypatch.delenv(name)

@@ -7,9 +7,7 @@ subjects it holds, so an erasure finds the copy.
 from __future__ import annotations
 
 import json
-import os
 import time
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -119,12 +117,7 @@ class Log:
         monkeypatch.setenv("PREFLOG_PRIVACY__KEYS_DIR", str(self.store.path))
 
 
-@pytest.fixture(autouse=True)
-def _no_privacy_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.startswith("PREFLOG_PRIVACY__"):
-            monkeypatch.delenv(name)
-    yield
+pytestmark = pytest.mark.usefixtures("no_privacy_env")
 
 
 @pytest.fixture

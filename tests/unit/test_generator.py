@@ -119,19 +119,29 @@ def test_ground_truth_of_each_kind_of_judgement() -> None:
     assert expected_outcomes(events, score_margin=0.6).pairs == truth.pairs - {("sc", 2, 0), ("sc", 2, 1)}
 
 
-def test_ground_truth_agrees_with_pair_expansion_on_generated_traffic() -> None:
-    """A cross-check only: the ground truth itself never calls processors/."""
+def expanded_pairs(events: Any, inferences: Any) -> set[tuple[str, int, int]]:
+    """The (feedback_id, chosen, rejected) of each valid feedback on one of ``inferences``, as the join expands it.
+
+    The first copy of each feedback only. A cross-check: the ground truth itself never calls processors/.
+    """
     from preflog.processors.pairs import expand
 
-    events = generate(TrafficProfile(requests=600, invalid=0.05, duplicates=0.1, orphan_feedback=0.05), START)
-    truth = expected_outcomes(events)
-    inferences = {e.key for e in events if e.event_type == "inference"}
-    seen, pairs = set(), set()
+    seen: set[str] = set()
+    pairs: set[tuple[str, int, int]] = set()
     for e in events:
         valid = e.event_type == "feedback" and e.record and not e.invalid_reason and e.key in inferences
         if valid and e.record and e.record["feedback_id"] not in seen:
             seen.add(e.record["feedback_id"])
             pairs |= {(e.record["feedback_id"], p.chosen, p.rejected) for p in expand(e.record)}
+    return pairs
+
+
+def test_ground_truth_agrees_with_pair_expansion_on_generated_traffic() -> None:
+    """A cross-check only: the ground truth itself never calls processors/."""
+    events = generate(TrafficProfile(requests=600, invalid=0.05, duplicates=0.1, orphan_feedback=0.05), START)
+    truth = expected_outcomes(events)
+    inferences = {e.key for e in events if e.event_type == "inference"}
+    pairs = expanded_pairs(events, inferences)
     assert truth.pairs == pairs and len(pairs) > 500
     assert truth.duplicates > 0 and truth.dead_letters and truth.unmatched["NO_INFERENCE"]
     assert sum(1 for e in events if e.event_type == "inference") == len(inferences)

@@ -161,17 +161,12 @@ def test_pictures_are_the_same_bytes_every_time_and_not_written_without_a_direct
 
 def test_each_judged_turn_counts_like_a_single_request() -> None:
     """Pairs expected of conversations and trajectories are those of their feedback, as for any request."""
-    from preflog.processors.pairs import expand
+    from .test_generator import expanded_pairs
 
     events = generate(TrafficProfile(requests=400, conversations=0.5, trajectories=0.3, images=0.3), START)
     truth = expected_outcomes(events)
     inferences = _inferences(events)
-    pairs, seen = set(), set()
-    for e in events:
-        valid = e.event_type == "feedback" and e.record and not e.invalid_reason and e.key in inferences
-        if valid and e.record and e.record["feedback_id"] not in seen:
-            seen.add(e.record["feedback_id"])
-            pairs |= {(e.record["feedback_id"], p.chosen, p.rejected) for p in expand(e.record)}
+    pairs = expanded_pairs(events, inferences)
     assert truth.pairs == pairs
     shaped = {rid for rid, r in inferences.items() if r.get("conversation") or r.get("tools")}
     assert {fid for fid, _, _ in pairs} & {

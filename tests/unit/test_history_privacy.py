@@ -8,9 +8,7 @@ reach a training set through a later turn's history (nor an erased one). Expecte
 from __future__ import annotations
 
 import json
-import os
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -33,12 +31,7 @@ TRAINING = Purpose("training", ("training", "analytics"), now=datetime(2026, 12,
 SECRET = b"history-privacy-secret-0123456789"
 
 
-@pytest.fixture(autouse=True)
-def _no_privacy_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.startswith("PREFLOG_PRIVACY__"):
-            monkeypatch.delenv(name)
-    yield
+pytestmark = pytest.mark.usefixtures("no_privacy_env")
 
 
 def _chat(consents: list[str | None], retention: list[str | None] | None = None, said: str = "SECRET") -> Chat:

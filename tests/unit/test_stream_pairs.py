@@ -264,6 +264,18 @@ def test_sources_and_models_filter_as_read_pairs_does(tmp_path: Path) -> None:
         assert want and sorted(got) == sorted(want)
 
 
+def _as_turns(sent: list[dict[str, Any]]) -> Any:
+    """A ``change`` for :func:`_write` making its records, in order, the pairs of the turns ``sent``."""
+    events = iter(sent)
+
+    def as_turn(record: dict[str, Any]) -> None:
+        event = next(events)
+        record.update(request_id=event["request_id"], conversation=event["conversation"])
+        record.update(prompt_messages=event["prompt_messages"], prompt=event["prompt"])
+
+    return as_turn
+
+
 def test_subjects_select_as_read_pairs_does(tmp_path: Path) -> None:
     url = f"file://{tmp_path}"
     users = iter(["ann", "bob", "cyd"] * 20)
@@ -283,13 +295,7 @@ def test_turns_given_by_reference_arrive_with_their_whole_history(tmp_path: Path
     for k in range(4):
         chat.turn("say", candidate=k % 2, tools=k == 1)
     _turns(tmp_path, chat.sent[:3])  # the last turn's own record is not needed: nothing refers to it
-    events = iter(chat.sent)
-
-    def as_turn(record: dict[str, Any]) -> None:
-        event = next(events)
-        record.update(request_id=event["request_id"], conversation=event["conversation"])
-        record.update(prompt_messages=event["prompt_messages"], prompt=event["prompt"])
-
+    as_turn = _as_turns(chat.sent)
     _write(Storage(url), 0, 0, 3, change=as_turn)
     order = [e["request_id"] for e in chat.sent]
     got = sorted(preflog.stream_pairs(url, follow=False, keys="sealed"), key=lambda r: order.index(r["request_id"]))
@@ -324,13 +330,7 @@ def test_a_formatted_feed_leaves_out_a_turn_whose_history_does_not_resolve(tmp_p
     for _ in range(3):
         chat.turn("say")
     _turns(tmp_path, chat.sent[1:])  # turn 0 never reached the turns table: turn 1 does not resolve, nor turn 2
-    events = iter(chat.sent)
-
-    def as_turn(record: dict[str, Any]) -> None:
-        event = next(events)
-        record.update(request_id=event["request_id"], conversation=event["conversation"])
-        record.update(prompt_messages=event["prompt_messages"], prompt=event["prompt"])
-
+    as_turn = _as_turns(chat.sent)
     _write(Storage(url), 0, 0, 2, change=as_turn)
     stream = preflog.stream_pairs(url, follow=False, keys="sealed", format="trl-conversational")
     assert [r["request_id"] for r in stream] == [chat.sent[0]["request_id"]]
