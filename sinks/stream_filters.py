@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from preflog.privacy.fields import CONSENT, RETENTION, allows
+from preflog.privacy.fields import CONSENT, RETENTION, allows, expired
 from preflog.privacy.subjects import subject_mask
 from preflog.schemas.tables import TABLES
 
@@ -92,8 +92,7 @@ def left_out(pair: dict[str, Any], purpose: str, unstated: tuple[str, ...]) -> s
     inference, feedback = (_mapping(pair.get(k)) for k in ("inference_metadata", "feedback_metadata"))
     if not allows(inference, purpose, unstated) or (CONSENT in feedback and not allows(feedback, purpose, ())):
         return "no_consent"
-    days, when = inference.get(RETENTION), pair.get("inference_time")
-    if days is not None and when is not None and when + timedelta(days=float(days)) < datetime.now(timezone.utc):
+    if expired(inference.get(RETENTION), pair.get("inference_time"), datetime.now(timezone.utc)):
         return "expired"
     return None
 
