@@ -5,7 +5,8 @@ ARGS is a ``preflog`` command line (``process``, ``sink``). Before running it:
 * the child ties its life to the parent's (:func:`.lifeline.watch_parent`):
   it stops when ``preflog up`` ends, however it ends, and exits hard if the
   clean stop takes longer than ``--grace`` seconds;
-* with ``--metrics-file``, the child serves Prometheus metrics on a port it
+* with ``--metrics-file``, the child serves Prometheus metrics and its health
+  probes (:mod:`.health`) on a port it
   binds itself (port 0: the kernel picks a free one) and writes that port to
   the file; the parent reads it. A port picked by the parent and released
   before the child binds it could be taken in between by another process.
@@ -27,11 +28,10 @@ __all__ = ["main", "serve_metrics"]
 
 
 def serve_metrics(port_file: Path) -> int:
-    """Serve /metrics on a kernel-chosen loopback port and write the port to ``port_file`` atomically."""
-    from prometheus_client import start_http_server
+    """Serve /metrics, /healthz and /readyz on a kernel-chosen loopback port; write the port to ``port_file``."""
+    from .health import serve
 
-    server, _ = start_http_server(0, addr="127.0.0.1")
-    port = int(server.server_port)
+    _, port = serve("127.0.0.1", 0)
     tmp = port_file.with_name(f".{port_file.name}.tmp")
     tmp.write_text(f"{port}\n", encoding="ascii")
     os.replace(tmp, port_file)

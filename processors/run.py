@@ -7,6 +7,7 @@ import logging
 from preflog.kafka.topics import ensure_topics, partition_counts
 from preflog.settings import Settings
 
+from . import health
 from .exceptions import TopicMismatchError
 
 __all__ = ["check_input_topics", "run_worker"]
@@ -43,11 +44,12 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     t = settings.topics
     outputs = [*t.outputs().values(), t.ticks]
     ensure_topics(settings.kafka.client_config(), outputs, partitions, t.replication_factor)
-    if settings.processor.metrics_port:
-        from prometheus_client import start_http_server
+    p = settings.processor
+    if p.metrics_port:
+        from preflog.deploy.health import serve
 
-        start_http_server(settings.processor.metrics_port, addr="127.0.0.1")
-        log.warning("metrics on http://127.0.0.1:%d/metrics", settings.processor.metrics_port)
+        serve(p.metrics_host, p.metrics_port)
+        log.warning("metrics and health on http://%s:%d/ (metrics, healthz, readyz)", p.metrics_host, p.metrics_port)
     state_dir = settings.processor.state_dir or settings.data_dir / "processor"
     state_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings, partitions)
@@ -55,4 +57,5 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     # Faust's terminal spinner sets the root logger to DEBUG (to spin on every record), so every
     # debug call in the send path builds a LogRecord: about 8% of the worker's CPU in a profile.
     worker.spinner = None
+    health.install(app, worker.loop, t.inference, p.liveness_timeout_s)
     worker.execute_from_commandline()

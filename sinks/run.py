@@ -20,12 +20,18 @@ def run_sink(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM; what is buffered is written (and committed) before exiting."""
     url = settings.audit_url()
     storage = Storage(url, settings.sink.storage_options())
-    if settings.sink.metrics_port:
-        from prometheus_client import start_http_server
+    conf = settings.sink
+    if conf.metrics_port:
+        from preflog.deploy.health import serve
 
-        start_http_server(settings.sink.metrics_port, addr="127.0.0.1")
+        serve(conf.metrics_host, conf.metrics_port)
+        log.warning(
+            "metrics and health on http://%s:%d/ (metrics, healthz, readyz)", conf.metrics_host, conf.metrics_port
+        )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     log.warning("writing the audit log to %s", url)
-    Sink(settings, storage, settings.make_codec()).run(stop)
+    sink = Sink(settings, storage, settings.make_codec())
+    sink.health.install()
+    sink.run(stop)

@@ -74,6 +74,20 @@ class Storage:
             )
         return False
 
+    def problem(self) -> str | None:
+        """Why the root cannot be written now (None: it can): a cheap check, for readiness probes."""
+        try:
+            if self.local:
+                path = self.root
+                while not os.path.exists(path) and os.path.dirname(path) != path:
+                    path = os.path.dirname(path)
+                return None if os.access(path, os.W_OK) else f"{path} is not writable by this process"
+            bucket = self.root.split("/")[0]
+            self.fs.invalidate_cache(bucket)
+            return None if self.fs.exists(bucket) else f"bucket {bucket} not found or not reachable"
+        except Exception as exc:  # the class only: a message may carry an endpoint's credentials
+            return f"{self.url}: {type(exc).__name__}"
+
     def read(self, relative: str) -> bytes:
         return bytes(self.fs.cat_file(self.path(relative)))
 

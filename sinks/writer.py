@@ -38,6 +38,7 @@ from preflog.settings import Settings
 from . import metrics
 from .batch import TableFormat
 from .exceptions import StorageError
+from .health import SinkHealth
 from .incarnation import probe, topic_ids
 from .partition import PartitionWriter
 from .storage import Storage
@@ -65,6 +66,7 @@ class Sink:
             t: TableFormat(t, default_store().latest(TABLES[t].record)) for t in self.conf.tables
         }
         self.parts: dict[tuple[str, int], PartitionWriter] = {}
+        self.health = SinkHealth(storage, self.conf.liveness_timeout_s)
         base = settings.kafka.client_config()
         self.admin = AdminClient(admin_config(base, quiet=True))
         self.consumer = Consumer(
@@ -89,6 +91,7 @@ class Sink:
         for tp in partitions:
             writer = self._resume(tp.topic, tp.partition, ids.get(tp.topic, ""))
             self.parts[(tp.topic, tp.partition)] = writer
+            self.health.turn(0)  # resuming a partition reads its files: the loop is busy, not stuck
             start = committed.get((tp.topic, tp.partition), -1001)
             if writer.written_upto < 0 and writer.origin.incarnation > 0:
                 tp.offset = -2  # a new incarnation: its committed offset (if any) may be the old one's; read it all
@@ -130,6 +133,7 @@ class Sink:
                 for msg in self.consumer.consume(1000, 0.2):
                     self._take(msg)
                 self._flush_due(time.monotonic())
+                self.health.turn(len(self.parts))
             for key in list(self.parts):
                 self._flush(key)
         finally:
@@ -178,9 +182,11 @@ class Sink:
                 break
             except StorageError as exc:
                 metrics.WRITE_RETRIES.inc()
+                self.health.write_problem = f"writing {topic}[{partition}] fails; retrying (offsets uncommitted)"
                 log.warning("%s; retrying in %.1f s (offsets stay uncommitted)", exc, backoff)
                 self._wait(backoff)
                 backoff = min(backoff * 2, 30.0)
+        self.health.write_problem = None
         if self.parts.get(key) is not writer:  # revoked (and maybe assigned again) while the store was away
             log.warning("%s[%d] changed hands during a storage retry; its new owner resumes from the files", *key)
             return
@@ -199,4 +205,5 @@ class Sink:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             self.consumer.consume(100, min(0.2, max(0.0, deadline - time.monotonic())))
+            self.health.turn(len(self.parts))
         self.consumer.resume(assignment)

@@ -24,7 +24,12 @@ def process(
     state_dir: Annotated[
         Path | None, typer.Option(help="Where table files live (default <data-dir>/processor).")
     ] = None,
-    metrics_port: Annotated[int | None, typer.Option(help="Prometheus port (default 9464, 0 = off).")] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Port of /metrics, /healthz, /readyz (default 9464, 0 = off).")
+    ] = None,
+    metrics_host: Annotated[
+        str | None, typer.Option(help="Address it binds (default 127.0.0.1; 0.0.0.0 in a container).")
+    ] = None,
     app_id: Annotated[str | None, typer.Option(help="Consumer group / app id (default preflog-processor).")] = None,
     loglevel: Annotated[str, typer.Option(help="Faust log level.")] = "warning",
 ) -> None:
@@ -44,6 +49,7 @@ def process(
         "store": store,
         "state_dir": state_dir,
         "metrics_port": metrics_port,
+        "metrics_host": metrics_host,
         "app_id": app_id,
     }
     settings = override(settings, "processor", overrides)
@@ -57,7 +63,12 @@ def sink(
         list[str] | None, typer.Option(help="Extra partition column after dt=, e.g. model.name (repeatable).")
     ] = None,
     s3_endpoint_url: Annotated[str | None, typer.Option(help="S3-compatible endpoint (MinIO, moto...).")] = None,
-    metrics_port: Annotated[int | None, typer.Option(help="Prometheus port (default 9465, 0 = off).")] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Port of /metrics, /healthz, /readyz (default 9465, 0 = off).")
+    ] = None,
+    metrics_host: Annotated[
+        str | None, typer.Option(help="Address it binds (default 127.0.0.1; 0.0.0.0 in a container).")
+    ] = None,
 ) -> None:
     """Write the output topics to the audit log: immutable Parquet files, offsets committed after each write.
 
@@ -73,6 +84,7 @@ def sink(
         "partition_by": partition_by,
         "s3_endpoint_url": s3_endpoint_url,
         "metrics_port": metrics_port,
+        "metrics_host": metrics_host,
     }
     settings = override(settings, "sink", overrides)
     run_sink(settings)

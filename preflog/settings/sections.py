@@ -104,7 +104,13 @@ class ProcessorSettings(BaseModel):
         16, ge=1, description="RocksDB read cache per partition database; Faust's default 2048"
     )
     state_dir: Path | None = Field(None, description="table files; default <data_dir>/processor")
-    metrics_port: int = Field(9464, ge=0, description="Prometheus /metrics port; 0 disables")
+    metrics_port: int = Field(9464, ge=0, description="port of /metrics, /healthz and /readyz; 0 disables")
+    metrics_host: str = Field(
+        "127.0.0.1", description="address the metrics port binds: 127.0.0.1 this machine only, 0.0.0.0 in a container"
+    )
+    liveness_timeout_s: float = Field(
+        5.0, gt=0, description="/healthz fails when the event loop takes longer to answer"
+    )
     session_timeout_s: float = Field(10.0, gt=0, description="consumer group session timeout")
     batch_max: int = Field(
         500, ge=1, description="records joined per batch: outputs, then state, then offsets, once per batch"
@@ -194,7 +200,13 @@ class SinkSettings(BaseModel):
     s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, moto, ...)")
     aws_access_key_id: str | None = None
     aws_secret_access_key: SecretStr | None = None
-    metrics_port: int = Field(9465, ge=0, description="Prometheus /metrics port; 0 disables")
+    metrics_port: int = Field(9465, ge=0, description="port of /metrics, /healthz and /readyz; 0 disables")
+    metrics_host: str = Field(
+        "127.0.0.1", description="address the metrics port binds: 127.0.0.1 this machine only, 0.0.0.0 in a container"
+    )
+    liveness_timeout_s: float = Field(
+        60.0, gt=0, description="/healthz fails when the consume loop has not turned for this long"
+    )
 
     def storage_options(self) -> dict[str, Any]:
         """s3fs options; credentials fall back to the standard AWS chain."""
