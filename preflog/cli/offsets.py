@@ -20,9 +20,22 @@ offsets_app = typer.Typer(
 
 
 def _status(live: bool, state: str, members: int) -> str:
-    """A group's state in words: active or idle, and its members when the broker lists them."""
-    listed = f"{members} member(s)" if members else "no members listed by the broker"
-    return f"{'active' if live else 'idle'} ({state.lower()}, {listed})"
+    """A group's state as it matters to the user: running or idle (no process reading), and its processes."""
+    if not live:
+        return "idle (no process is reading with it)"
+    if "REBALANC" in state:  # PREPARING_REBALANCING, COMPLETING_REBALANCING
+        return "running; its processes are joining or leaving (a rebalance)"
+    if members:
+        return f"running, {members} process(es)"
+    return "running; the broker did not list its members"
+
+
+def _ticks_note(ticks: str, interval_s: float) -> str:
+    """What the ticks topic in the processor's group is, in one line."""
+    return (
+        f"{ticks}: the processor's clock, not data: it writes a tick to each partition every {interval_s:g} s "
+        "so that join windows close when traffic stops"
+    )
 
 
 @offsets_app.command("show")
@@ -37,6 +50,7 @@ def offsets_show(
 
     settings = settings_of(ctx)
     groups = settings.groups()
+    shown: set[str] = set()
     for name in group or list(groups):
         info = describe(settings.kafka.client_config(), name, groups.get(name, []))
         table = Table(
@@ -53,6 +67,9 @@ def offsets_show(
                 row.topic, str(row.partition), committed, str(row.end), "-" if row.lag is None else str(row.lag)
             )
         out.print(table)
+        shown |= {row.topic for row in info.partitions}
+    if settings.topics.ticks in shown:
+        out.print(_ticks_note(settings.topics.ticks, settings.processor.tick_interval_s), soft_wrap=True)
     out.print("end offsets: where a fetch reports end of partition (not ListOffsets, which some brokers report low)")
 
 
