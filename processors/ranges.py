@@ -45,7 +45,11 @@ def parse_offset_spec(text: str) -> OffsetSpec:
 
 @dataclass(frozen=True)
 class Range:
-    """Offsets ``start`` (inclusive) to ``end`` (exclusive) of one topic-partition, with a timestamp filter."""
+    """Offsets ``start`` (inclusive) to ``end`` (exclusive) of one topic-partition, with a timestamp filter.
+
+    ``low`` and ``log_end`` are the partition's first offset and its end when the plan was made (None: unknown),
+    what a range that selects nothing is explained by.
+    """
 
     role: str
     topic: str
@@ -54,6 +58,8 @@ class Range:
     end: int
     from_ms: int | None = None
     to_ms: int | None = None
+    low: int | None = None
+    log_end: int | None = None
 
     @property
     def planned(self) -> int:
@@ -122,7 +128,7 @@ def plan(
                 start = end if by_time < 0 else by_time  # -1: no record at or after from_ms
             stop = pick_offset(ends or [], role, p)
             stop = end if stop is None else min(stop, end)
-            ranges.append(Range(role, topic, p, max(start, low), max(stop, low), from_ms, to_ms))
+            ranges.append(Range(role, topic, p, max(start, low), max(stop, low), from_ms, to_ms, low, end))
         return ranges
     finally:
         consumer.close()

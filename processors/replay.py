@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Message
 
-from preflog.errors import PreflogError
 from preflog.kafka.reader import RangeReader, ReadError, Span
 from preflog.schemas.codec import Codec, SingleObjectCodec
 from preflog.schemas.registry import default_store
@@ -48,60 +47,11 @@ from preflog.sinks.storage import Storage
 from .join import Emit, JoinConfig, Joiner
 from .ranges import Range, RangeError
 from .replay_merge import Merge, throttle
+from .replay_output import ReplayOutputError, ensure_unused, replay_output
 
 __all__ = ["Replay", "ReplayOutputError", "Summary", "ensure_unused", "replay_group", "replay_output"]
 
 log = logging.getLogger(__name__)
-
-
-class ReplayOutputError(PreflogError):
-    """The replay's output location is unsafe (the live log) or already used."""
-
-
-def _location(url: str) -> str:
-    """``url`` as protocol://absolute-path, so that a path and its file:// URL compare equal."""
-    import fsspec
-
-    fs, path = fsspec.core.url_to_fs(url)
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return f"{protocol}://{path.rstrip('/')}"
-
-
-def replay_output(audit_url: str, name: str, output: str | None) -> str:
-    """Where a replay writes: ``output``, or ``<audit log>/_replays/<name>`` (ignored by readers of the live log).
-
-    Args:
-        audit_url: The live audit log's root.
-        name: The replay's name.
-        output: The root the user asked for (None: the default).
-
-    Returns:
-        The output root as protocol://absolute-path.
-
-    Raises:
-        ReplayOutputError: The target is, holds or lies inside the live log's tables; a replay never writes there.
-    """
-    live = _location(audit_url)
-    target = _location(output or f"{audit_url.rstrip('/')}/_replays/{name}")
-    inside = target.removeprefix(live + "/") if target.startswith(live + "/") else None
-    if target == live or live.startswith(target + "/") or (inside is not None and not inside.startswith("_")):
-        raise ReplayOutputError(
-            f"{target} is (or holds) the live audit log {live}; a replay never writes there. "
-            "Leave out --output (default <audit log>/_replays/<name>) or choose a separate prefix"
-        )
-    return target
-
-
-def ensure_unused(storage: Storage, target: str) -> None:
-    """Refuse an output that already holds files: a replay writes into an empty prefix only.
-
-    Raises:
-        ReplayOutputError: ``storage`` (at ``target``) holds a file; the message names the fix.
-    """
-    if next(storage.list(), None) is not None:
-        raise ReplayOutputError(
-            f"{target} already holds files (an earlier or interrupted replay); choose another --name or --output"
-        )
 
 
 @contextmanager
@@ -141,6 +91,13 @@ class Summary:
     open_without_feedback: int = 0
     waiting_feedback: int = 0
     seconds: float = 0.0
+    #: (role, partition) -> the earliest and latest timestamp (ms) of its records outside --from/--to
+    outside_ms: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def selected(self) -> int:
+        """Records read that the --from/--to filter kept (all of them without a filter)."""
+        return sum(self.events_read.values()) - self.filtered_out
 
 
 class Replay:
@@ -220,11 +177,13 @@ class Replay:
             read: Counter[tuple[str, int]] = Counter()
             for msg in batch:
                 where = (msg.topic() or "", msg.partition() or 0)
-                r = ranges[where]
-                if r.wants(msg.timestamp()[1]):
+                r, ts = ranges[where], msg.timestamp()[1]
+                if r.wants(ts):
                     merges[r.partition].push(r.role, msg)
-                else:
+                else:  # what they were, to say why a time range selected nothing
                     summary.filtered_out += 1
+                    low, high = summary.outside_ms.get((r.role, r.partition), (ts, ts))
+                    summary.outside_ms[(r.role, r.partition)] = (min(low, ts), max(high, ts))
                 read[where] += 1
             progress: Counter[int] = Counter()
             for where, n in read.items():

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.table import Table
 
 from ..schemas.tables import TABLES
 from .console import console, out, progress_bar, settings_of
+
+if TYPE_CHECKING:  # Kafka clients are imported only when the command runs
+    from ..processors.ranges import Range
 
 __all__ = ["replay"]
 
@@ -64,7 +67,9 @@ def replay(
     the live log (read it with preflog.read_pairs or preflog export --url).
 
     --from/--to select by Kafka record timestamp (when records were written),
-    not by event_time. Examples:
+    not by event_time. A range that selects no record exits with code 1 and
+    says why: each partition's offsets (or record times) beside the asked
+    range. For example:
 
       preflog replay --dry-run
 
@@ -101,11 +106,18 @@ def replay(
         else ""
     )
     out.print(f"{planned} records to read; {window}output {target}; consumer group {group}", soft_wrap=True)
-    if dry_run:
+    storage = None if dry_run else Storage(target, settings.sink.storage_options())
+    if storage is not None:
+        ensure_unused(storage, target)
+    if not planned:
+        asked = f" ({window.removesuffix('; ')})" if window else ""
+        _nothing_selected(f"no partition has a record in the asked range{asked}", [_offsets(r) for r in ranges])
+    for r in ranges:
+        if r.log_end is not None and r.start > r.log_end:
+            out.print(f"note: {_offsets(r)}: nothing to read there", soft_wrap=True, markup=False)
+    if storage is None:
         out.print("dry run: nothing was read or written")
         return
-    storage = Storage(target, settings.sink.storage_options())
-    ensure_unused(storage, target)
     by_partition: dict[int, int] = {}
     for r in ranges:
         by_partition[r.partition] = by_partition.get(r.partition, 0) + r.planned
@@ -129,5 +141,54 @@ def replay(
     result.add_row("feedback still waiting for its inference", str(summary.waiting_feedback))
     result.add_row("files", str(summary.files))
     out.print(result)
-    out.print(f"read it: preflog.read_pairs({target!r})  or  preflog export pairs.jsonl --url {target}", soft_wrap=True)
-    console.print(f"verify it: preflog verify {target}", soft_wrap=True)
+    if not summary.selected:
+        asked = f"from {from_time or 'the start'} to {to_time or 'the end'}"
+        _nothing_selected(
+            f"none of the {summary.filtered_out} records read was written to Kafka {asked} (--from/--to: record "
+            "timestamps); nothing was written",
+            [_times(r, summary.outside_ms.get((r.role, r.partition))) for r in ranges if r.planned],
+        )
+    if not summary.written["pairs"]:
+        out.print(f"no pairs written: {summary.selected} records selected, none decided a pair (see above)")
+    else:
+        out.print(f"read it: preflog.read_pairs({target!r})  or  preflog export pairs.jsonl --url {target}",
+                  soft_wrap=True)  # fmt: skip
+    if summary.files:
+        console.print(f"verify it: preflog verify {target}", soft_wrap=True)
+
+
+def _nothing_selected(why: str, partitions: list[str]) -> NoReturn:
+    """Say that the replay selected nothing, why and per partition, and exit with code 1."""
+    out.print(f"nothing selected: {why}.", soft_wrap=True, markup=False)
+    for line in partitions:
+        out.print(f"  {line}", soft_wrap=True, markup=False)
+    raise typer.Exit(1)
+
+
+def _offsets(r: Range) -> str:
+    """A range's partition, what it holds and what was asked of it, e.g. "holds offsets 0-851; asked 900-852"."""
+    where = f"{r.role} partition {r.partition} ({r.topic})"
+    if r.low is None or r.log_end is None:
+        return f"{where}: asked offsets {r.start}-{r.end - 1}"
+    if r.log_end <= r.low:
+        return f"{where}: holds no records"
+    holds = f"holds offsets {r.low}-{r.log_end - 1}"
+    if r.start > r.log_end:
+        return f"{where}: {holds}; --start-offset {r.start} is past its end ({r.log_end})"
+    if r.planned:
+        return f"{where}: {holds}; asked {r.start}-{r.end - 1}"
+    if r.from_ms is not None and r.start == r.log_end > r.low:
+        return f"{where}: {holds}; none written at or after --from"
+    return f"{where}: {holds}; asked from {r.start} to before {r.end}"
+
+
+def _times(r: Range, span: tuple[int, int] | None) -> str:
+    """A partition's records and when they were written, e.g. "offsets 0-851 written 2026-12-07T10:00:01Z to ..."."""
+    where = f"{r.role} partition {r.partition} ({r.topic}): offsets {r.start}-{r.end - 1}"
+    if span is None:
+        return where
+    return f"{where}, written {_iso(span[0])}" + (f" to {_iso(span[1])}" if span[1] != span[0] else "")
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -158,10 +158,45 @@ def test_replay_refuses_the_live_log_and_a_used_name(
     for output in (live, f"{live}/pairs", str(tmp_path.resolve())):
         refused = CliRunner().invoke(app, ["replay", "--output", output], env=env)
         assert refused.exit_code != 0 and "never writes there" in str(refused.exception), output
-    run_replay(broker, topics, tmp_path, "--name", "once")  # empty topics: nothing to write, still fine
     Storage(f"{live}/_replays/once").put("marker.txt", b"x")
     again = CliRunner().invoke(app, ["replay", "--name", "once"], env=env)
     assert "already holds files" in str(again.exception)
+
+
+def nothing_selected(result: Any) -> str:
+    """The output of a replay that selected nothing: exit 1, said plainly, and no hint to read what is not there."""
+    assert result.exit_code == 1, result.output
+    assert "nothing selected" in result.output and "read it" not in result.output, result.output
+    return str(result.output)
+
+
+def test_a_replay_that_selects_nothing_says_why_and_exits_1(
+    broker: EmbeddedBroker, kafka_config: dict[str, Any], topics: TopicSettings, tmp_path: Path
+) -> None:
+    env = {**_env(broker, topics), "PREFLOG_DATA_DIR": str(tmp_path / "data")}
+
+    def replay(*args: str) -> Any:
+        return CliRunner().invoke(app, ["replay", *args], env=env)
+
+    empty = nothing_selected(replay("--name", "empty"))  # empty topics
+    assert f"inference partition 0 ({topics.inference}): holds no records" in empty
+    assert nothing_selected(replay("--name", "empty-plan", "--dry-run"))  # the plan says so too
+
+    with PreflogProducer(kafka_config, CODEC, topics) as log:
+        sent = send_traffic(traffic(80, seed=51), log, pace=False)
+    past = nothing_selected(replay("--name", "past", "--start-offset", "100000"))
+    assert "--start-offset 100000 is past its end" in past and "holds offsets 0-" in past
+    for when in (["--to", "2001-01-01T00:00:00Z"], ["--from", "2100-01-01T00:00:00Z"]):
+        early = nothing_selected(replay("--name", f"t{when[0]}", *when))
+        assert when[1] in early, early  # the asked time range beside each partition's own
+        assert f"none of the {sum(sent.values())} records read" in early or "none written at or after --from" in early
+        assert "written 20" in early or "--from" in early
+    assert not (tmp_path / "data" / "audit" / "_replays" / "past").exists()
+
+    one = replay("--name", "one", "--start-offset", "inference:0=100000")  # one partition past its end, the rest read
+    assert one.exit_code == 0, one.output
+    assert f"note: inference partition 0 ({topics.inference}): holds offsets 0-" in one.output
+    assert "is past its end" in one.output and "read it: preflog.read_pairs" in one.output
 
 
 def test_replay_pauses_an_input_read_ahead_and_cuts_files_by_bytes_with_the_same_rows(

@@ -191,3 +191,21 @@ def test_a_replay_collects_cycles_less_often_meanwhile_and_restores_the_threshol
         assert gc.get_threshold() == (0, 10, 10)
     finally:
         gc.set_threshold(*old)
+
+
+def test_a_range_that_selects_nothing_is_explained_by_its_partition_s_offsets_and_times() -> None:
+    from preflog.cli.replay import _offsets, _times
+
+    def r(start: int, end: int, low: int = 0, log_end: int = 852, from_ms: int | None = None) -> Range:
+        return Range("inference", "inf", 3, start, end, from_ms, None, low, log_end)
+
+    assert _offsets(r(0, 0, 0, 0)) == "inference partition 3 (inf): holds no records"
+    past = _offsets(r(900, 852))
+    assert past == "inference partition 3 (inf): holds offsets 0-851; --start-offset 900 is past its end (852)"
+    assert _offsets(r(852, 852, from_ms=1)).endswith("holds offsets 0-851; none written at or after --from")
+    assert _offsets(r(200, 100)).endswith("asked from 200 to before 100")  # --end-offset before --start-offset
+    day = 1_796_601_600_000  # 2026-12-07T00:00:00Z
+    assert _times(r(0, 852), (day, day + 61_000)).endswith(
+        "offsets 0-851, written 2026-12-07T00:00:00Z to 2026-12-07T00:01:01Z"
+    )
+    assert _times(r(0, 852), None) == "inference partition 3 (inf): offsets 0-851"
