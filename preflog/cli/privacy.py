@@ -16,7 +16,7 @@ __all__ = ["erase", "privacy_app"]
 
 privacy_app = typer.Typer(
     help="Personal data: pseudonyms for support staff, master keys and their rotation, erasure receipts. "
-    "Privacy is on with PREFLOG_PRIVACY__ENABLED=true, a master key and a pseudonym secret (README: Personal data).",
+    "Privacy is on with PREFLOG_PRIVACY__ENABLED=true, a master key and a pseudonym secret (docs/privacy.md).",
     no_args_is_help=True,
 )
 

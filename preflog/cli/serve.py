@@ -1,4 +1,4 @@
-"""``preflog serve``: the HTTP ingestion API (README: Sending events over HTTP)."""
+"""``preflog serve``: the HTTP ingestion API (docs/http-api.md)."""
 
 from __future__ import annotations
 

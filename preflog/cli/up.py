@@ -217,7 +217,7 @@ def _demo_privacy(settings: Settings) -> Settings:
     out.print(
         f"[bold yellow]privacy on with DEV-ONLY keys[/] {'made' if made else 'found'} in "
         f"{Path(settings.data_dir).resolve() / 'privacy'}: keys beside the data protect nothing. "
-        "Production sets PREFLOG_PRIVACY__* (README: Personal data).",
+        "Production sets PREFLOG_PRIVACY__* (docs/privacy.md).",
         soft_wrap=True,
     )
     return settings.model_copy(update={"privacy": PrivacySettings.model_validate(conf)})

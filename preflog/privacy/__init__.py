@@ -1,4 +1,4 @@
-"""Personal data that can be forgotten: pseudonyms, consent, sealed fields and erasure (README: Personal data).
+"""Personal data that can be forgotten: pseudonyms, consent, sealed fields and erasure (docs/privacy.md).
 
 * :mod:`.fields`: the reserved ``preflog.*`` metadata keys (subject, key, consent, retention);
 * :mod:`.pseudonym`: keyed pseudonyms of user, session and annotator ids;

@@ -3,7 +3,7 @@
 ``preflog up --demo`` makes them (once) and writes ``<data dir>/privacy/dev.json``; every preflog process
 started from that data directory without privacy settings of its own then uses them, so the demo's
 producers seal and its readers open without any export. Keys kept beside the data protect nothing:
-the demo says so loudly. Production sets ``PREFLOG_PRIVACY__*`` (README: Personal data).
+the demo says so loudly. Production sets ``PREFLOG_PRIVACY__*`` (docs/privacy.md).
 """
 
 from __future__ import annotations

@@ -253,7 +253,7 @@ class ProducerSettings(BaseModel):
 
 
 class PrivacySettings(BaseModel):
-    """Pseudonyms, sealed personal fields, consent and erasure (README: Personal data).
+    """Pseudonyms, sealed personal fields, consent and erasure (docs/privacy.md).
 
     With ``enabled`` the SDK replaces user, session and annotator ids by keyed pseudonyms and seals
     every personal field (prompt, candidates, rationale, metadata) with its subject's data key before
