@@ -1,8 +1,7 @@
-"""``preflog dataset build|list|show|verify``: pinned, verifiable training sets from the audit log."""
+"""``preflog dataset build|list|show|verify|diff``: pinned, verifiable training sets from the audit log."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -23,6 +22,7 @@ dataset_app = typer.Typer(
 )
 
 RootOption = Annotated[Path | None, typer.Option("--root", help="Datasets folder (default: <data-dir>/datasets).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the raw JSON instead of tables.")]
 
 
 def _root(ctx: typer.Context, root: Path | None) -> Path:
@@ -247,14 +247,16 @@ def list_builds(ctx: typer.Context, root: RootOption = None) -> None:
 
 
 @dataset_app.command()
-def show(ctx: typer.Context, name: str, root: RootOption = None) -> None:
-    """A build's manifest (its selection, sources, counts and files) as JSON."""
+def show(ctx: typer.Context, name: str, root: RootOption = None, as_json: JsonOption = False) -> None:
+    """A build's manifest: its counts, selection, output files and sources (--json: the manifest itself)."""
     from ..dataset.catalog import manifest
+    from .dataset_view import print_manifest
 
     try:
-        out.print_json(json.dumps(manifest(_root(ctx, root), name)))
+        m = manifest(_root(ctx, root), name)
     except FileNotFoundError as exc:
         raise PreflogError(str(exc)) from None
+    print_manifest(out, m, as_json)
 
 
 @dataset_app.command()
@@ -284,12 +286,13 @@ def verify(
 
 
 @dataset_app.command()
-def diff(ctx: typer.Context, first: str, second: str, root: RootOption = None) -> None:
+def diff(ctx: typer.Context, first: str, second: str, root: RootOption = None, as_json: JsonOption = False) -> None:
     """What changed between two builds: selection, source files, rows per split, pairs added, removed or moved."""
     from ..dataset.catalog import diff as compare
+    from .dataset_view import print_diff
 
     try:
         found = compare(_root(ctx, root), first, second)
     except FileNotFoundError as exc:
         raise PreflogError(str(exc)) from None
-    out.print_json(json.dumps(found))
+    print_diff(out, first, second, found, as_json)

@@ -123,8 +123,11 @@ def test_the_commands_build_list_show_and_verify_and_refuse_a_rebuild(tmp_path: 
     assert (tmp_path / "data" / "datasets" / "first" / "manifest.json").exists()
     listed = runner.invoke(app, [*base, "list"])
     assert listed.exit_code == 0 and "first" in listed.output
-    shown = runner.invoke(app, [*base, "show", "first"])
-    assert shown.exit_code == 0 and '"content_hash"' in shown.output
+    shown = runner.invoke(app, [*base, "show", "first"], env={"COLUMNS": "160"})
+    assert shown.exit_code == 0 and "content hash" in shown.output and "{" not in shown.output  # tables, not JSON
+    assert "rows" in shown.output and "train " in shown.output and "test fraction" in shown.output
+    raw = runner.invoke(app, [*base, "show", "first", "--json"])
+    assert raw.exit_code == 0 and json.loads(raw.output)["content_hash"] in shown.output
     assert runner.invoke(app, [*base, "verify", "first"]).output.strip().endswith("OK")
     again = runner.invoke(app, [*base, "build", "first", "--url", log])
     assert again.exit_code != 0 and "never rewritten" in again.output + str(again.exception)
@@ -163,6 +166,27 @@ def test_diff_of_a_rebuild_with_more_data_shows_the_new_pairs_and_no_moved_split
     assert found["selection"] == {"min_margin": [None, 0.0]} and not found["same_content"]
     # 14 rows (the prime, Paris and 12 questions), then 24
     assert [sum(found["rows"][s][i] for s in ("train", "test")) for i in (0, 1)] == [14, 24]
+
+
+def test_dataset_diff_prints_tables_and_json_with_json(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from preflog.cli import app
+
+    log = write_log(tmp_path / "log", PAIRS[:20])
+    build(log, tmp_path / "ds", "old", Selection(test_fraction=0.3))
+    write_log(tmp_path / "log", [(f"new question {i}?", "yes", "no", "END_USER") for i in range(10)], first=100)
+    build(log, tmp_path / "ds", "new", Selection(test_fraction=0.3, min_margin=0.0))
+    base = ["dataset", "diff", "old", "new", "--root", str(tmp_path / "ds")]
+    shown = CliRunner().invoke(app, base, env={"COLUMNS": "160"})
+    assert shown.exit_code == 0, shown.output
+    lines = [" ".join(line.split()) for line in shown.output.splitlines()]
+    assert "old -> new: different content" in lines and "{" not in shown.output  # tables, not JSON
+    assert "added 10" in lines and "removed 0" in lines and "moved split 0" in lines
+    assert "min margin - 0.0" in lines  # the selection that changed: not set, then 0.0
+    assert any(line.startswith("sources added: 1") for line in lines)
+    raw = CliRunner().invoke(app, [*base, "--json"])
+    assert raw.exit_code == 0 and json.loads(raw.output)["pairs_added"] == 10
 
 
 def test_a_cap_per_user_keeps_the_seeded_hash_s_first_rows_of_a_heavy_user(tmp_path: Path) -> None:
