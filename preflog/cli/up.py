@@ -32,17 +32,30 @@ def _say(text: str) -> None:
 
 
 class ProgressView:
-    """One progress line: a rich Live line refreshed every tick on a terminal, else a plain line every ``every`` s.
+    """One progress line: a rich Live line refreshed every tick on a terminal, else plain lines (a log file).
 
-    PREFLOG_PROGRESS=0 asks for the plain lines on a terminal too.
+    The plain lines are checked every ``every`` s and written when the status changed, or once per ``idle_s``
+    with "(no change)" while nothing flows. PREFLOG_PROGRESS=0 asks for the plain lines on a terminal too.
     """
 
-    def __init__(self, line: Callable[[], str], every: float = 5.0) -> None:
-        self.line = line
-        self.every = every
+    def __init__(
+        self,
+        status: Callable[[], str],
+        clock: Callable[[], str],
+        every: float = 5.0,
+        idle_s: float = 300.0,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
+        from ..deploy.progress import QuietLines
+
+        self.status, self.clock, self.every, self.now = status, clock, every, now
         self.live: Live | None = None
-        self._next = time.monotonic() + every
+        self._next = now() + every
+        self._quiet = QuietLines(idle_s)
         self._interactive = out.is_terminal and os.environ.get("PREFLOG_PROGRESS") != "0"
+
+    def line(self) -> str:
+        return f"{self.clock()}  {self.status()}"
 
     def __enter__(self) -> ProgressView:
         if self._interactive:
@@ -54,9 +67,11 @@ class ProgressView:
     def tick(self) -> None:
         if self.live is not None:
             self.live.update(Text(self.line()), refresh=True)
-        elif time.monotonic() >= self._next:
+        elif self.now() >= self._next:
             self._next += self.every
-            _say(self.line())
+            status, repeated = self.status(), self._quiet.last
+            if self._quiet.due(status, self.now()):
+                _say(f"{self.clock()}  {status}" + ("  (no change)" if status == repeated else ""))
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
         if self.live is not None:
@@ -186,7 +201,7 @@ def up(
                 sender = _start_demo(settings, requests, rate, seed, stop, sent, through)
             progress = FlowProgress(settings.audit_url(), options, earlier)
             counts = monitor.counts
-            with ProgressView(lambda: progress.line(counts)) as view:
+            with ProgressView(lambda: progress.status(counts), progress.clock) as view:
                 stack.wait(duration, on_tick=view.tick)
         except Stopping as stopping:
             signals.stopping()
