@@ -49,7 +49,8 @@ def readiness(app: Any, inference_topic: str) -> Verdict:
     if app.rebalancing:
         return Verdict(False, "rebalancing")
     if app.in_recovery or not recovery.completed.is_set():
-        return Verdict(False, f"recovering state from the changelog ({recovery.active_remaining_total()} to go)")
+        remaining = recovery.active_remaining_total()
+        return Verdict(False, "recovering state from the changelog" + (f" ({remaining} to go)" if remaining else ""))
     owned = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == inference_topic)
     if not owned:
         return Verdict(

@@ -81,6 +81,8 @@ class Storage:
                 path = self.root
                 while not os.path.exists(path) and os.path.dirname(path) != path:
                     path = os.path.dirname(path)
+                if not os.path.isdir(path):
+                    return f"{path} is not a directory"
                 return None if os.access(path, os.W_OK) else f"{path} is not writable by this process"
             bucket = self.root.split("/")[0]
             self.fs.invalidate_cache(bucket)

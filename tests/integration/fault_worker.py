@@ -8,6 +8,9 @@ once the file exists, the next batch fails at that step of the batch protocol:
 * ``state-mid``: the third changelog write raises (part of the state is written);
 * ``gaps``: marking re-read ranges done raises.
 
+``PREFLOG_TEST_KILL_CONSUMER=<path>``: once the file exists, Faust's Kafka
+consumer thread crashes while the process lives on (the health tests).
+
 ``PREFLOG_TEST_DROP=<topic>:<first offset>``: records of ``topic`` from that
 offset on (every partition) never reach the agent while the fetch position
 moves past them, as faust-streaming 0.15 + aiokafka 0.14 did after a restart
@@ -83,7 +86,35 @@ def _inject_drop(spec: str) -> None:
     PartitionRecords._unpack_records = dropping
 
 
+def _inject_consumer_death(trigger: str) -> None:
+    """Once ``trigger`` exists, crash Faust's Kafka consumer thread while the worker process lives on."""
+    import asyncio
+    import threading
+    import time
+
+    from preflog.processors import app as app_module
+
+    create = app_module.create_app
+
+    def capturing(*args: Any, **kwargs: Any) -> Any:
+        app = create(*args, **kwargs)
+
+        def wait_then_crash() -> None:
+            while not os.path.exists(trigger):
+                time.sleep(0.1)
+            thread = app.consumer._thread
+            asyncio.run_coroutine_threadsafe(thread.crash(RuntimeError("injected: consumer died")), app.loop)
+
+        threading.Thread(target=wait_then_crash, daemon=True).start()
+        return app
+
+    app_module.create_app = capturing
+
+
 def main() -> None:
+    kill = os.environ.get("PREFLOG_TEST_KILL_CONSUMER")
+    if kill:
+        _inject_consumer_death(kill)
     step = os.environ.get("PREFLOG_TEST_FAIL_AT")
     if step:
         _inject_failure(step)
