@@ -102,7 +102,7 @@ def _inject_consumer_death(trigger: str) -> None:
         def wait_then_crash() -> None:
             while not os.path.exists(trigger):
                 time.sleep(0.1)
-            thread = app.consumer._thread
+            thread = app.consumer._thread  # type: ignore[attr-defined]
             asyncio.run_coroutine_threadsafe(thread.crash(RuntimeError("injected: consumer died")), app.loop)
 
         threading.Thread(target=wait_then_crash, daemon=True).start()
