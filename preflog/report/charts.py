@@ -34,6 +34,11 @@ def _svg(fig: Any) -> str:
     return text[text.index("<svg") :]
 
 
+def _legend_outside(ax: Any, **kwargs: Any) -> None:
+    """The legend right of the plot area, where it covers no bar, line or point."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, **kwargs)
+
+
 def _leaderboard(f: Figure, plt: Any) -> Any:
     rows = f.table.to_pylist()[::-1]
     fig, ax = plt.subplots(figsize=(7, 0.5 * len(rows) + 1.2))
@@ -90,7 +95,7 @@ def _ab(f: Figure, plt: Any) -> Any:
     ax = fig.axes[0]
     ax.scatter([r["length_controlled"] for r in rows], np.arange(len(rows))[::-1], marker="x", color=PALETTE[1],
                label="length-controlled", zorder=3)  # fmt: skip
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    _legend_outside(ax)
     return fig
 
 
@@ -109,7 +114,7 @@ def _over_time(f: Figure, plt: Any, series: str, value: Callable[[dict[str, Any]
                 color=PALETTE[i % len(PALETTE)])  # fmt: skip
     ax.set_ylabel(ylabel)
     ax.set_xlabel("time (UTC)")
-    ax.legend(fontsize=8)
+    _legend_outside(ax)
     fig.autofmt_xdate()
     return fig
 
@@ -136,7 +141,7 @@ def _position(f: Figure, plt: Any) -> Any:
     ax.set_xlabel("candidate index")
     ax.set_ylabel("win rate (chosen / in a pair)")
     ax.set_title("Win rate by candidate position")
-    ax.legend(fontsize=8)
+    _legend_outside(ax, title="feedback source")
     return fig
 
 
@@ -182,14 +187,14 @@ def _latency(f: Figure, plt: Any) -> Any:
     fig, ax = plt.subplots(figsize=(7, 3.4))
     ax.bar(seconds, counts, width=seconds * (10**0.1 - 1), align="edge", color=PALETTE[0])  # one bar per bucket
     ax.set_xscale("log")
-    for q, style in (("p50_s", "--"), ("p99_s", ":")):
+    for q, name, style in (("p50_s", "median", "--"), ("p99_s", "99th percentile", ":")):
         if q in f.summary:
-            label = f"{q[:3]} {f.summary[q]:.1f} s"
+            label = f"{name} {f.summary[q]:.1f} s"
             ax.axvline(max(f.summary[q], 1e-3), color=PALETTE[1], linestyle=style, label=label)
     ax.set_xlabel("seconds from inference to feedback (log scale)")
     ax.set_ylabel("judgements")
     ax.set_title("Join latency")
-    ax.legend()
+    _legend_outside(ax)
     return fig
 
 

@@ -37,9 +37,45 @@ th:first-child, td:first-child { text-align: left; }
 """
 
 
+#: the summaries' keys (summary.json keeps them) as the page names them; other snake_case keys lose their underscores
+LABELS = {
+    "p50_s": "median seconds to feedback",
+    "p90_s": "90th percentile, seconds to feedback",
+    "p99_s": "99th percentile, seconds to feedback",
+    "bootstrap_rounds": "bootstrap rounds",
+    "top": "top model",
+    "a": "model A",
+    "b": "model B",
+    "rate": "win rate of model B",
+    "low": "95% interval from",
+    "high": "95% interval to",
+    "n": "comparisons",
+    "decided": "decided (the interval excludes 50%)",
+    "length_controlled": "length-controlled win rate",
+    "kappa": "Cohen's kappa",
+    "krippendorff_alpha": "Krippendorff's alpha",
+    "unanimous": "share unanimous",
+    "min_per_subject": "least pairs per subject",
+    "population_share": "longer-chosen share, everyone",
+}
+#: where one key means something else in one figure
+FIGURE_LABELS = {("join_latency", "n"): "judgements timed"}
+
+
+def _label(figure: str, key: str) -> str:
+    """A summary key as the page names it: ``p50_s`` -> "median seconds to feedback"."""
+    if (figure, key) in FIGURE_LABELS:
+        return FIGURE_LABELS[(figure, key)]
+    if key in LABELS:
+        return LABELS[key]
+    return key.replace("_", " ") if key.isidentifier() and key.islower() else key  # "source:END_USER" stays
+
+
 def _number(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return escape(str(value))
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None:
+        return "n/a"
     if isinstance(value, float):
         if not math.isfinite(value):
             return "n/a"
@@ -51,8 +87,8 @@ def _number(value: Any) -> str:
     return escape(str(value))
 
 
-def _summary(summary: dict[str, Any]) -> str:
-    items = [f"<div><dt>{escape(str(k))}</dt><dd>{_number(v)}</dd></div>" for k, v in summary.items()]
+def _summary(figure: str, summary: dict[str, Any]) -> str:
+    items = [f"<div><dt>{escape(_label(figure, str(k)))}</dt><dd>{_number(v)}</dd></div>" for k, v in summary.items()]
     return f'<dl class="summary">{"".join(items)}</dl>' if items else ""
 
 
@@ -72,7 +108,7 @@ def _table(figure: Figure, limit: int = 30) -> str:
 def _article(figure: Figure) -> str:
     parts = [f'<article id="{escape(figure.name)}"><h3>{escape(figure.title)}</h3>']
     parts += [f'<div class="flag">⚑ {escape(flag)}</div>' for flag in figure.flags]
-    parts.append(_summary(figure.summary))
+    parts.append(_summary(figure.name, figure.summary))
     if figure.chart:
         parts.append(f'<div class="chart">{figure.chart}</div>')
     parts += [f'<p class="note">{escape(note)}</p>' for note in figure.notes]
