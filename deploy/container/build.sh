@@ -25,9 +25,15 @@ ca="${PIP_CA_BUNDLE-/etc/ssl/certs/ca-certificates.crt}"
 if [[ -n "$ca" && -s "$ca" ]]; then
     secret=(--secret "id=pip-ca,src=$ca")
 fi
+previous="$(podman image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)"
 start=$(date +%s)
 # --network host: RUN steps reach PyPI and the Debian mirror through the host's network (no CNI setup needed)
 # shellcheck disable=SC2086
 podman build --network host --layers "${secret[@]}" ${PODMAN_BUILD_OPTS:-} \
     -f "$here/Containerfile" --build-arg BASE="$base" -t "$image" "$repo"
+now="$(podman image inspect --format '{{.Id}}' "$image")"
+if [[ -n "$previous" && "$previous" != "$now" ]]; then
+    # the image this build replaced, now untagged: drop it unless a container or another tag still uses it
+    podman rmi "$previous" >/dev/null 2>&1 || true
+fi
 echo "built $image in $(($(date +%s) - start)) s ($(podman image inspect --format '{{.Size}}' "$image") bytes)"
