@@ -22,11 +22,14 @@ mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 # python3 + python3-venv: the interpreter and `python3 -m venv` (Debian splits ensurepip out);
 # ca-certificates: TLS to Kafka, Schema Registry and S3; tini: PID 1 that forwards signals and reaps children.
 packages="python3,python3-venv,ca-certificates,tini"
-recipe="1:${suite}:${packages}"  # bump the leading number when the steps below change
+recipe="4:${suite}:${packages}"  # bump the leading number when the steps below change
 
 here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=deploy/container/podman-env.sh
 source "$here/podman-env.sh"
+# one base build at a time on this machine; a second caller then finds the image made
+exec 9>"${TMPDIR:-/tmp}/preflog-container-base.lock"
+flock 9
 
 if [[ $force == 0 ]] && podman image exists "$image"; then
     have="$(podman image inspect --format '{{ index .Labels "org.preflog.base-recipe" }}' "$image" 2>/dev/null || true)"
@@ -51,16 +54,23 @@ debootstrap --variant=minbase --include="$packages" "$suite" "$root" "$mirror" >
     exit 1
 }
 
-# A base for images, not a machine: apt sources for later layers, no package caches, docs or locales.
+# A base for images, not a machine: apt sources for later layers, no package caches, docs or locales
+# (the compiled Python files stay: a read-only container could not write them, and would compile at each start).
 cat >"$root/etc/apt/sources.list" <<EOF
 deb $mirror $suite main
 deb $mirror $suite-updates main
 deb http://deb.debian.org/debian-security $suite-security main
 EOF
-rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/var/log/* \
+# debootstrap installs the suite's packages as released; the security and point updates come from apt
+chroot "$root" /usr/bin/env DEBIAN_FRONTEND=noninteractive sh -c 'apt-get update -qq && apt-get dist-upgrade -y -qq' \
+    >>"$work/debootstrap.log" 2>&1 || {
+    tail -n 40 "$work/debootstrap.log" >&2
+    exit 1
+}
+rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/cache/apt/*.bin "$root"/var/lib/apt/lists/* \
+    "$root"/var/log/* \
     "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/info/* "$root"/usr/share/locale/* \
     "$root"/tmp/* "$root"/var/tmp/*
-find "$root/usr/lib/python3" "$root/usr/lib/python3.11" -name __pycache__ -prune -exec rm -rf {} + 2>/dev/null || true
 # debootstrap writes the build machine's resolv.conf and hostname; podman supplies both at run time.
 : >"$root/etc/resolv.conf"
 rm -f "$root/etc/hostname"

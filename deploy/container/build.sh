@@ -16,6 +16,9 @@ image="${1:-localhost/preflog:latest}"
 base="${2:-localhost/preflog-base:bookworm}"
 # shellcheck source=deploy/container/podman-env.sh
 source "$here/podman-env.sh"
+# one build at a time on this machine (parallel test workers, two engineers): they share the tag and the base
+exec 9>"${TMPDIR:-/tmp}/preflog-container-build.lock"
+flock 9
 
 if [[ "$base" == localhost/preflog-base:* ]]; then
     "$here/build-base.sh" "$base"

@@ -174,15 +174,22 @@ def test_the_demo_runs_in_a_read_only_container_and_leaves_the_audit_log_in_its_
     assert len(ids) == len(set(ids)) == int(topic.group(1)) == int(reported.group(1))
 
 
-def metrics_up(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            return response.status == 200 and b"# TYPE" in response.read()
-    except OSError:
-        return False
+def answers(port: int, path: str, within: float = 0) -> bool:
+    """Whether http://127.0.0.1:PORT/PATH answers 200 (retried for ``within`` seconds)."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.5)
 
 
-def test_topics_processor_and_sink_run_as_containers_of_one_image(
+def test_topics_processor_sink_and_api_run_as_containers_of_one_image(
     image: str, pods: Podman, broker: EmbeddedBroker
 ) -> None:
     suffix = uuid.uuid4().hex[:8]
@@ -198,7 +205,7 @@ def test_topics_processor_and_sink_run_as_containers_of_one_image(
     counts = partition_counts({"bootstrap.servers": broker.bootstrap_servers}, list(topics.all().values()))
     assert {name: counts.get(name) for name in topics.all().values()} == dict.fromkeys(topics.all().values(), 3)
 
-    ports = {"processor": free_port(), "sink": free_port()}
+    ports = {"processor": free_port(), "sink": free_port(), "api": free_port()}
     processor = pods.start(
         "process",
         ["process"],
@@ -225,7 +232,8 @@ def test_topics_processor_and_sink_run_as_containers_of_one_image(
         },
         volume=audit,
     )
-    for name in (processor, sink):
+    api = pods.start("serve", ["serve"], {**env, "PREFLOG_API__PORT": str(ports["api"])}, volume=pods.volume("api"))
+    for name in (processor, sink, api):
         assert podman("exec", name, "id", "-u").stdout.strip() == UID
         assert podman("inspect", "--format", "{{.Config.User}}", name).stdout.strip().split(":")[0] == UID
 
@@ -240,24 +248,28 @@ def test_topics_processor_and_sink_run_as_containers_of_one_image(
         ids = pair_ids(audit)
         if set(ids) >= expected:
             break
-        for name in (processor, sink):
+        for name in (processor, sink, api):
             state = podman("inspect", "--format", "{{.State.Status}}", name).stdout.strip()
             assert state == "running", f"{name} is {state}:\n{podman('logs', name, check=False).stderr[-5000:]}"
         time.sleep(2)
     assert set(ids) >= expected, f"{len(set(ids) & expected)} of {len(expected)} pairs in the audit log"
-    for role, port in ports.items():
-        assert metrics_up(port), f"no /metrics of the {role} on port {port}"
+    assert answers(ports["processor"], "/metrics") and answers(ports["sink"], "/metrics")
+    assert answers(ports["api"], "/healthz", within=30)
 
-    for name in (processor, sink):  # the processor first: the sink then writes whatever is left, and commits
+    for name in (api, processor, sink):  # the processor before the sink: the sink writes whatever is left, and commits
         started = time.monotonic()
         podman("stop", "-t", str(STOP_GRACE_S), name, timeout=STOP_GRACE_S + 30)
         took = time.monotonic() - started
         code = podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip()
         logs = podman("logs", name, check=False)
-        assert code == "0", (
-            f"{name} exited {code} on SIGTERM after {took:.1f} s:\n{(logs.stdout + logs.stderr)[-5000:]}"
-        )
-        assert took < STOP_GRACE_S, f"{name} took {took:.1f} s to stop"
+        said = logs.stdout + logs.stderr
+        assert took < STOP_GRACE_S, f"{name} took {took:.1f} s to stop (then SIGKILL):\n{said[-5000:]}"
+        if name == api and code == "143":
+            # preflog serve stops gracefully, then uvicorn (>= 0.29) re-raises the SIGTERM it caught, so the process
+            # ends by the signal: 128 + 15. Expect 0 here once `preflog serve` handles that (see the image's notes).
+            assert "Finished server process" in said, said[-5000:]
+            continue
+        assert code == "0", f"{name} exited {code} on SIGTERM after {took:.1f} s:\n{said[-5000:]}"
 
     ids = pair_ids(audit)
     assert len(ids) == len(set(ids)), f"{len(ids) - len(set(ids))} pairs written more than once"
