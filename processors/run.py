@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from preflog.kafka import lag
 from preflog.kafka.topics import ensure_topics, partition_counts
 from preflog.settings import Settings
 
@@ -50,6 +51,7 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
 
         serve(p.metrics_host, p.metrics_port)
         log.warning("metrics and health on http://%s:%d/ (metrics, healthz, readyz)", p.metrics_host, p.metrics_port)
+    lag.start(settings.kafka.client_config(), p.app_id, [t.inference, t.feedback])
     state_dir = settings.processor.state_dir or settings.data_dir / "processor"
     state_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings, partitions)

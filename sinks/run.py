@@ -6,6 +6,7 @@ import logging
 import signal
 import threading
 
+from preflog.kafka import lag
 from preflog.settings import Settings
 
 from .storage import Storage
@@ -32,6 +33,8 @@ def run_sink(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     log.warning("writing the audit log to %s", url)
+    topics = settings.topics.all()
+    lag.start(settings.kafka.client_config(), conf.group_id, [topics[table] for table in conf.tables])
     sink = Sink(settings, storage, settings.make_codec())
     sink.health.install()
     sink.run(stop)

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from preflog.deploy.broker import EmbeddedBroker, free_port
+from preflog.kafka import lag
 from preflog.processors.pairs import pair_id
 from preflog.producers import PreflogProducer
 from preflog.settings import TopicSettings
@@ -22,6 +24,7 @@ from preflog.settings import TopicSettings
 from ..conftest import feedback, inference
 from .conftest import StartProcessor, processor_env
 from .processor_helpers import outputs
+from .sink_helpers import produce_pairs, wait_rows
 from .test_batch_faults import FaultWorker
 
 pytestmark = pytest.mark.integration
@@ -129,3 +132,26 @@ def test_sink_is_ready_when_it_owns_partitions_and_storage_answers(
     watch(port, "/readyz", until=200, timeout=30)
     sink.stop()
     assert sink.proc is not None and sink.proc.returncode == 0
+
+
+def test_lag_counts_what_the_sink_group_has_not_committed(
+    kafka_config: dict[str, Any], topics: TopicSettings, start_sink: Any, tmp_path: Path
+) -> None:
+    group = f"preflog-sink-lag-{uuid.uuid4().hex[:8]}"
+    produce_pairs(kafka_config, topics.pairs, 120)
+    before = lag.measure(kafka_config, group, [topics.pairs])
+    assert sum(before.values()) == 120 and len(before) == topics.partitions  # nothing committed: every record
+    scraped = [
+        REGISTRY.get_sample_value("preflog_consumer_lag", {"group": group, "topic": topics.pairs, "partition": str(p)})
+        for p in range(topics.partitions)
+    ]
+    assert sum(value or 0 for value in scraped) == 120
+
+    url = (tmp_path / "audit").as_uri()
+    sink = start_sink(url, group_id=group)
+    wait_rows(url, 120)
+    deadline = time.monotonic() + 30
+    while sum(lag.measure(kafka_config, group, [topics.pairs]).values()) and time.monotonic() < deadline:
+        time.sleep(0.5)  # the commit follows the file
+    assert sum(lag.measure(kafka_config, group, [topics.pairs]).values()) == 0
+    sink.stop()
