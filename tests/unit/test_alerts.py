@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from preflog.kafka import lag
 from preflog.processors import metrics as processor_metrics
 from preflog.sinks import metrics as sink_metrics
 
@@ -29,7 +30,7 @@ def test_the_rules_are_valid_and_pass_their_unit_tests() -> None:
 
 
 def test_every_preflog_metric_an_alert_reads_is_exported() -> None:
-    exported = {name for module in (processor_metrics, sink_metrics) for name in _families(module)}
+    exported = {name for module in (processor_metrics, sink_metrics, lag) for name in _families(module)}
     used = set(re.findall(r"\bpreflog_[a-z_]+", (RULES / "alerts.yml").read_text()))
     assert used and used <= exported, used - exported
 
