@@ -2,14 +2,47 @@
 
 from __future__ import annotations
 
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from .console import out, override, settings_of
 
+if TYPE_CHECKING:
+    import uvicorn
+
 __all__ = ["serve"]
+
+
+@contextmanager
+def _stopped_by_signals(server: uvicorn.Server) -> Iterator[None]:
+    """SIGTERM and SIGINT stop ``server`` gracefully, and end the command (exit 0) after its cleanup.
+
+    uvicorn (>= 0.29) handles both while it runs, then restores the handlers it found and raises the
+    signal it caught again; with the default ones in place that killed the process (exit 143) before
+    the producer was flushed and closed. Ours are the ones it finds: the raise again only asks the
+    server to stop, which it has done. A signal before uvicorn's handlers are in, or after they are
+    out, stops it the same way (not at all past the server's end: the cleanup runs to its end).
+    """
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+
+    def stop(sig: int, frame: FrameType | None) -> None:
+        server.should_exit = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def serve(
@@ -60,9 +93,12 @@ def serve(
         lifespan="off",
         limit_concurrency=api.max_connections,
     )
-    try:
-        uvicorn.Server(config).run(sockets=[sock])
-    finally:
-        ingest.close()
-        producer.close()
-        sock.close()
+    server = uvicorn.Server(config)
+    with _stopped_by_signals(server):
+        try:
+            server.run(sockets=[sock])
+        finally:
+            ingest.close()
+            undelivered = producer.close()
+            sock.close()
+            out.print(f"preflog API stopped; producer closed ({undelivered} records undelivered)")
