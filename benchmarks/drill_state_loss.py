@@ -29,6 +29,7 @@ import argparse
 import collections
 import json
 import random
+import re
 import shutil
 import tempfile
 import time
@@ -143,8 +144,9 @@ def drill(work: Path, n: int) -> bool:
             seen: list[tuple[int, str]] = []
             while not seen or seen[-1][0] != 200:
                 answer = readiness(port)
-                if not seen or answer != seen[-1]:
-                    seen.append(answer)
+                phase = (answer[0], re.sub(r" \(\d+ to go\)", "", answer[1]))  # one line per phase, not per count
+                if not seen or phase != seen[-1]:
+                    seen.append(phase)
                     say(began, f"  /readyz {answer[0]} {answer[1]}")
                 if time.monotonic() - restarted > 900:
                     raise TimeoutError("the restarted worker was not ready within 900 s")

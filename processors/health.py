@@ -46,11 +46,13 @@ def consumer_problem(app: Any) -> str | None:
 def readiness(app: Any, inference_topic: str) -> Verdict:
     """Ready when not rebalancing, recovered, and owning partitions of ``inference_topic`` (run on the loop)."""
     recovery = app.tables.recovery
-    if app.rebalancing:
-        return Verdict(False, "rebalancing")
-    if app.in_recovery or not recovery.completed.is_set():
+    if app.in_recovery:  # checked first: recovery runs inside a rebalance
         remaining = recovery.active_remaining_total()
         return Verdict(False, "recovering state from the changelog" + (f" ({remaining} to go)" if remaining else ""))
+    if app.rebalancing:
+        return Verdict(False, "rebalancing")
+    if not recovery.completed.is_set():
+        return Verdict(False, "recovering state from the changelog")
     owned = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == inference_topic)
     if not owned:
         return Verdict(
