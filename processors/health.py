@@ -51,8 +51,8 @@ def readiness(app: Any, inference_topic: str) -> Verdict:
         return Verdict(False, "recovering state from the changelog" + (f" ({remaining} to go)" if remaining else ""))
     if app.rebalancing:
         return Verdict(False, "rebalancing")
-    if not recovery.completed.is_set():
-        return Verdict(False, "recovering state from the changelog")
+    if not recovery.completed.is_set():  # Faust sets it after its first assignment's recovery
+        return Verdict(False, "waiting for its first partition assignment")
     owned = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == inference_topic)
     if not owned:
         return Verdict(

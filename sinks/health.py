@@ -1,9 +1,13 @@
 """The audit-log sink's liveness and readiness (``/healthz``, ``/readyz``: :mod:`preflog.deploy.health`).
 
 The consume loop marks each turn (:meth:`SinkHealth.turn`), also while it
-waits out a storage outage, and says how many partitions it owns.
+waits out a storage outage between writes, and says how many partitions it
+owns; it marks the long steps it takes (:meth:`SinkHealth.busy`).
 
-* live: the loop turned within ``liveness_timeout_s``.
+* live: the loop turned within ``liveness_timeout_s``; or it is in a step
+  with limits of its own (resuming partitions from the files, which retries
+  through a storage outage for minutes; one storage write with its client's
+  retries) for at most ``busy_limit_s`` (15 min).
 * ready: live, owns at least one partition, its last write did not fail, and
   the storage root answers (checked at most every ``storage_check_s``, from
   the probe's thread, never from the loop). A sink beyond the partition count
@@ -33,9 +37,12 @@ class SinkHealth:
         stall_s: float,
         storage_check_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        busy_limit_s: float = 900.0,
     ) -> None:
         self.storage = storage
         self.stall_s = stall_s
+        self.busy_limit_s = busy_limit_s
+        self.busy_with: str | None = None
         self.storage_check_s = storage_check_s
         self.clock = clock
         self.turned_at = clock()
@@ -49,9 +56,23 @@ class SinkHealth:
         """The loop turned, owning ``owned`` partitions."""
         self.turned_at = self.clock()
         self.owned = owned
+        self.busy_with = None
+
+    def busy(self, what: str) -> None:
+        """The loop entered a step that may take long and has limits of its own.
+
+        Resuming partitions from the files, or a storage write with its client's retries: live for up to
+        ``busy_limit_s``, until the next turn.
+        """
+        self.turned_at = self.clock()
+        self.busy_with = what
 
     def live(self) -> Verdict:
         idle = self.clock() - self.turned_at
+        if self.busy_with is not None:
+            if idle > self.busy_limit_s:
+                return Verdict(False, f"{self.busy_with} for {idle:.0f} s (limit {self.busy_limit_s:g} s)")
+            return Verdict(True, f"{self.busy_with} for {idle:.0f} s")
         if idle > self.stall_s:
             return Verdict(False, f"the consume loop has not turned for {idle:.0f} s (limit {self.stall_s:g} s)")
         return Verdict(True, "the consume loop is turning")

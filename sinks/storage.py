@@ -84,9 +84,14 @@ class Storage:
                 if not os.path.isdir(path):
                     return f"{path} is not a directory"
                 return None if os.access(path, os.W_OK) else f"{path} is not writable by this process"
-            bucket = self.root.split("/")[0]
-            self.fs.invalidate_cache(bucket)
-            return None if self.fs.exists(bucket) else f"bucket {bucket} not found or not reachable"
+            # a listing of the root's prefix, at most one key: what a writer scoped to that prefix may do
+            bucket, _, prefix = self.root.partition("/")
+            self.fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=prefix, MaxKeys=1)
+            return None
+        except PermissionError:
+            return f"{self.url}: access denied (listing the prefix needs s3:ListBucket on it)"
+        except FileNotFoundError:
+            return f"{self.url}: the bucket does not exist"
         except Exception as exc:  # the class only: a message may carry an endpoint's credentials
             return f"{self.url}: {type(exc).__name__}"
 

@@ -86,12 +86,12 @@ class Sink:
         The files decide where to resume, never a commit ahead of them; a commit without files is resumed
         from with a warning, and a new incarnation of the topic is read from its beginning.
         """
+        self.health.busy(f"resuming {len(partitions)} partitions from the files")
         committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(partitions, timeout=30)}
         ids = topic_ids(self.admin, {tp.topic for tp in partitions})
         for tp in partitions:
             writer = self._resume(tp.topic, tp.partition, ids.get(tp.topic, ""))
             self.parts[(tp.topic, tp.partition)] = writer
-            self.health.turn(0)  # resuming a partition reads its files: the loop is busy, not stuck
             start = committed.get((tp.topic, tp.partition), -1001)
             if writer.written_upto < 0 and writer.origin.incarnation > 0:
                 tp.offset = -2  # a new incarnation: its committed offset (if any) may be the old one's; read it all
@@ -177,6 +177,7 @@ class Sink:
         backoff = 0.5
         while True:
             try:
+                self.health.busy(f"writing {topic}[{partition}]")
                 for relative, data in files:
                     self.storage.put(relative, data)
                 break

@@ -73,7 +73,9 @@ def test_processor_is_not_ready_while_recovering_and_ready_after(
     seen = watch(port, "/readyz", until=200)
     live = probe(port, "/healthz")
     print("readiness while the worker restarted:", seen)
+    # "recovering" is said only while Faust is in recovery (before the first assignment it says "waiting")
     assert any(code == 503 and reason.startswith("recovering state from the changelog") for code, reason in seen), seen
+    assert (503, "waiting for its first partition assignment") in seen, seen
     assert seen[-1][1] == f"owns partitions {list(range(topics.partitions))} of {topics.inference}", seen
     assert live == (200, "event loop and consumer running")
     assert second.proc is not None and second.proc.poll() is None

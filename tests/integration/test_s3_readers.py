@@ -51,3 +51,14 @@ def test_export_and_verify_read_a_log_on_s3_as_on_disk(tmp_path: Path, moto: Mot
     assert local.exit_code == on_s3.exit_code == 1  # repeated ids and offset gaps: the adversarial log's own
     found = [re.findall(r"^  \S.*$", r.output, re.MULTILINE) for r in (local, on_s3)]  # the problems, one a line
     assert found[0] == found[1] and any(line.startswith("  duplicate ids: pairs: ") for line in found[1])
+
+
+def test_storage_problem_on_s3_names_what_is_wrong(moto: MotoServer) -> None:
+    """The sink's readiness check on S3: a listing of its prefix, so a writer scoped to the prefix passes it."""
+    options = {"client_kwargs": {"endpoint_url": moto.endpoint}, "key": "testing", "secret": "testing"}
+    moto.create_bucket("audit")
+    assert Storage("s3://audit/team-a/log", options).problem() is None  # an empty prefix is fine
+    assert Storage("s3://missing/log", options).problem() == "s3://missing/log: the bucket does not exist"
+    moto.stop()
+    problem = Storage("s3://audit/team-a/log", {**options, "config_kwargs": {"retries": {"max_attempts": 1}}}).problem()
+    assert problem is not None and problem.startswith("s3://audit/team-a/log: ")

@@ -90,6 +90,16 @@ def test_sink_verdicts(tmp_path: Path) -> None:
     clock.now += 1
     assert health.live() == Verdict(False, "the consume loop has not turned for 61 s (limit 60 s)")
 
+    # a long step with limits of its own (resuming through a storage outage retries for minutes) stays live
+    health.busy("resuming 20 partitions from the files")
+    clock.now += 300
+    assert health.live() == Verdict(True, "resuming 20 partitions from the files for 300 s")
+    clock.now += 601
+    assert health.live() == Verdict(False, "resuming 20 partitions from the files for 901 s (limit 900 s)")
+    health.turn(owned=4)  # the next turn ends the step: the loop's own limit again
+    clock.now += 61
+    assert not health.live().ok
+
 
 def test_storage_problem_names_the_path(tmp_path: Path) -> None:
     assert Storage((tmp_path / "not" / "yet").as_uri()).problem() is None  # created on the first write
