@@ -119,8 +119,13 @@ def exports_holding(
     for entry in latest.values():
         sidecar = str(entry["subjects"])
         try:
-            with fsspec.open(sidecar, "rb", **_options(sidecar, storage_options)) as f:
-                column = pq.read_table(f, columns=["subject"]).column("subject")
+            # Read in this thread, without pre-buffering: pre-buffered reads of a Python file are Arrow I/O
+            # tasks holding Python buffers, which an Arrow thread may release after the command ended, while
+            # the interpreter shuts down; that aborts the process ("terminate called without an active
+            # exception", exit 134) after `preflog erase` had done its work
+            options = _options(sidecar, storage_options)
+            with fsspec.open(sidecar, "rb", **options) as f, pq.ParquetFile(f, pre_buffer=False) as parquet:
+                column = parquet.read(columns=["subject"], use_threads=False).column("subject")
         except FileNotFoundError:
             if not _exists(entry["path"], storage_options):
                 continue
