@@ -4,7 +4,9 @@ Rendering is ``kubectl kustomize`` (kustomize v5 built into kubectl); validation
 JSON schemas the ``kubernetes-validate`` package carries, in strict mode (an unknown field is an error).
 Then preflog's own rules: every ConfigMap key is a real setting and no secret is in it, every container
 has requests and limits and runs as the image's non-root user on a read-only root, probes reach the ports
-the settings open, and the processor's grace period covers its measured shutdown.
+the settings open and wait longer than their handlers may, the processor's grace period covers its measured
+shutdown, the sink's memory limit covers its dedupe windows and buffers, no Deployment an autoscaler scales
+sets its replicas, and the sink replaces its pods without a surge.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import subprocess
 import typing
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from pydantic import BaseModel, SecretStr
 
+from preflog.schemas.tables import TABLES
 from preflog.settings import ApiSettings, ProcessorSettings, Settings, SinkSettings
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is missing: pip install PyYAML")
@@ -50,6 +54,13 @@ IMAGE_UID = 10001
 WRITABLE = {"/tmp", "/data"}
 
 OVERLAY_IMAGE = "registry.example.com/ml-platform/preflog:0.1.0"
+
+#: bytes per id in a sink's dedupe window (an OrderedDict of 1,000,000 ids measured about 160 MB)
+SINK_ID_BYTES = 160
+#: the sink process without its windows and buffers (peak RSS 326 MB on a backlog; deploy/k8s/README.md)
+SINK_BASE_BYTES = 300 * 10**6
+#: seconds a probe waits beyond what its handler may take
+PROBE_MARGIN_S = 2
 
 
 def render(path: Path) -> list[dict[str, Any]]:
@@ -190,12 +201,15 @@ def test_every_configmap_key_is_a_setting_and_none_is_a_secret(rendered: list[di
     assert set(env) & secret_settings() == set()
 
 
-def test_the_configmap_makes_valid_settings(rendered: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in [n for n in os.environ if n.startswith("PREFLOG_")]:
-        monkeypatch.delenv(name)
-    for name, value in settings_env(rendered).items():
-        monkeypatch.setenv(name, value)
-    settings = Settings()
+def configured(objects: list[dict[str, Any]]) -> Settings:
+    """The settings a pod of ``objects`` reads: the ConfigMap's variables and none of this process's."""
+    env = {n: v for n, v in os.environ.items() if not n.startswith("PREFLOG_")}
+    with mock.patch.dict(os.environ, {**env, **settings_env(objects)}, clear=True):
+        return Settings()
+
+
+def test_the_configmap_makes_valid_settings(rendered: list[dict[str, Any]]) -> None:
+    settings = configured(rendered)
     assert settings.processor.metrics_host == settings.sink.metrics_host == settings.api.host == "0.0.0.0"
     assert str(settings.data_dir) == "/data"
     assert settings.audit_url().startswith("s3://")
@@ -302,7 +316,7 @@ def test_the_rules_catch_a_broken_manifest(base: list[dict[str, Any]]) -> None:
         m for m in processor["containers"][0]["volumeMounts"] if m["mountPath"] != "/tmp"
     ]
     processor["securityContext"]["runAsUser"] = 0
-    assert resource_problems(broken) == ["Deployment/preflog-sink/sink: memory request 512Mi, limit None"]
+    assert resource_problems(broken) == ["Deployment/preflog-sink/sink: memory request 1Gi, limit None"]
     assert sorted(security_problems(broken)) == [
         "Deployment/preflog-sink/sink: readOnlyRootFilesystem",
         "StatefulSet/preflog-processor/processor: /tmp is not a writable volume",
@@ -385,6 +399,107 @@ def test_processor_state_replicas_and_grace(rendered: list[dict[str, Any]]) -> N
     assert affinity["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]["topologyKey"] == (
         "kubernetes.io/hostname"
     )
+
+
+def sink_memory_needed(settings: Settings) -> int:
+    """Bytes a sink owning every output partition may hold (base/sink.yaml has the formula).
+
+    Per partition of each table it stores: the dedupe window's ids (tables with an id column), which grow
+    by up to one batch (``max_rows``) before the trim, and the input buffered up to ``max_bytes``, converted
+    to Arrow at the cut (twice that). Every partition, because a sink alone may own them all.
+    """
+    sink = settings.sink
+    per_partition = sum(
+        (sink.dedupe_window + sink.max_rows) * SINK_ID_BYTES * bool(TABLES[t].id_column) + 2 * sink.max_bytes
+        for t in sink.tables
+    )
+    return settings.topics.partitions * per_partition + SINK_BASE_BYTES
+
+
+def sink_memory_problems(objects: list[dict[str, Any]]) -> list[str]:
+    container = workload(objects, "Deployment", "preflog-sink")["spec"]["template"]["spec"]["containers"][0]
+    limit = quantity("memory", container["resources"]["limits"]["memory"])
+    needed = sink_memory_needed(configured(objects))
+    return [] if limit >= needed else [f"sink memory limit {limit / 1e6:,.0f} MB < {needed / 1e6:,.0f} MB needed"]
+
+
+def autoscaled_replicas_problems(objects: list[dict[str, Any]]) -> list[str]:
+    """Workloads an autoscaler scales that set spec.replicas (each apply would reset the autoscaler's count)."""
+    problems = []
+    for hpa in (o for o in objects if o["kind"] == "HorizontalPodAutoscaler"):
+        target = hpa["spec"]["scaleTargetRef"]
+        if "replicas" in workload(objects, target["kind"], target["name"])["spec"]:
+            problems.append(f"{target['kind']}/{target['name']}: spec.replicas under HorizontalPodAutoscaler")
+    return problems
+
+
+def probe_timeout_problems(objects: list[dict[str, Any]]) -> list[str]:
+    """Processor probes that give up before their handler answers.
+
+    /healthz waits up to ``liveness_timeout_s`` for the event loop; /readyz runs the liveness check, then
+    the readiness check, each waiting as long.
+    """
+    within = configured(objects).processor.liveness_timeout_s
+    container = workload(objects, "StatefulSet", "preflog-processor")["spec"]["template"]["spec"]["containers"][0]
+    problems = []
+    for probe, trips in (("livenessProbe", 1), ("readinessProbe", 2)):
+        timeout = container[probe].get("timeoutSeconds", 1)
+        if timeout < trips * within + PROBE_MARGIN_S:
+            problems.append(f"processor {probe}: timeoutSeconds {timeout} < {trips} x {within:g} + {PROBE_MARGIN_S}")
+    return problems
+
+
+def surge_problems(objects: list[dict[str, Any]]) -> list[str]:
+    """The sink must not surge: with as many sinks as partitions a surge pod owns none and is never ready."""
+    strategy = workload(objects, "Deployment", "preflog-sink")["spec"].get("strategy", {})
+    rolling = strategy.get("rollingUpdate", {})
+    if strategy.get("type", "RollingUpdate") == "RollingUpdate" and rolling.get("maxSurge", "25%") not in (0, "0%"):
+        return [f"sink maxSurge {rolling.get('maxSurge', '25%')}"]
+    return []
+
+
+def test_the_sink_memory_limit_covers_its_windows_and_buffers(rendered: list[dict[str, Any]]) -> None:
+    settings = configured(rendered)
+    assert settings.sink.dedupe_window < SinkSettings().dedupe_window, "the default window needs gigabytes"
+    assert sink_memory_problems(rendered) == []
+
+
+def test_autoscaled_deployments_leave_replicas_to_the_autoscaler(rendered: list[dict[str, Any]]) -> None:
+    assert [o for o in rendered if o["kind"] == "HorizontalPodAutoscaler"]
+    assert autoscaled_replicas_problems(rendered) == []
+
+
+def test_probes_wait_for_their_handlers_and_the_sink_does_not_surge(rendered: list[dict[str, Any]]) -> None:
+    assert probe_timeout_problems(rendered) == []
+    assert surge_problems(rendered) == []
+
+
+def test_the_sizing_rules_catch_a_broken_manifest(base: list[dict[str, Any]], example: list[dict[str, Any]]) -> None:
+    broken = copy.deepcopy(base)
+    del settings_env(broken)["PREFLOG_SINK__DEDUPE_WINDOW"]  # back to 1,000,000 ids per partition
+    workload(broken, "Deployment", "preflog-api")["spec"]["replicas"] = 2
+    processor = workload(broken, "StatefulSet", "preflog-processor")["spec"]["template"]["spec"]["containers"][0]
+    processor["livenessProbe"]["timeoutSeconds"] = 5
+    processor["readinessProbe"]["timeoutSeconds"] = 3
+    workload(broken, "Deployment", "preflog-sink")["spec"]["strategy"]["rollingUpdate"]["maxSurge"] = 1
+    assert sink_memory_problems(broken) == ["sink memory limit 2,147 MB < 4,331 MB needed"]
+    assert autoscaled_replicas_problems(broken) == [
+        "Deployment/preflog-api: spec.replicas under HorizontalPodAutoscaler"
+    ]
+    assert probe_timeout_problems(broken) == [
+        "processor livenessProbe: timeoutSeconds 5 < 1 x 5 + 2",
+        "processor readinessProbe: timeoutSeconds 3 < 2 x 5 + 2",
+    ]
+    assert surge_problems(broken) == ["sink maxSurge 1"]
+    # the processor's loop given longer: its probes must follow
+    slower = copy.deepcopy(base)
+    settings_env(slower)["PREFLOG_PROCESSOR__LIVENESS_TIMEOUT_S"] = "10"
+    assert len(probe_timeout_problems(slower)) == 2
+    # the example's 8 partitions with the base's sink limit (its patch left out)
+    unpatched = copy.deepcopy(example)
+    sink = workload(unpatched, "Deployment", "preflog-sink")["spec"]["template"]["spec"]["containers"][0]
+    sink["resources"]["limits"]["memory"] = "2Gi"
+    assert sink_memory_problems(unpatched) == ["sink memory limit 2,147 MB < 2,602 MB needed"]
 
 
 def test_images_and_namespace(base: list[dict[str, Any]], example: list[dict[str, Any]]) -> None:
