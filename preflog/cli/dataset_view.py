@@ -55,9 +55,11 @@ def print_manifest(out: Console, m: dict[str, Any], as_json: bool = False) -> No
     overview = Table("", "", title=f"dataset {m.get('name', '')}", box=SIMPLE_HEAD, show_header=False)
     overview.add_row("rows", ", ".join(f"{s} {m.get('rows', {}).get(s, 0)}" for s in SPLITS))
     for key, value in m.items():
-        if key not in OWN_TABLES and key != "rows":
+        if key not in OWN_TABLES and key not in ("rows", "content_hash"):
             overview.add_row(_label(key), _value(value))
     out.print(overview)
+    if "content_hash" in m:  # whole, on one line, whatever the terminal's width: it is copied to compare builds
+        out.print(f"content hash {m['content_hash']}", soft_wrap=True, highlight=False)
     selection = Table("setting", "value", title="selection (what was set)", box=SIMPLE_HEAD)
     for key, value in m.get("selection", {}).items():
         if value not in (None, [], {}, False):
