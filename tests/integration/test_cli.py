@@ -126,6 +126,9 @@ def test_up_demo_runs_and_stops_cleanly(tmp_path: Path) -> None:
     assert bootstrap, "".join(lines)
     pairs = read_topic({"bootstrap.servers": bootstrap}, "preflog.pairs.v1", 4, expect=1, timeout=90, settle=0)
     assert pairs, "the processor under `preflog up` produced no pair"
+    # Ctrl-C once the demo's batch is on the broker (the first pair can come before the batch is all sent)
+    sent = read_topic({"bootstrap.servers": bootstrap}, "preflog.inference.v1", 4, expect=25, timeout=60, settle=0)
+    assert len(sent) >= 25
     proc.send_signal(signal.SIGINT)  # Ctrl-C
     proc.wait(60)
     reader.join(10)
