@@ -20,7 +20,7 @@ from .conftest import StartProcessor, Worker
 from .processor_helpers import clean_traffic, expected_pairs
 from .sink_helpers import wait_rows
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.heavy]  # 45 s: .ci/run's heavy step runs it
 
 
 def stop(worker: Worker) -> float:

@@ -55,6 +55,7 @@ def watch(port: int, path: str, until: int, timeout: float = 90) -> list[tuple[i
     raise AssertionError(f"{path} never answered {until}: {seen}")
 
 
+@pytest.mark.heavy  # 40 s: run by .ci/run's heavy step, with the drain test (the README's suite stays short)
 def test_processor_is_not_ready_while_recovering_and_ready_after(
     log: PreflogProducer, kafka_config: dict[str, Any], topics: TopicSettings, start_processor: StartProcessor
 ) -> None:
@@ -92,6 +93,7 @@ def test_processor_is_not_ready_while_recovering_and_ready_after(
     assert {p["pair_id"] for p in pairs} == expected
 
 
+@pytest.mark.heavy
 def test_processor_is_not_live_once_its_consumer_dies(
     broker: EmbeddedBroker, topics: TopicSettings, tmp_path: Path
 ) -> None:
