@@ -1,6 +1,6 @@
 """The ingestion API's HTTP layer (Starlette): keys, CORS, body limits, then :class:`.ingest.Ingest`.
 
-Routes: ``POST /v1/inference`` and ``POST /v1/feedback`` (one event or an array), ``GET /healthz``,
+Routes: ``POST /v1/inference`` and ``POST /v1/feedback`` (one event or an array), ``GET /healthz``, ``/readyz``,
 ``GET /openapi.json``, ``GET /metrics`` (Prometheus) and ``GET /preflog-feedback.js`` (the browser snippet).
 A key is ``Authorization: Bearer pfk_...``; it is never logged or echoed. A request with an ``Origin``
 (a browser) must use a public key listing that origin; preflight requests are answered for the origins of
@@ -204,6 +204,10 @@ def make_app(ingest: Ingest, keys: LiveKeys, max_body_bytes: int = 4 * 1024 * 10
     async def healthz(_: Request) -> Response:
         return JSONResponse({"ok": True, "waiting_for_kafka_s": round(ingest.stalled_s(), 3)})
 
+    async def readyz(_: Request) -> Response:
+        ok, reason = ingest.readiness()
+        return JSONResponse({"status": "ok" if ok else "fail", "reason": reason}, 200 if ok else 503)
+
     async def openapi(_: Request) -> Response:
         return JSONResponse(spec)
 
@@ -220,6 +224,7 @@ def make_app(ingest: Ingest, keys: LiveKeys, max_body_bytes: int = 4 * 1024 * 10
         Route("/v1/inference", preflight, methods=["OPTIONS"]),
         Route("/v1/feedback", preflight, methods=["OPTIONS"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/preflog-feedback.js", snippet, methods=["GET"]),

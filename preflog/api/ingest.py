@@ -88,6 +88,13 @@ class Ingest:
         if sealer is not None:  # privacy on: a new data key waits for the keys topic at most this long
             sealer.put_timeout_s = ack_timeout_s
 
+    def readiness(self) -> tuple[bool, str]:
+        """Ready unless Kafka has kept records waiting longer than ``ack_timeout_s`` (new events would get 503)."""
+        stalled = self.stalled_s()
+        if stalled > self.ack_timeout_s:
+            return False, f"Kafka has kept records waiting for {stalled:.0f} s (limit {self.ack_timeout_s:g} s)"
+        return True, "accepting events"
+
     def stalled_s(self) -> float:
         """How long Kafka has kept the worker waiting: the oldest unacknowledged record, or the current job."""
         now = time.monotonic()

@@ -257,6 +257,12 @@ def describe(max_events: int = 1000, version: str = "0.1.0") -> Schema:
         },
     }
     health = {"description": "The service runs.", "content": {"application/json": {"schema": health_schema}}}
+    ready_schema = {
+        "type": "object",
+        "properties": {"status": {"enum": ["ok", "fail"]}, "reason": {"type": "string"}},
+        "required": ["status", "reason"],
+    }
+    ready = {"description": "ok, or why not", "content": {"application/json": {"schema": ready_schema}}}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -274,6 +280,13 @@ def describe(max_events: int = 1000, version: str = "0.1.0") -> Schema:
             ),
             "/v1/feedback": _ingest("FeedbackEvent", "Log feedback events", _feedback_examples(), max_events),
             "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": health}}},
+            "/readyz": {
+                "get": {
+                    "summary": "Readiness: not while Kafka keeps records waiting longer than the ack timeout",
+                    "security": [],
+                    "responses": {"200": ready, "503": ready},
+                }
+            },
         },
         "components": {
             "schemas": dict(sorted(named.items())),

@@ -69,6 +69,7 @@ def serve(
     from ..api.app import LiveKeys, listen, make_app
     from ..api.ingest import Ingest
     from ..api.limits import RateLimits
+    from ..deploy.health import HEALTH, Verdict
     from ..producers.client import PreflogProducer
 
     settings = override(settings_of(ctx), "api", {"host": host, "port": port, "keys_file": keys_file})
@@ -94,6 +95,8 @@ def serve(
         limit_concurrency=api.max_connections,
     )
     server = uvicorn.Server(config)
+    # the same answers on the port `preflog up`'s launcher serves metrics on (deploy/health.py)
+    HEALTH.install(lambda: Verdict(True, "serving HTTP"), lambda: Verdict(*ingest.readiness()))
     with _stopped_by_signals(server):
         try:
             server.run(sockets=[sock])

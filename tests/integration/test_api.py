@@ -200,6 +200,7 @@ def test_every_documented_status_is_reached_and_kafka_gone_answers_503_fast(tmp_
                 seen.setdefault(answer.status_code, answer)
             kept = read_topic(config, topics.inference, 3, 3)
             assert sorted((m.key() or b"").decode() for m in kept) == sorted(e["request_id"] for e in before)
+            assert httpx.get(f"{api.url}/readyz").json() == {"status": "ok", "reason": "accepting events"}
             broker.kill()
             other = api.key("globex")
             started = time.monotonic()
@@ -214,6 +215,10 @@ def test_every_documented_status_is_reached_and_kafka_gone_answers_503_fast(tmp_
             assert again.status_code == 503 and "has not acknowledged records" in again.json()["error"]
             assert time.monotonic() - started < 1.0  # refused at once: nothing more is queued
             assert httpx.get(f"{api.url}/healthz").json()["waiting_for_kafka_s"] > 1.0
+            deadline = time.monotonic() + 15  # not ready once records have waited longer than the ack timeout
+            while (ready := httpx.get(f"{api.url}/readyz")).status_code != 503 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert ready.status_code == 503 and ready.json()["reason"].startswith("Kafka has kept records waiting")
         finally:
             api.worker.stop()
     assert set(seen) == expected, {s: r.text[:200] for s, r in seen.items()}
