@@ -79,6 +79,7 @@ def pairs_by_source(config: dict[str, Any], topics: TopicSettings, n_inf: int, n
     return {pid: (inf[0], inf[1], m.offset() or 0) for pid, (inf, m) in out.items()}
 
 
+@pytest.mark.heavy  # 4 x 33 s: .ci/run's heavy step runs them
 @pytest.mark.parametrize("step", ["deliver", "state", "state-mid", "gaps"])
 def test_a_batch_failing_at_any_step_is_never_committed_and_is_joined_after_the_restart(
     step: str,

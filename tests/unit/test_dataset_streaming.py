@@ -135,6 +135,7 @@ def _big_log(
     return f"file://{root}", text
 
 
+@pytest.mark.heavy  # 95 s: .ci/run's heavy step runs it
 def test_a_build_larger_than_its_memory_limit_gives_the_unlimited_builds_content(tmp_path: Path) -> None:
     url, text = _big_log(tmp_path / "log", 120_000)
     assert text > 512 * 10**6  # the texts alone are above the limit (with messages and prompt keys, twice that)
