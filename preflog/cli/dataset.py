@@ -233,30 +233,32 @@ def _size(n: int) -> str:
 
 @dataset_app.command("list")
 def list_builds(ctx: typer.Context, root: RootOption = None) -> None:
-    """The builds in the datasets folder, with their rows per split and content hash."""
-    from ..dataset.catalog import builds
+    """The builds in the datasets folder, with their rows per split and content hash, and which were withdrawn."""
+    from ..dataset.catalog import builds, withdrawal
 
+    folder = _root(ctx, root)
     table = Table(box=SIMPLE_HEAD)
-    for column in ("name", "built at", "train", "validation", "test", "content hash"):
+    for column in ("name", "built at", "train", "validation", "test", "content hash", "withdrawn"):
         table.add_column(column)
-    for m in builds(_root(ctx, root)):
+    for m in builds(folder):
         r = m["rows"]
+        mark = withdrawal(folder / m["name"])  # an erasure deleted its data: the rows are what it had
         table.add_row(m["name"], m["built_at"], *(str(r.get(s, 0)) for s in ("train", "validation", "test")),
-                      m["content_hash"][:16])  # fmt: skip
+                      m["content_hash"][:16], "no" if mark is None else "yes")  # fmt: skip
     out.print(table)
 
 
 @dataset_app.command()
 def show(ctx: typer.Context, name: str, root: RootOption = None, as_json: JsonOption = False) -> None:
-    """A build's manifest: its counts, selection, output files and sources (--json: the manifest itself)."""
-    from ..dataset.catalog import manifest
+    """A build's manifest: counts, selection, outputs, sources, whether it was withdrawn (--json: the manifest)."""
+    from ..dataset.catalog import manifest, withdrawal
     from .dataset_view import print_manifest
 
     try:
         m = manifest(_root(ctx, root), name)
     except FileNotFoundError as exc:
         raise PreflogError(str(exc)) from None
-    print_manifest(out, m, as_json)
+    print_manifest(out, m, as_json, withdrawal(_root(ctx, root) / name))
 
 
 @dataset_app.command()

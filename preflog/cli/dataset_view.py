@@ -47,11 +47,25 @@ def _listed(table: Table, paths: list[str], more_label: str) -> None:
         table.add_row(f"... and {len(paths) - SHOWN} more {more_label} (--json lists them all)")
 
 
-def print_manifest(out: Console, m: dict[str, Any], as_json: bool = False) -> None:
-    """Print build ``m``'s manifest: an overview, its selection (what was set), its outputs and its sources."""
+def print_manifest(
+    out: Console, m: dict[str, Any], as_json: bool = False, withdrawn: dict[str, Any] | None = None
+) -> None:
+    """Print build ``m``'s manifest: an overview, its selection (what was set), its outputs and its sources.
+
+    ``withdrawn``: the mark of an erasure that withdrew the build (its ``WITHDRAWN.json``), said first; with
+    ``as_json``, the manifest is printed as it is, and the mark under ``withdrawn`` beside it.
+    """
     if as_json:
-        out.print_json(json.dumps(m))
+        out.print_json(json.dumps(m if withdrawn is None else {**m, "withdrawn": withdrawn}))
         return
+    if withdrawn is not None:
+        out.print(
+            f"WITHDRAWN by {withdrawn['erasure']} at {withdrawn['at']}: it held a subject that was erased, and its "
+            "output files were removed (the manifest and card stay; the files below are what it had); rebuild it "
+            "under a new name",
+            soft_wrap=True,
+            markup=False,
+        )
     overview = Table("", "", title=f"dataset {m.get('name', '')}", box=SIMPLE_HEAD, show_header=False)
     overview.add_row("rows", ", ".join(f"{s} {m.get('rows', {}).get(s, 0)}" for s in SPLITS))
     for key, value in m.items():

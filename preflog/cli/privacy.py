@@ -192,13 +192,15 @@ def erase(
     if "being written now" in receipt.stores["dataset builds"]:
         out.print(f"dataset builds: {receipt.stores['dataset builds']}", soft_wrap=True, markup=False)
     for name in receipt.builds_withdrawn:
-        out.print(f"withdrew dataset build {name} (rebuild it: the rebuild leaves them out)", soft_wrap=True)
+        out.print(
+            f"withdrew dataset build {name} (rebuild it under a new name: a build is never rewritten, and the "
+            "rebuild leaves them out)",
+            soft_wrap=True,
+        )
     for path in receipt.exports_withdrawn:
         out.print(f"withdrew export {path}", soft_wrap=True, markup=False)
     if settings.privacy.keys_dir is None and receipt.keys_erased:
         from ..privacy.erase import FINAL
 
         out.print(f"keys topic {settings.privacy.keys_topic}: {FINAL}", soft_wrap=True)
-    out.print(
-        f"receipt: {Path(settings.data_dir) / RECEIPTS / (receipt.erasure + '.json')}", soft_wrap=True
-    )
+    out.print(f"receipt: {Path(settings.data_dir) / RECEIPTS / (receipt.erasure + '.json')}", soft_wrap=True)

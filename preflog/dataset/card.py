@@ -79,13 +79,18 @@ def card(name: str, manifest: dict[str, Any], by_column: dict[str, dict[str, dic
     """
     front = ["---", "configs:"]
     # every JSON-lines format is a config, TRL's standard one the default: `datasets` takes one file type for
-    # all the configs of a folder, so the Parquet shards are read with load_dataset("parquet", data_dir=".../data")
+    # all the configs of a folder, so the Parquet shards are read with load_dataset("parquet", data_dir=".../data").
+    # Each config's description names the build's content hash: `datasets` caches a folder's rows under the
+    # folder's name and a hash of the card's configs (not the files), so two builds of one name (another clone,
+    # a folder deleted and built again) must differ in their configs or the second loads the first one's rows
+    described = f"preflog build, content hash {manifest['content_hash']}"
     for fmt in JSONL:
         paths = sorted(f["path"] for f in manifest["files"] if f["path"].startswith(f"{fmt}/"))
         paths = [p for p in paths if not p.endswith(".provenance.jsonl")]
         if not paths:
             continue
-        front += [f"- config_name: {fmt}", *(["  default: true"] if fmt == "trl" else []), "  data_files:"]
+        front += [f"- config_name: {fmt}", *(["  default: true"] if fmt == "trl" else [])]
+        front += [f"  description: {described}", "  data_files:"]
         for path in paths:
             split = path.split("/")[-1].split(".")[0]
             front += [f"  - split: {split}", f"    path: {path}"]

@@ -14,7 +14,10 @@ from preflog.sinks.storage import Storage
 from .build import LINEAGE, MANIFEST, content_hash
 from .hashing import sha256_file, sha256_source
 
-__all__ = ["Check", "builds", "diff", "manifest", "verify"]
+#: what to do with a build that holds an erased subject (a build is never rewritten: its name is taken)
+REBUILD = "rebuild it under a new name (a build is never rewritten; a rebuild leaves erased subjects out)"
+
+__all__ = ["Check", "builds", "diff", "manifest", "verify", "withdrawal"]
 
 
 def manifest(root: Path, name: str) -> dict[str, Any]:
@@ -29,6 +32,15 @@ def manifest(root: Path, name: str) -> dict[str, Any]:
         raise FileNotFoundError(f"no dataset {name!r} under {root} (builds there: {known})")
     loaded: dict[str, Any] = json.loads(path.read_text())
     return loaded
+
+
+def withdrawal(folder: Path) -> dict[str, Any] | None:
+    """The mark of build ``folder`` that an erasure withdrew (``erasure``, ``at``: its data deleted); None if not."""
+    path = folder / WITHDRAWN
+    if not path.exists():
+        return None
+    mark: dict[str, Any] = json.loads(path.read_text())
+    return mark
 
 
 def builds(root: Path) -> list[dict[str, Any]]:
@@ -56,17 +68,16 @@ def verify(root: Path, name: str, sources: bool = True, erasures: list[dict[str,
     """Recompute build ``name``'s file hashes and content hash; with ``sources``, its source files' too.
 
     A build an erasure withdrew (``WITHDRAWN.json``), or one holding a subject that an erasure of
-    ``erasures`` (receipts, :func:`preflog.privacy.erase.receipts`) erased, is a problem: rebuild it.
+    ``erasures`` (receipts, :func:`preflog.privacy.erase.receipts`) erased, is a problem: rebuild it under a new name.
     """
     m = manifest(root, name)
     folder = root / name
     check = Check()
-    withdrawn = folder / WITHDRAWN
-    if withdrawn.exists():
-        mark = json.loads(withdrawn.read_text())
+    mark = withdrawal(folder)
+    if mark is not None:
         check.problems.append(
             f"withdrawn by {mark['erasure']} at {mark['at']}: it held a subject that was erased, and its data was "
-            "deleted; rebuild it (a rebuild leaves erased subjects out)"
+            f"deleted; {REBUILD}"
         )
         return check
     check.problems += _erased_subjects(folder, m.get("built_at"), erasures or [])
@@ -106,7 +117,7 @@ def _erased_subjects(folder: Path, built_at: str | None, erasures: list[dict[str
         return []
     digests = {hashlib.sha256(s.encode()).hexdigest() for s in lineage_subjects(folder)}
     return [
-        f"holds a subject erased by {e['erasure']} at {e['at']}: rebuild it (a rebuild leaves erased subjects out)"
+        f"holds a subject erased by {e['erasure']} at {e['at']}: {REBUILD}"
         for e in erasures
         if digests & set(e.get("subjects", []))
     ]

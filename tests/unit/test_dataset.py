@@ -135,6 +135,35 @@ def test_the_commands_build_list_show_and_verify_and_refuse_a_rebuild(tmp_path: 
     assert unknown.exit_code != 0 and "first" in unknown.output + str(unknown.exception)  # names what exists
 
 
+def test_list_and_show_mark_a_build_an_erasure_withdrew(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from preflog.cli import app
+    from preflog.privacy.erase import withdraw
+
+    log = write_log(tmp_path / "log", PAIRS)
+    base = ["--data-dir", str(tmp_path / "data"), "dataset"]
+    for name in ("kept", "gone"):
+        assert CliRunner().invoke(app, [*base, "build", name, "--url", log]).exit_code == 0
+    withdraw(tmp_path / "data" / "datasets" / "gone", "erasure-x", "2026-12-07T00:00:00+00:00")
+    listed = CliRunner().invoke(app, [*base, "list"], env={"COLUMNS": "160"}).output
+    assert "withdrawn" in next(line for line in listed.splitlines() if "content hash" in line)
+    (kept,) = [line.split() for line in listed.splitlines() if "kept" in line]
+    (gone,) = [line.split() for line in listed.splitlines() if "gone" in line]
+    assert (kept[-1], gone[-1]) == ("no", "yes")
+    narrow = CliRunner().invoke(app, [*base, "list"], env={"COLUMNS": "80"}).output  # the column fits a terminal
+    assert "withdrawn" in narrow and [line.split()[-1] for line in narrow.splitlines() if "gone" in line] == ["yes"]
+    shown = CliRunner().invoke(app, [*base, "show", "gone"], env={"COLUMNS": "160"}).output
+    assert shown.startswith("WITHDRAWN by erasure-x at 2026-12-07T00:00:00+00:00")
+    assert "output files were removed" in shown
+    assert "under a new name" in shown and "WITHDRAWN" not in CliRunner().invoke(app, [*base, "show", "kept"]).output
+    raw = json.loads(CliRunner().invoke(app, [*base, "show", "gone", "--json"]).output)
+    assert raw["withdrawn"] == {"erasure": "erasure-x", "at": "2026-12-07T00:00:00+00:00"} and raw["name"] == "gone"
+    assert "withdrawn" not in json.loads(CliRunner().invoke(app, [*base, "show", "kept", "--json"]).output)
+    (problem,) = verify(tmp_path / "data" / "datasets", "gone").problems
+    assert "rebuild it under a new name" in problem
+
+
 def test_the_card_names_the_shards_and_its_counts_and_watermark_match_the_data(tmp_path: Path) -> None:
     m = build(write_log(tmp_path / "log", PAIRS), tmp_path / "ds", "a", Selection(test_fraction=0.3))
     folder = tmp_path / "ds" / "a"

@@ -76,6 +76,35 @@ def test_kto_nemo_listwise_and_ties_open_with_their_columns(folder: Path, tmp_pa
     assert [r["relation"] for s in ties for r in ties[s]] == ["tie"]
 
 
+def test_two_builds_of_one_name_in_two_folders_each_load_their_own_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`datasets` caches a folder's rows under its name and its card: each build's card must key its own cache.
+
+    The load is the user's, with no ``cache_dir``: the default cache, made private to the test.
+    """
+    for var, where in (("HF_HOME", "hf"), ("HF_DATASETS_CACHE", "hf/datasets"), ("HF_DATASETS_OFFLINE", "1")):
+        monkeypatch.setenv(var, where if var.endswith("OFFLINE") else str(tmp_path / where))
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf" / "datasets")
+    monkeypatch.setattr(datasets.config, "DOWNLOADED_DATASETS_PATH", tmp_path / "hf" / "datasets" / "downloads")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    sizes = {}
+    for clone, pairs in (("a", PAIRS), ("b", PAIRS[:20])):  # another clone, or a deleted folder built again
+        log = tmp_path / clone / "log"
+        write_table(log, "pairs", rows(pairs))
+        write_table(log, "unpaired", [signal(i, f"Q{i}?", "ok", 0, True) for i in range(len(pairs) // 2)])
+        manifest = build(f"file://{log}", tmp_path / clone / "ds", "dpo-v1", Selection(test_fraction=0.3))
+        sizes[clone] = (manifest["rows"], len(pairs) // 2)
+    assert sizes["a"] != sizes["b"]
+    for clone in ("a", "b"):
+        folder = str(tmp_path / clone / "ds" / "dpo-v1")
+        default = datasets.load_dataset(folder)
+        assert {s: default[s].num_rows for s in default} == {s: n for s, n in sizes[clone][0].items() if n}, clone
+        kto = datasets.load_dataset(folder, "kto")
+        assert sum(kto[s].num_rows for s in kto) == sizes[clone][1], clone
+    assert sorted(p.name for p in (tmp_path / "hf" / "datasets").iterdir() if p.is_dir()) == ["dpo-v1"]  # one name
+
+
 def test_the_audit_log_s_tables_load_through_the_datasets_ready_view(tmp_path: Path) -> None:
     log = tmp_path / "log"
     write_table(log, "pairs", rows(PAIRS[:5]))

@@ -56,7 +56,7 @@ def test_erase_withdraws_the_builds_holding_the_subject_and_a_rebuild_leaves_it_
     _invoke([*base, "export", str(export), "--url", url])
     assert export.exists()
     said = _invoke([*base, "erase", "--subject", "alice", "--url", url])
-    assert "withdrew dataset build before" in said
+    assert "withdrew dataset build before (rebuild it under a new name" in said  # "before" is never rebuilt
     assert f"withdrew export {export}" in said and not export.exists()
     log_check = CliRunner().invoke(app, [*base, "verify", url]).output  # (the test's log has no manifests)
     assert "rows erased (their keys deleted; not a problem) │ 10" in log_check
@@ -66,6 +66,9 @@ def test_erase_withdraws_the_builds_holding_the_subject_and_a_rebuild_leaves_it_
     assert not (datasets / "before" / "data").exists() and not (datasets / "before" / "state").exists()
     verified = CliRunner().invoke(app, [*base, "dataset", "verify", "before"])
     assert verified.exit_code == 1 and "withdrawn by erasure-" in verified.output
+    listed = _invoke([*base, "dataset", "list"])
+    assert "withdrawn" in listed and [line.split()[-1] for line in listed.splitlines() if "before" in line] == ["yes"]
+    assert _invoke([*base, "dataset", "show", "before"]).startswith("WITHDRAWN by erasure-")
 
     _invoke([*base, "dataset", "build", "after", "--url", url])
     assert _prompts(datasets / "after") == sorted(f"Question {i}?" for i in range(30) if i % 3)
