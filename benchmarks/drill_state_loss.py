@@ -40,6 +40,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench_stack import Service, broker_with_topics, fast_produce, service_settings, wait_for
+from state_memory import feedback
 
 import preflog
 from preflog.processors.pairs import pair_id
@@ -112,14 +113,7 @@ def drill(work: Path, n: int) -> bool:
             def judge(part: list[str]) -> None:
                 batch = []
                 for r in part:
-                    fb = {
-                        "feedback_id": str(uuid.uuid4()),
-                        "request_id": r,
-                        "event_time": when,
-                        "kind": "PAIRWISE",
-                        "pairwise": {"chosen": 1, "rejected": 0},
-                        "source": {"type": "HUMAN_ANNOTATOR", "id": "drill"},
-                    }
+                    fb = feedback(r, when)  # PAIRWISE, candidate 1 over 0
                     expected.add(pair_id(fb["feedback_id"], 1, 0))
                     batch.append(
                         (topics.feedback, r, codec.encode("FeedbackEvent", feedback_record(fb), topics.feedback))

@@ -40,7 +40,7 @@ def measure(config: Mapping[str, Any], group: str, topics: Iterable[str]) -> dic
     found = describe(config, group, list(topics))
     lags = {}
     for p in found.partitions:
-        lag = p.end if p.committed is None else max(p.end - p.committed, 0)
+        lag = p.end if p.lag is None else p.lag  # never committed: the whole partition is to read
         LAG.labels(group, p.topic, str(p.partition)).set(lag)
         lags[(p.topic, p.partition)] = lag
     return lags
