@@ -5,7 +5,7 @@ top of this process's environment without its own ``PREFLOG_`` variables.
 The defaults suit the embedded broker: short sessions, no metrics port, and
 no Faust recovery consistency check (the embedded broker reports high
 watermarks low). Produce batches are the default size, as in production. Used by the fault suite
-(``benchmarks/fault_run.py``).
+(``benchmarks/fault_suite/fault_run.py``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A real S3 API for tests and the fault suite (moto's server), and a TCP proxy that can cut it (a storage outage).
 
-``benchmarks/fault_stack.py`` starts its object store with :class:`MotoServer`
+``benchmarks/fault_suite/fault_stack.py`` starts its object store with :class:`MotoServer`
 too; :data:`Proxy` is :class:`tests.tcp_proxy.TcpProxy`, whose ``cut()``
 refuses and resets connections until ``restore()``.
 """

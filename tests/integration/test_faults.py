@@ -1,6 +1,6 @@
 """The short fault suite: kill -9 of processor and sink, a broker network cut, hostile inputs; nothing lost.
 
-The same code as ``python benchmarks/faults.py`` (whose ``--full`` run is the
+The same code as ``python benchmarks/fault_suite/faults.py`` (whose ``--full`` run is the
 long version): expected outcomes come from the generator and the hostile-input
 list, never from the Joiner, and the audit log's Parquet files are read back
 directly. It starts its own moto, Tansu (behind a proxy it cuts) and services.
@@ -17,12 +17,12 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+FAULT_SUITE = Path(__file__).resolve().parents[2] / "benchmarks" / "fault_suite"
 
 
 def _faults() -> Any:
-    if str(BENCHMARKS) not in sys.path:
-        sys.path.insert(0, str(BENCHMARKS))
+    if str(FAULT_SUITE) not in sys.path:
+        sys.path.insert(0, str(FAULT_SUITE))
     import faults
 
     return faults
@@ -74,7 +74,7 @@ def test_short_fault_suite_with_privacy_loses_nothing_and_the_erasure_reaches_on
 def test_short_fault_suite_through_the_api_loses_no_acknowledged_event_and_doubles_nothing(tmp_path: Path) -> None:
     """The short fault suite with the HTTP ingestion API in front: what ``preflog serve`` acknowledged is never lost.
 
-    The same code as ``python benchmarks/faults.py --api``: ``preflog serve`` runs as
+    The same code as ``python benchmarks/fault_suite/faults.py --api``: ``preflog serve`` runs as
     one more service behind the broker's proxy, client threads post the generated
     traffic to it in small batches and send the same events again after a 429, a
     503 or a connection error; the broker is cut (refused, then blackholed longer

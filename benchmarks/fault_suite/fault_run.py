@@ -39,8 +39,8 @@ if TYPE_CHECKING:
 
 __all__ = ["REPO", "Run"]
 
-#: the repository whose code the services run
-REPO = Path(__file__).resolve().parents[1]
+#: the repository whose code the services run (this file is in benchmarks/fault_suite/)
+REPO = Path(__file__).resolve().parents[2]
 
 
 class Run:

@@ -1,10 +1,12 @@
 """Fault suite: generated traffic with known outcomes, faults injected, the audit log checked independently.
 
-    python benchmarks/faults.py            # the short run (what tests/integration/test_faults.py runs)
-    python benchmarks/faults.py --full     # >=10 kill -9 of each service, broker restart, outages, every bad input
-    python benchmarks/faults.py --full --json
-    python benchmarks/faults.py --privacy  # the same with privacy on: sealed traffic, an erasure midway
-    python benchmarks/faults.py --api      # the traffic posted to `preflog serve` by HTTP clients (also --full)
+    python benchmarks/fault_suite/faults.py             # the short run (what tests/integration/test_faults.py runs)
+    python benchmarks/fault_suite/faults.py --full      # >=10 kill -9 of each service, broker restart, outages,
+                                                        # every bad input
+    python benchmarks/fault_suite/faults.py --full --json
+    python benchmarks/fault_suite/faults.py --privacy   # the same with privacy on: sealed traffic, an erasure midway
+    python benchmarks/fault_suite/faults.py --api       # the traffic posted to `preflog serve` by HTTP clients
+                                                        # (also --full)
 
 What it starts (loopback only, every child in its own process group, all
 killed on exit): moto's S3 server; Tansu with its log in S3 (``--storage-engine
@@ -60,7 +62,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-for path in (HERE, HERE.parent):  # fault_* helpers beside this file; tests.tcp_proxy from the repo root
+for path in (HERE, HERE.parents[1]):  # fault_* helpers beside this file; tests.tcp_proxy from the repo root
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
