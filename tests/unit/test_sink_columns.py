@@ -112,7 +112,7 @@ def data_files(files: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
 @pytest.mark.parametrize("partition_by", [[], ["model.name"], ["reason", "source_offset.partition", "nothing.here"]])
 def test_the_column_path_writes_the_files_the_dict_path_writes(role: str, partition_by: list[str]) -> None:
     fmt, values = FORMATS[role], values_of(role, 120)
-    fast = fmt.decoder.decode(values, CODEC, "t")
+    fast = fmt.decoder.columns(values, CODEC)
     assert isinstance(fast, ColumnRows)  # the column decoder took every record
     slow = dict_rows(role, values)
     assert fast.ids(TABLES[role].id_column) == slow.ids(TABLES[role].id_column)

@@ -1,0 +1,191 @@
+"""Compiled decoding of a batch: framed Avro values in, one Arrow table out, decoded in Rust.
+
+An Avro object container file's block is a record count, a byte length and
+the records' bodies back to back. A batch of values framed the default way
+(single-object encoding: ``C3 01`` and the schema's fingerprint) is such a
+block for a record whose first field is a 10-byte ``fixed`` (the frame) and
+whose other fields are the schema's own. :class:`ArrowReader` puts the batch's
+values behind an in-memory file header and lets ``polars-avro`` (``arrow-avro``,
+compiled) decode them into Arrow columns.
+
+It takes a batch only when it is sure the result is what the codec would give
+(``schemas/codec.py``), and returns None otherwise, so the caller decodes it
+the way it did before:
+
+* every value is framed with this schema version and within the record limit;
+* every body passes the codec's own strict pre-pass (``schemas/strict.py``:
+  int and enum and union ranges, booleans, lengths, string and item limits),
+  and its record ends where the value does. Record boundaries must be exact
+  before the bytes reach arrow-avro: a block with bytes left after its last
+  record makes arrow-avro 0.x loop for ever;
+* arrow-avro decodes it (it refuses text that is not UTF-8);
+* timestamps lie within the years 1..9999 (fastavro refuses others) and no
+  map repeats a key (fastavro keeps the last one, arrow the both).
+
+The table comes with arrow-avro's types (large strings, ``uint32``
+dictionaries); :class:`.arrow_rows.ArrowRows` casts it to the file schema.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from preflog.schemas.registry import SchemaVersion, strip_uuid
+
+from .avro_columns import TIMESTAMP_MS
+from .avro_sizes import Sizes
+
+__all__ = ["FRAME", "ArrowReader"]
+
+FRAME = "__preflog_frame"
+SYNC = bytes(range(16))
+
+
+def _long(n: int) -> bytes:
+    """A zigzag varint."""
+    z = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while z > 0x7F:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+def _file_header(schema: dict[str, Any]) -> bytes:
+    """The header of an object container file of ``schema``, codec null, sync marker :data:`SYNC`."""
+    meta = {"avro.schema": json.dumps(schema).encode(), "avro.codec": b"null"}
+    out = bytearray(b"Obj\x01") + _long(len(meta))
+    for key, value in meta.items():
+        out += _long(len(key)) + key.encode() + _long(len(value)) + value
+    return bytes(out + b"\x00" + SYNC)
+
+
+def _checks(avro: Any, named: dict[str, Any], path: tuple[str, ...], nested: bool, out: dict[str, list]) -> None:
+    """Collects the paths of timestamp and map fields; raises ValueError for a type this reader does not know."""
+    if isinstance(avro, list):
+        branches = [b for b in avro if b != "null"]
+        if len(branches) != 1 or avro[0] != "null":
+            raise ValueError(f"only [null, T] unions are decoded in compiled code, got {avro}")
+        return _checks(branches[0], named, path, nested, out)
+    if isinstance(avro, str):
+        if avro in ("string", "bytes", "int", "long", "float", "double", "boolean"):
+            return None
+        return _checks(named[avro.split(".")[-1]], named, path, nested, out)
+    kind, logical = avro["type"], avro.get("logicalType")
+    if logical == "timestamp-millis" and kind == "long":
+        if nested:
+            raise ValueError("timestamps inside arrays are not decoded in compiled code")
+        out["timestamps"].append(path)
+        return None
+    if logical is not None and kind not in ("string", "enum"):
+        raise ValueError(f"the logical type {logical} is not decoded in compiled code")
+    if kind == "record":
+        named[avro["name"]] = avro
+        for field in avro["fields"]:
+            _checks(field["type"], named, (*path, field["name"]), nested, out)
+    elif kind == "enum":
+        named[avro["name"]] = avro
+    elif kind == "array":
+        _checks(avro["items"], named, path, True, out)
+    elif kind == "map":
+        if nested:
+            raise ValueError("maps inside arrays are not decoded in compiled code")
+        out["maps"].append(path)
+        _checks(avro["values"], named, path, True, out)
+    elif kind != "string":
+        _checks(kind, named, path, nested, out)
+    return None
+
+
+def _leaf(table: pa.Table, path: tuple[str, ...]) -> pa.Array:
+    """The array at ``path`` (a top-level column, then struct fields), nulls where a parent is null."""
+    array = table.column(path[0]).combine_chunks()
+    for name in path[1:]:
+        array = pc.struct_field(array, name)
+    return array
+
+
+class ArrowReader:
+    """Decodes batches of one schema version's framed values in compiled code (see the module docstring).
+
+    Args:
+        schema: The schema version the values are written with (the table's newest).
+        header: The framing every value starts with (``C3 01`` and the fingerprint).
+
+    Raises:
+        ValueError: the schema uses a type this reader does not decode.
+    """
+
+    def __init__(self, schema: SchemaVersion, header: bytes) -> None:
+        raw = strip_uuid(schema.raw)
+        found: dict[str, list] = {"timestamps": [], "maps": []}
+        _checks(raw, {}, (), False, found)
+        self.timestamps: list[tuple[str, ...]] = found["timestamps"]
+        self.maps: list[tuple[str, ...]] = found["maps"]
+        frame = {"name": FRAME, "type": {"type": "fixed", "name": "PreflogFrame", "size": len(header)}}
+        framed = {**raw, "fields": [frame, *raw["fields"]]}
+        self.sizes = Sizes(framed)
+        self.file_header = _file_header(framed)
+        self.header = header
+
+    def read(self, values: Sequence[bytes], max_record: int, max_string: int, max_items: int) -> pa.Table | None:
+        """The values' records as one table with arrow-avro's types, or None when not sure of every one."""
+        if not values:
+            return None
+        lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+        if int(lengths.max()) - len(self.header) > max_record:
+            return None
+        data = b"".join(values)
+        batch = _decode(self.file_header + _long(len(values)) + _long(len(data)) + data + SYNC, len(values))
+        if batch is None or batch.num_rows != len(values):
+            return None
+        frames = batch.column(0)
+        if not pc.all(pc.equal(frames, pa.scalar(self.header, frames.type))).as_py():
+            return None
+        if not self.sizes.check(batch, lengths, np.frombuffer(data, dtype=np.uint8), max_string, max_items):
+            return None
+        table = pa.Table.from_batches([batch]).drop_columns([FRAME])
+        return table if self._plausible(table) else None
+
+    def _plausible(self, table: pa.Table) -> bool:
+        """Timestamps fastavro can hold, and maps without a repeated key."""
+        low, high = TIMESTAMP_MS
+        for path in self.timestamps:
+            millis = _leaf(table, path).cast(pa.int64())
+            if millis.null_count < len(millis):
+                bounds = pc.min_max(millis)
+                if bounds["min"].as_py() < low or bounds["max"].as_py() > high:
+                    return False
+        for path in self.maps:
+            entries = _leaf(table, path)
+            keys = pa.ListArray.from_arrays(entries.offsets, entries.keys)  # each row's keys
+            if len(keys.values):
+                rows = pc.list_parent_indices(keys)
+                found = pa.table({"row": rows, "key": pc.list_flatten(keys)}).group_by(["row", "key"]).aggregate([])
+                if found.num_rows != len(rows):
+                    return False
+        return True
+
+
+def _decode(block: bytes, rows: int) -> pa.RecordBatch | None:
+    """The first ``rows`` records of an in-memory object container file, or None when arrow-avro refuses them.
+
+    Only one batch is ever asked for: arrow-avro 0.x loops for ever on a block with bytes left after its
+    records, which asking for the next batch would reach; what the batch came from is checked by sizes.
+    """
+    from polars_avro._avro_rs import AvroSource  # polars-avro's reader of Arrow batches, pinned in constraints.txt
+
+    source = AvroSource([lambda: contextlib.nullcontext(io.BytesIO(block))], False, False)
+    try:
+        return pa.record_batch(next(source.batch_iter(rows, None)))
+    except Exception:  # a body arrow-avro refuses (or StopIteration): the codec decides about the batch
+        return None

@@ -1,0 +1,207 @@
+"""The bytes each decoded record takes in canonical Avro: how :mod:`.avro_arrow` knows it read what it was given.
+
+arrow-avro decodes a block of records back to back; it does not say where each
+record ended. :class:`Sizes` computes, with vectorised arithmetic, how many bytes
+each decoded row takes when written canonically (shortest varints, each array or
+map in one block). Encoding a value never takes fewer bytes than that, and the
+reader cannot read past the block, so when every row's canonical size equals its
+value's length, every record began and ended where its value did and was written
+canonically: there is nothing the rows could have been read from but the values.
+
+The same pass checks what arrow-avro does not: strings, arrays and maps within
+the codec's limits, and top-level booleans written as 0 or 1 (arrow-avro reads any
+other byte as true; the codec refuses it). Types it does not know raise
+ValueError when the schema is compiled, so such tables never take this path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = ["Sizes"]
+
+FIXED = {"null": 0, "boolean": 1, "float": 4, "double": 8}
+VARINTS = ("int", "long")
+
+
+def _varint_sizes(values: np.ndarray) -> np.ndarray:
+    """Bytes of the zigzag varint of each int64 in ``values``."""
+    z = ((values << 1) ^ (values >> 63)).view(np.uint64)
+    out = np.ones(len(z), dtype=np.int64)
+    for k in range(1, 10):
+        out += z >= np.uint64(1 << (7 * k))
+    return out
+
+
+def _ints(array: pa.Array) -> np.ndarray:
+    if pa.types.is_timestamp(array.type):
+        array = array.cast(pa.int64())
+    return np.asarray(pc.fill_null(array, 0).cast(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+class Sizes:
+    """Canonical sizes of the rows of one Avro record schema, as arrow-avro decodes it.
+
+    Args:
+        schema: The record schema (JSON, logical types as written).
+
+    Raises:
+        ValueError: a type this check does not know (unions other than [null, T], booleans below the
+            top level, enums of 64 symbols or more, other logical types than timestamp-millis).
+    """
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        self.named: dict[str, Any] = {}
+        self.fields: list[tuple[str, Any]] = [(f["name"], f["type"]) for f in schema["fields"]]
+        for _, avro in self.fields:
+            self._known(avro, top=True)
+
+    def _resolve(self, avro: Any) -> Any:
+        if isinstance(avro, str) and avro not in FIXED and avro not in VARINTS and avro not in ("string", "bytes"):
+            return self.named[avro.split(".")[-1]]
+        return avro
+
+    def _known(self, avro: Any, top: bool) -> None:
+        if isinstance(avro, list):
+            if len(avro) != 2 or avro[0] != "null":
+                raise ValueError(f"only [null, T] unions are checked, got {avro}")
+            return self._known(avro[1], top)
+        avro = self._resolve(avro)
+        if isinstance(avro, str):
+            if avro == "boolean" and not top:
+                raise ValueError("booleans below the top level are not checked")
+            return None
+        kind, logical = avro["type"], avro.get("logicalType")
+        if logical not in (None, "uuid", "timestamp-millis"):
+            raise ValueError(f"the logical type {logical} is not checked")
+        if kind in ("record", "enum", "fixed"):
+            self.named[avro["name"]] = avro
+        if kind == "record":
+            for field in avro["fields"]:
+                self._known(field["type"], False)
+        elif kind == "enum" and len(avro["symbols"]) >= 64:
+            raise ValueError("enums of 64 symbols or more are not checked")
+        elif kind in ("array", "map"):
+            self._known(avro["items" if kind == "array" else "values"], False)
+        elif kind not in ("enum", "fixed"):
+            self._known(kind, top)
+        return None
+
+    def check(
+        self, batch: pa.RecordBatch, lengths: np.ndarray, data: np.ndarray, max_string: int, max_items: int
+    ) -> bool:
+        """Whether every row's canonical size is its value's length, within the limits, unions and booleans canonical.
+
+        Args:
+            batch: The decoded rows, one column per field of the schema, in order.
+            lengths: Each value's length in bytes.
+            data: The values back to back, as uint8.
+            max_string: The longest string or bytes value accepted.
+            max_items: The most entries accepted in one array or map.
+        """
+        self.max_string, self.max_items, self.ok, self.data = max_string, max_items, True, data
+        starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
+        at, exists = starts.copy(), np.ones(len(lengths), dtype=bool)
+        for (_, avro), column in zip(self.fields, batch.columns, strict=True):
+            at += self._walk(column, avro, at, exists)
+            if not self.ok:
+                return False
+        return bool(np.array_equal(at - starts, lengths))
+
+    def _bytes_are(self, where: np.ndarray, allowed: tuple[int, ...]) -> None:
+        """Marks the batch not sure unless the byte at each of ``where`` is one of ``allowed``."""
+        if (
+            where.size
+            and self.ok
+            and (int(where.max()) >= self.data.size or not np.isin(self.data[where], allowed).all())
+        ):
+            self.ok = False
+
+    def _walk(self, array: pa.Array, avro: Any, starts: np.ndarray, exists: np.ndarray) -> np.ndarray:
+        """:meth:`_size`, checking the union indices and booleans of the elements that exist at ``starts``."""
+        if isinstance(avro, list):
+            valid = array.is_valid().to_numpy(zero_copy_only=False)
+            self._bytes_are(starts[exists & ~valid], (0,))
+            self._bytes_are(starts[exists & valid], (2,))
+            return 1 + np.where(valid, self._walk(array, avro[1], starts + 1, exists & valid), 0)
+        avro = self._resolve(avro)
+        if avro == "boolean":
+            self._bytes_are(starts[exists], (0, 1))
+        if isinstance(avro, str) or avro["type"] not in ("record", "array", "map"):
+            return self._size(array, avro)
+        if avro["type"] == "record":
+            out = np.zeros(len(array), dtype=np.int64)
+            for i, field in enumerate(avro["fields"]):
+                out += self._walk(array.field(i), field["type"], starts + out, exists)
+            return out
+        offsets = np.asarray(array.offsets.to_numpy(zero_copy_only=False), dtype=np.int64)
+        counts = offsets[1:] - offsets[:-1]
+        if avro["type"] == "map":
+            keys = self._bytes(array.keys)
+            items = keys + self._size(array.items, avro["values"])
+        else:
+            items = self._size(array.values, avro["items"])
+        summed = np.concatenate(([0], np.cumsum(items)))
+        parent = np.repeat(np.arange(len(counts)), counts)  # for each item in use, the row it belongs to
+        used = np.arange(offsets[0], offsets[-1]) if len(offsets) else np.zeros(0, dtype=np.int64)
+        item_starts = np.zeros(len(items), dtype=np.int64)
+        item_starts[used] = (starts + _varint_sizes(counts))[parent] + summed[used] - summed[offsets[:-1][parent]]
+        inside = np.zeros(len(items), dtype=bool)
+        inside[used] = exists[parent]
+        if avro["type"] == "map":
+            self._walk(array.items, avro["values"], item_starts + keys, inside)
+        else:
+            self._walk(array.values, avro["items"], item_starts, inside)
+        return self._blocks(array, items)
+
+    def _size(self, array: pa.Array, avro: Any) -> np.ndarray:
+        """Each element's canonical size (garbage where a parent is null: the union above masks it)."""
+        if isinstance(avro, list):
+            inner = self._size(array, avro[1])
+            valid = array.is_valid().to_numpy(zero_copy_only=False)
+            return 1 + np.where(valid, inner, 0)
+        avro = self._resolve(avro)
+        if isinstance(avro, str):
+            if avro in FIXED:
+                return np.full(len(array), FIXED[avro], dtype=np.int64)
+            if avro in VARINTS:
+                return _varint_sizes(_ints(array))
+            return self._bytes(array)
+        kind = avro["type"]
+        if kind == "record":
+            out = np.zeros(len(array), dtype=np.int64)
+            for i, field in enumerate(avro["fields"]):
+                out += self._size(array.field(i), field["type"])
+            return out
+        if kind == "enum":
+            return np.ones(len(array), dtype=np.int64)
+        if kind == "fixed":
+            return np.full(len(array), avro["size"], dtype=np.int64)
+        if kind == "array":
+            return self._blocks(array, self._size(array.values, avro["items"]))
+        if kind == "map":
+            items = self._bytes(array.keys) + self._size(array.items, avro["values"])
+            return self._blocks(array, items)
+        if kind in VARINTS:  # a long with a logical type (timestamp-millis)
+            return _varint_sizes(_ints(array))
+        return self._bytes(array)  # a string with a logical type (uuid)
+
+    def _bytes(self, array: pa.Array) -> np.ndarray:
+        lengths = _ints(pc.binary_length(array))
+        if lengths.size and int(lengths.max()) > self.max_string:
+            self.ok = False
+        return _varint_sizes(lengths) + lengths
+
+    def _blocks(self, array: pa.Array, items: np.ndarray) -> np.ndarray:
+        """An array or map in one block: its count, its items, the closing zero (an empty one is the zero alone)."""
+        offsets = np.asarray(array.offsets.to_numpy(zero_copy_only=False), dtype=np.int64)
+        counts = offsets[1:] - offsets[:-1]
+        if counts.size and int(counts.max()) > self.max_items:
+            self.ok = False
+        summed = np.concatenate(([0], np.cumsum(items)))
+        inside = summed[offsets[1:]] - summed[offsets[:-1]]
+        return np.where(counts == 0, 1, _varint_sizes(counts) + inside + 1)
