@@ -136,6 +136,8 @@ class Replay:
             output_codec=self.output_codec,
         )
         self.formats = {o.role: TableFormat(o.role, default_store().latest(o.record)) for o in OUTPUTS}
+        for fmt in self.formats.values():
+            fmt.prepare()
         self.buffers: dict[tuple[str, int], list[bytes]] = {}  # (table, partition) -> encoded outputs
         self.buffered: dict[tuple[str, int], int] = {}  # (table, partition) -> bytes of its buffered outputs
         self.paused: set[tuple[str, int]] = set()  # inputs paused while the other input of their merge catches up

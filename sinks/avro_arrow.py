@@ -136,6 +136,9 @@ class ArrowReader:
         self.sizes = Sizes(framed)
         self.file_header = _file_header(framed)
         self.header = header
+        from polars_avro._avro_rs import AvroSource  # polars-avro's reader of Arrow batches (pinned: constraints.txt)
+
+        self.source = AvroSource  # imported here, where the sink and replay start: polars loads in about 0.3 s
 
     def read(self, values: Sequence[bytes], max_record: int, max_string: int, max_items: int) -> pa.Table | None:
         """The values' records as one table with arrow-avro's types, or None when not sure of every one."""
@@ -145,7 +148,7 @@ class ArrowReader:
         if int(lengths.max()) - len(self.header) > max_record:
             return None
         data = b"".join(values)
-        batch = _decode(self.file_header + _long(len(values)) + _long(len(data)) + data + SYNC, len(values))
+        batch = self._decode(self.file_header + _long(len(values)) + _long(len(data)) + data + SYNC, len(values))
         if batch is None or batch.num_rows != len(values):
             return None
         frames = batch.column(0)
@@ -155,6 +158,19 @@ class ArrowReader:
             return None
         table = pa.Table.from_batches([batch]).drop_columns([FRAME])
         return table if self._plausible(table) else None
+
+    def _decode(self, block: bytes, rows: int) -> pa.RecordBatch | None:
+        """The first ``rows`` records of an in-memory object container file, or None when arrow-avro refuses them.
+
+        Only one batch is ever asked for: arrow-avro 0.x loops for ever on a block with bytes left after its
+        records, which asking for the next batch would reach; :class:`.avro_sizes.Sizes` checks what the batch
+        was read from.
+        """
+        source = self.source([lambda: contextlib.nullcontext(io.BytesIO(block))], False, False)
+        try:
+            return pa.record_batch(next(source.batch_iter(rows, None)))
+        except Exception:  # a body arrow-avro refuses (or StopIteration): the codec decides about the batch
+            return None
 
     def _plausible(self, table: pa.Table) -> bool:
         """Timestamps fastavro can hold, and maps without a repeated key."""
@@ -174,18 +190,3 @@ class ArrowReader:
                 if found.num_rows != len(rows):
                     return False
         return True
-
-
-def _decode(block: bytes, rows: int) -> pa.RecordBatch | None:
-    """The first ``rows`` records of an in-memory object container file, or None when arrow-avro refuses them.
-
-    Only one batch is ever asked for: arrow-avro 0.x loops for ever on a block with bytes left after its
-    records, which asking for the next batch would reach; what the batch came from is checked by sizes.
-    """
-    from polars_avro._avro_rs import AvroSource  # polars-avro's reader of Arrow batches, pinned in constraints.txt
-
-    source = AvroSource([lambda: contextlib.nullcontext(io.BytesIO(block))], False, False)
-    try:
-        return pa.record_batch(next(source.batch_iter(rows, None)))
-    except Exception:  # a body arrow-avro refuses (or StopIteration): the codec decides about the batch
-        return None

@@ -45,6 +45,10 @@ class TableFormat:
         """Decodes batches of this table's framed records (compiled on first use)."""
         return BatchDecoder(self.schema, self.arrow)
 
+    def prepare(self) -> BatchDecoder:
+        """Builds the decoder now (polars loads, the decoders compile), so the first batch does not wait for it."""
+        return self.decoder
+
     def manifest(
         self,
         relative: str,

@@ -65,6 +65,8 @@ class Sink:
         self.formats: dict[str, TableFormat] = {
             t: TableFormat(t, default_store().latest(TABLES[t].record)) for t in self.conf.tables
         }
+        for fmt in self.formats.values():
+            fmt.prepare()
         self.parts: dict[tuple[str, int], PartitionWriter] = {}
         self.health = SinkHealth(storage, self.conf.liveness_timeout_s)
         base = settings.kafka.client_config()
