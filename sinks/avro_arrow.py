@@ -12,13 +12,15 @@ It takes a batch only when it is sure the result is what the codec would give
 (``schemas/codec.py``), and returns None otherwise, so the caller decodes it
 the way it did before:
 
-* every value is framed with this schema version and within the record limit;
-* every body passes the codec's own strict pre-pass (``schemas/strict.py``:
-  int and enum and union ranges, booleans, lengths, string and item limits),
-  and its record ends where the value does. Record boundaries must be exact
-  before the bytes reach arrow-avro: a block with bytes left after its last
-  record makes arrow-avro 0.x loop for ever;
-* arrow-avro decodes it (it refuses text that is not UTF-8);
+* arrow-avro decodes the block (it refuses text that is not UTF-8, ints wider
+  than their type, enum indices out of range). Only the first batch is asked
+  for: arrow-avro 0.x loops for ever on a block with bytes left after its last
+  record, which a value with trailing bytes would leave;
+* every value starts with this schema version's framing and is within the
+  record limit;
+* every row's canonical size is its value's length, union indices and booleans
+  are canonical bytes, strings and items within the limits (:mod:`.avro_sizes`):
+  so every record was read from its own value, and from all of it;
 * timestamps lie within the years 1..9999 (fastavro refuses others) and no
   map repeats a key (fastavro keeps the last one, arrow the both).
 
@@ -148,13 +150,15 @@ class ArrowReader:
         lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
         if int(lengths.max()) - len(self.header) > max_record:
             return None
-        data = b"".join(values)
-        batch = self._decode(self.file_header + _long(len(values)) + _long(len(data)) + data + SYNC, len(values))
+        prefix = self.file_header + _long(len(values)) + _long(int(lengths.sum()))
+        block = b"".join([prefix, *values, SYNC])  # the batch's one copy: the values stay where Sizes reads them
+        batch = self._decode(block, len(values))
         if batch is None or batch.num_rows != len(values):
             return None
         if not self._framed(batch.column(0)):
             return None
-        if not self.sizes.check(batch, lengths, np.frombuffer(data, dtype=np.uint8), max_string, max_items):
+        data = np.frombuffer(block, dtype=np.uint8, count=int(lengths.sum()), offset=len(prefix))
+        if not self.sizes.check(batch, lengths, data, max_string, max_items):
             return None
         table = pa.Table.from_batches([batch]).drop_columns([FRAME])
         return table if self._plausible(table) else None
