@@ -35,6 +35,7 @@ HERE = Path(__file__).parent
 BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "joiner": ("joiner_throughput.py", ["--requests", "12000"], ["--requests", "3000", "--rounds", "1"]),
     "processor": ("processor_throughput.py", ["--requests", "8000"], ["--requests", "2000"]),
+    "peer-quix": ("peer_quix.py", ["--requests", "8000"], ["--requests", "2000", "--rounds", "1"]),
     "replay": ("replay_throughput.py", ["--requests", "10000"], ["--requests", "2000"]),
     "sink": ("sink_throughput.py", ["--rows", "50000"], ["--rows", "10000"]),
     "scale-out": ("scaleout.py", ["--requests", "6000"], ["--requests", "1500", "--workers", "1,2"]),
