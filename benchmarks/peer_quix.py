@@ -2,9 +2,10 @@
 
     python benchmarks/peer_quix.py [--requests 8000] [--rounds 3] [--json PATH]
 
-Needs Quix Streams (``pip install -c constraints.txt -e ".[bench]"``). Produces processor_throughput.py's
-traffic (production-size text, no invalid records) to the embedded broker once, then runs, alternating for
-``--rounds`` rounds, each consumer of those records in a process of its own: preflog's processor (RocksDB, the
+Needs Quix Streams, for this benchmark only: :data:`INSTALL` (its caps, confluent-kafka < 2.13 and pydantic < 2.14,
+are below preflog's pins, so pip refuses it as an extra; it runs with the pinned ones). Produces the traffic of
+processor_throughput.py (production-size text, no invalid records) to the embedded broker once, then runs, alternating
+for ``--rounds`` rounds, each consumer of those records in a process of its own: preflog's processor (RocksDB, the
 stack's settings, as processor_throughput.py runs it); a bare Quix Streams application that only counts the raw
 records (the baseline); and Quix Streams ``join_interval`` of feedback (left) to inference (right) on the key
 (request_id), values decoded by preflog's ``SingleObjectCodec`` in a Quix deserializer, joined pairs written as
@@ -48,6 +49,7 @@ from preflog.producers.traffic import send_traffic
 from preflog.schemas.codec import SingleObjectCodec
 from preflog.settings import ProcessorSettings, TopicSettings, load_settings, settings_env
 
+INSTALL = "pip install --no-deps quixstreams==3.28.0 jsonlines==4.0.0 orjson==3.13.0"
 GROUP = "peer-quix"
 STALL_S, START_S = 30.0, 180.0  # no progress for this long once records flow, or before the first: records lost
 BATCH_WAIT_S = ProcessorSettings().batch_wait_s
@@ -220,7 +222,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the figures here (benchmarks/run_all.py reads them)")
     args = parser.parse_args()
     if importlib.util.find_spec("quixstreams") is None:
-        sys.exit('peer_quix.py needs Quix Streams: pip install -c constraints.txt -e ".[bench]"')
+        sys.exit(f"peer_quix.py needs Quix Streams, for this benchmark only: {INSTALL}")
     work = Path(tempfile.mkdtemp(prefix="preflog-peer-quix-"))
     events: list[GeneratedEvent] = generate(
         TrafficProfile(requests=args.requests, invalid=0.0, rate=100), start=datetime(2026, 11, 1, tzinfo=timezone.utc)
