@@ -27,7 +27,7 @@ from ..kafka_helpers import read_topic
 from .conftest import Worker, processor_env
 from .processor_helpers import CODEC, clean_traffic, expected_pairs
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.heavy]  # 33 s: in the heavy step of .ci/run
 
 
 def listed_ends(config: dict[str, Any], topic: str, partitions: int) -> dict[int, int]:
