@@ -71,43 +71,6 @@ def _file_header(schema: dict[str, Any]) -> bytes:
     return bytes(out + b"\x00" + SYNC)
 
 
-def _checks(avro: Any, named: dict[str, Any], path: tuple[str, ...], nested: bool, out: dict[str, list]) -> None:
-    """Collects the paths of timestamp and map fields; raises ValueError for a type this reader does not know."""
-    if isinstance(avro, list):
-        branches = [b for b in avro if b != "null"]
-        if len(branches) != 1 or avro[0] != "null":
-            raise ValueError(f"only [null, T] unions are decoded in compiled code, got {avro}")
-        return _checks(branches[0], named, path, nested, out)
-    if isinstance(avro, str):
-        if avro in ("string", "bytes", "int", "long", "float", "double", "boolean"):
-            return None
-        return _checks(named[avro.split(".")[-1]], named, path, nested, out)
-    kind, logical = avro["type"], avro.get("logicalType")
-    if logical == "timestamp-millis" and kind == "long":
-        if nested:
-            raise ValueError("timestamps inside arrays are not decoded in compiled code")
-        out["timestamps"].append(path)
-        return None
-    if logical is not None and kind not in ("string", "enum"):
-        raise ValueError(f"the logical type {logical} is not decoded in compiled code")
-    if kind == "record":
-        named[avro["name"]] = avro
-        for field in avro["fields"]:
-            _checks(field["type"], named, (*path, field["name"]), nested, out)
-    elif kind == "enum":
-        named[avro["name"]] = avro
-    elif kind == "array":
-        _checks(avro["items"], named, path, True, out)
-    elif kind == "map":
-        if nested:
-            raise ValueError("maps inside arrays are not decoded in compiled code")
-        out["maps"].append(path)
-        _checks(avro["values"], named, path, True, out)
-    elif kind != "string":
-        _checks(kind, named, path, nested, out)
-    return None
-
-
 def _leaf(table: pa.Table, path: tuple[str, ...]) -> pa.Array:
     """The array at ``path`` (a top-level column, then struct fields), nulls where a parent is null."""
     array = table.column(path[0]).combine_chunks()
@@ -129,13 +92,9 @@ class ArrowReader:
 
     def __init__(self, schema: SchemaVersion, header: bytes) -> None:
         raw = strip_uuid(schema.raw)
-        found: dict[str, list] = {"timestamps": [], "maps": []}
-        _checks(raw, {}, (), False, found)
-        self.timestamps: list[tuple[str, ...]] = found["timestamps"]
-        self.maps: list[tuple[str, ...]] = found["maps"]
         frame = {"name": FRAME, "type": {"type": "fixed", "name": "PreflogFrame", "size": len(header)}}
         framed = {**raw, "fields": [frame, *raw["fields"]]}
-        self.sizes = Sizes(framed)
+        self.sizes = Sizes(framed)  # raises ValueError for a type it does not check
         self.file_header = _file_header(framed)
         self.header = header
         from polars_avro._avro_rs import AvroSource  # polars-avro's reader of Arrow batches (pinned: constraints.txt)
@@ -187,13 +146,13 @@ class ArrowReader:
     def _plausible(self, table: pa.Table) -> bool:
         """Timestamps fastavro can hold, and maps without a repeated key."""
         low, high = TIMESTAMP_MS
-        for path in self.timestamps:
+        for path in self.sizes.timestamps:
             millis = _leaf(table, path).cast(pa.int64())
             if millis.null_count < len(millis):
                 bounds = pc.min_max(millis)
                 if bounds["min"].as_py() < low or bounds["max"].as_py() > high:
                     return False
-        for path in self.maps:
+        for path in self.sizes.maps:
             entries = _leaf(table, path)
             keys = pa.ListArray.from_arrays(entries.offsets, entries.keys)  # each row's keys
             if len(keys.values):

@@ -9,8 +9,9 @@ value's length, every record began and ended where its value did and was written
 canonically: there is nothing the rows could have been read from but the values.
 
 The same pass checks what arrow-avro does not: strings, arrays and maps within
-the codec's limits, and top-level booleans written as 0 or 1 (arrow-avro reads any
-other byte as true; the codec refuses it). Types it does not know raise
+the codec's limits, booleans written as 0 or 1 (arrow-avro reads any other byte
+as true) and union indices of 0 or 1 (arrow-avro reads any other as the value's
+branch); the codec refuses both. Types it does not know raise
 ValueError when the schema is compiled, so such tables never take this path.
 """
 
@@ -50,45 +51,51 @@ class Sizes:
         schema: The record schema (JSON, logical types as written).
 
     Raises:
-        ValueError: a type this check does not know (unions other than [null, T], booleans below the
-            top level, enums of 64 symbols or more, other logical types than timestamp-millis).
+        ValueError: a type this check does not know (unions other than [null, T], enums of 64 symbols or
+            more, logical types other than uuid and timestamp-millis, timestamps or maps inside arrays).
     """
 
     def __init__(self, schema: dict[str, Any]) -> None:
         self.named: dict[str, Any] = {}
         self.fields: list[tuple[str, Any]] = [(f["name"], f["type"]) for f in schema["fields"]]
-        for _, avro in self.fields:
-            self._known(avro, top=True)
+        self.timestamps: list[tuple[str, ...]] = []  # where timestamps are (field names from the top; none in arrays)
+        self.maps: list[tuple[str, ...]] = []  # where maps are (none in arrays)
+        for name, avro in self.fields:
+            self._known(avro, (name,), False)
 
     def _resolve(self, avro: Any) -> Any:
         if isinstance(avro, str) and avro not in FIXED and avro not in VARINTS and avro not in ("string", "bytes"):
             return self.named[avro.split(".")[-1]]
         return avro
 
-    def _known(self, avro: Any, top: bool) -> None:
+    def _known(self, avro: Any, path: tuple[str, ...], nested: bool) -> None:
+        """Learns the named types and where timestamps and maps are; ValueError for what is not checked."""
         if isinstance(avro, list):
             if len(avro) != 2 or avro[0] != "null":
                 raise ValueError(f"only [null, T] unions are checked, got {avro}")
-            return self._known(avro[1], top)
+            return self._known(avro[1], path, nested)
         avro = self._resolve(avro)
         if isinstance(avro, str):
-            if avro == "boolean" and not top:
-                raise ValueError("booleans below the top level are not checked")
             return None
         kind, logical = avro["type"], avro.get("logicalType")
-        if logical not in (None, "uuid", "timestamp-millis"):
-            raise ValueError(f"the logical type {logical} is not checked")
+        if logical not in (None, "uuid", "timestamp-millis") or (logical == "timestamp-millis" and kind != "long"):
+            raise ValueError(f"the logical type {logical} of {kind} is not checked")
+        if (logical == "timestamp-millis" or kind == "map") and nested:
+            raise ValueError(f"{'a timestamp' if logical else 'a map'} inside an array or map is not checked")
+        if logical == "timestamp-millis":
+            self.timestamps.append(path)
         if kind in ("record", "enum", "fixed"):
             self.named[avro["name"]] = avro
         if kind == "record":
             for field in avro["fields"]:
-                self._known(field["type"], False)
+                self._known(field["type"], (*path, field["name"]), nested)
         elif kind == "enum" and len(avro["symbols"]) >= 64:
             raise ValueError("enums of 64 symbols or more are not checked")
-        elif kind in ("array", "map"):
-            self._known(avro["items" if kind == "array" else "values"], False)
-        elif kind not in ("enum", "fixed"):
-            self._known(kind, top)
+        elif kind == "map":
+            self.maps.append(path)
+            self._known(avro["values"], path, True)
+        elif kind == "array":
+            self._known(avro["items"], path, True)
         return None
 
     def check(
