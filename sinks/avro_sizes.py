@@ -33,7 +33,10 @@ def _varint_sizes(values: np.ndarray) -> np.ndarray:
     """Bytes of the zigzag varint of each int64 in ``values``."""
     z = ((values << 1) ^ (values >> 63)).view(np.uint64)
     out = np.ones(len(z), dtype=np.int64)
+    top = int(z.max()) if len(z) else 0
     for k in range(1, 10):
+        if top < 1 << (7 * k):  # no value needs more bytes (lengths: usually one or two passes)
+            break
         out += z >= np.uint64(1 << (7 * k))
     return out
 

@@ -177,3 +177,16 @@ def test_a_batch_of_many_values_is_one_compiled_read_and_the_column_path_still_s
     assert table is not None and table.num_rows == 300
     assert isinstance(FORMATS["pairs"].decoder.columns(values, CODEC), ColumnRows)
     assert compiled("pairs", []) is None
+
+
+def test_varint_sizes_are_the_bytes_a_zigzag_varint_takes() -> None:
+    import numpy as np
+
+    from preflog.sinks.avro_sizes import _varint_sizes
+
+    rng = random.Random(1)
+    edges = [0, 1, -1, 63, 64, -64, -65, 8191, 8192, 2**31 - 1, -(2**31), 2**62, 2**63 - 1, -(2**63)]
+    values = edges + [rng.randrange(-(2**63), 2**63) for _ in range(500)] + [rng.randrange(1 << 40) for _ in range(500)]
+    expected = [len(_varint(v)) for v in values]  # the encoder's own bytes, counted
+    assert _varint_sizes(np.array(values, dtype=np.int64)).tolist() == expected
+    assert [int(_varint_sizes(np.array([v], dtype=np.int64))[0]) for v in edges] == expected[: len(edges)]
