@@ -113,6 +113,9 @@ def run_plan(plan: Plan, workdir: Path | None = None) -> dict[str, Any]:
             if name == "send bad inputs":  # event times near the traffic's current event time
                 now = event_start + timedelta(seconds=time.monotonic() - wall0)
                 bad = bad_inputs(plan.seed, now, plan.bad_kinds)
+                shared = {b.request_id for b in bad if b.request_id} & {e.key for e in events}
+                if shared:  # the suite's own mistake: a bad input's outcome would depend on a generated request
+                    raise RuntimeError(f"bad inputs reuse {len(shared)} request_id(s) of the traffic: {sorted(shared)}")
                 run.send_bad(bad)
             step()
         traffic.join()
