@@ -82,6 +82,24 @@ def test_identical_duplicate_inference_is_ignored_conflicting_one_dead_lettered(
     assert "already used by an inference with different content" in out.record["reason"]
 
 
+def test_a_judged_inference_read_again_after_its_expiry_is_a_duplicate_another_one_a_conflict() -> None:
+    """After expiry a judged inference leaves a marker with its digest: a re-read (kill -9) is no conflict."""
+    h = Harness()
+    inf = inference()
+    h.send(INF, inf)
+    rating = feedback(
+        inf["request_id"], event_time=at(1), kind="RATING", pairwise=None, rating={"index": 0, "label": True}
+    )
+    assert [o.role for o in h.send(FB, rating)] == ["unpaired"]
+    h.send(INF, inference(event_time=at(200)))  # stream time moves past the window and grace: it expires
+    before = h.joiner.duplicates
+    assert h.send(INF, inf) == []  # the same bytes again, as after a restart
+    assert h.joiner.duplicates == before + 1
+    (out,) = h.send(INF, {**inf, "prompt": "Which answer is right?", "event_time": at(201)})
+    assert out.role == "dead_letter" and out.record["error_class"] == "ConflictingInference"
+    assert "first: an expired inference" in out.record["reason"]
+
+
 @pytest.mark.parametrize(
     ("fb", "message"),
     [
