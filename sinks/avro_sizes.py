@@ -25,6 +25,8 @@ import pyarrow.compute as pc
 
 __all__ = ["Sizes"]
 
+#: each element's start in the batch's bytes, and whether it is there at all (not under a null parent)
+Placed = tuple[np.ndarray, np.ndarray]
 FIXED = {"null": 0, "boolean": 1, "float": 4, "double": 8}
 VARINTS = ("int", "long")
 
@@ -117,7 +119,7 @@ class Sizes:
         starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
         at, exists = starts.copy(), np.ones(len(lengths), dtype=bool)
         for (_, avro), column in zip(self.fields, batch.columns, strict=True):
-            at += self._walk(column, avro, at, exists)
+            at += self._size(column, avro, (at, exists))
             if not self.ok:
                 return False
         return bool(np.array_equal(at - starts, lengths))
@@ -131,51 +133,25 @@ class Sizes:
         ):
             self.ok = False
 
-    def _walk(self, array: pa.Array, avro: Any, starts: np.ndarray, exists: np.ndarray) -> np.ndarray:
-        """:meth:`_size`, checking the union indices and booleans of the elements that exist at ``starts``."""
-        if isinstance(avro, list):
-            valid = array.is_valid().to_numpy(zero_copy_only=False)
-            self._bytes_are(starts[exists & ~valid], (0,))
-            self._bytes_are(starts[exists & valid], (2,))
-            return 1 + np.where(valid, self._walk(array, avro[1], starts + 1, exists & valid), 0)
-        avro = self._resolve(avro)
-        if avro == "boolean":
-            self._bytes_are(starts[exists], (0, 1))
-        if isinstance(avro, str) or avro["type"] not in ("record", "array", "map"):
-            return self._size(array, avro)
-        if avro["type"] == "record":
-            out = np.zeros(len(array), dtype=np.int64)
-            for i, field in enumerate(avro["fields"]):
-                out += self._walk(array.field(i), field["type"], starts + out, exists)
-            return out
-        offsets = np.asarray(array.offsets.to_numpy(zero_copy_only=False), dtype=np.int64)
-        counts = offsets[1:] - offsets[:-1]
-        if avro["type"] == "map":
-            keys = self._bytes(array.keys)
-            items = keys + self._size(array.items, avro["values"])
-        else:
-            items = self._size(array.values, avro["items"])
-        summed = np.concatenate(([0], np.cumsum(items)))
-        parent = np.repeat(np.arange(len(counts)), counts)  # for each item in use, the row it belongs to
-        used = np.arange(offsets[0], offsets[-1]) if len(offsets) else np.zeros(0, dtype=np.int64)
-        item_starts = np.zeros(len(items), dtype=np.int64)
-        item_starts[used] = (starts + _varint_sizes(counts))[parent] + summed[used] - summed[offsets[:-1][parent]]
-        inside = np.zeros(len(items), dtype=bool)
-        inside[used] = exists[parent]
-        if avro["type"] == "map":
-            self._walk(array.items, avro["values"], item_starts + keys, inside)
-        else:
-            self._walk(array.values, avro["items"], item_starts, inside)
-        return self._blocks(array, items)
+    def _size(self, array: pa.Array, avro: Any, at: Placed | None = None) -> np.ndarray:
+        """Each element's canonical size (garbage where a parent is null: the union above masks it).
 
-    def _size(self, array: pa.Array, avro: Any) -> np.ndarray:
-        """Each element's canonical size (garbage where a parent is null: the union above masks it)."""
+        With ``at`` (each element's start in the data, and whether it exists there: not under a null parent),
+        the union indices and booleans are checked at their positions too.
+        """
         if isinstance(avro, list):
-            inner = self._size(array, avro[1])
             valid = array.is_valid().to_numpy(zero_copy_only=False)
-            return 1 + np.where(valid, inner, 0)
+            inner = None
+            if at is not None:
+                starts, exists = at
+                self._bytes_are(starts[exists & ~valid], (0,))
+                self._bytes_are(starts[exists & valid], (2,))
+                inner = (starts + 1, exists & valid)
+            return 1 + np.where(valid, self._size(array, avro[1], inner), 0)
         avro = self._resolve(avro)
         if isinstance(avro, str):
+            if avro == "boolean" and at is not None:
+                self._bytes_are(at[0][at[1]], (0, 1))
             if avro in FIXED:
                 return np.full(len(array), FIXED[avro], dtype=np.int64)
             if avro in VARINTS:
@@ -185,17 +161,14 @@ class Sizes:
         if kind == "record":
             out = np.zeros(len(array), dtype=np.int64)
             for i, field in enumerate(avro["fields"]):
-                out += self._size(array.field(i), field["type"])
+                out += self._size(array.field(i), field["type"], None if at is None else (at[0] + out, at[1]))
             return out
         if kind == "enum":
             return np.ones(len(array), dtype=np.int64)
         if kind == "fixed":
             return np.full(len(array), avro["size"], dtype=np.int64)
-        if kind == "array":
-            return self._blocks(array, self._size(array.values, avro["items"]))
-        if kind == "map":
-            items = self._bytes(array.keys) + self._size(array.items, avro["values"])
-            return self._blocks(array, items)
+        if kind in ("array", "map"):
+            return self._blocks(array, avro, at)
         if kind in VARINTS:  # a long with a logical type (timestamp-millis)
             return _varint_sizes(_ints(array))
         return self._bytes(array)  # a string with a logical type (uuid)
@@ -206,12 +179,31 @@ class Sizes:
             self.ok = False
         return _varint_sizes(lengths) + lengths
 
-    def _blocks(self, array: pa.Array, items: np.ndarray) -> np.ndarray:
-        """An array or map in one block: its count, its items, the closing zero (an empty one is the zero alone)."""
+    def _blocks(self, array: pa.Array, avro: dict[str, Any], at: Placed | None) -> np.ndarray:
+        """An array or map in one block: its count, its items, the closing zero (an empty one is the zero alone).
+
+        With ``at``, the items are checked at their own starts (their sizes first give those starts).
+        """
         offsets = np.asarray(array.offsets.to_numpy(zero_copy_only=False), dtype=np.int64)
         counts = offsets[1:] - offsets[:-1]
         if counts.size and int(counts.max()) > self.max_items:
             self.ok = False
+        if avro["type"] == "map":
+            keys = self._bytes(array.keys)
+            values, value_type = array.items, avro["values"]
+            items = keys + self._size(values, value_type)
+        else:
+            values, value_type = array.values, avro["items"]
+            items = self._size(values, value_type)
         summed = np.concatenate(([0], np.cumsum(items)))
-        inside = summed[offsets[1:]] - summed[offsets[:-1]]
-        return np.where(counts == 0, 1, _varint_sizes(counts) + inside + 1)
+        if at is not None:
+            starts, exists = at
+            parent = np.repeat(np.arange(len(counts)), counts)  # for each item in use, the row it belongs to
+            used = np.arange(offsets[0], offsets[-1]) if len(offsets) else np.zeros(0, dtype=np.int64)
+            item_starts = np.zeros(len(items), dtype=np.int64)
+            item_starts[used] = (starts + _varint_sizes(counts))[parent] + summed[used] - summed[offsets[:-1][parent]]
+            inside = np.zeros(len(items), dtype=bool)
+            inside[used] = exists[parent]
+            self._size(values, value_type, (item_starts + keys if avro["type"] == "map" else item_starts, inside))
+        inside_sizes = summed[offsets[1:]] - summed[offsets[:-1]]
+        return np.where(counts == 0, 1, _varint_sizes(counts) + inside_sizes + 1)
