@@ -20,6 +20,7 @@ from typing import Any
 
 from preflog.schemas.codec import Codec
 from preflog.schemas.fast_reader import Marks
+from preflog.schemas.varint import ONE_BYTE, avro_long
 
 from .pairs import Preference
 
@@ -116,29 +117,11 @@ def field_shapes(schema: Any) -> dict[str, Any]:
     return {f["name"]: _shape(f["type"], named) for f in schema["fields"]}
 
 
-_ONE_BYTE = [bytes((z,)) for z in range(128)]
-
-
-def avro_long(n: int) -> bytes:
-    """``n`` as an Avro int or long (zigzag varint), as fastavro writes it."""
-    z = (n << 1) ^ (n >> 63)
-    if 0 <= z < 128:
-        return _ONE_BYTE[z]
-    if not 0 <= z < 1 << 64:
-        raise OverflowError(f"{n} does not fit an Avro long")
-    out = bytearray()
-    while z > 127:
-        out.append((z & 127) | 128)
-        z >>= 7
-    out.append(z)
-    return bytes(out)
-
-
 def avro_string(text: str) -> bytes:
     """``text`` as an Avro string."""
     data = text.encode()
     n = len(data)
-    return (_ONE_BYTE[n << 1] if n < 64 else avro_long(n)) + data
+    return (ONE_BYTE[n << 1] if n < 64 else avro_long(n)) + data
 
 
 def optional_double(value: float | None) -> bytes:

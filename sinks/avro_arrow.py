@@ -41,6 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from preflog.schemas.registry import SchemaVersion, strip_uuid
+from preflog.schemas.varint import avro_long
 
 from .avro_columns import TIMESTAMP_MS
 from .avro_sizes import Sizes
@@ -51,23 +52,12 @@ FRAME = "__preflog_frame"
 SYNC = bytes(range(16))
 
 
-def _long(n: int) -> bytes:
-    """A zigzag varint."""
-    z = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while z > 0x7F:
-        out.append((z & 0x7F) | 0x80)
-        z >>= 7
-    out.append(z)
-    return bytes(out)
-
-
 def _file_header(schema: dict[str, Any]) -> bytes:
     """The header of an object container file of ``schema``, codec null, sync marker :data:`SYNC`."""
     meta = {"avro.schema": json.dumps(schema).encode(), "avro.codec": b"null"}
-    out = bytearray(b"Obj\x01") + _long(len(meta))
+    out = bytearray(b"Obj\x01") + avro_long(len(meta))
     for key, value in meta.items():
-        out += _long(len(key)) + key.encode() + _long(len(value)) + value
+        out += avro_long(len(key)) + key.encode() + avro_long(len(value)) + value
     return bytes(out + b"\x00" + SYNC)
 
 
@@ -109,7 +99,7 @@ class ArrowReader:
         lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
         if int(lengths.max()) - len(self.header) > max_record:
             return None
-        prefix = self.file_header + _long(len(values)) + _long(int(lengths.sum()))
+        prefix = self.file_header + avro_long(len(values)) + avro_long(int(lengths.sum()))
         block = b"".join([prefix, *values, SYNC])  # the batch's one copy: the values stay where Sizes reads them
         batch = self._decode(block, len(values))
         if batch is None or batch.num_rows != len(values):
