@@ -11,15 +11,13 @@ placeholder ``from_pylist`` gives it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
 from typing import Any
 
 import pyarrow as pa
 
 from preflog.schemas.tables import TABLES
 
-from .columns import DAY_MS, EPOCH
-from .naming import partition_dir
+from .columns import dirs_of
 
 __all__ = ["ArrowRows", "conform"]
 
@@ -87,19 +85,8 @@ class ArrowRows:
 
     def dirs(self, table: str, partition_by: list[str]) -> list[str]:
         time = TABLES[table].time_column
-        if partition_by or time not in self.data.column_names:  # values as fastavro gives them, through Arrow
-            wanted = [n for n in self.data.column_names if n == time or any(c.split(".")[0] == n for c in partition_by)]
-            records = self.table_of(wanted).to_pylist(maps_as_pydicts="strict")
-            return [partition_dir(table, record, partition_by) for record in records]
-        days: dict[int, str] = {}
-        out = []
-        for ms in self.data.column(time).cast(pa.int64()).to_pylist():
-            day = ms // DAY_MS
-            found = days.get(day)
-            if found is None:
-                found = days[day] = partition_dir(table, {time: EPOCH + timedelta(days=day)}, [])
-            out.append(found)
-        return out
+        times = self.data.column(time).cast(pa.int64()).to_pylist() if time in self.data.column_names else None
+        return dirs_of(table, partition_by, self.data.column_names, times, self.table_of)
 
     def table_of(self, names: list[str], schema: pa.Schema | None = None) -> pa.Table:
         """The columns ``names`` (of ``schema``, or as decoded) as an Arrow table."""

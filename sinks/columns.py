@@ -10,7 +10,7 @@ compares the Parquet bytes).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol, runtime_checkable
 
@@ -22,7 +22,7 @@ from .arrow import to_table
 from .column_plan import Leaf, Plan, Struct
 from .naming import partition_dir
 
-__all__ = ["ColumnRows", "DictRows", "Rows"]
+__all__ = ["ColumnRows", "DictRows", "Rows", "dirs_of"]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 DAY_MS = 86_400_000
@@ -127,6 +127,38 @@ def _array(node: Any, lists: list[list[Any]], nullable: bool) -> pa.Array:
     return pa.ListArray.from_arrays(offsets, items[0], type=kind, mask=mask)
 
 
+def dirs_of(
+    table: str,
+    partition_by: list[str],
+    names: list[str],
+    times: Sequence[int] | None,
+    table_of: Callable[[list[str]], pa.Table],
+) -> list[str]:
+    """Each record's folder (:func:`.naming.partition_dir`) for the columnar shapes of :class:`Rows`.
+
+    Args:
+        table: The table.
+        partition_by: Extra partition columns.
+        names: The top-level columns there are.
+        times: The time column, in milliseconds (None when it is not there as such).
+        table_of: The columns ``names`` as an Arrow table.
+    """
+    time = TABLES[table].time_column
+    if partition_by or times is None:  # values as fastavro gives them, through Arrow
+        wanted = [n for n in names if n == time or any(c.split(".")[0] == n for c in partition_by)]
+        records = table_of(wanted).to_pylist(maps_as_pydicts="strict")
+        return [partition_dir(table, record, partition_by) for record in records]
+    days: dict[int, str] = {}  # by day: one folder name per day, not one datetime per record
+    out = []
+    for ms in times:
+        day = ms // DAY_MS
+        found = days.get(day)
+        if found is None:
+            found = days[day] = partition_dir(table, {time: EPOCH + timedelta(days=day)}, [])
+        out.append(found)
+    return out
+
+
 class ColumnRows:
     """Records as the column decoder's lists: one per leaf, null flags and offsets (see :class:`.avro_columns.Plan`).
 
@@ -169,21 +201,7 @@ class ColumnRows:
         return ColumnRows(self.plan, self.names, self.lists, self.count, taken)
 
     def dirs(self, table: str, partition_by: list[str]) -> list[str]:
-        time = TABLES[table].time_column
-        times = self._leaf(time)
-        if partition_by or times is None:  # values as fastavro gives them, through Arrow
-            wanted = [n for n in self.names if n == time or any(c.split(".")[0] == n for c in partition_by)]
-            records = self.table_of(wanted).to_pylist(maps_as_pydicts="strict")
-            return [partition_dir(table, record, partition_by) for record in records]
-        days: dict[int, str] = {}
-        out = []
-        for ms in times:
-            day = ms // DAY_MS
-            found = days.get(day)
-            if found is None:
-                found = days[day] = partition_dir(table, {time: EPOCH + timedelta(days=day)}, [])
-            out.append(found)
-        return out
+        return dirs_of(table, partition_by, self.names, self._leaf(TABLES[table].time_column), self.table_of)
 
     def table_of(self, names: list[str], schema: pa.Schema | None = None) -> pa.Table:
         """The columns ``names`` (of ``schema``, or with the decoder's types) as an Arrow table."""
