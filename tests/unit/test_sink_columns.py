@@ -19,7 +19,7 @@ from preflog.schemas.exceptions import DecodeError
 from preflog.schemas.registry import default_store
 from preflog.schemas.tables import OUTPUTS, TABLES
 from preflog.sinks.batch import TableFormat, batch_files
-from preflog.sinks.columns import ColumnRows, DictRows
+from preflog.sinks.columns import ColumnRows, DictRows, Rows
 from preflog.sinks.parquet import encode
 
 from ..samples import all_samples
@@ -108,6 +108,21 @@ def data_files(files: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
     return [(path, data) for path, data in files if path.endswith(".parquet") and not path.startswith("_manifests/")]
 
 
+def assert_same_files(role: str, fast: Rows, slow: DictRows, partition_by: list[str]) -> None:
+    """``fast`` and the dict path's ``slow`` give the same folders and the same files, whole and after takes."""
+    keep = [i for i in range(len(slow)) if i % 3]  # as when duplicates are skipped
+    pairs = [
+        (fast, slow),
+        (fast.take(keep), slow.take(keep)),
+        (fast.take(keep).take([5, 1]), slow.take(keep).take([5, 1])),
+    ]
+    for a, b in pairs:
+        assert a.dirs(role, partition_by) == b.dirs(role, partition_by)
+        ours, theirs = (batch_files(FORMATS[role], rows, "t", 0, 0, 119, partition_by) for rows in (a, b))
+        assert data_files(ours) == data_files(theirs)
+        assert [p for p, _ in ours] == [p for p, _ in theirs]
+
+
 @pytest.mark.parametrize("role", [o.role for o in OUTPUTS])
 @pytest.mark.parametrize("partition_by", [[], ["model.name"], ["reason", "source_offset.partition", "nothing.here"]])
 def test_the_column_path_writes_the_files_the_dict_path_writes(role: str, partition_by: list[str]) -> None:
@@ -116,17 +131,7 @@ def test_the_column_path_writes_the_files_the_dict_path_writes(role: str, partit
     assert isinstance(fast, ColumnRows)  # the column decoder took every record
     slow = dict_rows(role, values)
     assert fast.ids(TABLES[role].id_column) == slow.ids(TABLES[role].id_column)
-    keep = [i for i in range(len(values)) if i % 3]  # as when duplicates are skipped
-    pairs = [
-        (fast, slow),
-        (fast.take(keep), slow.take(keep)),
-        (fast.take(keep).take([5, 1]), slow.take(keep).take([5, 1])),
-    ]
-    for a, b in pairs:
-        assert a.dirs(role, partition_by) == b.dirs(role, partition_by)
-        ours, theirs = (batch_files(fmt, rows, "t", 0, 0, 119, partition_by) for rows in (a, b))
-        assert data_files(ours) == data_files(theirs)
-        assert [p for p, _ in ours] == [p for p, _ in theirs]
+    assert_same_files(role, fast, slow, partition_by)
     assert len(data_files(batch_files(fmt, fast, "t", 0, 0, 119, partition_by))) > 1  # several dt= folders
 
 

@@ -13,12 +13,12 @@ import pytest
 
 from preflog.schemas.exceptions import DecodeError
 from preflog.schemas.tables import OUTPUTS, TABLES
+from preflog.schemas.varint import avro_long
 from preflog.sinks.arrow_rows import ArrowRows
-from preflog.sinks.batch import batch_files
 from preflog.sinks.columns import ColumnRows, DictRows
 from preflog.sinks.parquet import encode
 
-from .test_sink_columns import CODEC, FORMATS, SAMPLES, data_files, dict_rows, values_of
+from .test_sink_columns import CODEC, FORMATS, SAMPLES, assert_same_files, dict_rows, values_of
 
 ROLES = [o.role for o in OUTPUTS]
 LIMITS = (CODEC.max_record_bytes, CODEC.max_string_bytes, CODEC.max_items)
@@ -38,17 +38,7 @@ def test_the_compiled_path_writes_the_files_the_dict_path_writes(role: str, part
     assert isinstance(fast, ArrowRows)  # the compiled reader took every record
     slow = dict_rows(role, values)
     assert fast.ids(TABLES[role].id_column) == slow.ids(TABLES[role].id_column)
-    keep = [i for i in range(len(values)) if i % 3]  # as when duplicates are skipped
-    pairs = [
-        (fast, slow),
-        (fast.take(keep), slow.take(keep)),
-        (fast.take(keep).take([5, 1]), slow.take(keep).take([5, 1])),
-    ]
-    for a, b in pairs:
-        assert a.dirs(role, partition_by) == b.dirs(role, partition_by)
-        ours, theirs = (batch_files(fmt, rows, "t", 0, 0, 119, partition_by) for rows in (a, b))
-        assert data_files(ours) == data_files(theirs)
-        assert [p for p, _ in ours] == [p for p, _ in theirs]
+    assert_same_files(role, fast, slow, partition_by)
 
 
 def _mutated(value: bytes, rng: random.Random) -> bytes:
@@ -155,20 +145,12 @@ def test_a_timestamp_fastavro_cannot_hold_leaves_the_batch_to_the_codec() -> Non
     pair = dict(SAMPLES["PreferencePair"])
     when = datetime(5000, 1, 2, tzinfo=timezone.utc)  # its varint is as long as year 10000's
     body = CODEC.encode("PreferencePair", {**pair, "feedback_time": when})
-    old, new = _varint(int(when.timestamp() * 1000)), _varint(253_402_300_800_000)  # year 10000
+    old, new = avro_long(int(when.timestamp() * 1000)), avro_long(253_402_300_800_000)  # year 10000
     assert body.count(old) == 1 and len(old) == len(new)
     far = body.replace(old, new)
     assert compiled("pairs", [far]) is None
     with pytest.raises(DecodeError):
         FORMATS["pairs"].decoder.decode([far], CODEC, "t")
-
-
-def _varint(n: int) -> bytes:
-    z, out = (n << 1) ^ (n >> 63), bytearray()
-    while z > 0x7F:
-        out.append((z & 0x7F) | 0x80)
-        z >>= 7
-    return bytes([*out, z])
 
 
 def test_a_batch_of_many_values_is_one_compiled_read_and_the_column_path_still_serves() -> None:
@@ -187,6 +169,6 @@ def test_varint_sizes_are_the_bytes_a_zigzag_varint_takes() -> None:
     rng = random.Random(1)
     edges = [0, 1, -1, 63, 64, -64, -65, 8191, 8192, 2**31 - 1, -(2**31), 2**62, 2**63 - 1, -(2**63)]
     values = edges + [rng.randrange(-(2**63), 2**63) for _ in range(500)] + [rng.randrange(1 << 40) for _ in range(500)]
-    expected = [len(_varint(v)) for v in values]  # the encoder's own bytes, counted
+    expected = [len(avro_long(v)) for v in values]  # the encoder's own bytes, counted
     assert _varint_sizes(np.array(values, dtype=np.int64)).tolist() == expected
     assert [int(_varint_sizes(np.array([v], dtype=np.int64))[0]) for v in edges] == expected[: len(edges)]
