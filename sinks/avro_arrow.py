@@ -99,14 +99,15 @@ class ArrowReader:
         lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
         if int(lengths.max()) - len(self.header) > max_record:
             return None
-        prefix = self.file_header + avro_long(len(values)) + avro_long(int(lengths.sum()))
+        total = int(lengths.sum())
+        prefix = self.file_header + avro_long(len(values)) + avro_long(total)
         block = b"".join([prefix, *values, SYNC])  # the batch's one copy: the values stay where Sizes reads them
         batch = self._decode(block, len(values))
         if batch is None or batch.num_rows != len(values):
             return None
         if not self._framed(batch.column(0)):
             return None
-        data = np.frombuffer(block, dtype=np.uint8, count=int(lengths.sum()), offset=len(prefix))
+        data = np.frombuffer(block, dtype=np.uint8, count=total, offset=len(prefix))
         if not self.sizes.check(batch, lengths, data, max_string, max_items):
             return None
         table = pa.Table.from_batches([batch]).drop_columns([FRAME])
